@@ -1,0 +1,5 @@
+DROP TABLE results;
+DROP TABLE tasks;
+DROP TABLE files;
+DROP TABLE api_tokens;
+DROP TABLE users;

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `make test`: bring up the services (scripts/test-services.sh), then run the whole suite.
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh db::` to run the data-layer tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/test-services.sh
+trap test_services_stop EXIT
+test_services_start
+echo "test services: postgres=$OCRD_TEST_DATABASE_URL redis=$OCRD_TEST_REDIS_URL s3=$OCRD_TEST_S3_ENDPOINT"
+cargo test --all-targets "$@"

@@ -1,0 +1,64 @@
+//! `App`: the ports built once from the configuration and shared by every mode.
+//!
+//! This is the only place that chooses adapters: PostgreSQL or SQLite, S3 or a local directory,
+//! Redis or in-process. Everything downstream holds an `App` and does not know which it got.
+
+use std::sync::Arc;
+
+use crate::blobs::{BlobError, Blobs};
+use crate::config::Config;
+use crate::db::{DbError, DbPool};
+use crate::redis_pool::{self, RedisError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Blobs(#[from] BlobError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+#[derive(Clone, Debug)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: DbPool,
+    pub blobs: Blobs,
+    /// `None` on the embedded defaults: queue, events and sessions stay in process.
+    pub redis: Option<deadpool_redis::Pool>,
+}
+
+impl App {
+    /// Builds the ports and, unless `database.migrate_on_start` is off, migrates the database.
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        let db = DbPool::from_config(&config)?;
+        if config.database.migrate_on_start {
+            db.migrate().await?;
+        }
+        let blobs = Blobs::from_config(&config)?;
+        blobs.check().await?;
+        let redis = match config.redis_url()? {
+            Some(url) => Some(redis_pool::pool(url, config.database.pool_size.max(4))?),
+            None => None,
+        };
+        Ok(App {
+            config: Arc::new(config),
+            db,
+            blobs,
+            redis,
+        })
+    }
+
+    /// Checks every port with a round trip; the readiness probe.
+    pub async fn check_ready(&self) -> Result<(), AppError> {
+        self.db.ping().await?;
+        self.blobs.check().await?;
+        if let Some(redis) = &self.redis {
+            redis_pool::ping(redis).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! The command line: one `Command` per mode, each with its own `run`.
+//!
+//! Modes that serve or work (`serve`, `work`, `all-in-one`, `ocr`, `admin`) join this enum with
+//! their own issues; see DESIGN.md for the full interface.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DatabaseTarget};
+use crate::db::DbPool;
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "ocrd", version, about = "Self-hosted OCR platform", long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: config/ocrd.toml when it exists.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "OCRD_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        let config = Config::load(self.config.as_deref())?;
+        telemetry::init(&config.log);
+        match self.command {
+            Command::Config => {
+                print!("{}", config.to_redacted_toml());
+                Ok(())
+            }
+            Command::Migrate => runtime()?.block_on(migrate(config)),
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let target = match config.database_target()? {
+        DatabaseTarget::Postgres(url) => format!("PostgreSQL {}", url.redacted()),
+        DatabaseTarget::Sqlite(path) => format!("SQLite {}", path.display()),
+    };
+    let db = DbPool::from_config(&config)?;
+    let applied = db
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {target}"))?;
+    if applied.is_empty() {
+        println!("{target}: up to date");
+    } else {
+        println!("{target}: applied {}", applied.join(", "));
+    }
+    Ok(())
+}

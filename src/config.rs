@@ -1,0 +1,352 @@
+//! Typed configuration.
+//!
+//! Sources, later ones win: built-in defaults, then `config/ocrd.toml` (or the file given with
+//! `--config`), then `OCRD_*` environment variables where `__` separates the key path
+//! (`OCRD_DATABASE__URL` sets `database.url`). The raw values are deserialised with figment and
+//! then validated into these types, so every error names the key it is about.
+//!
+//! Every key is documented in `config/ocrd.toml`. Secrets (`database.url`, `redis.url`,
+//! `storage.secret_access_key`) are wrapped in [`Secret`], which never prints its value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+/// The config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config/ocrd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(Box<figment::Error>),
+    #[error("invalid configuration: `{key}` {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Parse(Box::new(e))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Embedded database, local blobs and temporary files live here.
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig::default(),
+            redis: RedisConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Empty: SQLite at `{data_dir}/ocrd.db`. `postgres://…`: PostgreSQL.
+    pub url: Secret,
+    pub pool_size: usize,
+    /// Apply pending migrations when a mode starts.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: Secret::default(),
+            pool_size: 8,
+            migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Empty: in-process queue, events and sessions. `redis://…`: Redis.
+    pub url: Secret,
+    /// Prefix of every Redis key ocrd writes, so several installs can share one server.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: Secret::default(),
+            key_prefix: "ocrd:".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    Local,
+    S3,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    /// Local directory; default `{data_dir}/blobs`.
+    pub path: Option<PathBuf>,
+    pub bucket: Option<String>,
+    /// Default: `AWS_REGION`, then `us-east-1`.
+    pub region: Option<String>,
+    /// Any S3-compatible endpoint; default: AWS.
+    pub endpoint: Option<String>,
+    /// KMS key id or ARN for SSE-KMS. Empty: the bucket's default encryption applies.
+    pub kms_key_id: Option<String>,
+    pub path_style: bool,
+    pub allow_http: bool,
+    /// Default: `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// Default: `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Secret,
+    /// Lifetime of presigned result URLs; 0 streams results through ocrd instead.
+    pub presign_ttl_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            kind: StorageKind::Local,
+            path: None,
+            bucket: None,
+            region: None,
+            endpoint: None,
+            kms_key_id: None,
+            path_style: false,
+            allow_http: false,
+            access_key_id: None,
+            secret_access_key: Secret::default(),
+            presign_ttl_secs: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Which database the configuration selects, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Postgres(Secret),
+    Sqlite(PathBuf),
+}
+
+impl Config {
+    /// Loads defaults, then the config file, then `OCRD_*` variables from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(file)?.merge(Env::prefixed("OCRD_").split("__")))
+    }
+
+    /// The layered sources without the environment, so tests can add their own.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        Ok(figment)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.database_target()?;
+        self.redis_url()?;
+        if self.database.pool_size == 0 {
+            return Err(ConfigError::invalid(
+                "database.pool_size",
+                "must be at least 1",
+            ));
+        }
+        if self.storage.kind == StorageKind::S3 {
+            let bucket = self.storage.bucket.as_deref().unwrap_or("");
+            if bucket.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "storage.bucket",
+                    "is required when storage.kind = \"s3\"",
+                ));
+            }
+            if let Some(endpoint) = &self.storage.endpoint {
+                let url = Url::parse(endpoint).map_err(|e| {
+                    ConfigError::invalid("storage.endpoint", format!("is not a URL: {e}"))
+                })?;
+                if url.scheme() == "http" && !self.storage.allow_http {
+                    return Err(ConfigError::invalid(
+                        "storage.endpoint",
+                        "uses http:// but storage.allow_http is false",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_target(&self) -> Result<DatabaseTarget, ConfigError> {
+        let raw = self.database.url.expose().trim();
+        if raw.is_empty() {
+            return Ok(DatabaseTarget::Sqlite(self.data_dir.join("ocrd.db")));
+        }
+        if let Some(path) = raw.strip_prefix("sqlite://") {
+            return Ok(DatabaseTarget::Sqlite(PathBuf::from(path)));
+        }
+        let url = Url::parse(raw).map_err(|e| {
+            ConfigError::invalid("database.url", format!("is not a valid URL: {e}"))
+        })?;
+        match url.scheme() {
+            "postgres" | "postgresql" if url.host_str().is_some() => {
+                Ok(DatabaseTarget::Postgres(self.database.url.clone()))
+            }
+            "postgres" | "postgresql" => Err(ConfigError::invalid(
+                "database.url",
+                "has no host (expected postgres://user@host:port/db)",
+            )),
+            other => Err(ConfigError::invalid(
+                "database.url",
+                format!(
+                    "has unsupported scheme `{other}` (expected postgres:// or sqlite://, or empty for the embedded SQLite)"
+                ),
+            )),
+        }
+    }
+
+    /// `None` selects the in-process adapters.
+    pub fn redis_url(&self) -> Result<Option<&str>, ConfigError> {
+        let raw = self.redis.url.expose().trim();
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let url = Url::parse(raw)
+            .map_err(|e| ConfigError::invalid("redis.url", format!("is not a valid URL: {e}")))?;
+        match url.scheme() {
+            "redis" | "rediss" => Ok(Some(raw)),
+            other => Err(ConfigError::invalid(
+                "redis.url",
+                format!("has unsupported scheme `{other}` (expected redis:// or rediss://)"),
+            )),
+        }
+    }
+
+    pub fn local_blob_dir(&self) -> PathBuf {
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// A configuration value that must never reach a log line or `Debug` output.
+///
+/// It serialises redacted, too: a URL keeps everything but its password, anything else becomes
+/// `[redacted]`. Only [`Secret::expose`] gives the value.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+
+    pub fn redacted(&self) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        match Url::parse(&self.0) {
+            Ok(mut url) if url.has_host() => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("REDACTED"));
+                }
+                url.to_string()
+            }
+            _ => "[redacted]".into(),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({:?})", self.redacted())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}

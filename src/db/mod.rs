@@ -1,0 +1,225 @@
+//! The database port: PostgreSQL in production, SQLite as the embedded default.
+//!
+//! Both run through diesel-async. A [`DbPool`] holds one of two pools, and every query body is
+//! written once inside [`with_conn!`], which expands it for whichever connection type the pool
+//! holds. Models (in [`models`]) are associated async functions taking `&mut DbConn`.
+
+pub mod models;
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::SqliteConnection;
+use diesel::result::DatabaseErrorKind;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures::FutureExt;
+
+use crate::config::{Config, DatabaseTarget};
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// How long a caller waits for a free connection before the request fails.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write; the string says which value clashed.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("database query failed: {0}")]
+    Query(diesel::result::Error),
+    #[error("cannot get a database connection: {0}")]
+    Pool(String),
+    #[error("cannot open the database: {0}")]
+    Connect(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+}
+
+impl From<diesel::result::Error> for DbError {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::NotFound => DbError::NotFound,
+            e => DbError::Query(e),
+        }
+    }
+}
+
+impl DbError {
+    /// Maps a unique violation to [`DbError::Conflict`] naming `what`; other errors pass through.
+    pub fn on_unique(what: &'static str) -> impl Fn(diesel::result::Error) -> DbError {
+        move |e| match e {
+            diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                DbError::Conflict(what)
+            }
+            e => e.into(),
+        }
+    }
+
+    /// Errors that a retry may cure: the server went away, or no connection was free.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Pool(_) | DbError::Connect(_) => true,
+            DbError::Query(diesel::result::Error::DatabaseError(kind, _)) => matches!(
+                kind,
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::SerializationFailure
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A pool of connections to one of the two backends.
+#[derive(Clone)]
+pub enum DbPool {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// A pooled connection; use it through [`with_conn!`].
+// Connections are checked out briefly, one per request or job: boxing the larger variant would
+// cost an allocation per checkout to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
+pub enum DbConn {
+    Postgres(Object<AsyncPgConnection>),
+    Sqlite(Object<SqliteConn>),
+}
+
+/// Runs `$body` with `$c` bound to `&mut` the concrete connection, whichever backend it is.
+#[macro_export]
+macro_rules! with_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Postgres(pooled) => {
+                let $c: &mut ::diesel_async::AsyncPgConnection = &mut **pooled;
+                $body
+            }
+            $crate::db::DbConn::Sqlite(pooled) => {
+                let $c: &mut $crate::db::SqliteConn = &mut **pooled;
+                $body
+            }
+        }
+    };
+}
+
+impl std::fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.backend())
+    }
+}
+
+impl DbPool {
+    /// Opens the pool the configuration selects. Nothing connects until first use.
+    pub fn from_config(config: &Config) -> Result<DbPool, DbError> {
+        let target = config
+            .database_target()
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        match target {
+            DatabaseTarget::Postgres(url) => {
+                Self::postgres(url.expose(), config.database.pool_size)
+            }
+            DatabaseTarget::Sqlite(path) => Self::sqlite(&path, config.database.pool_size),
+        }
+    }
+
+    pub fn postgres(url: &str, size: usize) -> Result<DbPool, DbError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(CHECKOUT_TIMEOUT))
+            .create_timeout(Some(CHECKOUT_TIMEOUT))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        Ok(DbPool::Postgres(pool))
+    }
+
+    /// SQLite in WAL mode with foreign keys on; the file and its directory are created.
+    pub fn sqlite(path: &Path, size: usize) -> Result<DbPool, DbError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbError::Connect(format!("{}: {e}", dir.display())))?;
+        }
+        let url = path
+            .to_str()
+            .ok_or_else(|| DbError::Connect(format!("{} is not UTF-8", path.display())))?;
+        let mut config = ManagerConfig::<SqliteConn>::default();
+        config.custom_setup = Box::new(|url| {
+            async move {
+                let mut conn = SqliteConn::establish(url).await?;
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+        let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, config);
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(CHECKOUT_TIMEOUT))
+            .create_timeout(Some(CHECKOUT_TIMEOUT))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        Ok(DbPool::Sqlite(pool))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DbPool::Postgres(_) => "postgres",
+            DbPool::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub async fn get(&self) -> Result<DbConn, DbError> {
+        match self {
+            DbPool::Postgres(pool) => pool.get().await.map(DbConn::Postgres),
+            DbPool::Sqlite(pool) => pool.get().await.map(DbConn::Sqlite),
+        }
+        .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// Applies pending migrations and returns the versions it applied.
+    ///
+    /// diesel's migration harness is synchronous; it runs on a blocking thread.
+    pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
+        fn run<C>(conn: C, migrations: EmbeddedMigrations) -> Result<Vec<String>, DbError>
+        where
+            C: AsyncConnection + 'static,
+            AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+        {
+            let mut harness = AsyncMigrationHarness::new(conn);
+            harness
+                .run_pending_migrations(migrations)
+                .map(|versions| versions.iter().map(|v| v.to_string()).collect())
+                .map_err(|e| DbError::Migration(e.to_string()))
+        }
+        match self.get().await? {
+            DbConn::Postgres(conn) => run(conn, POSTGRES_MIGRATIONS),
+            DbConn::Sqlite(conn) => run(conn, SQLITE_MIGRATIONS),
+        }
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let mut conn = self.get().await?;
+        with_conn!(&mut conn, |c| c.batch_execute("SELECT 1").await)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+
+use super::utc_time;
+use crate::db::schema::files;
+use crate::db::{DbConn, DbError};
+use crate::with_conn;
+
+/// An uploaded document. `content_type` was sniffed from the bytes, never taken from the client.
+#[derive(Clone, Debug, Queryable, Selectable, Identifiable, Insertable, Serialize)]
+#[diesel(table_name = files, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct File {
+    pub id: String,
+    pub user_id: String,
+    #[serde(skip)]
+    pub blob_key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub page_count: Option<i32>,
+    #[serde(with = "utc_time")]
+    pub created_at: NaiveDateTime,
+}
+
+/// A file about to be recorded; its id is chosen before upload because the blob key contains it.
+pub type NewFile = File;
+
+impl File {
+    pub async fn find(conn: &mut DbConn, id: &str) -> Result<File, DbError> {
+        Ok(with_conn!(conn, |c| files::table
+            .find(id)
+            .select(File::as_select())
+            .first(c)
+            .await)?)
+    }
+
+    pub async fn set_page_count(conn: &mut DbConn, id: &str, pages: i32) -> Result<(), DbError> {
+        let n = with_conn!(conn, |c| diesel::update(files::table.find(id))
+            .set(files::page_count.eq(pages))
+            .execute(c)
+            .await)?;
+        if n == 0 {
+            Err(DbError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}

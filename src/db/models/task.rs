@@ -1,0 +1,505 @@
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Serialize;
+
+use super::{File, NewFile, NewTaskResult, TaskResult, new_id, now, text_enum, utc_time};
+use crate::db::schema::{files, results, tasks};
+use crate::db::{DbConn, DbError};
+use crate::with_conn;
+
+text_enum!(
+    /// `queued → processing → completed | failed`, and `cancelled` from either of the first two.
+    TaskStatus, "task status" {
+        Queued => "queued",
+        Processing => "processing",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+impl TaskStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = tasks, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Task {
+    pub id: String,
+    pub user_id: String,
+    pub file_id: String,
+    #[diesel(deserialize_as = String)]
+    pub status: TaskStatus,
+    pub engine: String,
+    /// JSON text: the per-task options (formats, OCR policy, …).
+    pub options: String,
+    pub priority: i32,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    #[serde(skip)]
+    pub lease_owner: Option<String>,
+    #[serde(skip)]
+    pub lease_expires_at: Option<NaiveDateTime>,
+    pub pages_done: i32,
+    pub pages_total: Option<i32>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub idempotency_key: Option<String>,
+    #[serde(with = "utc_time")]
+    pub created_at: NaiveDateTime,
+    #[serde(with = "utc_time")]
+    pub updated_at: NaiveDateTime,
+    #[serde(with = "utc_time::option")]
+    pub started_at: Option<NaiveDateTime>,
+    #[serde(with = "utc_time::option")]
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+/// What a new task needs besides its file.
+#[derive(Clone, Debug)]
+pub struct NewTask<'a> {
+    pub engine: &'a str,
+    pub options: &'a str,
+    pub priority: i32,
+    pub max_attempts: i32,
+    pub idempotency_key: Option<&'a str>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = tasks)]
+struct TaskRow<'a> {
+    id: String,
+    user_id: &'a str,
+    file_id: &'a str,
+    status: &'static str,
+    engine: &'a str,
+    options: &'a str,
+    priority: i32,
+    max_attempts: i32,
+    idempotency_key: Option<&'a str>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+diesel::define_sql_function! {
+    /// `COALESCE(a, b)` on timestamps: keeps the first start time across retries.
+    #[sql_name = "COALESCE"]
+    fn coalesce_time(
+        a: diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
+        b: diesel::sql_types::Timestamp,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::Timestamp>;
+}
+
+type LeasedBy<'a> = diesel::dsl::Filter<
+    diesel::dsl::Filter<
+        diesel::dsl::Filter<tasks::table, diesel::dsl::Eq<tasks::id, &'a str>>,
+        diesel::dsl::Eq<tasks::status, &'static str>,
+    >,
+    diesel::dsl::Eq<tasks::lease_owner, &'a str>,
+>;
+
+fn lease_until(lease: std::time::Duration) -> NaiveDateTime {
+    now() + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX)
+}
+
+impl Task {
+    /// Records the uploaded file and its queued task in one transaction.
+    ///
+    /// With an idempotency key the user already used, nothing is written and the original task
+    /// is returned with `false`.
+    pub async fn create(
+        conn: &mut DbConn,
+        file: &NewFile,
+        new: NewTask<'_>,
+    ) -> Result<(Task, bool), DbError> {
+        if let Some(key) = new.idempotency_key
+            && let Some(task) = Self::find_by_idempotency_key(conn, &file.user_id, key).await?
+        {
+            return Ok((task, false));
+        }
+        let at = now();
+        let row = TaskRow {
+            id: new_id(),
+            user_id: &file.user_id,
+            file_id: &file.id,
+            status: TaskStatus::Queued.as_str(),
+            engine: new.engine,
+            options: new.options,
+            priority: new.priority,
+            max_attempts: new.max_attempts,
+            idempotency_key: new.idempotency_key,
+            created_at: at,
+            updated_at: at,
+        };
+        let created = with_conn!(conn, |c| c
+            .transaction::<_, diesel::result::Error, _>(async |tx| {
+                diesel::insert_into(files::table)
+                    .values(file)
+                    .execute(tx)
+                    .await?;
+                diesel::insert_into(tasks::table)
+                    .values(&row)
+                    .returning(Task::as_returning())
+                    .get_result(tx)
+                    .await
+            })
+            .await)
+        .map_err(DbError::on_unique("idempotency key"));
+        match (created, new.idempotency_key) {
+            // Another request with the same key won the race: answer with its task.
+            (Err(DbError::Conflict(_)), Some(key)) => {
+                Self::find_by_idempotency_key(conn, &file.user_id, key)
+                    .await?
+                    .map(|task| (task, false))
+                    .ok_or(DbError::Conflict("idempotency key"))
+            }
+            (created, _) => created.map(|task| (task, true)),
+        }
+    }
+
+    pub async fn find_by_idempotency_key(
+        conn: &mut DbConn,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<Task>, DbError> {
+        Ok(with_conn!(conn, |c| tasks::table
+            .filter(tasks::user_id.eq(user_id))
+            .filter(tasks::idempotency_key.eq(key))
+            .select(Task::as_select())
+            .first(c)
+            .await
+            .optional())?)
+    }
+
+    pub async fn find(conn: &mut DbConn, id: &str) -> Result<Task, DbError> {
+        Ok(with_conn!(conn, |c| tasks::table
+            .find(id)
+            .select(Task::as_select())
+            .first(c)
+            .await)?)
+    }
+
+    /// The task if it belongs to `user_id`; another user's task is `NotFound`, never forbidden.
+    pub async fn find_for_user(
+        conn: &mut DbConn,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Task, DbError> {
+        Ok(with_conn!(conn, |c| tasks::table
+            .filter(tasks::id.eq(id))
+            .filter(tasks::user_id.eq(user_id))
+            .select(Task::as_select())
+            .first(c)
+            .await)?)
+    }
+
+    /// A user's tasks, newest first, `limit` at a time before the cursor `before` (a task id).
+    pub async fn list_for_user(
+        conn: &mut DbConn,
+        user_id: &str,
+        status: Option<TaskStatus>,
+        limit: i64,
+        before: Option<&str>,
+    ) -> Result<Vec<Task>, DbError> {
+        // A boxed query is tied to one backend, so it is built inside each arm.
+        Ok(with_conn!(conn, |c| {
+            let mut query = tasks::table
+                .filter(tasks::user_id.eq(user_id))
+                .select(Task::as_select())
+                .order(tasks::id.desc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(status) = status {
+                query = query.filter(tasks::status.eq(status.as_str()));
+            }
+            if let Some(before) = before {
+                query = query.filter(tasks::id.lt(before));
+            }
+            query.load(c).await
+        })?)
+    }
+
+    /// Ids of queued tasks, highest priority and oldest first: what the reconciler re-pushes.
+    pub async fn queued_ids(conn: &mut DbConn, limit: i64) -> Result<Vec<String>, DbError> {
+        Ok(with_conn!(conn, |c| tasks::table
+            .filter(tasks::status.eq(TaskStatus::Queued.as_str()))
+            .order((tasks::priority.desc(), tasks::id.asc()))
+            .limit(limit)
+            .select(tasks::id)
+            .load(c)
+            .await)?)
+    }
+
+    /// `queued → processing` for `worker`, holding a lease. `None` if the task was not queued
+    /// (another worker claimed it, or it was cancelled): exactly one claimant wins.
+    pub async fn claim(
+        conn: &mut DbConn,
+        id: &str,
+        worker: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<Task>, DbError> {
+        let at = now();
+        Ok(with_conn!(conn, |c| diesel::update(
+            tasks::table
+                .filter(tasks::id.eq(id))
+                .filter(tasks::status.eq(TaskStatus::Queued.as_str()))
+        )
+        .set((
+            tasks::status.eq(TaskStatus::Processing.as_str()),
+            tasks::lease_owner.eq(worker),
+            tasks::lease_expires_at.eq(lease_until(lease)),
+            tasks::attempts.eq(tasks::attempts + 1),
+            tasks::started_at.eq(coalesce_time(tasks::started_at, at)),
+            tasks::updated_at.eq(at),
+        ))
+        .returning(Task::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
+    }
+
+    /// Extends `worker`'s lease. `false` means the lease is lost: stop working on the task.
+    pub async fn heartbeat(
+        conn: &mut DbConn,
+        id: &str,
+        worker: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, DbError> {
+        let n = with_conn!(conn, |c| diesel::update(Self::leased_by(id, worker))
+            .set(tasks::lease_expires_at.eq(lease_until(lease)))
+            .execute(c)
+            .await)?;
+        Ok(n == 1)
+    }
+
+    /// Records page progress; `None` if `worker` no longer holds the task.
+    pub async fn set_progress(
+        conn: &mut DbConn,
+        id: &str,
+        worker: &str,
+        pages_done: i32,
+        pages_total: Option<i32>,
+    ) -> Result<Option<Task>, DbError> {
+        Ok(with_conn!(conn, |c| diesel::update(Self::leased_by(
+            id, worker
+        ))
+        .set((
+            tasks::pages_done.eq(pages_done),
+            tasks::pages_total.eq(pages_total),
+            tasks::updated_at.eq(now()),
+        ))
+        .returning(Task::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
+    }
+
+    /// `processing → completed` and the result row, in one transaction. `None` (and nothing
+    /// written) if `worker` no longer holds the task.
+    pub async fn complete(
+        conn: &mut DbConn,
+        id: &str,
+        worker: &str,
+        result: NewTaskResult,
+    ) -> Result<Option<(Task, TaskResult)>, DbError> {
+        let at = now();
+        let row = result.into_row(id, at);
+        Ok(with_conn!(conn, |c| c
+            .transaction::<_, diesel::result::Error, _>(async |tx| {
+                let Some(task) = diesel::update(Self::leased_by(id, worker))
+                    .set((
+                        tasks::status.eq(TaskStatus::Completed.as_str()),
+                        tasks::lease_owner.eq(None::<String>),
+                        tasks::lease_expires_at.eq(None::<NaiveDateTime>),
+                        tasks::error_code.eq(None::<String>),
+                        tasks::error_message.eq(None::<String>),
+                        tasks::finished_at.eq(at),
+                        tasks::updated_at.eq(at),
+                    ))
+                    .returning(Task::as_returning())
+                    .get_result(tx)
+                    .await
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let result = diesel::insert_into(results::table)
+                    .values(&row)
+                    .returning(TaskResult::as_returning())
+                    .get_result(tx)
+                    .await?;
+                Ok(Some((task, result)))
+            })
+            .await)?)
+    }
+
+    /// `processing → failed` with a stable error code; `None` if `worker` no longer holds it.
+    pub async fn fail(
+        conn: &mut DbConn,
+        id: &str,
+        worker: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<Option<Task>, DbError> {
+        let at = now();
+        Ok(with_conn!(conn, |c| diesel::update(Self::leased_by(
+            id, worker
+        ))
+        .set((
+            tasks::status.eq(TaskStatus::Failed.as_str()),
+            tasks::lease_owner.eq(None::<String>),
+            tasks::lease_expires_at.eq(None::<NaiveDateTime>),
+            tasks::error_code.eq(code),
+            tasks::error_message.eq(message),
+            tasks::finished_at.eq(at),
+            tasks::updated_at.eq(at),
+        ))
+        .returning(Task::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
+    }
+
+    /// `processing → queued`: `worker` gives the task back (shutdown, transient error) so another
+    /// worker can take it at once. `None` if `worker` no longer holds it.
+    pub async fn release(
+        conn: &mut DbConn,
+        id: &str,
+        worker: &str,
+    ) -> Result<Option<Task>, DbError> {
+        Ok(with_conn!(conn, |c| diesel::update(Self::leased_by(
+            id, worker
+        ))
+        .set((
+            tasks::status.eq(TaskStatus::Queued.as_str()),
+            tasks::lease_owner.eq(None::<String>),
+            tasks::lease_expires_at.eq(None::<NaiveDateTime>),
+            tasks::updated_at.eq(now()),
+        ))
+        .returning(Task::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
+    }
+
+    /// The reaper: every `processing` task whose lease expired goes back to `queued`.
+    /// Returns the requeued tasks so they can be pushed to the queue again.
+    pub async fn requeue_expired(conn: &mut DbConn) -> Result<Vec<Task>, DbError> {
+        let at = now();
+        Ok(with_conn!(conn, |c| diesel::update(
+            tasks::table
+                .filter(tasks::status.eq(TaskStatus::Processing.as_str()))
+                .filter(tasks::lease_expires_at.lt(at))
+        )
+        .set((
+            tasks::status.eq(TaskStatus::Queued.as_str()),
+            tasks::lease_owner.eq(None::<String>),
+            tasks::lease_expires_at.eq(None::<NaiveDateTime>),
+            tasks::updated_at.eq(at),
+        ))
+        .returning(Task::as_returning())
+        .get_results(c)
+        .await)?)
+    }
+
+    /// `queued | processing → cancelled`; `None` if the task had already finished.
+    pub async fn cancel(conn: &mut DbConn, id: &str) -> Result<Option<Task>, DbError> {
+        let at = now();
+        let active = [TaskStatus::Queued.as_str(), TaskStatus::Processing.as_str()];
+        Ok(with_conn!(conn, |c| diesel::update(
+            tasks::table
+                .filter(tasks::id.eq(id))
+                .filter(tasks::status.eq_any(active))
+        )
+        .set((
+            tasks::status.eq(TaskStatus::Cancelled.as_str()),
+            tasks::lease_owner.eq(None::<String>),
+            tasks::lease_expires_at.eq(None::<NaiveDateTime>),
+            tasks::finished_at.eq(at),
+            tasks::updated_at.eq(at),
+        ))
+        .returning(Task::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
+    }
+
+    /// `failed | cancelled → queued` with a fresh attempt budget (an admin's retry).
+    /// `None` if the task was not in a retryable state.
+    pub async fn retry(conn: &mut DbConn, id: &str) -> Result<Option<Task>, DbError> {
+        let retryable = [TaskStatus::Failed.as_str(), TaskStatus::Cancelled.as_str()];
+        Ok(with_conn!(conn, |c| diesel::update(
+            tasks::table
+                .filter(tasks::id.eq(id))
+                .filter(tasks::status.eq_any(retryable))
+        )
+        .set((
+            tasks::status.eq(TaskStatus::Queued.as_str()),
+            tasks::attempts.eq(0),
+            tasks::pages_done.eq(0),
+            tasks::error_code.eq(None::<String>),
+            tasks::error_message.eq(None::<String>),
+            tasks::finished_at.eq(None::<NaiveDateTime>),
+            tasks::updated_at.eq(now()),
+        ))
+        .returning(Task::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
+    }
+
+    /// Deletes a user's task with its result, and its file once no other task uses it, in one
+    /// transaction. Returns what was deleted, so the caller can remove the blobs.
+    pub async fn delete_for_user(
+        conn: &mut DbConn,
+        user_id: &str,
+        id: &str,
+    ) -> Result<(Task, Option<TaskResult>, Option<File>), DbError> {
+        Ok(with_conn!(conn, |c| c
+            .transaction::<_, diesel::result::Error, _>(async |tx| {
+                let task: Task = tasks::table
+                    .filter(tasks::id.eq(id))
+                    .filter(tasks::user_id.eq(user_id))
+                    .select(Task::as_select())
+                    .first(tx)
+                    .await?;
+                let result = results::table
+                    .filter(results::task_id.eq(id))
+                    .select(TaskResult::as_select())
+                    .first(tx)
+                    .await
+                    .optional()?;
+                diesel::delete(tasks::table.find(id)).execute(tx).await?;
+                let still_used: i64 = tasks::table
+                    .filter(tasks::file_id.eq(&task.file_id))
+                    .count()
+                    .get_result(tx)
+                    .await?;
+                let file = if still_used == 0 {
+                    diesel::delete(files::table.find(&task.file_id))
+                        .returning(File::as_returning())
+                        .get_result(tx)
+                        .await
+                        .optional()?
+                } else {
+                    None
+                };
+                Ok((task, result, file))
+            })
+            .await)?)
+    }
+
+    /// The task row if `worker` holds its lease: the target of every worker-side update.
+    fn leased_by<'a>(id: &'a str, worker: &'a str) -> LeasedBy<'a> {
+        tasks::table
+            .filter(tasks::id.eq(id))
+            .filter(tasks::status.eq(TaskStatus::Processing.as_str()))
+            .filter(tasks::lease_owner.eq(worker))
+    }
+}

@@ -1,0 +1,163 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+
+use super::{new_id, now, text_enum, utc_time};
+use crate::db::schema::users;
+use crate::db::{DbConn, DbError};
+use crate::with_conn;
+
+text_enum!(Role, "role" { User => "user", Admin => "admin" });
+
+#[derive(Clone, Debug, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    #[diesel(deserialize_as = String)]
+    pub role: Role,
+    pub disabled: bool,
+    #[serde(with = "utc_time")]
+    pub created_at: NaiveDateTime,
+    #[serde(with = "utc_time")]
+    pub updated_at: NaiveDateTime,
+}
+
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub role: Role,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+struct UserRow<'a> {
+    id: String,
+    email: String,
+    password_hash: &'a str,
+    role: &'static str,
+    disabled: bool,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+/// Emails are compared case-insensitively: they are stored trimmed and lower-cased, and a unique
+/// index on `lower(email)` enforces it in the database too.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Fails with `Conflict("email")` when the address is taken, in any letter case.
+    pub async fn create(conn: &mut DbConn, new: NewUser<'_>) -> Result<User, DbError> {
+        let at = now();
+        let row = UserRow {
+            id: new_id(),
+            email: normalize_email(new.email),
+            password_hash: new.password_hash,
+            role: new.role.as_str(),
+            disabled: false,
+            created_at: at,
+            updated_at: at,
+        };
+        with_conn!(conn, |c| diesel::insert_into(users::table)
+            .values(&row)
+            .returning(User::as_returning())
+            .get_result(c)
+            .await)
+        .map_err(DbError::on_unique("email"))
+    }
+
+    pub async fn find(conn: &mut DbConn, id: &str) -> Result<User, DbError> {
+        Ok(with_conn!(conn, |c| users::table
+            .find(id)
+            .select(User::as_select())
+            .first(c)
+            .await)?)
+    }
+
+    pub async fn find_by_email(conn: &mut DbConn, email: &str) -> Result<Option<User>, DbError> {
+        let email = normalize_email(email);
+        Ok(with_conn!(conn, |c| users::table
+            .filter(users::email.eq(&email))
+            .select(User::as_select())
+            .first(c)
+            .await
+            .optional())?)
+    }
+
+    /// Users in creation order, `limit` at a time after the cursor `after` (a user id).
+    pub async fn list(
+        conn: &mut DbConn,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<User>, DbError> {
+        let after = after.unwrap_or("");
+        Ok(with_conn!(conn, |c| users::table
+            .filter(users::id.gt(after))
+            .order(users::id.asc())
+            .limit(limit)
+            .select(User::as_select())
+            .load(c)
+            .await)?)
+    }
+
+    pub async fn count(conn: &mut DbConn) -> Result<i64, DbError> {
+        Ok(with_conn!(conn, |c| users::table
+            .count()
+            .get_result(c)
+            .await)?)
+    }
+
+    pub async fn set_role(conn: &mut DbConn, id: &str, role: Role) -> Result<User, DbError> {
+        Ok(with_conn!(conn, |c| diesel::update(users::table.find(id))
+            .set((users::role.eq(role.as_str()), users::updated_at.eq(now())))
+            .returning(User::as_returning())
+            .get_result(c)
+            .await)?)
+    }
+
+    pub async fn set_disabled(
+        conn: &mut DbConn,
+        id: &str,
+        disabled: bool,
+    ) -> Result<User, DbError> {
+        Ok(with_conn!(conn, |c| diesel::update(users::table.find(id))
+            .set((users::disabled.eq(disabled), users::updated_at.eq(now())))
+            .returning(User::as_returning())
+            .get_result(c)
+            .await)?)
+    }
+
+    pub async fn set_password_hash(conn: &mut DbConn, id: &str, hash: &str) -> Result<(), DbError> {
+        let n = with_conn!(conn, |c| diesel::update(users::table.find(id))
+            .set((users::password_hash.eq(hash), users::updated_at.eq(now())))
+            .execute(c)
+            .await)?;
+        if n == 0 {
+            Err(DbError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Deletes the user; their tokens, files, tasks and results go with them (ON DELETE CASCADE).
+    /// The caller removes the blobs first.
+    pub async fn delete(conn: &mut DbConn, id: &str) -> Result<(), DbError> {
+        let n = with_conn!(conn, |c| diesel::delete(users::table.find(id))
+            .execute(c)
+            .await)?;
+        if n == 0 {
+            Err(DbError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! One schema for both backends, in portable types: ids are text UUIDs, times are UTC
+//! `TIMESTAMP`s, JSON is text. The DDL lives in `migrations/{postgres,sqlite}`, kept in step by
+//! the `migrations_match` test.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        disabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    files (id) {
+        id -> Text,
+        user_id -> Text,
+        blob_key -> Text,
+        filename -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        page_count -> Nullable<Integer>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Text,
+        user_id -> Text,
+        file_id -> Text,
+        status -> Text,
+        engine -> Text,
+        options -> Text,
+        priority -> Integer,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        pages_done -> Integer,
+        pages_total -> Nullable<Integer>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    results (id) {
+        id -> Text,
+        task_id -> Text,
+        user_id -> Text,
+        blob_keys -> Text,
+        page_count -> Integer,
+        mean_confidence -> Nullable<Double>,
+        text -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(files -> users (user_id));
+diesel::joinable!(tasks -> files (file_id));
+diesel::joinable!(results -> tasks (task_id));
+
+diesel::allow_tables_to_appear_in_same_query!(users, api_tokens, files, tasks, results);

@@ -1,0 +1,10 @@
+//! ocrd: a self-hosted OCR platform in one binary. The architecture is described in the README
+//! and `DESIGN.md`; each module below is one concern.
+
+pub mod app;
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod redis_pool;
+pub mod telemetry;

@@ -1,0 +1,150 @@
+//! The `ocrd` binary as a user runs it.
+
+use std::process::{Command, Output};
+
+use clap::CommandFactory;
+use ocrd::cli::Cli;
+
+use crate::support::TestDb;
+
+#[test]
+fn cli_definition_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+/// Runs `ocrd` in `dir` with only the given `OCRD_*` variables set.
+fn ocrd(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocrd"));
+    cmd.current_dir(dir).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OCRD_") || key.starts_with("AWS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("running ocrd")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocrd(dir.path(), &["--version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ocrd {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = ocrd(dir.path(), &["--help"], &[]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("migrate"));
+}
+
+#[test]
+fn migrate_on_embedded_defaults_needs_no_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocrd(dir.path(), &["migrate"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("data/ocrd.db").is_file());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("applied"), "{stdout}");
+    let again = ocrd(dir.path(), &["migrate"], &[]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_against_a_postgres_url() {
+    let (url, guard) = TestDb::postgres_empty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocrd(dir.path(), &["migrate"], &[("OCRD_DATABASE__URL", &url)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PostgreSQL"));
+    // The tables are there: a query on them works.
+    let mut conn = guard.pool.get().await.unwrap();
+    assert_eq!(ocrd::db::models::User::count(&mut conn).await.unwrap(), 0);
+    assert!(
+        !dir.path().join("data").exists(),
+        "no SQLite file when PostgreSQL is configured"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("OCRD_STORAGE__KIND", "ftp")], "storage.kind"),
+        (&[("OCRD_STORAGE__KIND", "s3")], "storage.bucket"),
+        (&[("OCRD_DATABASE__URL", "postgres://[::1")], "database.url"),
+        (
+            &[("OCRD_DATABASE__URL", "mysql://localhost/db")],
+            "database.url",
+        ),
+        (&[("OCRD_REDIS__URL", "http://localhost")], "redis.url"),
+        (
+            &[("OCRD_DATABASE__POOL_SIZE", "many")],
+            "database.pool_size",
+        ),
+        (
+            &[
+                ("OCRD_STORAGE__KIND", "s3"),
+                ("OCRD_STORAGE__BUCKET", "b"),
+                ("OCRD_STORAGE__ENDPOINT", "not a url"),
+            ],
+            "storage.endpoint",
+        ),
+    ];
+    for (env, key) in cases {
+        let out = ocrd(dir.path(), &["migrate"], env);
+        let err = stderr(&out).to_lowercase();
+        assert!(!out.status.success(), "{env:?} was accepted");
+        assert!(
+            err.contains(key),
+            "{env:?}: the error does not name {key}: {err}"
+        );
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created on bad configuration"
+    );
+}
+
+#[test]
+fn config_file_then_environment_and_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/ocrd.toml"),
+        "data_dir = \"/srv/ocrd\"\n[database]\nurl = \"postgres://ocrd:hunter2@db:5432/ocrd\"\n[log]\nlevel = \"debug\"\n",
+    )
+    .unwrap();
+    let out = ocrd(dir.path(), &["config"], &[("OCRD_LOG__LEVEL", "warn")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("data_dir = \"/srv/ocrd\""), "{shown}");
+    assert!(
+        shown.contains("level = \"warn\""),
+        "the environment must win: {shown}"
+    );
+    assert!(
+        !shown.contains("hunter2"),
+        "a password was printed: {shown}"
+    );
+    assert!(
+        shown.contains("postgres://ocrd:REDACTED@db:5432/ocrd"),
+        "{shown}"
+    );
+
+    // --config names another file; a missing one is an error.
+    std::fs::write(
+        dir.path().join("other.toml"),
+        "[storage]\nkind = \"s3\"\nbucket = \"docs\"\n",
+    )
+    .unwrap();
+    let out = ocrd(dir.path(), &["--config", "other.toml", "config"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bucket = \"docs\""));
+    let out = ocrd(dir.path(), &["config", "--config", "nope.toml"], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope.toml"));
+}

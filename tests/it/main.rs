@@ -1,0 +1,8 @@
+//! The integration suite, one binary: `cargo test` (or `make test`, which starts the services).
+
+mod blobs;
+mod cli;
+mod config;
+mod db;
+mod redis;
+mod support;
