@@ -52,6 +52,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub storage: StorageConfig,
+    pub ocr: OcrConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
 }
 
@@ -62,6 +64,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             redis: RedisConfig::default(),
             storage: StorageConfig::default(),
+            ocr: OcrConfig::default(),
+            limits: LimitsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -156,6 +160,74 @@ impl Default for StorageConfig {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// PP-OCR detection + recognition: the fast CPU default.
+    #[default]
+    Ppocr,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Ppocr => "ppocr",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcrConfig {
+    pub engine: EngineKind,
+    /// Where `scripts/fetch-models.sh` puts the models and the ONNX Runtime library.
+    pub models_dir: PathBuf,
+    /// PP-OCR model set under `{models_dir}/ppocr/`.
+    pub model_set: String,
+    /// The ONNX Runtime shared library; default `{models_dir}/runtime/libonnxruntime.so`.
+    pub runtime: Option<PathBuf>,
+    /// Inference threads; 0 uses every core.
+    pub threads: usize,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        OcrConfig {
+            engine: EngineKind::Ppocr,
+            models_dir: PathBuf::from("models"),
+            model_set: "v6-tiny".into(),
+            runtime: None,
+            threads: 0,
+        }
+    }
+}
+
+impl OcrConfig {
+    pub fn runtime_library(&self) -> PathBuf {
+        self.runtime
+            .clone()
+            .unwrap_or_else(|| self.models_dir.join("runtime").join("libonnxruntime.so"))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest page, in pixels; larger images are refused before they are decoded.
+    pub max_pixels: u64,
+    /// Most pages in one document.
+    pub max_pages: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_pixels: 100_000_000,
+            max_pages: 1000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Pretty,
@@ -218,6 +290,18 @@ impl Config {
         if self.database.pool_size == 0 {
             return Err(ConfigError::invalid(
                 "database.pool_size",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_pixels == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_pixels",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_pages == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_pages",
                 "must be at least 1",
             ));
         }

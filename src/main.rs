@@ -3,7 +3,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = ocrd::cli::Cli::parse();
     match cli.run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // `{:#}` prints the whole chain of causes on one line.
             eprintln!("ocrd: error: {e:#}");

@@ -8,7 +8,8 @@ use crate::config::{LogConfig, LogFormat};
 /// Installs the global subscriber. A second call (tests) leaves the first in place.
 pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
+        // ONNX Runtime reports its start-up at INFO through `ort`; that is noise for users.
+        .or_else(|_| EnvFilter::try_new(format!("{},ort=warn", config.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -4,5 +4,7 @@ mod blobs;
 mod cli;
 mod config;
 mod db;
+mod ocr;
+mod ocr_cli;
 mod redis;
 mod support;

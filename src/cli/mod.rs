@@ -1,9 +1,12 @@
 //! The command line: one `Command` per mode, each with its own `run`.
 //!
-//! Modes that serve or work (`serve`, `work`, `all-in-one`, `ocr`, `admin`) join this enum with
-//! their own issues; see DESIGN.md for the full interface.
+//! Modes that serve or work (`serve`, `work`, `all-in-one`, `admin`) join this enum with their
+//! own issues; see DESIGN.md for the full interface.
+
+mod ocr;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,18 +38,23 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Recognise image files locally, without a server.
+    Ocr(ocr::OcrArgs),
 }
 
 impl Cli {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let config = Config::load(self.config.as_deref())?;
         telemetry::init(&config.log);
         match self.command {
             Command::Config => {
                 print!("{}", config.to_redacted_toml());
-                Ok(())
+                Ok(ExitCode::SUCCESS)
             }
-            Command::Migrate => runtime()?.block_on(migrate(config)),
+            Command::Migrate => runtime()?
+                .block_on(migrate(config))
+                .map(|()| ExitCode::SUCCESS),
+            Command::Ocr(args) => ocr::run(&config, args),
         }
     }
 }

@@ -1,0 +1,234 @@
+//! Documents → page images, one page in memory at a time.
+//!
+//! The type is sniffed from the first bytes, never taken from a name or a client. Every decode
+//! checks the declared size against `max_pixels` before allocating, so a decompression bomb or a
+//! lying header is refused cheaply. Supported: PNG, JPEG, TIFF (every page), WebP and BMP.
+
+mod tiff_pages;
+
+use std::io::{BufReader, Read, Seek};
+use std::path::Path;
+
+use image::{ImageDecoder, ImageReader, RgbImage};
+
+/// The kinds of input ocrd accepts, from their magic bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Png,
+    Jpeg,
+    Tiff,
+    Webp,
+    Bmp,
+    Pdf,
+}
+
+impl Kind {
+    /// Sniffs the kind from the first bytes of a file (16 are enough).
+    pub fn sniff(head: &[u8]) -> Option<Kind> {
+        match head {
+            [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, ..] => Some(Kind::Png),
+            [0xff, 0xd8, 0xff, ..] => Some(Kind::Jpeg),
+            [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(Kind::Tiff),
+            [b'I', b'I', 43, 0, ..] | [b'M', b'M', 0, 43, ..] => Some(Kind::Tiff), // BigTIFF
+            [
+                b'R',
+                b'I',
+                b'F',
+                b'F',
+                _,
+                _,
+                _,
+                _,
+                b'W',
+                b'E',
+                b'B',
+                b'P',
+                ..,
+            ] => Some(Kind::Webp),
+            [b'B', b'M', ..] => Some(Kind::Bmp),
+            [b'%', b'P', b'D', b'F', b'-', ..] => Some(Kind::Pdf),
+            _ => None,
+        }
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Kind::Png => "image/png",
+            Kind::Jpeg => "image/jpeg",
+            Kind::Tiff => "image/tiff",
+            Kind::Webp => "image/webp",
+            Kind::Bmp => "image/bmp",
+            Kind::Pdf => "application/pdf",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest page, in pixels (width × height).
+    pub max_pixels: u64,
+    /// Most pages in one document.
+    pub max_pages: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_pixels: 100_000_000,
+            max_pages: 1000,
+        }
+    }
+}
+
+/// Why a document cannot be read. Each variant has a stable [`code`](DocumentError::code).
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a supported document type (PNG, JPEG, TIFF, WebP, BMP)")]
+    Unsupported,
+    #[error("{0} documents are not supported yet")]
+    UnsupportedKind(&'static str),
+    #[error("page is {width}×{height} pixels, more than the limit of {max} pixels")]
+    TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error("more than {0} pages")]
+    TooManyPages(usize),
+    #[error("cannot decode: {0}")]
+    Undecodable(String),
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DocumentError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            DocumentError::Empty => "empty_file",
+            DocumentError::Unsupported | DocumentError::UnsupportedKind(_) => "unsupported_type",
+            DocumentError::TooManyPixels { .. } => "too_many_pixels",
+            DocumentError::TooManyPages(_) => "too_many_pages",
+            DocumentError::Undecodable(_) => "undecodable",
+            DocumentError::Io(_) => "io",
+        }
+    }
+}
+
+fn check_size(width: u32, height: u32, limits: &Limits) -> Result<(), DocumentError> {
+    if width == 0 || height == 0 {
+        return Err(DocumentError::Undecodable(format!(
+            "page is {width}×{height} pixels"
+        )));
+    }
+    if width as u64 * height as u64 > limits.max_pixels {
+        return Err(DocumentError::TooManyPixels {
+            width,
+            height,
+            max: limits.max_pixels,
+        });
+    }
+    Ok(())
+}
+
+/// The pages of a document file, decoded one at a time.
+pub struct Pages {
+    inner: PagesInner,
+}
+
+enum PagesInner {
+    /// A single-image format, not decoded yet.
+    Single(Option<Box<dyn FnOnce() -> Result<RgbImage, DocumentError>>>),
+    Tiff(Box<tiff_pages::TiffPages>),
+}
+
+impl Iterator for Pages {
+    type Item = Result<RgbImage, DocumentError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            PagesInner::Single(decode) => decode.take().map(|decode| decode()),
+            PagesInner::Tiff(pages) => pages.next(),
+        }
+    }
+}
+
+/// Opens a document file: sniffs its kind and checks the first page's declared size.
+pub fn open(path: &Path, limits: Limits) -> Result<Pages, DocumentError> {
+    let mut file = std::fs::File::open(path)?;
+    let mut head = [0u8; 16];
+    let n = read_head(&mut file, &mut head)?;
+    if n == 0 {
+        return Err(DocumentError::Empty);
+    }
+    let kind = Kind::sniff(&head[..n]).ok_or(DocumentError::Unsupported)?;
+    file.rewind()?;
+    let reader = BufReader::new(file);
+    match kind {
+        Kind::Pdf => Err(DocumentError::UnsupportedKind("PDF")),
+        Kind::Tiff => Ok(Pages {
+            inner: PagesInner::Tiff(Box::new(tiff_pages::TiffPages::new(reader, limits)?)),
+        }),
+        Kind::Png | Kind::Jpeg | Kind::Webp | Kind::Bmp => {
+            let format = match kind {
+                Kind::Png => image::ImageFormat::Png,
+                Kind::Jpeg => image::ImageFormat::Jpeg,
+                Kind::Webp => image::ImageFormat::WebP,
+                _ => image::ImageFormat::Bmp,
+            };
+            let mut reader = ImageReader::with_format(reader, format);
+            let mut image_limits = image::Limits::default();
+            // Room for the page in RGBA plus the decoder's own buffers; the pixel check below
+            // is the real limit, this one stops decoders that allocate before it runs.
+            image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
+            reader.limits(image_limits);
+            let decoder = reader.into_decoder().map_err(undecodable)?;
+            let (width, height) = decoder.dimensions();
+            check_size(width, height, &limits)?;
+            Ok(Pages {
+                inner: PagesInner::Single(Some(Box::new(move || {
+                    let image = image::DynamicImage::from_decoder(decoder).map_err(undecodable)?;
+                    Ok(image.into_rgb8())
+                }))),
+            })
+        }
+    }
+}
+
+fn read_head(file: &mut std::fs::File, head: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn undecodable(e: image::ImageError) -> DocumentError {
+    match e {
+        image::ImageError::Limits(l) => {
+            DocumentError::Undecodable(format!("exceeds decoding limits ({l})"))
+        }
+        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            DocumentError::Undecodable("the file is truncated".into())
+        }
+        e => DocumentError::Undecodable(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_magic_bytes() {
+        assert_eq!(Kind::sniff(b"\x89PNG\r\n\x1a\n...."), Some(Kind::Png));
+        assert_eq!(Kind::sniff(b"\xff\xd8\xff\xe0"), Some(Kind::Jpeg));
+        assert_eq!(Kind::sniff(b"II*\0...."), Some(Kind::Tiff));
+        assert_eq!(Kind::sniff(b"MM\0*...."), Some(Kind::Tiff));
+        assert_eq!(Kind::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(Kind::Webp));
+        assert_eq!(Kind::sniff(b"BM......"), Some(Kind::Bmp));
+        assert_eq!(Kind::sniff(b"%PDF-1.7"), Some(Kind::Pdf));
+        assert_eq!(Kind::sniff(b"<html>"), None);
+        assert_eq!(Kind::sniff(b"RIFF\0\0\0\0WAVE"), None);
+    }
+}

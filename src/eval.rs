@@ -1,0 +1,53 @@
+//! Accuracy metrics, shared by the tests and the benchmarks: character error rate (CER) from a
+//! Levenshtein distance over characters.
+
+/// Runs of whitespace become one space; the ends are trimmed.
+pub fn normalize_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Edit distance (insertions, deletions, substitutions) between two character sequences.
+pub fn levenshtein(a: &[char], b: &[char]) -> usize {
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// CER of `hypothesis` against `reference` after whitespace normalisation: the edit distance
+/// divided by the reference length.
+pub fn cer(hypothesis: &str, reference: &str) -> f64 {
+    let h: Vec<char> = normalize_whitespace(hypothesis).chars().collect();
+    let r: Vec<char> = normalize_whitespace(reference).chars().collect();
+    if r.is_empty() {
+        return if h.is_empty() { 0.0 } else { 1.0 };
+    }
+    levenshtein(&h, &r) as f64 / r.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levenshtein_counts_edits() {
+        let chars = |s: &str| s.chars().collect::<Vec<_>>();
+        assert_eq!(levenshtein(&chars("kitten"), &chars("sitting")), 3);
+        assert_eq!(levenshtein(&chars(""), &chars("abc")), 3);
+        assert_eq!(levenshtein(&chars("abc"), &chars("abc")), 0);
+    }
+
+    #[test]
+    fn cer_normalises_whitespace() {
+        assert_eq!(cer("a  b\n c ", "a b c"), 0.0);
+        assert!((cer("theFuture", "the Future") - 0.1).abs() < 1e-9);
+        assert_eq!(cer("", ""), 0.0);
+    }
+}

@@ -1,0 +1,62 @@
+//! The OCR engine port: an [`Engine`] turns one page image into a [`PageResult`].
+//!
+//! Engines are `Send + Sync` and used through `Arc<dyn Engine>`, so the worker and the CLI never
+//! know which one runs. [`runtime`] holds what every ONNX engine shares.
+
+mod model;
+pub mod order;
+pub mod ppocr;
+pub mod runtime;
+
+pub use model::{BBox, Block, Line, PageResult, Word};
+
+use image::RgbImage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OcrError {
+    /// The ONNX Runtime library is missing, the wrong version, or a device cannot be used.
+    #[error("{0}")]
+    Runtime(String),
+    /// A model file is missing or cannot be loaded.
+    #[error("model: {0}")]
+    Model(String),
+    /// Running a model failed.
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+impl From<ort::Error> for OcrError {
+    fn from(e: ort::Error) -> Self {
+        OcrError::Inference(e.to_string())
+    }
+}
+
+pub trait Engine: Send + Sync {
+    /// A short stable name: `ppocr`, `qwen3vl`.
+    fn name(&self) -> &'static str;
+
+    /// ISO 639 codes of the languages the loaded models read.
+    fn languages(&self) -> &[&'static str];
+
+    /// Recognises one page. Blocks, lines and words come back in reading order.
+    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError>;
+}
+
+/// Loads the configured engine.
+pub fn load_engine(
+    config: &crate::config::OcrConfig,
+) -> Result<std::sync::Arc<dyn Engine>, OcrError> {
+    match config.engine {
+        crate::config::EngineKind::Ppocr => {
+            let mut options = ppocr::PpOcrConfig::new(&config.models_dir);
+            options.model_set = config.model_set.clone();
+            if config.threads > 0 {
+                options.sessions = config.threads;
+            }
+            Ok(std::sync::Arc::new(ppocr::PpOcr::load(
+                &config.runtime_library(),
+                options,
+            )?))
+        }
+    }
+}

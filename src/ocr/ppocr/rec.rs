@@ -1,0 +1,336 @@
+//! Text recognition with a CTC model, and the geometry that maps its output back onto the page.
+//!
+//! Each detected line is sampled straight from the page into the model's input (perspective crop
+//! and resize in one pass, no intermediate images), batched with lines of similar aspect ratio,
+//! and decoded greedily. The timestep of every decoded character gives its position along the
+//! line, which yields word boxes and per-word confidences.
+
+use image::RgbImage;
+use imageproc::geometric_transformations::Projection;
+use ndarray::{Array4, ArrayView2};
+
+use super::Quad;
+use super::det::dist;
+
+#[derive(Clone, Debug)]
+pub struct RecConfig {
+    pub height: u32,
+    /// Narrowest input; lines are padded to at least this width.
+    pub min_width: u32,
+    pub batch_size: usize,
+    /// Lines whose mean character confidence is below this are dropped as noise.
+    pub drop_score: f32,
+}
+
+impl Default for RecConfig {
+    fn default() -> Self {
+        RecConfig {
+            height: 48,
+            min_width: 320,
+            batch_size: 6,
+            drop_score: 0.5,
+        }
+    }
+}
+
+/// A detected line ready for sampling: its quad, oriented so that the text runs from corner 0 to
+/// corner 1, and its size in page pixels along and across the text.
+#[derive(Clone, Debug)]
+pub struct LineCrop {
+    pub quad: Quad,
+    pub width: f32,
+    pub height: f32,
+}
+
+impl LineCrop {
+    /// Tall boxes (height ≥ 1.5 × width) are read rotated by 90°, as PP-OCR does.
+    pub fn new(quad: Quad) -> LineCrop {
+        let [tl, tr, br, bl] = quad;
+        let width = dist(tl, tr).max(dist(bl, br)).max(1.0);
+        let height = dist(tl, bl).max(dist(tr, br)).max(1.0);
+        if height / width >= 1.5 {
+            LineCrop {
+                quad: [tr, br, bl, tl],
+                width: height,
+                height: width,
+            }
+        } else {
+            LineCrop {
+                quad,
+                width,
+                height,
+            }
+        }
+    }
+
+    fn ratio(&self) -> f32 {
+        self.width / self.height
+    }
+}
+
+/// One decoded character: its class, the timestep it was emitted at, and its probability.
+#[derive(Clone, Copy, Debug)]
+pub struct Glyph {
+    pub ch: char,
+    pub step: usize,
+    pub prob: f32,
+}
+
+/// A recognised line before layout: its glyphs and where its text sits in the model input.
+#[derive(Clone, Debug)]
+pub struct RecLine {
+    pub glyphs: Vec<Glyph>,
+    /// Timesteps the model produced for the padded input.
+    pub steps: usize,
+    /// Fraction of the padded input width covered by the line's pixels.
+    pub content: f32,
+}
+
+impl RecLine {
+    pub fn score(&self) -> f32 {
+        if self.glyphs.is_empty() {
+            return 0.0;
+        }
+        self.glyphs.iter().map(|g| g.prob).sum::<f32>() / self.glyphs.len() as f32
+    }
+
+    /// Where along the line (0 = start, 1 = end) the timestep `step` is centred.
+    pub fn position(&self, step: f32) -> f32 {
+        ((step + 0.5) / self.steps as f32 / self.content).clamp(0.0, 1.0)
+    }
+}
+
+/// Orders crops so each batch holds lines of similar aspect ratio (less padding), returning the
+/// batches as index lists into `crops`.
+pub fn batches(crops: &[LineCrop], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..crops.len()).collect();
+    order.sort_by(|&a, &b| crops[a].ratio().total_cmp(&crops[b].ratio()));
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+/// Samples the batch's lines from the page into a `[n, 3, H, W]` tensor, normalised to -1..1
+/// in BGR order and zero-padded on the right. Returns the tensor and each line's content fraction.
+pub fn preprocess(
+    page: &RgbImage,
+    crops: &[&LineCrop],
+    config: &RecConfig,
+) -> (Array4<f32>, Vec<f32>) {
+    let h = config.height;
+    let max_ratio = crops
+        .iter()
+        .map(|c| c.ratio())
+        .fold(config.min_width as f32 / h as f32, f32::max);
+    let batch_w = (h as f32 * max_ratio).ceil() as u32;
+    let mut input = Array4::<f32>::zeros((crops.len(), 3, h as usize, batch_w as usize));
+    let mut contents = Vec::with_capacity(crops.len());
+    for (i, crop) in crops.iter().enumerate() {
+        let w = ((h as f32 * crop.ratio()).ceil() as u32).clamp(1, batch_w);
+        contents.push(w as f32 / batch_w as f32);
+        let target = [
+            (0.0, 0.0),
+            (w as f32, 0.0),
+            (w as f32, h as f32),
+            (0.0, h as f32),
+        ];
+        let Some(to_page) = Projection::from_control_points(target, crop.quad) else {
+            continue; // A degenerate quad stays blank and decodes to nothing.
+        };
+        for y in 0..h {
+            for x in 0..w {
+                let (sx, sy) = to_page * (x as f32 + 0.5, y as f32 + 0.5);
+                let px = bilinear(page, sx - 0.5, sy - 0.5);
+                for c in 0..3 {
+                    input[[i, c, y as usize, x as usize]] = px[2 - c] / 127.5 - 1.0;
+                }
+            }
+        }
+    }
+    (input, contents)
+}
+
+/// Bilinear sample with edge replication.
+fn bilinear(img: &RgbImage, x: f32, y: f32) -> [f32; 3] {
+    let max_x = img.width() as f32 - 1.0;
+    let max_y = img.height() as f32 - 1.0;
+    let x = x.clamp(0.0, max_x);
+    let y = y.clamp(0.0, max_y);
+    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let (x1, y1) = ((x0 + 1).min(max_x as u32), (y0 + 1).min(max_y as u32));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let p = |x, y| img.get_pixel(x, y).0;
+    let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+    std::array::from_fn(|k| {
+        let top = a[k] as f32 * (1.0 - fx) + b[k] as f32 * fx;
+        let bottom = c[k] as f32 * (1.0 - fx) + d[k] as f32 * fx;
+        top * (1.0 - fy) + bottom * fy
+    })
+}
+
+/// Greedy CTC decoding of one line's `[T, C]` probabilities: the best class per step, repeats
+/// collapsed, blanks (class 0) dropped. `classes[k - 1]` is the character of class `k`.
+pub fn decode(probs: ArrayView2<f32>, classes: &[char], content: f32) -> RecLine {
+    let mut glyphs = Vec::new();
+    let mut previous = 0usize;
+    for (step, row) in probs.outer_iter().enumerate() {
+        let (best, prob) =
+            row.iter().enumerate().fold(
+                (0usize, f32::MIN),
+                |acc, (k, &p)| if p > acc.1 { (k, p) } else { acc },
+            );
+        if best != 0
+            && best != previous
+            && let Some(&ch) = classes.get(best - 1)
+        {
+            glyphs.push(Glyph { ch, step, prob });
+        }
+        previous = best;
+    }
+    RecLine {
+        glyphs,
+        steps: probs.nrows().max(1),
+        content: content.max(1e-3),
+    }
+}
+
+/// A word of a recognised line: its text, its span along the line (0..1) and its confidence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WordSpan {
+    pub text: String,
+    pub start: f32,
+    pub end: f32,
+    pub confidence: f32,
+}
+
+/// Splits a line into words at spaces, and also at gaps between characters much wider than the
+/// line's usual character pitch: PP-OCR models often drop the space class between words
+/// (`theFuture`), and the timesteps still show the gap.
+pub fn words(line: &RecLine) -> Vec<WordSpan> {
+    let glyphs: Vec<&Glyph> = line.glyphs.iter().filter(|g| g.ch != ' ').collect();
+    if glyphs.is_empty() {
+        return Vec::new();
+    }
+    let pitch = median_pitch(&line.glyphs);
+    let mut groups: Vec<Vec<&Glyph>> = vec![vec![glyphs[0]]];
+    let mut last_step = glyphs[0].step;
+    for g in line.glyphs.iter().skip_while(|g| g.step <= glyphs[0].step) {
+        if g.ch == ' ' {
+            if groups.last().is_some_and(|w| !w.is_empty()) {
+                groups.push(Vec::new());
+            }
+            continue;
+        }
+        let gap = (g.step - last_step) as f32;
+        if pitch.is_some_and(|p| gap >= 2.2 * p) && groups.last().is_some_and(|w| !w.is_empty()) {
+            groups.push(Vec::new());
+        }
+        if let Some(word) = groups.last_mut() {
+            word.push(g);
+        }
+        last_step = g.step;
+    }
+    let half = pitch.unwrap_or(1.0) / 2.0;
+    groups
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let first = w[0].step as f32;
+            let last = w[w.len() - 1].step as f32;
+            WordSpan {
+                text: w.iter().map(|g| g.ch).collect(),
+                start: line.position(first - half),
+                end: line.position(last + half),
+                confidence: w.iter().map(|g| g.prob).sum::<f32>() / w.len() as f32,
+            }
+        })
+        .collect()
+}
+
+/// The median step distance between consecutive characters inside words, if there are enough.
+fn median_pitch(glyphs: &[Glyph]) -> Option<f32> {
+    let mut gaps: Vec<usize> = glyphs
+        .windows(2)
+        .filter(|w| w[0].ch != ' ' && w[1].ch != ' ')
+        .map(|w| w[1].step - w[0].step)
+        .collect();
+    if gaps.len() < 4 {
+        return None;
+    }
+    gaps.sort_unstable();
+    Some(gaps[gaps.len() / 2] as f32)
+}
+
+/// The page-pixel box of the part of the line between fractions `start` and `end` of its length.
+pub fn span_box(quad: &Quad, start: f32, end: f32) -> [(f32, f32); 4] {
+    let [tl, tr, br, bl] = *quad;
+    let lerp =
+        |a: (f32, f32), b: (f32, f32), t: f32| (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
+    [
+        lerp(tl, tr, start),
+        lerp(tl, tr, end),
+        lerp(bl, br, end),
+        lerp(bl, br, start),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn one_hot(seq: &[usize], classes: usize) -> Array2<f32> {
+        let mut a = Array2::<f32>::zeros((seq.len(), classes));
+        for (t, &k) in seq.iter().enumerate() {
+            a[[t, k]] = 0.9;
+        }
+        a
+    }
+
+    #[test]
+    fn ctc_collapses_repeats_and_drops_blanks() {
+        let classes = ['a', 'b', ' '];
+        let probs = one_hot(&[0, 1, 1, 0, 1, 2, 2, 3, 0, 2], 4);
+        let line = decode(probs.view(), &classes, 1.0);
+        let text: String = line.glyphs.iter().map(|g| g.ch).collect();
+        assert_eq!(text, "aab b");
+        assert_eq!(line.glyphs[0].step, 1);
+        assert_eq!(line.glyphs[2].step, 5);
+    }
+
+    #[test]
+    fn words_split_at_spaces_and_wide_gaps() {
+        let g = |ch, step| Glyph {
+            ch,
+            step,
+            prob: 0.9,
+        };
+        // "ab cd" with an explicit space, then "ef" after a gap four times the pitch.
+        let line = RecLine {
+            glyphs: vec![
+                g('a', 0),
+                g('b', 2),
+                g(' ', 3),
+                g('c', 4),
+                g('d', 6),
+                g('e', 14),
+                g('f', 16),
+            ],
+            steps: 20,
+            content: 1.0,
+        };
+        let words = words(&line);
+        let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, ["ab", "cd", "ef"]);
+        assert!(words[0].start < words[0].end && words[0].end <= words[1].start);
+        assert!(words[2].end <= 1.0);
+    }
+
+    #[test]
+    fn tall_boxes_are_read_rotated() {
+        let crop = LineCrop::new([(0.0, 0.0), (10.0, 0.0), (10.0, 100.0), (0.0, 100.0)]);
+        assert_eq!((crop.width, crop.height), (100.0, 10.0));
+        assert_eq!(crop.quad[0], (10.0, 0.0));
+    }
+}

@@ -1,0 +1,135 @@
+//! JSON output, schema version 1.
+//!
+//! ```text
+//! { "version": 1, "engine": "ppocr", "pages": [ {
+//!     "page": 1, "width": W, "height": H, "confidence": 0.97,
+//!     "blocks": [ { "bbox": [x0,y0,x1,y1], "geometry": {..},
+//!       "lines": [ { "text": "…", "confidence": 0.98, "bbox": [..], "geometry": {..},
+//!         "words": [ { "text": "…", "confidence": 0.99, "bbox": [..], "geometry": {..} } ] } ] } ] } ] }
+//! ```
+//! `bbox` is in page pixels (`x1`,`y1` exclusive). `geometry` is the same box as ratios of the
+//! page size, Textract-style: `{"left","top","width","height"}`, each in 0..=1. Confidences are
+//! in 0..=1.
+
+use serde::Serialize;
+
+use super::DocumentInfo;
+use crate::ocr::{BBox, PageResult};
+
+#[derive(Serialize)]
+struct Document<'a> {
+    version: u32,
+    engine: &'a str,
+    pages: Vec<Page>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    page: usize,
+    width: u32,
+    height: u32,
+    confidence: Option<f32>,
+    blocks: Vec<Block>,
+}
+
+#[derive(Serialize)]
+struct Block {
+    bbox: [u32; 4],
+    geometry: Geometry,
+    lines: Vec<Line>,
+}
+
+#[derive(Serialize)]
+struct Line {
+    text: String,
+    confidence: f32,
+    bbox: [u32; 4],
+    geometry: Geometry,
+    words: Vec<Word>,
+}
+
+#[derive(Serialize)]
+struct Word {
+    text: String,
+    confidence: f32,
+    bbox: [u32; 4],
+    geometry: Geometry,
+}
+
+#[derive(Serialize)]
+struct Geometry {
+    left: f32,
+    top: f32,
+    width: f32,
+    height: f32,
+}
+
+fn boxes(b: &BBox, page: &PageResult) -> ([u32; 4], Geometry) {
+    let w = page.width.max(1) as f32;
+    let h = page.height.max(1) as f32;
+    (
+        [b.x0, b.y0, b.x1, b.y1],
+        Geometry {
+            left: b.x0 as f32 / w,
+            top: b.y0 as f32 / h,
+            width: b.width() as f32 / w,
+            height: b.height() as f32 / h,
+        },
+    )
+}
+
+pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
+    let doc = Document {
+        version: 1,
+        engine: info.engine,
+        pages: pages
+            .iter()
+            .enumerate()
+            .map(|(i, page)| Page {
+                page: i + 1,
+                width: page.width,
+                height: page.height,
+                confidence: page.mean_confidence(),
+                blocks: page
+                    .blocks
+                    .iter()
+                    .map(|block| {
+                        let (bbox, geometry) = boxes(&block.bbox, page);
+                        Block {
+                            bbox,
+                            geometry,
+                            lines: block
+                                .lines
+                                .iter()
+                                .map(|line| {
+                                    let (bbox, geometry) = boxes(&line.bbox, page);
+                                    Line {
+                                        text: line.text(),
+                                        confidence: line.confidence,
+                                        bbox,
+                                        geometry,
+                                        words: line
+                                            .words
+                                            .iter()
+                                            .map(|word| {
+                                                let (bbox, geometry) = boxes(&word.bbox, page);
+                                                Word {
+                                                    text: word.text.clone(),
+                                                    confidence: word.confidence,
+                                                    bbox,
+                                                    geometry,
+                                                }
+                                            })
+                                            .collect(),
+                                    }
+                                })
+                                .collect(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    // Plain structs of numbers and strings always serialise.
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}

