@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Brings up the services the test suite talks to and exports where they are:
-#   OCRD_TEST_DATABASE_URL  PostgreSQL admin URL (a database per test is cloned from a template)
-#   OCRD_TEST_REDIS_URL     Redis
-#   OCRD_TEST_S3_ENDPOINT   moto's S3 server, with OCRD_TEST_KMS_KEY_ID, a KMS key made on it
+#   OCRDTEST_DATABASE_URL  PostgreSQL admin URL (a database per test is cloned from a template)
+#   OCRDTEST_REDIS_URL     Redis
+#   OCRDTEST_S3_ENDPOINT   moto's S3 server, with OCRDTEST_KMS_KEY_ID, a KMS key made on it
 # PostgreSQL and Redis on 127.0.0.1 are used when they answer; otherwise throwaway ones are
 # started from the system binaries. moto always runs privately, on a free loopback port.
 # Source this file; call `test_services_stop` when done (scripts/test.sh does both).
@@ -51,7 +51,7 @@ python_env() {
 
 start_postgres() {
   if answers 127.0.0.1 5432; then
-    export OCRD_TEST_DATABASE_URL="${OCRD_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+    export OCRDTEST_DATABASE_URL="${OCRDTEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
     return 0
   fi
   local bin
@@ -67,12 +67,12 @@ start_postgres() {
   "${as[@]}" "$bin/initdb" -D "$TEST_PG_DIR/data" -U postgres --auth=trust >/dev/null || return 1
   "${as[@]}" "$bin/pg_ctl" -D "$TEST_PG_DIR/data" -l "$TEST_PG_DIR/log" -w \
     -o "-p $port -k $TEST_PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null || return 1
-  export OCRD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export OCRDTEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }
 
 start_redis() {
   if answers 127.0.0.1 6379; then
-    export OCRD_TEST_REDIS_URL="${OCRD_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+    export OCRDTEST_REDIS_URL="${OCRDTEST_REDIS_URL:-redis://127.0.0.1:6379}"
     return 0
   fi
   command -v redis-server >/dev/null || need "Redis does not answer on 127.0.0.1:6379 and no server is installed.
@@ -82,7 +82,7 @@ start_redis() {
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$STATE/redis.log" 2>&1 &
   TEST_PIDS+=($!)
   wait_for_port "$port" Redis || return 1
-  export OCRD_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  export OCRDTEST_REDIS_URL="redis://127.0.0.1:$port"
 }
 
 start_moto() {
@@ -90,15 +90,15 @@ start_moto() {
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$STATE/moto.log" 2>&1 &
   TEST_PIDS+=($!)
   wait_for_port "$port" "moto (log: $STATE/moto.log)" || return 1
-  export OCRD_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  export OCRDTEST_S3_ENDPOINT="http://127.0.0.1:$port"
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
-  OCRD_TEST_KMS_KEY_ID=$("$VENV/bin/python" - "$OCRD_TEST_S3_ENDPOINT" <<'PY'
+  OCRDTEST_KMS_KEY_ID=$("$VENV/bin/python" - "$OCRDTEST_S3_ENDPOINT" <<'PY'
 import sys, boto3
 kms = boto3.client("kms", endpoint_url=sys.argv[1], region_name="us-east-1")
 print(kms.create_key(Description="ocrd tests")["KeyMetadata"]["Arn"])
 PY
 ) || return 1
-  export OCRD_TEST_KMS_KEY_ID
+  export OCRDTEST_KMS_KEY_ID
 }
 
 test_services_stop() {

@@ -8,5 +8,5 @@ scripts/fetch-models.sh
 source scripts/test-services.sh
 trap test_services_stop EXIT
 test_services_start
-echo "test services: postgres=$OCRD_TEST_DATABASE_URL redis=$OCRD_TEST_REDIS_URL s3=$OCRD_TEST_S3_ENDPOINT"
+echo "test services: postgres=$OCRDTEST_DATABASE_URL redis=$OCRDTEST_REDIS_URL s3=$OCRDTEST_S3_ENDPOINT"
 cargo test --all-targets "$@"

@@ -15,12 +15,12 @@ use sha2::{Digest, Sha256};
 pub const HOW_TO_RUN: &str = "run the suite with `make test`, which starts or finds the services";
 
 pub fn postgres_admin_url() -> String {
-    std::env::var("OCRD_TEST_DATABASE_URL")
+    std::env::var("OCRDTEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
-    std::env::var("OCRD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("OCRDTEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// A short random name part, safe in database, bucket and key names.
@@ -29,7 +29,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn with_database(url: &str, db: &str) -> String {
-    let mut url = url::Url::parse(url).expect("OCRD_TEST_DATABASE_URL is a URL");
+    let mut url = url::Url::parse(url).expect("OCRDTEST_DATABASE_URL is a URL");
     url.set_path(db);
     url.to_string()
 }
@@ -211,8 +211,8 @@ pub fn s3_server() -> S3Server {
         })
     };
     S3Server {
-        endpoint: get("OCRD_TEST_S3_ENDPOINT"),
-        kms_key_id: get("OCRD_TEST_KMS_KEY_ID"),
+        endpoint: get("OCRDTEST_S3_ENDPOINT"),
+        kms_key_id: get("OCRDTEST_KMS_KEY_ID"),
     }
 }
 
