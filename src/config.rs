@@ -261,7 +261,9 @@ pub enum DatabaseTarget {
 impl Config {
     /// Loads defaults, then the config file, then `OCRD_*` variables from the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::from_figment(Self::figment(file)?.merge(Env::prefixed("OCRD_").split("__")))
+        // `OCRD_CONFIG` names the file (the `--config` flag); it is not a key.
+        let env = Env::prefixed("OCRD_").ignore(&["config"]).split("__");
+        Self::from_figment(Self::figment(file)?.merge(env))
     }
 
     /// The layered sources without the environment, so tests can add their own.
@@ -415,6 +417,27 @@ impl Secret {
             Ok(mut url) if url.has_host() => {
                 if url.password().is_some() {
                     let _ = url.set_password(Some("REDACTED"));
+                }
+                // Drivers also take credentials as query parameters (`?password=…`).
+                let secret_key = |k: &str| {
+                    let k = k.to_ascii_lowercase();
+                    ["pass", "secret", "token", "key"]
+                        .iter()
+                        .any(|s| k.contains(s))
+                };
+                if url.query_pairs().any(|(k, _)| secret_key(&k)) {
+                    let pairs: Vec<(String, String)> = url
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let v = if secret_key(&k) {
+                                "REDACTED".into()
+                            } else {
+                                v.into_owned()
+                            };
+                            (k.into_owned(), v)
+                        })
+                        .collect();
+                    url.query_pairs_mut().clear().extend_pairs(pairs);
                 }
                 url.to_string()
             }

@@ -73,8 +73,10 @@ fn destinations(args: &OcrArgs) -> anyhow::Result<Vec<Option<PathBuf>>> {
                 None => file.parent().map(Path::to_path_buf).unwrap_or_default(),
             };
             let dest = dir.join(output_name(file, ext));
+            // `./a.png` and `a.jpg` both write `a.txt`: compare absolute paths.
+            let key = std::path::absolute(&dest).unwrap_or_else(|_| dest.clone());
             anyhow::ensure!(
-                seen.insert(dest.clone()),
+                seen.insert(key),
                 "two inputs would both be written to {}; rename one or use separate runs",
                 dest.display()
             );
@@ -133,9 +135,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     // another's recognition.
     let next = Mutex::new(args.files.iter().zip(destinations));
     let failures = Mutex::new(0usize);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(args.files.len());
+    let workers = engine.parallelism().min(args.files.len());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {

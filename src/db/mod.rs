@@ -160,8 +160,9 @@ impl DbPool {
             async move {
                 let mut conn = SqliteConn::establish(url).await?;
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    // busy_timeout first, so that switching to WAL waits for other connections.
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

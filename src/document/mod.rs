@@ -179,12 +179,18 @@ pub fn open(path: &Path, limits: Limits) -> Result<Pages, DocumentError> {
             // is the real limit, this one stops decoders that allocate before it runs.
             image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
             reader.limits(image_limits);
-            let decoder = reader.into_decoder().map_err(undecodable)?;
+            let mut decoder = reader.into_decoder().map_err(undecodable)?;
             let (width, height) = decoder.dimensions();
             check_size(width, height, &limits)?;
+            // Phones store photos sideways with an EXIF orientation tag; turn them upright.
+            let orientation = decoder
+                .orientation()
+                .unwrap_or(image::metadata::Orientation::NoTransforms);
             Ok(Pages {
                 inner: PagesInner::Single(Some(Box::new(move || {
-                    let image = image::DynamicImage::from_decoder(decoder).map_err(undecodable)?;
+                    let mut image =
+                        image::DynamicImage::from_decoder(decoder).map_err(undecodable)?;
+                    image.apply_orientation(orientation);
                     Ok(image.into_rgb8())
                 }))),
             })

@@ -40,6 +40,11 @@ pub trait Engine: Send + Sync {
 
     /// Recognises one page. Blocks, lines and words come back in reading order.
     fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError>;
+
+    /// How many pages are worth recognising at once (more only queue for the same sessions).
+    fn parallelism(&self) -> usize {
+        1
+    }
 }
 
 /// Loads the configured engine.

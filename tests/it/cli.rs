@@ -144,6 +144,13 @@ fn config_file_then_environment_and_secrets_redacted() {
     .unwrap();
     let out = ocrd(dir.path(), &["--config", "other.toml", "config"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("bucket = \"docs\""));
+    let out = ocrd(dir.path(), &["config"], &[("OCRD_CONFIG", "other.toml")]);
+    assert!(
+        out.status.success(),
+        "OCRD_CONFIG names the file: {}",
+        stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bucket = \"docs\""));
     let out = ocrd(dir.path(), &["config", "--config", "nope.toml"], &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nope.toml"));

@@ -64,6 +64,8 @@ fn secrets_never_show_in_debug_or_output() {
         Some("redis://:redis-secret@h:6379")
     );
     assert_eq!(Secret::new("plain-token").redacted(), "[redacted]");
+    let query = Secret::new("postgres://u@h/db?sslmode=require&password=q-secret").redacted();
+    assert_eq!(query, "postgres://u@h/db?sslmode=require&password=REDACTED");
 }
 
 #[test]

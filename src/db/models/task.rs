@@ -105,7 +105,11 @@ type LeasedBy<'a> = diesel::dsl::Filter<
 >;
 
 fn lease_until(lease: std::time::Duration) -> NaiveDateTime {
-    now() + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX)
+    let at = now();
+    TimeDelta::from_std(lease)
+        .ok()
+        .and_then(|lease| at.checked_add_signed(lease))
+        .unwrap_or(NaiveDateTime::MAX)
 }
 
 impl Task {
@@ -463,12 +467,18 @@ impl Task {
     ) -> Result<(Task, Option<TaskResult>, Option<File>), DbError> {
         Ok(with_conn!(conn, |c| c
             .transaction::<_, diesel::result::Error, _>(async |tx| {
-                let task: Task = tasks::table
-                    .filter(tasks::id.eq(id))
-                    .filter(tasks::user_id.eq(user_id))
-                    .select(Task::as_select())
-                    .first(tx)
-                    .await?;
+                // Write first: it locks the row (PostgreSQL) or the database (SQLite) before
+                // anything is read, so a worker completing the task concurrently either commits
+                // its result before this reads it, or waits.
+                let task: Task = diesel::update(
+                    tasks::table
+                        .filter(tasks::id.eq(id))
+                        .filter(tasks::user_id.eq(user_id)),
+                )
+                .set(tasks::updated_at.eq(now()))
+                .returning(Task::as_returning())
+                .get_result(tx)
+                .await?;
                 let result = results::table
                     .filter(results::task_id.eq(id))
                     .select(TaskResult::as_select())

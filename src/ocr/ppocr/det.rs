@@ -106,9 +106,12 @@ pub fn postprocess(
     page_h: u32,
     config: &DetConfig,
 ) -> Vec<Quad> {
-    let bitmap = image::GrayImage::from_fn(map_w, map_h, |x, y| {
-        let p = prob[(y * map_w + x) as usize];
-        image::Luma([if p > config.thresh { 255 } else { 0 }])
+    // A one-pixel background border: imageproc traces a blob touching the image edge as a hole,
+    // while OpenCV (and so PaddleOCR) treats the outside as background.
+    let bitmap = image::GrayImage::from_fn(map_w + 2, map_h + 2, |x, y| {
+        let inside = (1..=map_w).contains(&x) && (1..=map_h).contains(&y);
+        let on = inside && prob[((y - 1) * map_w + x - 1) as usize] > config.thresh;
+        image::Luma([if on { 255 } else { 0 }])
     });
     let scale_x = page_w as f32 / map_w as f32;
     let scale_y = page_h as f32 / map_h as f32;
@@ -119,7 +122,12 @@ pub fn postprocess(
         .filter(|c| c.border_type == BorderType::Outer && c.points.len() >= 4)
         .take(config.max_candidates)
     {
-        let (quad, short_side) = mini_box(&contour.points);
+        let points: Vec<Point<i32>> = contour
+            .points
+            .iter()
+            .map(|p| Point::new(p.x - 1, p.y - 1))
+            .collect();
+        let (quad, short_side) = mini_box(&points);
         if short_side < config.min_size {
             continue;
         }
@@ -282,6 +290,20 @@ mod tests {
             (big[2].0 - 122.5).abs() < 0.6 && (big[2].1 - 42.5).abs() < 0.6,
             "{big:?}"
         );
+    }
+
+    #[test]
+    fn finds_text_touching_the_edge() {
+        let (w, h) = (64u32, 32u32);
+        let mut prob = vec![0.0f32; (w * h) as usize];
+        for y in 10..16 {
+            for x in 0..40 {
+                prob[(y * w + x) as usize] = 0.9;
+            }
+        }
+        let boxes = postprocess(&prob, w, h, w, h, &DetConfig::default());
+        assert_eq!(boxes.len(), 1);
+        assert_eq!(boxes[0][0].0, 0.0, "{:?}", boxes[0]);
     }
 
     #[test]

@@ -104,9 +104,10 @@ impl PpOcr {
 
     /// Text boxes on the page.
     fn detect(&self, page: &RgbImage) -> Result<Vec<Quad>, OcrError> {
-        let input = det::preprocess(page, &self.config.det);
-        let (map_h, map_w) = (input.shape()[2] as u32, input.shape()[3] as u32);
+        let (map_w, map_h) =
+            det::input_size(page.width(), page.height(), self.config.det.limit_side_len);
         let prob = self.det.with(|session| -> Result<Vec<f32>, OcrError> {
+            let input = det::preprocess(page, &self.config.det);
             let outputs = session.run(ort::inputs![TensorRef::from_array_view(&input)?])?;
             let (_, data) = outputs[0].try_extract_tensor::<f32>()?;
             Ok(data.to_vec())
@@ -131,6 +132,9 @@ impl PpOcr {
     /// lines below the confidence threshold.
     pub fn lines(&self, page: &RgbImage) -> Result<Vec<DetectedLine>, OcrError> {
         let (width, height) = page.dimensions();
+        if width == 0 || height == 0 {
+            return Ok(Vec::new());
+        }
         let crops: Vec<LineCrop> = self.detect(page)?.into_iter().map(LineCrop::new).collect();
         let lines = self.read(page, &crops)?;
         Ok(crops
@@ -202,8 +206,9 @@ impl PpOcr {
         page: &RgbImage,
         crops: &[&LineCrop],
     ) -> Result<Vec<rec::RecLine>, OcrError> {
-        let (input, contents) = rec::preprocess(page, crops, &self.config.rec);
+        // Sampled inside the borrow, so at most one input tensor per session is alive.
         self.rec.with(|session| {
+            let (input, contents) = rec::preprocess(page, crops, &self.config.rec);
             let outputs = session.run(ort::inputs![TensorRef::from_array_view(&input)?])?;
             let probs = outputs[0].try_extract_array::<f32>()?;
             if probs.ndim() != 3 || probs.shape()[0] != crops.len() {
@@ -234,6 +239,10 @@ impl Engine for PpOcr {
 
     fn languages(&self) -> &[&'static str] {
         &["en"]
+    }
+
+    fn parallelism(&self) -> usize {
+        self.config.sessions.max(1)
     }
 
     fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
