@@ -3,18 +3,19 @@
 //! Exit codes: 0 every file was recognised; 1 nothing could run (configuration, models or the
 //! ONNX Runtime library missing); 2 bad usage; 3 some files failed (the others were written).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::Context;
+use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, EngineKind};
 use crate::document::{self, Limits};
-use crate::ocr::{self, Engine, PageResult};
+use crate::ocr::{self, PageResult};
 use crate::render::{DocumentInfo, Format};
 
 #[derive(Debug, clap::Args)]
@@ -90,22 +91,35 @@ fn output_name(file: &Path, ext: &str) -> String {
     format!("{}.{ext}", stem.unwrap_or_else(|| "output".into()))
 }
 
-/// Recognises every page of one file, in order.
-pub fn recognize_file(
-    engine: &dyn Engine,
-    file: &Path,
-    limits: Limits,
-) -> anyhow::Result<Vec<PageResult>> {
-    let mut pages = Vec::new();
-    for (i, page) in document::open(file, limits)?.enumerate() {
-        let page = page.with_context(|| format!("page {}", i + 1))?;
-        pages.push(
-            engine
-                .recognize(&page)
-                .with_context(|| format!("page {}", i + 1))?,
-        );
+/// What the page pipeline reports to the thread that writes the results.
+enum Event {
+    Page {
+        file: usize,
+        page: usize,
+        result: Result<PageResult, ocr::OcrError>,
+    },
+    /// This many of the file's pages went to recognition; `error` says why the rest could not
+    /// be read (or the file not opened).
+    Decoded {
+        file: usize,
+        pages: usize,
+        error: Option<anyhow::Error>,
+    },
+}
+
+/// Pages of one file as they come back, until all are in.
+#[derive(Default)]
+struct Assembly {
+    pages: BTreeMap<usize, PageResult>,
+    expected: Option<usize>,
+    error: Option<anyhow::Error>,
+    received: usize,
+}
+
+impl Assembly {
+    fn is_complete(&self) -> bool {
+        self.expected.is_some_and(|n| self.received == n)
     }
-    Ok(pages)
 }
 
 pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
@@ -131,49 +145,124 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
         ProgressBar::hidden()
     };
 
-    // Files run concurrently, one per engine session, so one page's detection overlaps
-    // another's recognition.
-    let next = Mutex::new(args.files.iter().zip(destinations));
-    let failures = Mutex::new(0usize);
-    let workers = engine.parallelism().min(args.files.len());
+    // A pipeline over the pages of all files: one thread decodes, `parallelism` threads
+    // recognise (so one page's detection overlaps another's recognition, across files and
+    // within a multi-page file), and this thread assembles and writes each file in page order.
+    // The bounded queue keeps at most a few decoded pages in memory.
+    let workers = engine.parallelism();
+    let (page_tx, page_rx) = std::sync::mpsc::sync_channel::<(usize, usize, RgbImage)>(workers);
+    let page_rx = Mutex::new(page_rx);
+    let (event_tx, event_rx) = std::sync::mpsc::channel::<Event>();
+    let mut failed = 0usize;
     std::thread::scope(|s| {
+        let decoder_events = event_tx.clone();
+        let files = &args.files;
+        s.spawn(move || {
+            for (file, path) in files.iter().enumerate() {
+                let mut pages = 0;
+                let error = decode_into(path, limits, file, &page_tx, &mut pages).err();
+                let _ = decoder_events.send(Event::Decoded { file, pages, error });
+            }
+            // Dropping `page_tx` here lets the recognisers finish.
+        });
         for _ in 0..workers {
-            s.spawn(|| {
+            let events = event_tx.clone();
+            let (engine, page_rx) = (&engine, &page_rx);
+            s.spawn(move || {
                 loop {
-                    let Some((file, dest)) = next.lock().unwrap_or_else(|e| e.into_inner()).next()
-                    else {
-                        return;
-                    };
-                    progress.set_message(file.display().to_string());
-                    let outcome = recognize_file(engine.as_ref(), file, limits).and_then(|pages| {
-                        let name = file
-                            .file_name()
-                            .map(|n| n.to_string_lossy())
-                            .unwrap_or_default();
-                        let info = DocumentInfo {
-                            source_name: &name,
-                            engine: engine.name(),
-                            languages: engine.languages(),
-                        };
-                        write_output(dest.as_deref(), &args.format.render(&pages, &info))
-                    });
-                    if let Err(e) = outcome {
-                        // One line per failed file, naming it; the other files go on.
-                        progress.suspend(|| eprintln!("ocrd: {}: {e:#}", file.display()));
-                        *failures.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                    }
-                    progress.inc(1);
+                    let job = page_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((file, page, image)) = job else { return };
+                    let result = engine.recognize(&image);
+                    let _ = events.send(Event::Page { file, page, result });
                 }
             });
         }
+        drop(event_tx);
+
+        let mut files: Vec<Assembly> = args.files.iter().map(|_| Assembly::default()).collect();
+        for event in event_rx {
+            let file = match event {
+                Event::Page { file, page, result } => {
+                    let slot = &mut files[file];
+                    slot.received += 1;
+                    match result {
+                        Ok(result) => {
+                            slot.pages.insert(page, result);
+                        }
+                        Err(e) => {
+                            let e = anyhow::Error::new(e).context(format!("page {}", page + 1));
+                            slot.error.get_or_insert(e);
+                        }
+                    }
+                    file
+                }
+                Event::Decoded { file, pages, error } => {
+                    // Pages queued before an error still come back; the file waits for them.
+                    let slot = &mut files[file];
+                    slot.expected = Some(pages);
+                    if let Some(error) = error {
+                        slot.error = Some(error);
+                    }
+                    file
+                }
+            };
+            if !files[file].is_complete() {
+                continue;
+            }
+            let done = std::mem::take(&mut files[file]);
+            let path = &args.files[file];
+            let outcome = match done.error {
+                Some(error) => Err(error),
+                None => {
+                    let pages: Vec<PageResult> = done.pages.into_values().collect();
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default();
+                    let info = DocumentInfo {
+                        source_name: &name,
+                        engine: engine.name(),
+                        languages: engine.languages(),
+                    };
+                    write_output(
+                        destinations[file].as_deref(),
+                        &args.format.render(&pages, &info),
+                    )
+                }
+            };
+            if let Err(e) = outcome {
+                // One line per failed file, naming it; the other files go on.
+                progress.suspend(|| eprintln!("ocrd: {}: {e:#}", path.display()));
+                failed += 1;
+            }
+            progress.set_message(path.display().to_string());
+            progress.inc(1);
+        }
     });
     progress.finish_and_clear();
-    let failed = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     })
+}
+
+/// Decodes a file's pages into the recognition queue, counting them in `queued`.
+fn decode_into(
+    path: &Path,
+    limits: Limits,
+    file: usize,
+    queue: &std::sync::mpsc::SyncSender<(usize, usize, RgbImage)>,
+    queued: &mut usize,
+) -> anyhow::Result<()> {
+    for (page, image) in document::open(path, limits)?.enumerate() {
+        let image = image.with_context(|| format!("page {}", page + 1))?;
+        queue
+            .send((file, page, image))
+            .map_err(|_| anyhow::anyhow!("recognition stopped"))?;
+        *queued += 1;
+    }
+    Ok(())
 }
 
 fn write_output(dest: Option<&Path>, text: &str) -> anyhow::Result<()> {

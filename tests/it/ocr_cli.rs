@@ -100,12 +100,19 @@ fn every_input_format_is_read() {
         img.save(&path).unwrap();
         files.push(path);
     }
-    // A two-page TIFF: every page is recognised, in order.
-    let tiff_path = dir.path().join("two-pages.tiff");
+    // A three-page TIFF: every page is recognised, in order (the top of the sample page, then
+    // the next part of it, then the top again).
+    let tiff_path = dir.path().join("pages.tiff");
+    let next_part = {
+        let page = image::open(eval_dir().join("page_000.png"))
+            .unwrap()
+            .into_rgb8();
+        image::imageops::crop_imm(&page, 0, 640, page.width(), 640).to_image()
+    };
     {
         let mut encoder =
             tiff::encoder::TiffEncoder::new(std::fs::File::create(&tiff_path).unwrap()).unwrap();
-        for page in [&img, &img] {
+        for page in [&img, &next_part, &img] {
             encoder
                 .write_image::<tiff::encoder::colortype::RGB8>(
                     page.width(),
@@ -135,8 +142,13 @@ fn every_input_format_is_read() {
         assert_snippet_text(text.split('\u{c}').next().unwrap_or_default(), file);
         if file.extension().is_some_and(|e| e == "tiff") {
             let pages: Vec<&str> = text.split('\u{c}').collect();
-            assert_eq!(pages.len(), 2, "two TIFF pages, two text pages: {text}");
-            assert_eq!(ocrd::eval::cer(pages[0], pages[1]), 0.0);
+            assert_eq!(pages.len(), 3, "three TIFF pages, three text pages: {text}");
+            assert_eq!(ocrd::eval::cer(pages[0], pages[2]), 0.0);
+            assert!(
+                ocrd::eval::cer(pages[1], pages[0]) > 0.5,
+                "page 2 is another text"
+            );
+            assert!(pages[1].lines().count() >= 5);
         }
     }
 }
