@@ -162,7 +162,12 @@ impl PpOcr {
 
     /// Recognises every crop; batches run in parallel, one per free session.
     fn read(&self, page: &RgbImage, crops: &[LineCrop]) -> Result<Vec<rec::RecLine>, OcrError> {
-        let batches = rec::batches(crops, self.config.rec.batch_size);
+        let rec = &self.config.rec;
+        let batches = rec::batches(
+            crops,
+            rec.batch_size,
+            rec.min_width as f32 / rec.height as f32,
+        );
         let next = std::sync::atomic::AtomicUsize::new(0);
         let workers = self.config.sessions.max(1).min(batches.len().max(1));
         let results: Vec<Result<Vec<(usize, rec::RecLine)>, OcrError>> = std::thread::scope(|s| {

@@ -6,7 +6,6 @@
 //! line, which yields word boxes and per-word confidences.
 
 use image::RgbImage;
-use imageproc::geometric_transformations::Projection;
 use ndarray::{Array4, ArrayView2};
 
 use super::Quad;
@@ -100,15 +99,29 @@ impl RecLine {
     }
 }
 
-/// Orders crops so each batch holds lines of similar aspect ratio (less padding), returning the
-/// batches as index lists into `crops`.
-pub fn batches(crops: &[LineCrop], batch_size: usize) -> Vec<Vec<usize>> {
+/// Widest line in a batch, relative to its narrowest: padding beyond this costs more than a
+/// separate model call.
+const MAX_BATCH_SPREAD: f32 = 1.1;
+
+/// Groups crops into batches of lines with similar aspect ratio, so that little of each batch is
+/// padding: at most `batch_size` lines, the widest at most `MAX_BATCH_SPREAD` times the
+/// narrowest. Returns the batches as index lists into `crops`.
+pub fn batches(crops: &[LineCrop], batch_size: usize, min_ratio: f32) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..crops.len()).collect();
     order.sort_by(|&a, &b| crops[a].ratio().total_cmp(&crops[b].ratio()));
-    order
-        .chunks(batch_size.max(1))
-        .map(|c| c.to_vec())
-        .collect()
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for k in order {
+        let width = crops[k].ratio().max(min_ratio);
+        let joins = batches.last().is_some_and(|batch| {
+            batch.len() < batch_size.max(1)
+                && width <= crops[batch[0]].ratio().max(min_ratio) * MAX_BATCH_SPREAD
+        });
+        match batches.last_mut() {
+            Some(batch) if joins => batch.push(k),
+            _ => batches.push(vec![k]),
+        }
+    }
+    batches
 }
 
 /// Samples the batch's lines from the page into a `[n, 3, H, W]` tensor, normalised to -1..1
@@ -133,20 +146,20 @@ pub fn preprocess(
     for (i, crop) in crops.iter().enumerate() {
         let w = ((h as f32 * crop.ratio()).ceil() as u32).clamp(1, batch_w);
         contents.push(w as f32 / batch_w as f32);
-        let target = [
-            (0.0, 0.0),
-            (w as f32, 0.0),
-            (w as f32, h as f32),
-            (0.0, h as f32),
-        ];
-        let Some(to_page) = Projection::from_control_points(target, crop.quad) else {
-            continue; // A degenerate quad stays blank and decodes to nothing.
-        };
+        // Detected boxes are rectangles, so the map from the model input to the page is affine:
+        // one step right or down in the input is a fixed step on the page.
+        let [tl, tr, _, bl] = crop.quad;
+        let across = ((tr.0 - tl.0) / w as f32, (tr.1 - tl.1) / w as f32);
+        let down = ((bl.0 - tl.0) / h as f32, (bl.1 - tl.1) / h as f32);
         let line = &mut out[i * 3 * plane..(i + 1) * 3 * plane];
         for y in 0..h as usize {
+            let fy = y as f32 + 0.5;
+            // Pixel centres: the -0.5 turns a position into a sampling coordinate.
+            let row = (tl.0 + fy * down.0 - 0.5, tl.1 + fy * down.1 - 0.5);
             for x in 0..w as usize {
-                let (sx, sy) = to_page * (x as f32 + 0.5, y as f32 + 0.5);
-                let px = bilinear(page, sx - 0.5, sy - 0.5);
+                let fx = x as f32 + 0.5;
+                let (sx, sy) = (row.0 + fx * across.0, row.1 + fx * across.1);
+                let px = bilinear(page, sx, sy);
                 let at = y * batch_w as usize + x;
                 // Tensor channels are BGR: channel c takes RGB channel 2 - c.
                 for c in 0..3 {
@@ -185,14 +198,26 @@ fn bilinear(img: &RgbImage, x: f32, y: f32) -> [f32; 3] {
 /// Greedy CTC decoding of one line's `[T, C]` probabilities: the best class per step, repeats
 /// collapsed, blanks (class 0) dropped. `classes[k - 1]` is the character of class `k`.
 pub fn decode(probs: ArrayView2<f32>, classes: &[char], content: f32) -> RecLine {
+    // Softmax rows sum to 1, so a class above one half is the best one and the scan can stop
+    // there: for the blank class, which most timesteps are, that is the first element. Checked
+    // on the first row, in case a model's output is not normalised.
+    let normalised = probs
+        .outer_iter()
+        .next()
+        .is_some_and(|row| (row.sum() - 1.0).abs() < 1e-2);
     let mut glyphs = Vec::new();
     let mut previous = 0usize;
     for (step, row) in probs.outer_iter().enumerate() {
-        let (best, prob) =
-            row.iter().enumerate().fold(
-                (0usize, f32::MIN),
-                |acc, (k, &p)| if p > acc.1 { (k, p) } else { acc },
-            );
+        let mut best = (0usize, f32::MIN);
+        for (k, &p) in row.iter().enumerate() {
+            if p > best.1 {
+                best = (k, p);
+                if normalised && p > 0.5 {
+                    break;
+                }
+            }
+        }
+        let (best, prob) = best;
         if best != 0
             && best != previous
             && let Some(&ch) = classes.get(best - 1)
@@ -338,6 +363,33 @@ mod tests {
         assert_eq!(texts, ["ab", "cd", "ef"]);
         assert!(words[0].start < words[0].end && words[0].end <= words[1].start);
         assert!(words[2].end <= 1.0);
+    }
+
+    #[test]
+    fn early_stop_decodes_like_a_full_scan() {
+        // Softmax-like rows (sum 1) where the best class is sometimes below one half.
+        let rows = [
+            [0.9, 0.05, 0.05, 0.0],
+            [0.2, 0.45, 0.35, 0.0],
+            [0.1, 0.1, 0.7, 0.1],
+            [0.3, 0.3, 0.05, 0.35],
+        ];
+        let probs = Array2::from_shape_fn((4, 4), |(t, k)| rows[t][k]);
+        let scaled = probs.mapv(|p| p * 3.0); // not normalised: must fall back to a full scan
+        let classes = ['a', 'b', 'c'];
+        let text = |l: RecLine| l.glyphs.iter().map(|g| g.ch).collect::<String>();
+        assert_eq!(text(decode(probs.view(), &classes, 1.0)), "abc");
+        assert_eq!(text(decode(scaled.view(), &classes, 1.0)), "abc");
+    }
+
+    #[test]
+    fn batches_hold_lines_of_similar_width() {
+        let crop = |w: f32| LineCrop::new([(0.0, 0.0), (w, 0.0), (w, 10.0), (0.0, 10.0)]);
+        let crops: Vec<LineCrop> = [50.0, 20.0, 21.0, 100.0, 52.0, 22.0].map(crop).into();
+        let got = batches(&crops, 2, 1.0);
+        assert_eq!(got, vec![vec![1, 2], vec![5], vec![0, 4], vec![3]]);
+        // Below the minimum width every line pads to the same width: one batch.
+        assert_eq!(batches(&crops[1..3], 6, 50.0).len(), 1);
     }
 
     #[test]
