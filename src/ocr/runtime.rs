@@ -84,7 +84,7 @@ pub fn session(
     let fail = |e: String| OcrError::Model(format!("{}: {e}", model.display()));
     let mut builder = Session::builder(env)
         .map_err(|e| fail(e.to_string()))?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| fail(e.to_string()))?
         .with_intra_threads(options.intra_threads)
         .map_err(|e| fail(e.to_string()))?;

@@ -14,8 +14,14 @@ use super::det::dist;
 #[derive(Clone, Debug)]
 pub struct RecConfig {
     pub height: u32,
-    /// Narrowest input; lines are padded to at least this width.
+    /// Narrowest input; shorter lines are padded to this width.
     pub min_width: u32,
+    /// Blank columns after every line: CTC needs a few timesteps after the last character to
+    /// close it. Measured on the sample pages: CER 0.0022 without, 0.0014 with 16.
+    pub end_padding: u32,
+    /// Lines per model call, grouped by similar width. On the CPU, one line per call measured
+    /// fastest (no padding, better cache use: 4.6 against 4.2 pages/s with 6); batching pays
+    /// where calls are expensive, as on a GPU.
     pub batch_size: usize,
     /// Lines whose mean character confidence is below this are dropped as noise.
     pub drop_score: f32,
@@ -26,7 +32,8 @@ impl Default for RecConfig {
         RecConfig {
             height: 48,
             min_width: 96,
-            batch_size: 6,
+            end_padding: 16,
+            batch_size: 1,
             drop_score: 0.5,
         }
     }
@@ -136,7 +143,7 @@ pub fn preprocess(
         .iter()
         .map(|c| c.ratio())
         .fold(config.min_width as f32 / h as f32, f32::max);
-    let batch_w = (h as f32 * max_ratio).ceil() as u32;
+    let batch_w = (h as f32 * max_ratio).ceil() as u32 + config.end_padding;
     let mut input = Array4::<f32>::zeros((crops.len(), 3, h as usize, batch_w as usize));
     let mut contents = Vec::with_capacity(crops.len());
     let plane = (h * batch_w) as usize;
