@@ -186,6 +186,8 @@ pub struct OcrConfig {
     pub runtime: Option<PathBuf>,
     /// Inference threads; 0 uses every core.
     pub threads: usize,
+    /// Detect upside-down lines (PP-OCR's 0°/180° classifier) and read them turned.
+    pub classify_orientation: bool,
 }
 
 impl Default for OcrConfig {
@@ -196,6 +198,7 @@ impl Default for OcrConfig {
             model_set: "v6-tiny".into(),
             runtime: None,
             threads: 0,
+            classify_orientation: false,
         }
     }
 }

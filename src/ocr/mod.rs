@@ -55,6 +55,7 @@ pub fn load_engine(
         crate::config::EngineKind::Ppocr => {
             let mut options = ppocr::PpOcrConfig::new(&config.models_dir);
             options.model_set = config.model_set.clone();
+            options.classify_orientation = config.classify_orientation;
             if config.threads > 0 {
                 options.sessions = config.threads;
             }

@@ -90,6 +90,9 @@ pub struct Block {
 pub struct PageResult {
     pub width: u32,
     pub height: u32,
+    /// Degrees (0 or 180) the page image was turned to read it; boxes are on the turned page.
+    #[serde(default)]
+    pub rotation: u16,
     pub blocks: Vec<Block>,
 }
 

@@ -60,9 +60,14 @@ pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
     );
     let (mut block_id, mut line_id, mut word_id) = (0, 0, 0);
     for (p, page) in pages.iter().enumerate() {
+        // hOCR's textangle: the page was read turned by this much.
+        let angle = match page.rotation {
+            0 => String::new(),
+            r => format!("; textangle {r}"),
+        };
         let _ = writeln!(
             out,
-            "<div class=\"ocr_page\" id=\"page_{n}\" title=\"image &quot;{image}&quot;; {bbox}; ppageno {p}\">",
+            "<div class=\"ocr_page\" id=\"page_{n}\" title=\"image &quot;{image}&quot;; {bbox}; ppageno {p}{angle}\">",
             n = p + 1,
             image = escape(info.source_name),
             bbox = bbox(&BBox::new(0, 0, page.width, page.height)),

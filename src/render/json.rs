@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! { "version": 1, "engine": "ppocr", "pages": [ {
-//!     "page": 1, "width": W, "height": H, "confidence": 0.97,
+//!     "page": 1, "width": W, "height": H, "rotation": 0, "confidence": 0.97,
 //!     "blocks": [ { "bbox": [x0,y0,x1,y1], "geometry": {..},
 //!       "lines": [ { "text": "…", "confidence": 0.98, "bbox": [..], "geometry": {..},
 //!         "words": [ { "text": "…", "confidence": 0.99, "bbox": [..], "geometry": {..} } ] } ] } ] } ] }
 //! ```
-//! `bbox` is in page pixels (`x1`,`y1` exclusive). `geometry` is the same box as ratios of the
+//! `bbox` is in page pixels (`x1`,`y1` exclusive). `rotation` (0 or 180) is how far the page
+//! image was turned to read it; boxes are on the turned page. `geometry` is the same box as ratios of the
 //! page size, Textract-style: `{"left","top","width","height"}`, each in 0..=1. Confidences are
 //! in 0..=1.
 
@@ -28,6 +29,7 @@ struct Page {
     page: usize,
     width: u32,
     height: u32,
+    rotation: u16,
     confidence: Option<f32>,
     blocks: Vec<Block>,
 }
@@ -89,6 +91,7 @@ pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
                 page: i + 1,
                 width: page.width,
                 height: page.height,
+                rotation: page.rotation,
                 confidence: page.mean_confidence(),
                 blocks: page
                     .blocks

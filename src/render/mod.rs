@@ -92,6 +92,7 @@ mod tests {
         PageResult {
             width: 200,
             height: 100,
+            rotation: 0,
             blocks: vec![
                 Block {
                     bbox: first.bbox,

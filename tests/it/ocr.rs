@@ -91,7 +91,8 @@ fn agrees_with_the_python_reference_pipeline() {
         let fixture: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let page = eval_dir().join(fixture["page"].as_str().unwrap());
-        let ours = engine.lines(&load(&page)).unwrap();
+        let (ours, rotation) = engine.lines(&load(&page)).unwrap();
+        assert_eq!(rotation, 0);
         let theirs = fixture["lines"].as_array().unwrap();
 
         let (n_ours, n_theirs) = (ours.len() as f64, theirs.len() as f64);
@@ -223,4 +224,41 @@ fn hocr_is_well_formed_and_matches_the_json() {
             assert!((0.0..=1.0).contains(&word.confidence));
         }
     }
+}
+
+#[test]
+fn orientation_classifier_reads_upside_down_lines() {
+    let page = load(&eval_dir().join("page_000.png"));
+    let snippet = image::imageops::crop_imm(&page, 0, 0, page.width(), 400).to_image();
+    let upside_down = image::imageops::rotate180(&snippet);
+    let upright = page_text(&engine().recognize(&snippet).unwrap());
+
+    let models = repo().join("models");
+    let mut config = PpOcrConfig::new(&models);
+    config.classify_orientation = true;
+    let classifying = PpOcr::load(&models.join("runtime/libonnxruntime.so"), config).unwrap();
+    let turned_page = classifying.recognize(&upside_down).unwrap();
+    assert_eq!(turned_page.rotation, 180, "the page was read turned");
+    let turned = page_text(&turned_page);
+    let plain = page_text(&engine().recognize(&upside_down).unwrap());
+    println!(
+        "upside down: CER {:.4} with the classifier, {:.4} without",
+        cer(&turned, &upright),
+        cer(&plain, &upright)
+    );
+    assert!(
+        cer(&turned, &upright) < 0.02,
+        "with the classifier:\n{turned}"
+    );
+    assert!(
+        cer(&plain, &upright) > 0.3,
+        "without it the lines read wrong:\n{plain}"
+    );
+    // Upright text stays as it is.
+    assert!(
+        cer(
+            &page_text(&classifying.recognize(&snippet).unwrap()),
+            &upright
+        ) < 0.01
+    );
 }

@@ -4,6 +4,7 @@
 //! Sessions live in small pools: a session runs one request at a time, so concurrent pages (or
 //! recognition batches of one page) each take a session of their own and run in parallel.
 
+pub mod cls;
 pub mod det;
 pub mod rec;
 
@@ -37,6 +38,10 @@ pub struct PpOcrConfig {
     pub session: SessionOptions,
     /// Sessions per model: how many pages or batches run at once.
     pub sessions: usize,
+    /// Run the 0°/180° line orientation classifier (`ppocr/cls.onnx`) before recognition: for
+    /// documents scanned upside down. Off by default, as in PaddleOCR: it costs a model call
+    /// per line.
+    pub classify_orientation: bool,
 }
 
 impl PpOcrConfig {
@@ -54,6 +59,7 @@ impl PpOcrConfig {
                 ..SessionOptions::default()
             },
             sessions: cores,
+            classify_orientation: false,
         }
     }
 
@@ -75,6 +81,7 @@ pub struct DetectedLine {
 pub struct PpOcr {
     det: SessionPool,
     rec: SessionPool,
+    cls: Option<SessionPool>,
     /// `classes[k - 1]` is the character of model class `k` (class 0 is the CTC blank).
     classes: Vec<char>,
     config: PpOcrConfig,
@@ -87,16 +94,20 @@ impl PpOcr {
         let dir = config.set_dir();
         let classes = load_dictionary(&dir.join("dict.txt"))?;
         let sessions = config.sessions.max(1);
-        let build = |file: &str| -> Result<SessionPool, OcrError> {
-            let model = dir.join(file);
+        let build = |model: PathBuf| -> Result<SessionPool, OcrError> {
             let sessions = (0..sessions)
                 .map(|_| runtime::session(env, &model, &config.session))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(SessionPool::new(sessions))
         };
+        let cls = match config.classify_orientation {
+            true => Some(build(config.models_dir.join("ppocr").join("cls.onnx"))?),
+            false => None,
+        };
         Ok(PpOcr {
-            det: build("det.onnx")?,
-            rec: build("rec.onnx")?,
+            det: build(dir.join("det.onnx"))?,
+            rec: build(dir.join("rec.onnx"))?,
+            cls,
             classes,
             config,
         })
@@ -130,12 +141,37 @@ impl PpOcr {
 
     /// Every detected line with its text, in detection order (before reading order), without
     /// lines below the confidence threshold.
-    pub fn lines(&self, page: &RgbImage) -> Result<Vec<DetectedLine>, OcrError> {
-        let (width, height) = page.dimensions();
-        if width == 0 || height == 0 {
-            return Ok(Vec::new());
+    ///
+    /// With the orientation classifier on, a page whose lines are mostly upside down is turned
+    /// before reading, so that its reading order is right too; the rotation is returned (0 or
+    /// 180), and the boxes are those of the turned page.
+    pub fn lines(&self, page: &RgbImage) -> Result<(Vec<DetectedLine>, u16), OcrError> {
+        if page.width() == 0 || page.height() == 0 {
+            return Ok((Vec::new(), 0));
         }
-        let crops: Vec<LineCrop> = self.detect(page)?.into_iter().map(LineCrop::new).collect();
+        let mut crops: Vec<LineCrop> = self.detect(page)?.into_iter().map(LineCrop::new).collect();
+        if let Some(cls) = &self.cls {
+            let turned = Self::orient(cls, page, &mut crops)?;
+            if turned * 2 > crops.len() {
+                let upright = image::imageops::rotate180(page);
+                let mut crops: Vec<LineCrop> = self
+                    .detect(&upright)?
+                    .into_iter()
+                    .map(LineCrop::new)
+                    .collect();
+                Self::orient(cls, &upright, &mut crops)?;
+                return Ok((self.read_lines(&upright, crops)?, 180));
+            }
+        }
+        Ok((self.read_lines(page, crops)?, 0))
+    }
+
+    fn read_lines(
+        &self,
+        page: &RgbImage,
+        crops: Vec<LineCrop>,
+    ) -> Result<Vec<DetectedLine>, OcrError> {
+        let (width, height) = page.dimensions();
         let lines = self.read(page, &crops)?;
         Ok(crops
             .into_iter()
@@ -158,6 +194,25 @@ impl PpOcr {
                 }
             })
             .collect())
+    }
+
+    /// Turns the lines the orientation classifier reads as upside down; returns how many.
+    fn orient(
+        cls: &SessionPool,
+        page: &RgbImage,
+        crops: &mut [LineCrop],
+    ) -> Result<usize, OcrError> {
+        const BATCH: usize = 6;
+        let mut turned = 0;
+        for chunk in crops.chunks_mut(BATCH) {
+            let members: Vec<&LineCrop> = chunk.iter().collect();
+            let input = cls::preprocess(page, &members);
+            turned += cls.with(|session| -> Result<usize, OcrError> {
+                let outputs = session.run(ort::inputs![TensorRef::from_array_view(&input)?])?;
+                Ok(cls::apply(chunk, outputs[0].try_extract_array::<f32>()?))
+            })?;
+        }
+        Ok(turned)
     }
 
     /// Recognises every crop; batches run in parallel, one per free session.
@@ -251,8 +306,8 @@ impl Engine for PpOcr {
     }
 
     fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
-        let pieces = self
-            .lines(page)?
+        let (lines, rotation) = self.lines(page)?;
+        let pieces = lines
             .into_iter()
             .filter_map(|line| {
                 let bbox = BBox::union(line.words.iter().map(|w| w.bbox))?;
@@ -265,6 +320,7 @@ impl Engine for PpOcr {
         Ok(PageResult {
             width: page.width(),
             height: page.height(),
+            rotation,
             blocks: order::layout(pieces),
         })
     }

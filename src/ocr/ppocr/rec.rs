@@ -41,7 +41,7 @@ impl Default for RecConfig {
 
 /// A detected line ready for sampling: its quad, oriented so that the text runs from corner 0 to
 /// corner 1, and its size in page pixels along and across the text.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct LineCrop {
     pub quad: Quad,
     pub width: f32,
@@ -71,6 +71,15 @@ impl LineCrop {
 
     fn ratio(&self) -> f32 {
         self.width / self.height
+    }
+
+    /// The same box read the other way round: for text that is upside down.
+    pub fn turned(&self) -> LineCrop {
+        let [tl, tr, br, bl] = self.quad;
+        LineCrop {
+            quad: [br, bl, tl, tr],
+            ..*self
+        }
     }
 }
 
@@ -144,15 +153,30 @@ pub fn preprocess(
         .map(|c| c.ratio())
         .fold(config.min_width as f32 / h as f32, f32::max);
     let batch_w = (h as f32 * max_ratio).ceil() as u32 + config.end_padding;
+    let (input, widths) = sample_lines(page, crops, h, batch_w);
+    let contents = widths.iter().map(|&w| w as f32 / batch_w as f32).collect();
+    (input, contents)
+}
+
+/// Samples lines into a `[n, 3, height, width]` tensor: each line scaled to `height`, keeping
+/// its aspect ratio up to `width`, normalised to -1..1 in BGR order, zero-padded on the right.
+/// Returns the tensor and the width each line took.
+pub fn sample_lines(
+    page: &RgbImage,
+    crops: &[&LineCrop],
+    height: u32,
+    width: u32,
+) -> (Array4<f32>, Vec<u32>) {
+    let (h, batch_w) = (height, width);
     let mut input = Array4::<f32>::zeros((crops.len(), 3, h as usize, batch_w as usize));
-    let mut contents = Vec::with_capacity(crops.len());
+    let mut widths = Vec::with_capacity(crops.len());
     let plane = (h * batch_w) as usize;
     let Some(out) = input.as_slice_mut() else {
-        return (input, contents);
+        return (input, widths);
     };
     for (i, crop) in crops.iter().enumerate() {
         let w = ((h as f32 * crop.ratio()).ceil() as u32).clamp(1, batch_w);
-        contents.push(w as f32 / batch_w as f32);
+        widths.push(w);
         // Detected boxes are rectangles, so the map from the model input to the page is affine:
         // one step right or down in the input is a fixed step on the page.
         let [tl, tr, _, bl] = crop.quad;
@@ -175,7 +199,7 @@ pub fn preprocess(
             }
         }
     }
-    (input, contents)
+    (input, widths)
 }
 
 /// Bilinear sample with edge replication.
