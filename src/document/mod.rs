@@ -191,10 +191,24 @@ pub fn open(path: &Path, limits: Limits) -> Result<Pages, DocumentError> {
                     let mut image =
                         image::DynamicImage::from_decoder(decoder).map_err(undecodable)?;
                     image.apply_orientation(orientation);
-                    Ok(image.into_rgb8())
+                    Ok(to_rgb(image))
                 }))),
             })
         }
+    }
+}
+
+/// The page as 8-bit RGB. Grey pages, the usual scan, are expanded by hand: `into_rgb8`'s
+/// generic conversion took 15 ms of a 1654×2339 page, four times the PNG decoding.
+fn to_rgb(image: image::DynamicImage) -> RgbImage {
+    match image {
+        image::DynamicImage::ImageLuma8(grey) => {
+            let (width, height) = grey.dimensions();
+            let rgb: Vec<u8> = grey.as_raw().iter().flat_map(|&v| [v, v, v]).collect();
+            RgbImage::from_raw(width, height, rgb)
+                .unwrap_or_else(|| image::DynamicImage::ImageLuma8(grey).into_rgb8())
+        }
+        other => other.into_rgb8(),
     }
 }
 
