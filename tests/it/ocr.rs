@@ -262,3 +262,19 @@ fn orientation_classifier_reads_upside_down_lines() {
         ) < 0.01
     );
 }
+
+/// A GPU that cannot be used is an error, never a silent fall-back to the CPU. The CPU build of
+/// ONNX Runtime that the tests load has no CUDA provider, whatever the machine has.
+#[test]
+fn a_cuda_request_that_cannot_be_met_fails_loudly() {
+    let models = repo().join("models");
+    let mut config = PpOcrConfig::new(&models);
+    config.session.device = ocrd::ocr::runtime::Device::Cuda(0);
+    engine(); // the process-wide runtime is the CPU build
+    let error = match PpOcr::load(&models.join("runtime/libonnxruntime.so"), config) {
+        Ok(_) => panic!("CUDA was requested and a CPU-only runtime loaded the engine anyway"),
+        Err(e) => e.to_string(),
+    };
+    println!("{error}");
+    assert!(error.contains("CUDA"), "{error}");
+}
