@@ -57,6 +57,16 @@ fn truth(page: &Path) -> String {
     std::fs::read_to_string(page.with_extension("gt.txt")).expect("ground truth")
 }
 
+/// Mean CER of each page's text (`results[i].1`) against its ground truth.
+fn mean_cer(pages: &[PathBuf], results: &[(f64, String)]) -> f64 {
+    let total: f64 = pages
+        .iter()
+        .zip(results)
+        .map(|(p, (_, text))| cer(text, &truth(p)))
+        .sum();
+    total / pages.len() as f64
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -127,16 +137,11 @@ fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
             let result = engine.recognize(&image).expect("recognising");
             ocrd::render::txt::render(std::slice::from_ref(&result))
         });
-        let cers: Vec<f64> = pages
-            .iter()
-            .zip(&results)
-            .map(|(p, (_, text))| cer(text, &truth(p)))
-            .collect();
         Figures {
             name: format!("ocrd ppocr {DEFAULT_MODEL_SET}"),
             pages_per_s: pages.len() as f64 / wall,
             median_s: median(results.iter().map(|(t, _)| *t).collect()),
-            cer: cers.iter().sum::<f64>() / cers.len() as f64,
+            cer: mean_cer(pages, &results),
             peak_rss_mb: peak_rss_mb(),
             column_cer: None,
         }
@@ -210,16 +215,11 @@ fn tesseract(pages: &[PathBuf], cores: usize) -> Option<Figures> {
             peak_kb.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
             text
         });
-        let cers: Vec<f64> = pages
-            .iter()
-            .zip(&results)
-            .map(|(p, (_, text))| cer(text, &truth(p)))
-            .collect();
         Figures {
             name: "tesseract 5 --psm 3".into(),
             pages_per_s: pages.len() as f64 / wall,
             median_s: median(results.iter().map(|(t, _)| *t).collect()),
-            cer: cers.iter().sum::<f64>() / cers.len() as f64,
+            cer: mean_cer(pages, &results),
             peak_rss_mb: peak_kb.into_inner() as f64 / 1024.0,
             column_cer: None,
         }

@@ -57,6 +57,15 @@ impl From<diesel::result::Error> for DbError {
     }
 }
 
+/// `Ok` when an update or delete touched a row, `NotFound` when it touched none.
+pub fn affected(rows: usize) -> Result<(), DbError> {
+    if rows == 0 {
+        Err(DbError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 impl DbError {
     /// Maps a unique violation to [`DbError::Conflict`] naming `what`; other errors pass through.
     pub fn on_unique(what: &'static str) -> impl Fn(diesel::result::Error) -> DbError {
@@ -79,6 +88,20 @@ impl DbError {
             _ => false,
         }
     }
+}
+
+/// A deadpool of `size` connections that gives up waiting for one after `CHECKOUT_TIMEOUT`.
+fn build_pool<M: deadpool::managed::Manager>(
+    manager: M,
+    size: usize,
+) -> Result<deadpool::managed::Pool<M>, DbError> {
+    deadpool::managed::Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(CHECKOUT_TIMEOUT))
+        .create_timeout(Some(CHECKOUT_TIMEOUT))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Connect(e.to_string()))
 }
 
 /// A pool of connections to one of the two backends.
@@ -136,14 +159,7 @@ impl DbPool {
 
     pub fn postgres(url: &str, size: usize) -> Result<DbPool, DbError> {
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
-        let pool = Pool::builder(manager)
-            .max_size(size)
-            .wait_timeout(Some(CHECKOUT_TIMEOUT))
-            .create_timeout(Some(CHECKOUT_TIMEOUT))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| DbError::Connect(e.to_string()))?;
-        Ok(DbPool::Postgres(pool))
+        Ok(DbPool::Postgres(build_pool(manager, size)?))
     }
 
     /// SQLite in WAL mode with foreign keys on; the file and its directory are created.
@@ -171,14 +187,7 @@ impl DbPool {
             .boxed()
         });
         let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, config);
-        let pool = Pool::builder(manager)
-            .max_size(size)
-            .wait_timeout(Some(CHECKOUT_TIMEOUT))
-            .create_timeout(Some(CHECKOUT_TIMEOUT))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| DbError::Connect(e.to_string()))?;
-        Ok(DbPool::Sqlite(pool))
+        Ok(DbPool::Sqlite(build_pool(manager, size)?))
     }
 
     pub fn backend(&self) -> &'static str {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{User, new_id, now, utc_time};
 use crate::db::schema::{api_tokens, users};
-use crate::db::{DbConn, DbError};
+use crate::db::{DbConn, DbError, affected};
 use crate::with_conn;
 
 /// An API token. Only its hash is stored; `prefix` is the first characters, for display.
@@ -91,17 +91,12 @@ impl ApiToken {
 
     /// Revokes a token of this user's; another user's token is `NotFound`.
     pub async fn delete(conn: &mut DbConn, user_id: &str, id: &str) -> Result<(), DbError> {
-        let n = with_conn!(conn, |c| diesel::delete(
+        affected(with_conn!(conn, |c| diesel::delete(
             api_tokens::table
                 .filter(api_tokens::id.eq(id))
                 .filter(api_tokens::user_id.eq(user_id))
         )
         .execute(c)
-        .await)?;
-        if n == 0 {
-            Err(DbError::NotFound)
-        } else {
-            Ok(())
-        }
+        .await)?)
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::utc_time;
 use crate::db::schema::files;
-use crate::db::{DbConn, DbError};
+use crate::db::{DbConn, DbError, affected};
 use crate::with_conn;
 
 /// An uploaded document. `content_type` was sniffed from the bytes, never taken from the client.
@@ -38,14 +38,9 @@ impl File {
     }
 
     pub async fn set_page_count(conn: &mut DbConn, id: &str, pages: i32) -> Result<(), DbError> {
-        let n = with_conn!(conn, |c| diesel::update(files::table.find(id))
+        affected(with_conn!(conn, |c| diesel::update(files::table.find(id))
             .set(files::page_count.eq(pages))
             .execute(c)
-            .await)?;
-        if n == 0 {
-            Err(DbError::NotFound)
-        } else {
-            Ok(())
-        }
+            .await)?)
     }
 }

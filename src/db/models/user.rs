@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{new_id, now, text_enum, utc_time};
 use crate::db::schema::users;
-use crate::db::{DbConn, DbError};
+use crate::db::{DbConn, DbError, affected};
 use crate::with_conn;
 
 text_enum!(Role, "role" { User => "user", Admin => "admin" });
@@ -137,27 +137,17 @@ impl User {
     }
 
     pub async fn set_password_hash(conn: &mut DbConn, id: &str, hash: &str) -> Result<(), DbError> {
-        let n = with_conn!(conn, |c| diesel::update(users::table.find(id))
+        affected(with_conn!(conn, |c| diesel::update(users::table.find(id))
             .set((users::password_hash.eq(hash), users::updated_at.eq(now())))
             .execute(c)
-            .await)?;
-        if n == 0 {
-            Err(DbError::NotFound)
-        } else {
-            Ok(())
-        }
+            .await)?)
     }
 
     /// Deletes the user; their tokens, files, tasks and results go with them (ON DELETE CASCADE).
     /// The caller removes the blobs first.
     pub async fn delete(conn: &mut DbConn, id: &str) -> Result<(), DbError> {
-        let n = with_conn!(conn, |c| diesel::delete(users::table.find(id))
+        affected(with_conn!(conn, |c| diesel::delete(users::table.find(id))
             .execute(c)
-            .await)?;
-        if n == 0 {
-            Err(DbError::NotFound)
-        } else {
-            Ok(())
-        }
+            .await)?)
     }
 }
