@@ -264,6 +264,7 @@ fn run_measured(command: &mut Command) -> (String, u64) {
 fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: nothing to do then.
     if !std::env::args().any(|a| a == "--bench") {
+        println!("ppocr bench: run with `make bench` or `cargo bench --bench ppocr`");
         return;
     }
     let pages = pages();

@@ -11,4 +11,5 @@ python_env
 PYTHON="$VENV/bin/python" scripts/fetch-models.sh
 test_services_start
 echo "test services: postgres=$OCRDTEST_DATABASE_URL redis=$OCRDTEST_REDIS_URL s3=$OCRDTEST_S3_ENDPOINT"
-cargo test --all-targets "$@"
+# Benches are left to `make bench`; the integration suite runs last, so its summary closes the run.
+cargo test --lib --bins --tests "$@"
