@@ -184,20 +184,10 @@ fn mini_box(points: &[Point<i32>]) -> (Quad, f32) {
 
 /// Mean probability inside the quadrilateral: how sure the model is that this is text.
 fn box_score(prob: &[f32], map_w: u32, map_h: u32, quad: &Quad) -> f32 {
-    let x0 = quad
-        .iter()
-        .map(|p| p.0)
-        .fold(f32::MAX, f32::min)
-        .floor()
-        .max(0.0) as u32;
-    let x1 = (quad.iter().map(|p| p.0).fold(f32::MIN, f32::max).ceil() as u32).min(map_w - 1);
-    let y0 = quad
-        .iter()
-        .map(|p| p.1)
-        .fold(f32::MAX, f32::min)
-        .floor()
-        .max(0.0) as u32;
-    let y1 = (quad.iter().map(|p| p.1).fold(f32::MIN, f32::max).ceil() as u32).min(map_h - 1);
+    let (min_x, min_y, max_x, max_y) = extent(quad);
+    let (x0, y0) = (min_x.floor().max(0.0) as u32, min_y.floor().max(0.0) as u32);
+    let x1 = (max_x.ceil() as u32).min(map_w - 1);
+    let y1 = (max_y.ceil() as u32).min(map_h - 1);
     let (mut sum, mut n) = (0.0f64, 0u32);
     for y in y0..=y1 {
         for x in x0..=x1 {
@@ -208,6 +198,14 @@ fn box_score(prob: &[f32], map_w: u32, map_h: u32, quad: &Quad) -> f32 {
         }
     }
     if n == 0 { 0.0 } else { (sum / n as f64) as f32 }
+}
+
+/// The quad's bounding box: `(min x, min y, max x, max y)`.
+pub(crate) fn extent(quad: &Quad) -> (f32, f32, f32, f32) {
+    quad.iter().fold(
+        (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
+        |(x0, y0, x1, y1), &(x, y)| (x0.min(x), y0.min(y), x1.max(x), y1.max(y)),
+    )
 }
 
 /// Whether `(x, y)` lies in the convex quadrilateral (edges included).

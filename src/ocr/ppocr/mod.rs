@@ -328,11 +328,10 @@ impl Engine for PpOcr {
 
 /// The axis-aligned page box around a quad.
 fn quad_bbox(quad: &Quad, width: u32, height: u32) -> BBox {
-    let xs = quad.map(|p| p.0);
-    let ys = quad.map(|p| p.1);
-    let min = |v: [f32; 4]| v.iter().copied().fold(f32::MAX, f32::min).max(0.0).floor() as u32;
-    let max = |v: [f32; 4]| v.iter().copied().fold(0.0f32, f32::max).ceil() as u32;
-    BBox::new(min(xs), min(ys), max(xs), max(ys)).clamp(width, height)
+    let (x0, y0, x1, y1) = det::extent(quad);
+    let floor = |v: f32| v.max(0.0).floor() as u32;
+    let ceil = |v: f32| v.max(0.0).ceil() as u32;
+    BBox::new(floor(x0), floor(y0), ceil(x1), ceil(y1)).clamp(width, height)
 }
 
 /// One character per line, then the space class PP-OCR appends.
