@@ -49,15 +49,22 @@ python_env() {
   fi
 }
 
+# Whether we can log in: a server on 5432 may want a password (Debian's own cluster does).
+pg_login() { # url
+  ! command -v psql >/dev/null || psql "$1" -Atqc 'select 1' >/dev/null 2>&1
+}
+
 start_postgres() {
-  if answers 127.0.0.1 5432; then
-    export OCRDTEST_DATABASE_URL="${OCRDTEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  local url="${OCRDTEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  if [ -n "${OCRDTEST_DATABASE_URL:-}" ] || { answers 127.0.0.1 5432 && pg_login "$url"; }; then
+    export OCRDTEST_DATABASE_URL="$url"
     return 0
   fi
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  [ -x "$bin/initdb" ] || need "PostgreSQL does not answer on 127.0.0.1:5432 and no server is installed.
-  Install one with: apt-get install -y postgresql" || return 1
+  [ -x "$bin/initdb" ] || need "no PostgreSQL on 127.0.0.1:5432 that lets user postgres in without a password,
+  and no server binaries to start one. Install them with: apt-get install -y postgresql
+  (or point OCRDTEST_DATABASE_URL at a server)" || return 1
   local port; port=$(free_port)
   TEST_PG_DIR=$(mktemp -d /tmp/ocrd-test-pg.XXXXXX)
   local as=()
