@@ -204,6 +204,27 @@ fn bad_files_fail_alone_with_one_line_each() {
 }
 
 #[test]
+fn a_library_that_is_not_onnx_runtime_names_the_fetch_script() {
+    let dir = tempfile::tempdir().unwrap();
+    snippet().save(dir.path().join("a.png")).unwrap();
+    let not_onnx_runtime = "/usr/lib/x86_64-linux-gnu/libz.so.1";
+    assert!(
+        Path::new(not_onnx_runtime).exists(),
+        "zlib is part of every Debian install"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ocrd"))
+        .current_dir(dir.path())
+        .args(["ocr", "a.png"])
+        .env("OCRD_OCR__MODELS_DIR", repo().join("models"))
+        .env("OCRD_OCR__RUNTIME", not_onnx_runtime)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("scripts/fetch-models.sh"), "{stderr}");
+}
+
+#[test]
 fn missing_models_name_the_fetch_script() {
     let dir = tempfile::tempdir().unwrap();
     snippet().save(dir.path().join("a.png")).unwrap();
