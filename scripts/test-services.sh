@@ -51,7 +51,7 @@ python_env() {
 
 # Whether we can log in: a server on 5432 may want a password (Debian's own cluster does).
 pg_login() { # url
-  ! command -v psql >/dev/null || psql "$1" -Atqc 'select 1' >/dev/null 2>&1
+  ! command -v psql >/dev/null || PGCONNECT_TIMEOUT=5 psql -w "$1" -Atqc 'select 1' >/dev/null 2>&1
 }
 
 start_postgres() {

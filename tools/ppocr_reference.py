@@ -384,12 +384,18 @@ def cmd_fixtures(args):
 
 
 def _process_worker(args_dict, pages, barrier, out):
-    """One of --procs processes: load the models, wait for the others, then time its pages."""
-    eng = make_engine(argparse.Namespace(**args_dict))
-    barrier.wait()
-    t0 = time.time()
-    results = process_pages(eng, pages, quiet=True)
-    out.put((t0, time.time(), results, peak_rss_mb()))
+    """One of --procs processes: load the models, wait for the others, then time its pages.
+    Any failure is reported on the queue (and breaks the barrier), never left to hang the rest."""
+    import traceback
+    try:
+        eng = make_engine(argparse.Namespace(**args_dict))
+        barrier.wait(timeout=600)
+        t0 = time.time()
+        results = process_pages(eng, pages, quiet=True)
+        out.put(("ok", (t0, time.time(), results, peak_rss_mb())))
+    except BaseException:  # noqa: BLE001 - report everything, including SystemExit
+        barrier.abort()
+        out.put(("error", traceback.format_exc()))
 
 
 def run_in_processes(args, pages: list[Path]):
@@ -397,6 +403,7 @@ def run_in_processes(args, pages: list[Path]):
     Returns the results in page order, the wall time from the moment all models were loaded,
     and the summed peak RSS of the processes."""
     import multiprocessing as mp
+    import queue
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(args.procs), ctx.Queue()
     shares = [pages[i::args.procs] for i in range(args.procs)]
@@ -404,11 +411,26 @@ def run_in_processes(args, pages: list[Path]):
                for share in shares]
     for w in workers:
         w.start()
-    reports = [out.get() for _ in workers]
+    reports = []
+    while len(reports) < len(workers):
+        try:
+            status, report = out.get(timeout=5)
+        except queue.Empty:
+            # A worker killed outright (e.g. out of memory) reports nothing: notice it.
+            if any(w.exitcode not in (None, 0) for w in workers):
+                for w in workers:
+                    w.kill()
+                sys.exit("a worker process died; see above")
+            continue
+        if status != "ok":
+            for w in workers:
+                w.kill()
+            sys.exit(f"a worker process failed:\n{report}")
+        reports.append(report)
     for w in workers:
         w.join()
-    order = {p.name: i for i, p in enumerate(pages)}
-    results = sorted((r for rep in reports for r in rep[2]), key=lambda r: order[r["page"]])
+    order = {p: i for i, p in enumerate(map(str, pages))}
+    results = sorted((r for rep in reports for r in rep[2]), key=lambda r: order[r["path"]])
     wall = max(rep[1] for rep in reports) - min(rep[0] for rep in reports)
     return results, wall, sum(rep[3] for rep in reports)
 

@@ -172,7 +172,13 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
                 loop {
                     let job = page_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((file, page, image)) = job else { return };
-                    let result = engine.recognize(&image);
+                    // A panic inside an engine fails that page, not the whole run.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        engine.recognize(&image)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(ocr::OcrError::Inference("the engine panicked".into()))
+                    });
                     let _ = events.send(Event::Page { file, page, result });
                 }
             });
@@ -180,6 +186,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
         drop(event_tx);
 
         let mut files: Vec<Assembly> = args.files.iter().map(|_| Assembly::default()).collect();
+        let mut finished = vec![false; files.len()];
         for event in event_rx {
             let file = match event {
                 Event::Page { file, page, result } => {
@@ -209,6 +216,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
             if !files[file].is_complete() {
                 continue;
             }
+            finished[file] = true;
             let done = std::mem::take(&mut files[file]);
             let path = &args.files[file];
             let outcome = match done.error {
@@ -237,6 +245,12 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
             }
             progress.set_message(path.display().to_string());
             progress.inc(1);
+        }
+        // Every sender is gone: a file still open lost pages on the way.
+        for (file, _) in finished.iter().enumerate().filter(|(_, done)| !**done) {
+            let path = args.files[file].display();
+            progress.suspend(|| eprintln!("ocrd: {path}: recognition did not finish"));
+            failed += 1;
         }
     });
     progress.finish_and_clear();

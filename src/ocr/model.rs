@@ -90,7 +90,8 @@ pub struct Block {
 pub struct PageResult {
     pub width: u32,
     pub height: u32,
-    /// Degrees (0 or 180) the page image was turned to read it; boxes are on the turned page.
+    /// Degrees (0 or 180) the page's text was turned: 180 for a page scanned upside down.
+    /// Reading order follows the text; boxes are on the page image as given.
     #[serde(default)]
     pub rotation: u16,
     pub blocks: Vec<Block>,
@@ -103,6 +104,28 @@ impl PageResult {
 
     pub fn words(&self) -> impl Iterator<Item = &Word> {
         self.lines().flat_map(|l| l.words.iter())
+    }
+
+    /// Maps every box onto the page turned by 180°: for a page read turned, back onto the image.
+    pub fn turn_boxes(&mut self) {
+        let (w, h) = (self.width, self.height);
+        let turn = |b: &mut BBox| {
+            *b = BBox::new(
+                w.saturating_sub(b.x1),
+                h.saturating_sub(b.y1),
+                w.saturating_sub(b.x0),
+                h.saturating_sub(b.y0),
+            )
+        };
+        for block in &mut self.blocks {
+            turn(&mut block.bbox);
+            for line in &mut block.lines {
+                turn(&mut line.bbox);
+                for word in &mut line.words {
+                    turn(&mut word.bbox);
+                }
+            }
+        }
     }
 
     /// Mean word confidence, `None` for an empty page.

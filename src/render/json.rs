@@ -7,8 +7,9 @@
 //!       "lines": [ { "text": "…", "confidence": 0.98, "bbox": [..], "geometry": {..},
 //!         "words": [ { "text": "…", "confidence": 0.99, "bbox": [..], "geometry": {..} } ] } ] } ] } ] }
 //! ```
-//! `bbox` is in page pixels (`x1`,`y1` exclusive). `rotation` (0 or 180) is how far the page
-//! image was turned to read it; boxes are on the turned page. `geometry` is the same box as ratios of the
+//! `bbox` is in page pixels (`x1`,`y1` exclusive). `rotation` is 180 for a page whose text was
+//! upside down (read turned, so the reading order is the text's); boxes are always on the page
+//! image as given. `geometry` is the same box as ratios of the
 //! page size, Textract-style: `{"left","top","width","height"}`, each in 0..=1. Confidences are
 //! in 0..=1.
 

@@ -239,6 +239,28 @@ fn orientation_classifier_reads_upside_down_lines() {
     let classifying = PpOcr::load(&models.join("runtime/libonnxruntime.so"), config).unwrap();
     let turned_page = classifying.recognize(&upside_down).unwrap();
     assert_eq!(turned_page.rotation, 180, "the page was read turned");
+    // Boxes stay on the image as given: the first line read is where the upright page's first
+    // line lands once the image is turned.
+    let first = turned_page.lines().next().unwrap().bbox;
+    let upright_first = engine()
+        .recognize(&snippet)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .bbox;
+    let (w, h) = snippet.dimensions();
+    let expected = [
+        w - upright_first.x1,
+        h - upright_first.y1,
+        w - upright_first.x0,
+        h - upright_first.y0,
+    ];
+    let got = [first.x0, first.y0, first.x1, first.y1];
+    assert!(
+        got.iter().zip(expected).all(|(&g, e)| g.abs_diff(e) <= 8),
+        "first line at {got:?}, expected about {expected:?}"
+    );
     let turned = page_text(&turned_page);
     let plain = page_text(&engine().recognize(&upside_down).unwrap());
     println!(

@@ -28,5 +28,5 @@ pub fn apply(crops: &mut [LineCrop], probs: ndarray::ArrayViewD<f32>) -> usize {
 
 /// The classifier's input for `crops`.
 pub fn preprocess(page: &image::RgbImage, crops: &[&LineCrop]) -> ndarray::Array4<f32> {
-    sample_lines(page, crops, HEIGHT, WIDTH).0
+    sample_lines(page, crops, HEIGHT, WIDTH, WIDTH).0
 }

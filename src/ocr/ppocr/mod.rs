@@ -144,7 +144,7 @@ impl PpOcr {
     ///
     /// With the orientation classifier on, a page whose lines are mostly upside down is turned
     /// before reading, so that its reading order is right too; the rotation is returned (0 or
-    /// 180), and the boxes are those of the turned page.
+    /// 180), and these boxes are those of the turned page.
     pub fn lines(&self, page: &RgbImage) -> Result<(Vec<DetectedLine>, u16), OcrError> {
         if page.width() == 0 || page.height() == 0 {
             return Ok((Vec::new(), 0));
@@ -317,12 +317,17 @@ impl Engine for PpOcr {
                 })
             })
             .collect();
-        Ok(PageResult {
+        let mut result = PageResult {
             width: page.width(),
             height: page.height(),
             rotation,
             blocks: order::layout(pieces),
-        })
+        };
+        if rotation == 180 {
+            // Read on the turned page; boxes go back onto the image as given.
+            result.turn_boxes();
+        }
+        Ok(result)
     }
 }
 
