@@ -207,7 +207,8 @@ impl DbPool {
 
     /// Applies pending migrations and returns the versions it applied.
     ///
-    /// diesel's migration harness is synchronous; it runs on a blocking thread.
+    /// diesel's migration harness is synchronous: diesel-async runs it with `block_in_place`,
+    /// so call this on a multi-threaded tokio runtime.
     pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
         fn run<C>(conn: C, migrations: EmbeddedMigrations) -> Result<Vec<String>, DbError>
         where
