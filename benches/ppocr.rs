@@ -121,7 +121,7 @@ fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
     let models = repo().join("models");
     let mut config = PpOcrConfig::new(&models);
     config.sessions = cores;
-    let engine = PpOcr::load(&models.join("runtime/libonnxruntime.so"), config)
+    let engine = PpOcr::load(&ocrd::ocr::runtime::default_library(&models), config)
         .expect("loading PP-OCR: run scripts/fetch-models.sh");
     // Warm up: the first run of a session allocates its buffers.
     let decode = |page: &Path| {

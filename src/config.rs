@@ -167,10 +167,26 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    pub const ALL: [EngineKind; 1] = [EngineKind::Ppocr];
+
+    /// The name used in configuration and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Ppocr => "ppocr",
         }
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = EngineKind::ALL.iter().map(|e| e.as_str()).collect();
+                format!("unknown engine `{s}` (available: {})", names.join(", "))
+            })
     }
 }
 
@@ -207,7 +223,7 @@ impl OcrConfig {
     pub fn runtime_library(&self) -> PathBuf {
         self.runtime
             .clone()
-            .unwrap_or_else(|| self.models_dir.join("runtime").join("libonnxruntime.so"))
+            .unwrap_or_else(|| crate::ocr::runtime::default_library(&self.models_dir))
     }
 }
 

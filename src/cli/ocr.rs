@@ -43,10 +43,7 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 fn parse_engine(s: &str) -> Result<EngineKind, String> {
-    match s {
-        "ppocr" => Ok(EngineKind::Ppocr),
-        other => Err(format!("unknown engine `{other}` (available: ppocr)")),
-    }
+    s.parse()
 }
 
 /// Where each input's result goes; `None` is standard output.

@@ -26,8 +26,6 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 3] = [Format::Txt, Format::Hocr, Format::Json];
-
     pub fn extension(self) -> &'static str {
         match self {
             Format::Txt => "txt",

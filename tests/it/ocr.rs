@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use ocrd::eval::cer;
 use ocrd::ocr::ppocr::{PpOcr, PpOcrConfig};
+use ocrd::ocr::runtime::default_library;
 use ocrd::ocr::{BBox, Engine, PageResult};
 use ocrd::render::{DocumentInfo, Format};
 
@@ -31,7 +32,7 @@ pub fn engine() -> Arc<PpOcr> {
     ENGINE
         .get_or_init(|| {
             let models = repo().join("models");
-            let library = models.join("runtime/libonnxruntime.so");
+            let library = default_library(&models);
             assert!(
                 library.exists(),
                 "no ONNX Runtime in {}: run scripts/fetch-models.sh ({HOW_TO_RUN})",
@@ -236,7 +237,7 @@ fn orientation_classifier_reads_upside_down_lines() {
     let models = repo().join("models");
     let mut config = PpOcrConfig::new(&models);
     config.classify_orientation = true;
-    let classifying = PpOcr::load(&models.join("runtime/libonnxruntime.so"), config).unwrap();
+    let classifying = PpOcr::load(&default_library(&models), config).unwrap();
     let turned_page = classifying.recognize(&upside_down).unwrap();
     assert_eq!(turned_page.rotation, 180, "the page was read turned");
     // Boxes stay on the image as given: the first line read is where the upright page's first
@@ -293,7 +294,7 @@ fn a_cuda_request_that_cannot_be_met_fails_loudly() {
     let mut config = PpOcrConfig::new(&models);
     config.session.device = ocrd::ocr::runtime::Device::Cuda(0);
     engine(); // the process-wide runtime is the CPU build
-    let error = match PpOcr::load(&models.join("runtime/libonnxruntime.so"), config) {
+    let error = match PpOcr::load(&default_library(&models), config) {
         Ok(_) => panic!("CUDA was requested and a CPU-only runtime loaded the engine anyway"),
         Err(e) => e.to_string(),
     };

@@ -19,15 +19,6 @@ text_enum!(
     }
 );
 
-impl TaskStatus {
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
-        )
-    }
-}
-
 #[derive(Clone, Debug, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = tasks, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Task {

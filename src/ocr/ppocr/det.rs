@@ -290,15 +290,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn finds_text_touching_the_edge() {
+    /// A 64×32 probability map with one text blob over `xs` × rows 10..16.
+    fn blob_map(xs: std::ops::Range<u32>) -> (Vec<f32>, u32, u32) {
         let (w, h) = (64u32, 32u32);
         let mut prob = vec![0.0f32; (w * h) as usize];
         for y in 10..16 {
-            for x in 0..40 {
+            for x in xs.clone() {
                 prob[(y * w + x) as usize] = 0.9;
             }
         }
+        (prob, w, h)
+    }
+
+    #[test]
+    fn finds_text_touching_the_edge() {
+        let (prob, w, h) = blob_map(0..40);
         let boxes = postprocess(&prob, w, h, w, h, &DetConfig::default());
         assert_eq!(boxes.len(), 1);
         assert_eq!(boxes[0][0].0, 0.0, "{:?}", boxes[0]);
@@ -306,13 +312,7 @@ mod tests {
 
     #[test]
     fn finds_one_box_per_blob() {
-        let (w, h) = (64u32, 32u32);
-        let mut prob = vec![0.0f32; (w * h) as usize];
-        for y in 10..16 {
-            for x in 8..40 {
-                prob[(y * w + x) as usize] = 0.9;
-            }
-        }
+        let (prob, w, h) = blob_map(8..40);
         let boxes = postprocess(&prob, w, h, w * 2, h * 2, &DetConfig::default());
         assert_eq!(boxes.len(), 1);
         let [tl, tr, br, bl] = boxes[0];
