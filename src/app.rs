@@ -8,6 +8,8 @@ use std::sync::Arc;
 use crate::blobs::{BlobError, Blobs};
 use crate::config::Config;
 use crate::db::{DbError, DbPool};
+use crate::events::Events;
+use crate::queue::{LocalQueue, Queue, QueueError, RedisQueue};
 use crate::redis_pool::{self, RedisError};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,8 @@ pub enum AppError {
     #[error(transparent)]
     Redis(#[from] RedisError),
     #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
 
@@ -29,6 +33,8 @@ pub struct App {
     pub blobs: Blobs,
     /// `None` on the embedded defaults: queue, events and sessions stay in process.
     pub redis: Option<deadpool_redis::Pool>,
+    pub queue: Queue,
+    pub events: Events,
 }
 
 impl App {
@@ -40,15 +46,26 @@ impl App {
         }
         let blobs = Blobs::from_config(&config)?;
         blobs.check().await?;
-        let redis = match config.redis_url()? {
-            Some(url) => Some(redis_pool::pool(url, config.database.pool_size.max(4))?),
-            None => None,
+        let (redis, queue, events) = match config.redis_url()? {
+            Some(url) => {
+                let size = config.database.pool_size.max(4);
+                let pool = redis_pool::pool(url, size)?;
+                // One blocking read per worker slot at most.
+                let blocking = redis_pool::blocking_pool(url, size)?;
+                let prefix = &config.redis.key_prefix;
+                let queue = Queue::Redis(RedisQueue::new(pool.clone(), blocking, prefix));
+                let events = Events::redis(pool.clone(), url, prefix);
+                (Some(pool), queue, events)
+            }
+            None => (None, Queue::Local(LocalQueue::new()), Events::local()),
         };
         Ok(App {
             config: Arc::new(config),
             db,
             blobs,
             redis,
+            queue,
+            events,
         })
     }
 
@@ -56,9 +73,7 @@ impl App {
     pub async fn check_ready(&self) -> Result<(), AppError> {
         self.db.ping().await?;
         self.blobs.check().await?;
-        if let Some(redis) = &self.redis {
-            redis_pool::ping(redis).await?;
-        }
+        self.queue.ping().await?;
         Ok(())
     }
 }

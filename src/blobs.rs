@@ -15,7 +15,10 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::signer::Signer;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    WriteMultipart,
+};
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -188,7 +191,23 @@ impl Blobs {
             .as_deref()
             .filter(|b| !b.trim().is_empty())
             .ok_or_else(|| BlobError::Config("storage.bucket is required for S3".into()))?;
+        // A short retry budget inside the client: the worker retries whole steps with its own
+        // configured backoff, and an upload request should not hang for minutes.
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(15),
+        };
+        let client = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(120));
         let mut builder = AmazonS3Builder::from_env()
+            .with_retry(retry)
+            .with_client_options(client)
             .with_bucket_name(bucket)
             .with_virtual_hosted_style_request(!s.path_style)
             .with_allow_http(s.allow_http);
@@ -314,6 +333,17 @@ impl Blobs {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every key under `prefix` (all keys for `""`): for audits and tests, not hot paths.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
+        let prefix = (!prefix.is_empty()).then(|| Path::from(prefix));
+        self.store
+            .list(prefix.as_ref())
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .map_err(BlobError::from)
     }
 
     /// A presigned GET URL valid for `ttl`, on S3; `None` where the store cannot presign.

@@ -49,10 +49,12 @@ impl From<figment::Error> for ConfigError {
 pub struct Config {
     /// Embedded database, local blobs and temporary files live here.
     pub data_dir: PathBuf,
+    pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub storage: StorageConfig,
     pub ocr: OcrConfig,
+    pub worker: WorkerConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
 }
@@ -61,12 +63,29 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             redis: RedisConfig::default(),
             storage: StorageConfig::default(),
             ocr: OcrConfig::default(),
+            worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on (`serve`, `all-in-one`).
+    pub bind: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8080".into(),
         }
     }
 }
@@ -204,6 +223,8 @@ pub struct OcrConfig {
     pub threads: usize,
     /// Detect upside-down lines (PP-OCR's 0°/180° classifier) and read them turned.
     pub classify_orientation: bool,
+    /// CUDA device ids for workers; empty runs on the CPU. `ocrd work --gpus` overrides it.
+    pub gpus: Vec<u32>,
 }
 
 impl Default for OcrConfig {
@@ -215,6 +236,7 @@ impl Default for OcrConfig {
             runtime: None,
             threads: 0,
             classify_orientation: false,
+            gpus: Vec::new(),
         }
     }
 }
@@ -224,6 +246,55 @@ impl OcrConfig {
         self.runtime
             .clone()
             .unwrap_or_else(|| crate::ocr::runtime::default_library(&self.models_dir))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Tasks processed at once; 0 matches the engine's parallelism (one per core for PP-OCR).
+    pub concurrency: usize,
+    /// Health server of `ocrd work`: /healthz, /readyz, /metrics. Loopback by default.
+    pub health_addr: String,
+    /// A claimed task's lease; the heartbeat renews it every third of this. A worker that dies
+    /// loses its tasks to another worker this long after its last heartbeat.
+    pub lease_secs: u64,
+    /// Attempts per task: claims after interrupted runs, and retries after transient failures
+    /// (database, queue or storage unavailable).
+    pub max_attempts: u32,
+    /// A task delivered by the queue more often than this is failed with code `poison`.
+    pub max_deliveries: u32,
+    /// First retry delay after a transient failure; it doubles per attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_secs: u64,
+    /// Longest time one page may take in the engine; the task fails with `page_timeout`.
+    pub page_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, how long running tasks may take to finish before their leases are
+    /// released for another worker.
+    pub shutdown_grace_secs: u64,
+    /// How often the reaper (expired leases) and the reconciler (queued tasks missing from the
+    /// queue) run.
+    pub recover_secs: u64,
+    /// Private per-task temporary directories; default `{data_dir}/tmp`.
+    pub temp_dir: Option<PathBuf>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 0,
+            health_addr: "127.0.0.1:5000".into(),
+            lease_secs: 60,
+            max_attempts: 3,
+            max_deliveries: 5,
+            retry_base_ms: 1000,
+            retry_max_secs: 60,
+            page_timeout_secs: 300,
+            shutdown_grace_secs: 30,
+            recover_secs: 15,
+            temp_dir: None,
+        }
     }
 }
 
@@ -326,6 +397,18 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let w = &self.worker;
+        for (key, value) in [
+            ("worker.lease_secs", w.lease_secs),
+            ("worker.max_attempts", w.max_attempts as u64),
+            ("worker.max_deliveries", w.max_deliveries as u64),
+            ("worker.page_timeout_secs", w.page_timeout_secs),
+            ("worker.recover_secs", w.recover_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
         if self.storage.kind == StorageKind::S3 {
             let bucket = self.storage.bucket.as_deref().unwrap_or("");
             if bucket.trim().is_empty() {
@@ -392,6 +475,13 @@ impl Config {
                 format!("has unsupported scheme `{other}` (expected redis:// or rediss://)"),
             )),
         }
+    }
+
+    pub fn worker_temp_dir(&self) -> PathBuf {
+        self.worker
+            .temp_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tmp"))
     }
 
     pub fn local_blob_dir(&self) -> PathBuf {

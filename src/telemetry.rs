@@ -11,8 +11,10 @@ pub fn init(config: &LogConfig) {
         // ONNX Runtime reports its start-up at INFO through `ort`; that is noise for users.
         .or_else(|_| EnvFilter::try_new(format!("{},ort=warn", config.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not for log files and collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Pretty => builder.try_init(),

@@ -1,9 +1,10 @@
 //! The command line: one `Command` per mode, each with its own `run`.
 //!
-//! Modes that serve or work (`serve`, `work`, `all-in-one`, `admin`) join this enum with their
-//! own issues; see DESIGN.md for the full interface.
+//! `serve` and `admin` join this enum with their own issues; see DESIGN.md for the full
+//! interface.
 
 mod ocr;
+mod work;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,11 @@ pub enum Command {
     Config,
     /// Recognise image files locally, without a server.
     Ocr(ocr::OcrArgs),
+    /// Process tasks from the queue (needs Redis): a worker of a distributed install.
+    Work(work::WorkArgs),
+    /// Everything in one process, on the embedded defaults (SQLite, in-process queue, local
+    /// files) unless configured otherwise.
+    AllInOne,
 }
 
 impl Cli {
@@ -55,8 +61,14 @@ impl Cli {
                 .block_on(migrate(config))
                 .map(|()| ExitCode::SUCCESS),
             Command::Ocr(args) => ocr::run(&config, args),
+            Command::Work(args) => work::work(config, args).map(|()| ExitCode::SUCCESS),
+            Command::AllInOne => work::all_in_one(config).map(|()| ExitCode::SUCCESS),
         }
     }
+}
+
+fn parse_engine(s: &str) -> Result<crate::config::EngineKind, String> {
+    s.parse()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -34,15 +34,11 @@ pub struct OcrArgs {
     pub output: Option<PathBuf>,
 
     /// The engine; default `ocr.engine` from the configuration.
-    #[arg(long, value_parser = parse_engine)]
+    #[arg(long, value_parser = super::parse_engine)]
     pub engine: Option<EngineKind>,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    s.parse()
-}
-
-fn parse_engine(s: &str) -> Result<EngineKind, String> {
     s.parse()
 }
 
@@ -125,7 +121,11 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     if let Some(engine) = args.engine {
         ocr_config.engine = engine;
     }
-    let engine = ocr::load_engine(&ocr_config)?;
+    let device = match config.ocr.gpus.first() {
+        Some(&id) => ocr::runtime::Device::Cuda(id),
+        None => ocr::runtime::Device::Cpu,
+    };
+    let engine = ocr::load_engine(&ocr_config, device)?;
     let limits = Limits {
         max_pixels: config.limits.max_pixels,
         max_pages: config.limits.max_pages,

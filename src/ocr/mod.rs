@@ -47,17 +47,24 @@ pub trait Engine: Send + Sync {
     }
 }
 
-/// Loads the configured engine.
+/// Loads the configured engine on `device`.
 pub fn load_engine(
     config: &crate::config::OcrConfig,
+    device: runtime::Device,
 ) -> Result<std::sync::Arc<dyn Engine>, OcrError> {
     match config.engine {
         crate::config::EngineKind::Ppocr => {
             let mut options = ppocr::PpOcrConfig::new(&config.models_dir);
             options.model_set = config.model_set.clone();
             options.classify_orientation = config.classify_orientation;
+            options.session.device = device;
             if config.threads > 0 {
                 options.sessions = config.threads;
+            }
+            if let runtime::Device::Cuda(_) = device {
+                // A GPU runs one stream of work well; batches give it enough to do.
+                options.sessions = 2;
+                options.rec.batch_size = options.rec.batch_size.max(8);
             }
             Ok(std::sync::Arc::new(ppocr::PpOcr::load(
                 &config.runtime_library(),

@@ -47,7 +47,7 @@ async fn read_all(blobs: &Blobs, key: &BlobKey) -> Vec<u8> {
 
 /// What S3 says about an object's encryption, read over HTTP through a presigned GET
 /// (`ObjectMeta` does not carry the SSE headers).
-async fn sse_headers(blobs: &Blobs, key: &BlobKey) -> (String, String) {
+pub async fn sse_headers(blobs: &Blobs, key: &BlobKey) -> (String, String) {
     let url = blobs
         .presign_get(key, Duration::from_secs(60))
         .await

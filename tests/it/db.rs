@@ -196,7 +196,7 @@ both_backends! {
             .await
             .unwrap();
         assert_eq!(cancelled.iter().map(|t| &t.id).collect::<Vec<_>>(), [&second.id]);
-        assert_eq!(Task::queued_ids(&mut conn, 10).await.unwrap().len(), 3);
+        assert_eq!(Task::queued_ids(&mut conn, ocrd::db::models::now() + chrono::TimeDelta::seconds(1), 10).await.unwrap().len(), 3);
     }
 
     async fn idempotency_key_is_unique_per_user(db: &TestDb) {

@@ -1,10 +1,15 @@
 //! The integration suite, one binary: `cargo test` (or `make test`, which starts the services).
 
+mod all_in_one;
 mod blobs;
 mod cli;
 mod config;
 mod db;
+mod events;
+mod install;
 mod ocr;
 mod ocr_cli;
+mod queue;
 mod redis;
 mod support;
+mod worker;

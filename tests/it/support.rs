@@ -121,6 +121,8 @@ async fn ensure_template(admin: &mut AsyncPgConnection) {
 /// A private, migrated database for one test, removed when dropped.
 pub struct TestDb {
     pub pool: DbPool,
+    /// What `database.url` would be set to, for processes that use this database.
+    pub url: String,
     cleanup: Cleanup,
 }
 
@@ -144,6 +146,7 @@ impl TestDb {
         let url = with_database(&postgres_admin_url(), &name);
         TestDb {
             pool: DbPool::postgres(&url, 4).unwrap(),
+            url,
             cleanup: Cleanup::Postgres(name),
         }
     }
@@ -155,6 +158,7 @@ impl TestDb {
         pool.migrate().await.expect("migrating SQLite");
         TestDb {
             pool,
+            url: format!("sqlite://{}", path.display()),
             cleanup: Cleanup::Sqlite(dir),
         }
     }
@@ -170,6 +174,7 @@ impl TestDb {
         let url = with_database(&postgres_admin_url(), &name);
         let guard = TestDb {
             pool: DbPool::postgres(&url, 1).unwrap(),
+            url: url.clone(),
             cleanup: Cleanup::Postgres(name),
         };
         (url, guard)
@@ -271,4 +276,45 @@ macro_rules! both_backends {
             }
         )*
     };
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A well-formed PNG declaring `width`×`height` whose data is a single byte: a decompression
+/// bomb in miniature. A decoder that trusts the header allocates width × height × 3 bytes.
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let body = [kind, data].concat();
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    // zlib: header, one stored block holding one zero byte, Adler-32 of that byte.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[
+            0x78, 0x01, 0x01, 0x01, 0x00, 0xfe, 0xff, 0x00, 0x00, 0x01, 0x00, 0x01,
+        ],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
 }

@@ -220,10 +220,16 @@ impl Task {
         })?)
     }
 
-    /// Ids of queued tasks, highest priority and oldest first: what the reconciler re-pushes.
-    pub async fn queued_ids(conn: &mut DbConn, limit: i64) -> Result<Vec<String>, DbError> {
+    /// Ids of tasks queued since before `before`, highest priority and oldest first: what the
+    /// reconciler re-pushes when the queue lost them.
+    pub async fn queued_ids(
+        conn: &mut DbConn,
+        before: NaiveDateTime,
+        limit: i64,
+    ) -> Result<Vec<String>, DbError> {
         Ok(with_conn!(conn, |c| tasks::table
             .filter(tasks::status.eq(TaskStatus::Queued.as_str()))
+            .filter(tasks::updated_at.lt(before))
             .order((tasks::priority.desc(), tasks::id.asc()))
             .limit(limit)
             .select(tasks::id)
@@ -231,8 +237,10 @@ impl Task {
             .await)?)
     }
 
-    /// `queued → processing` for `worker`, holding a lease. `None` if the task was not queued
-    /// (another worker claimed it, or it was cancelled): exactly one claimant wins.
+    /// `queued → processing` for `worker`, holding a lease. A `processing` task whose lease
+    /// expired (its worker died) is taken over the same way, without waiting for the reaper.
+    /// `None` if the task is not claimable (another worker holds it, it finished, it was
+    /// cancelled or deleted): exactly one claimant wins.
     pub async fn claim(
         conn: &mut DbConn,
         id: &str,
@@ -241,9 +249,13 @@ impl Task {
     ) -> Result<Option<Task>, DbError> {
         let at = now();
         Ok(with_conn!(conn, |c| diesel::update(
-            tasks::table
-                .filter(tasks::id.eq(id))
-                .filter(tasks::status.eq(TaskStatus::Queued.as_str()))
+            tasks::table.filter(tasks::id.eq(id)).filter(
+                tasks::status
+                    .eq(TaskStatus::Queued.as_str())
+                    .or(tasks::status
+                        .eq(TaskStatus::Processing.as_str())
+                        .and(tasks::lease_expires_at.lt(at).assume_not_null()))
+            )
         )
         .set((
             tasks::status.eq(TaskStatus::Processing.as_str()),
@@ -257,6 +269,49 @@ impl Task {
         .get_result(c)
         .await
         .optional())?)
+    }
+
+    /// Fails a task nobody holds (queued, or processing with an expired lease) without claiming
+    /// it: for tasks the queue gave up on (`poison`). `None` if it was not in such a state.
+    pub async fn fail_unclaimed(
+        conn: &mut DbConn,
+        id: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<Option<Task>, DbError> {
+        let at = now();
+        Ok(with_conn!(conn, |c| diesel::update(
+            tasks::table.filter(tasks::id.eq(id)).filter(
+                tasks::status
+                    .eq(TaskStatus::Queued.as_str())
+                    .or(tasks::status
+                        .eq(TaskStatus::Processing.as_str())
+                        .and(tasks::lease_expires_at.lt(at).assume_not_null()))
+            )
+        )
+        .set((
+            tasks::status.eq(TaskStatus::Failed.as_str()),
+            tasks::lease_owner.eq(None::<String>),
+            tasks::lease_expires_at.eq(None::<NaiveDateTime>),
+            tasks::error_code.eq(code),
+            tasks::error_message.eq(message),
+            tasks::finished_at.eq(at),
+            tasks::updated_at.eq(at),
+        ))
+        .returning(Task::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
+    }
+
+    /// How many tasks are queued, and since when the longest-waiting one has waited.
+    pub async fn queue_stats(conn: &mut DbConn) -> Result<(i64, Option<NaiveDateTime>), DbError> {
+        use diesel::dsl::{count_star, min};
+        Ok(with_conn!(conn, |c| tasks::table
+            .filter(tasks::status.eq(TaskStatus::Queued.as_str()))
+            .select((count_star(), min(tasks::updated_at)))
+            .get_result(c)
+            .await)?)
     }
 
     /// Extends `worker`'s lease. `false` means the lease is lost: stop working on the task.

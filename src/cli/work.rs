@@ -1,0 +1,200 @@
+//! `ocrd work` (a worker of a distributed install) and `ocrd all-in-one` (everything in one
+//! process on the embedded defaults).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, AppError};
+use crate::blobs::BlobError;
+use crate::config::{Config, EngineKind};
+use crate::ocr::{self, Engine, runtime::Device};
+use crate::worker::{Worker, WorkerOptions, backoff, health};
+
+#[derive(Debug, clap::Args)]
+pub struct WorkArgs {
+    /// Tasks processed at once; default `worker.concurrency` (0: the engine's parallelism).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+
+    /// The engine; default `ocr.engine`.
+    #[arg(long, value_parser = super::parse_engine)]
+    pub engine: Option<EngineKind>,
+
+    /// CUDA devices, e.g. `0,1`: one engine per device, tasks spread across them.
+    /// Default `ocr.gpus`; none runs on the CPU.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub gpus: Option<Vec<u32>>,
+
+    /// Health server address (/healthz, /readyz, /metrics); default `worker.health_addr`.
+    #[arg(long, value_name = "ADDR")]
+    pub health_addr: Option<String>,
+}
+
+pub fn work(mut config: Config, args: WorkArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.concurrency {
+        config.worker.concurrency = n;
+    }
+    if let Some(engine) = args.engine {
+        config.ocr.engine = engine;
+    }
+    if let Some(gpus) = args.gpus {
+        config.ocr.gpus = gpus;
+    }
+    if let Some(addr) = args.health_addr {
+        config.worker.health_addr = addr;
+    }
+    anyhow::ensure!(
+        config.redis_url()?.is_some(),
+        "`ocrd work` needs redis.url (OCRD_REDIS__URL): without Redis the queue lives inside one \
+         process, which is what `ocrd all-in-one` is for"
+    );
+    // Models first: a worker that cannot recognise anything should fail before it connects.
+    let engines = load_engines(&config)?;
+    let health_addr = config.worker.health_addr.clone();
+    super::runtime()?.block_on(async move {
+        let app = build_app(config).await.context("starting the worker")?;
+        run(app, engines, &health_addr, "worker").await
+    })
+}
+
+pub fn all_in_one(config: Config) -> anyhow::Result<()> {
+    let engines = load_engines(&config)?;
+    let bind = config.server.bind.clone();
+    super::runtime()?.block_on(async move {
+        let app = build_app(config).await.context("starting ocrd")?;
+        tracing::info!(
+            database = app.db.backend(),
+            queue = if app.redis.is_some() {
+                "redis"
+            } else {
+                "in-process"
+            },
+            "all-in-one"
+        );
+        run(app, engines, &bind, "all-in-one").await
+    })
+}
+
+/// Builds the ports, waiting with backoff while the database or storage is unreachable, so a
+/// supervisor restarting the process does not turn an outage into a crash loop.
+async fn build_app(config: Config) -> Result<App, AppError> {
+    let mut failures = 0;
+    loop {
+        match App::build(config.clone()).await {
+            Ok(app) => {
+                if failures > 0 {
+                    tracing::info!("dependencies reachable; starting");
+                }
+                return Ok(app);
+            }
+            Err(e) if is_outage(&e) => {
+                if failures == 0 {
+                    tracing::warn!(error = %e, "a dependency is unreachable; waiting for it");
+                }
+                failures += 1;
+                let wait = backoff(
+                    Duration::from_millis(500),
+                    Duration::from_secs(15),
+                    failures,
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    signal = shutdown_signal() => {
+                        tracing::info!("{signal} while waiting; exiting");
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_outage(e: &AppError) -> bool {
+    match e {
+        AppError::Db(e) => e.is_transient(),
+        AppError::Blobs(BlobError::Store(_)) => true,
+        _ => false,
+    }
+}
+
+/// One engine per requested GPU, or one on the CPU.
+fn load_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
+    if config.ocr.gpus.is_empty() {
+        return Ok(vec![ocr::load_engine(&config.ocr, Device::Cpu)?]);
+    }
+    config
+        .ocr
+        .gpus
+        .iter()
+        .map(|&id| {
+            ocr::load_engine(&config.ocr, Device::Cuda(id)).with_context(|| {
+                format!(
+                    "GPU {id} requested (--gpus / ocr.gpus), but CUDA cannot be used; \
+                     install the GPU runtime with `scripts/fetch-models.sh --gpu`, or leave \
+                     --gpus out to run on the CPU"
+                )
+            })
+        })
+        .collect()
+}
+
+/// Runs the worker and the HTTP server until a signal, then shuts down gracefully.
+async fn run(
+    app: App,
+    engines: Vec<Arc<dyn Engine>>,
+    http_addr: &str,
+    mode: &str,
+) -> anyhow::Result<()> {
+    let worker = Arc::new(Worker::new(
+        app.clone(),
+        engines,
+        WorkerOptions::from_config(&app.config),
+    ));
+    let (server, bound) = health::bind(http_addr, app, worker.metrics())
+        .with_context(|| format!("binding {http_addr}"))?;
+    tracing::info!(addr = %bound, "{mode}: health server listening");
+    let server_handle = server.handle();
+    let mut server = tokio::spawn(server);
+
+    let shutdown = CancellationToken::new();
+    let mut work = tokio::spawn(worker.clone().run(shutdown.clone()));
+    let ended = tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!("{signal}: stopping; running tasks get worker.shutdown_grace_secs to finish");
+            shutdown.cancel();
+            // A second signal stops at once; leases then expire and other workers take over.
+            tokio::select! {
+                _ = &mut work => "worker",
+                signal = shutdown_signal() => {
+                    tracing::warn!("{signal} again: exiting without waiting");
+                    "signal"
+                }
+            }
+        }
+        _ = &mut work => "worker",
+        _ = &mut server => "server",
+    };
+    tracing::info!("{mode}: {ended} ended; stopping");
+    shutdown.cancel();
+    server_handle.stop(true).await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still stops on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,303 @@
+//! One claimed task, from its uploaded file to its committed result.
+//!
+//! Two stages, each retried on transient failures within the task's attempt budget:
+//! 1. recognise: download the file into a private temp dir (removed on every path: success,
+//!    error, panic or abort, because it is dropped), then read pages one at a time on a thread
+//!    of their own and recognise each, publishing progress per page;
+//! 2. store: upload each rendered format under the task's fixed result keys (SSE-KMS on S3),
+//!    then write the result row and `completed` in one transaction.
+//!
+//! Rendering sits between the two and runs once, so a storage outage does not redo the OCR.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::Worker;
+use crate::blobs::{BlobError, BlobKey};
+use crate::db::DbError;
+use crate::db::models::{BlobKeys, File, NewTaskResult, Task};
+use crate::document::{self, DocumentError, Limits};
+use crate::ocr::{Engine, PageResult};
+use crate::render::{DocumentInfo, Format};
+use crate::tasks::TaskOptions;
+
+/// Why a task did not complete. `code`s are stable: clients and the UI rely on them.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// Retrying cannot help (bad input, a bug): the task fails at once.
+    #[error("{code}: {message}")]
+    Permanent { code: &'static str, message: String },
+    /// A dependency is unavailable: retried with backoff while attempts remain.
+    #[error("{code}: {message}")]
+    Transient { code: &'static str, message: String },
+    /// This worker no longer holds the task; whoever does will finish it.
+    #[error("lease lost")]
+    LeaseLost,
+}
+
+impl TaskError {
+    fn permanent(code: &'static str, message: impl Into<String>) -> TaskError {
+        TaskError::Permanent {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DbError> for TaskError {
+    fn from(e: DbError) -> Self {
+        if e.is_transient() {
+            TaskError::Transient {
+                code: "database_unavailable",
+                message: e.to_string(),
+            }
+        } else {
+            TaskError::permanent("internal", e.to_string())
+        }
+    }
+}
+
+impl From<BlobError> for TaskError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound(key) => TaskError::permanent(
+                "source_missing",
+                format!("the uploaded file is gone from storage ({key})"),
+            ),
+            e => TaskError::Transient {
+                code: "storage_unavailable",
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<DocumentError> for TaskError {
+    fn from(e: DocumentError) -> Self {
+        TaskError::permanent(e.code(), e.to_string())
+    }
+}
+
+/// Runs a claimed task to its committed result.
+pub(super) async fn run(
+    worker: &Worker,
+    engine: &Arc<dyn Engine>,
+    task: &Task,
+) -> Result<Task, TaskError> {
+    let options = TaskOptions::parse(&task.options)
+        .map_err(|e| TaskError::permanent("bad_options", format!("task options: {e}")))?;
+    let mut attempt = 1;
+    let (file, pages) = retrying(worker, task, &mut attempt, || {
+        recognise(worker, engine, task)
+    })
+    .await?;
+
+    let info = DocumentInfo {
+        source_name: &file.filename,
+        engine: engine.name(),
+        languages: engine.languages(),
+    };
+    let rendered: Vec<(Format, Bytes)> = options
+        .formats
+        .iter()
+        .map(|&format| (format, Bytes::from(format.render(&pages, &info))))
+        .collect();
+    let text = Format::Txt.render(&pages, &info);
+    let confidences: Vec<f32> = pages
+        .iter()
+        .filter_map(PageResult::mean_confidence)
+        .collect();
+    let mean_confidence = (!confidences.is_empty())
+        .then(|| confidences.iter().map(|&c| c as f64).sum::<f64>() / confidences.len() as f64);
+
+    retrying(worker, task, &mut attempt, || async {
+        let mut keys = BlobKeys::default();
+        for (format, body) in &rendered {
+            let ext = format.extension();
+            let key = BlobKey::result(&task.user_id, task.created_at, &task.id, ext);
+            worker.app.blobs.put_bytes(&key, body.clone()).await?;
+            keys.0.insert(ext.to_owned(), key.to_string());
+        }
+        let result = NewTaskResult {
+            user_id: task.user_id.clone(),
+            blob_keys: keys,
+            page_count: pages.len() as i32,
+            mean_confidence,
+            text: text.clone(),
+        };
+        let mut conn = worker.app.db.get().await?;
+        match Task::complete(&mut conn, &task.id, &worker.id, result).await? {
+            Some((done, _)) => Ok(done),
+            None => Err(TaskError::LeaseLost),
+        }
+    })
+    .await
+}
+
+/// Runs `stage` until it succeeds, fails permanently, or the task's attempts run out.
+async fn retrying<T, F, Fut>(
+    worker: &Worker,
+    task: &Task,
+    attempt: &mut u32,
+    mut stage: F,
+) -> Result<T, TaskError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, TaskError>>,
+{
+    let budget = task.max_attempts.max(1) as u32;
+    loop {
+        match stage().await {
+            Err(TaskError::Transient { code, message }) if *attempt < budget => {
+                let wait = super::backoff(
+                    worker.options.retry_base,
+                    worker.options.retry_max,
+                    *attempt,
+                );
+                tracing::warn!(task = %task.id, code, message, attempt = *attempt, retry_in = ?wait, "transient failure; retrying");
+                worker.metrics.retries.inc();
+                tokio::time::sleep(wait).await;
+                *attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Downloads the file and recognises its pages, in order.
+async fn recognise(
+    worker: &Worker,
+    engine: &Arc<dyn Engine>,
+    task: &Task,
+) -> Result<(File, Vec<PageResult>), TaskError> {
+    let file = {
+        let mut conn = worker.app.db.get().await?;
+        File::find(&mut conn, &task.file_id).await?
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-{}-", std::process::id(), task.id))
+        .tempdir_in(&worker.options.temp_root)
+        .map_err(|e| TaskError::permanent("internal", format!("cannot create a temp dir: {e}")))?;
+    let source = dir.path().join("source");
+    download(worker, &file, &source).await?;
+
+    let (tx, mut rx) = mpsc::channel(1);
+    read_pages(engine.clone(), source, worker.options.limits, tx);
+    let mut pages = Vec::new();
+    let mut started = Instant::now();
+    loop {
+        let message = tokio::time::timeout(worker.options.page_timeout, rx.recv())
+            .await
+            .map_err(|_| {
+                TaskError::permanent(
+                    "page_timeout",
+                    format!(
+                        "page {} took longer than {} s",
+                        pages.len() + 1,
+                        worker.options.page_timeout.as_secs()
+                    ),
+                )
+            })?;
+        match message {
+            Some(PageMessage::Page(result)) => {
+                worker.metrics.page_done(started.elapsed());
+                started = Instant::now();
+                pages.push(result?);
+                let mut conn = worker.app.db.get().await?;
+                let done = pages.len() as i32;
+                match Task::set_progress(&mut conn, &task.id, &worker.id, done, None).await? {
+                    Some(updated) => worker.app.events.task_updated(&updated).await,
+                    None => return Err(TaskError::LeaseLost),
+                }
+            }
+            Some(PageMessage::End(Ok(()))) => break,
+            Some(PageMessage::End(Err(e))) => return Err(e),
+            None => return Err(TaskError::permanent("internal", "the page reader stopped")),
+        }
+    }
+    if pages.is_empty() {
+        return Err(TaskError::permanent(
+            "undecodable",
+            "the document has no pages",
+        ));
+    }
+    let total = pages.len() as i32;
+    let mut conn = worker.app.db.get().await?;
+    if Task::set_progress(&mut conn, &task.id, &worker.id, total, Some(total))
+        .await?
+        .is_none()
+    {
+        return Err(TaskError::LeaseLost);
+    }
+    File::set_page_count(&mut conn, &file.id, total).await?;
+    // `dir` is dropped here, and on every early return above.
+    drop(dir);
+    Ok((file, pages))
+}
+
+async fn download(worker: &Worker, file: &File, to: &Path) -> Result<(), TaskError> {
+    let key = BlobKey::parse(&file.blob_key)?;
+    let mut blob = worker.app.blobs.get(&key).await?;
+    let io = |e: std::io::Error| TaskError::permanent("internal", format!("temp file: {e}"));
+    let mut out = tokio::fs::File::create(to).await.map_err(io)?;
+    while let Some(chunk) = blob.body.next().await {
+        out.write_all(&chunk?).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    Ok(())
+}
+
+enum PageMessage {
+    Page(Result<PageResult, TaskError>),
+    End(Result<(), TaskError>),
+}
+
+/// Decodes and recognises pages one at a time on a thread of its own, so that the async side
+/// can time each page out. The channel holds one page, which bounds memory; when the receiver
+/// gives up, the thread stops after the page it is on.
+fn read_pages(
+    engine: Arc<dyn Engine>,
+    source: PathBuf,
+    limits: Limits,
+    tx: mpsc::Sender<PageMessage>,
+) {
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for (index, page) in document::open(&source, limits)?.enumerate() {
+                let image = page?;
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    engine.recognize(&image)
+                }));
+                let result = match result {
+                    Ok(Ok(page)) => Ok(page),
+                    Ok(Err(e)) => Err(TaskError::permanent(
+                        "engine_error",
+                        format!("page {}: {e}", index + 1),
+                    )),
+                    Err(_) => Err(TaskError::permanent(
+                        "internal",
+                        format!("the engine crashed on page {}", index + 1),
+                    )),
+                };
+                let failed = result.is_err();
+                if tx.blocking_send(PageMessage::Page(result)).is_err() || failed {
+                    return Ok(());
+                }
+            }
+            Ok::<(), TaskError>(())
+        }));
+        let end = outcome.unwrap_or_else(|_| {
+            Err(TaskError::permanent(
+                "internal",
+                "reading the document crashed",
+            ))
+        });
+        let _ = tx.blocking_send(PageMessage::End(end));
+    });
+}

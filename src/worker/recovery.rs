@@ -1,0 +1,110 @@
+//! Recovery, run by every worker every `worker.recover_secs` (and once at start):
+//! - the reaper puts `processing` tasks whose lease expired back to `queued`;
+//! - the reconciler pushes `queued` tasks the queue does not hold (Redis restarted or was
+//!   flushed, a push failed, the process holding the in-process queue restarted);
+//! - temp dirs left by processes that no longer run (killed mid-task) are removed.
+//!
+//! Every step is safe to run on several workers at once: requeueing is a conditional update,
+//! and a task pushed twice is claimed once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio_util::sync::CancellationToken;
+
+use super::Worker;
+use crate::db::models::{Task, now};
+
+/// Tasks re-pushed per round at most; the rest follow in the next rounds.
+const BATCH: i64 = 1000;
+
+impl Worker {
+    pub(super) async fn recover_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        // The first round takes every queued task: after a restart of all-in-one, the
+        // in-process queue starts empty.
+        let mut grace = Duration::ZERO;
+        loop {
+            match self.recover(grace).await {
+                Ok(()) => self.db_outage.up(),
+                Err(e) => self.db_outage.down(&e),
+            }
+            self.sweep_temp_dirs();
+            // A task queued this recently may simply not be pushed yet.
+            grace = self.options.recover_every;
+            let jitter = self.options.recover_every.mul_f64(fastrand::f64() * 0.2);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.options.recover_every + jitter) => {}
+            }
+        }
+    }
+
+    async fn recover(&self, grace: Duration) -> Result<(), crate::db::DbError> {
+        let mut conn = self.app.db.get().await?;
+        for task in Task::requeue_expired(&mut conn).await? {
+            tracing::info!(task = %task.id, "lease expired; task requeued");
+            self.app.events.task_updated(&task).await;
+        }
+        let before = now() - TimeDelta::from_std(grace).unwrap_or(TimeDelta::zero());
+        let queued = Task::queued_ids(&mut conn, before, BATCH).await?;
+        drop(conn);
+        self.metrics.refresh_queue(&self.app.db).await?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let held = match self.app.queue.task_ids().await {
+            Ok(held) => {
+                self.queue_outage.up();
+                held
+            }
+            Err(e) => {
+                self.queue_outage.down(&e);
+                return Ok(());
+            }
+        };
+        let missing: Vec<&String> = queued.iter().filter(|id| !held.contains(*id)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            count = missing.len(),
+            "re-pushing queued tasks the queue lost"
+        );
+        for id in missing {
+            if let Err(e) = self.app.queue.push(id).await {
+                self.queue_outage.down(&e);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes per-task temp dirs (`{pid}-{task id}-…`) whose process is gone.
+    fn sweep_temp_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.options.temp_root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+            if !alive {
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(dir = %entry.path().display(), "removed a temp dir left by a stopped worker")
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a stale temp dir")
+                    }
+                }
+            }
+        }
+    }
+}
