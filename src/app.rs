@@ -50,8 +50,12 @@ impl App {
             Some(url) => {
                 let size = config.database.pool_size.max(4);
                 let pool = redis_pool::pool(url, size)?;
-                // One blocking read per worker slot at most.
-                let blocking = redis_pool::blocking_pool(url, size)?;
+                // Each worker slot holds one connection through its blocking read.
+                let slots = match config.worker.concurrency {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                };
+                let blocking = redis_pool::blocking_pool(url, size.max(slots))?;
                 let prefix = &config.redis.key_prefix;
                 let queue = Queue::Redis(RedisQueue::new(pool.clone(), blocking, prefix));
                 let events = Events::redis(pool.clone(), url, prefix);

@@ -10,6 +10,7 @@ pub mod document;
 pub mod eval;
 pub mod events;
 pub mod ocr;
+pub mod outage;
 pub mod queue;
 pub mod redis_pool;
 pub mod render;

@@ -11,6 +11,7 @@ use crate::app::{App, AppError};
 use crate::blobs::BlobError;
 use crate::config::{Config, EngineKind};
 use crate::ocr::{self, Engine, runtime::Device};
+use crate::outage::Outage;
 use crate::worker::{Worker, WorkerOptions, backoff, health};
 
 #[derive(Debug, clap::Args)]
@@ -81,19 +82,16 @@ pub fn all_in_one(config: Config) -> anyhow::Result<()> {
 /// Builds the ports, waiting with backoff while the database or storage is unreachable, so a
 /// supervisor restarting the process does not turn an outage into a crash loop.
 async fn build_app(config: Config) -> Result<App, AppError> {
+    let outage = Outage::new("a dependency (database or storage)");
     let mut failures = 0;
     loop {
         match App::build(config.clone()).await {
             Ok(app) => {
-                if failures > 0 {
-                    tracing::info!("dependencies reachable; starting");
-                }
+                outage.up();
                 return Ok(app);
             }
             Err(e) if is_outage(&e) => {
-                if failures == 0 {
-                    tracing::warn!(error = %e, "a dependency is unreachable; waiting for it");
-                }
+                outage.down(&e);
                 failures += 1;
                 let wait = backoff(
                     Duration::from_millis(500),
@@ -180,6 +178,10 @@ async fn run(
     };
     tracing::info!("{mode}: {ended} ended; stopping");
     shutdown.cancel();
+    if ended == "server" {
+        // Let running tasks finish or be handed back before the process ends.
+        let _ = work.await;
+    }
     server_handle.stop(true).await;
     Ok(())
 }

@@ -81,10 +81,25 @@ impl DbError {
     pub fn is_transient(&self) -> bool {
         match self {
             DbError::Pool(_) | DbError::Connect(_) => true,
-            DbError::Query(diesel::result::Error::DatabaseError(kind, _)) => matches!(
-                kind,
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::SerializationFailure
-            ),
+            DbError::Query(diesel::result::Error::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand
+                | DatabaseErrorKind::SerializationFailure => true,
+                // The server shutting down or restarting (PostgreSQL), a write lock held too
+                // long (SQLite): messages are all the drivers give for these.
+                DatabaseErrorKind::Unknown => {
+                    let message = info.message();
+                    [
+                        "terminating connection",
+                        "the database system is",
+                        "database is locked",
+                        "deadlock detected",
+                    ]
+                    .iter()
+                    .any(|m| message.contains(m))
+                }
+                _ => false,
+            },
             _ => false,
         }
     }

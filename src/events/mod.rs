@@ -5,7 +5,6 @@
 //! state: a lost event leaves a stale screen until the next one, never a wrong task, because
 //! the database holds the truth. Publishing therefore never fails the caller; it logs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::db::models::Task;
+use crate::outage::Outage;
 
 /// Events buffered per subscriber before a slow one starts missing them.
 const FANOUT_CAPACITY: usize = 1024;
@@ -78,7 +78,7 @@ impl Events {
             url: url.to_owned(),
             channel: format!("{key_prefix}events"),
             fanout: Arc::new(OnceLock::new()),
-            publish_down: Arc::new(AtomicBool::new(false)),
+            publishing: Arc::new(Outage::new("event publishing")),
         })
     }
 
@@ -90,16 +90,8 @@ impl Events {
                 let _ = tx.send(event.clone());
             }
             Events::Redis(r) => match r.publish(event).await {
-                Ok(()) => {
-                    if r.publish_down.swap(false, Ordering::Relaxed) {
-                        tracing::info!("publishing events again");
-                    }
-                }
-                // Once per outage, not once per event.
-                Err(e) if !r.publish_down.swap(true, Ordering::Relaxed) => {
-                    tracing::warn!(error = %e, "cannot publish events; live views go stale until Redis is back");
-                }
-                Err(_) => {}
+                Ok(()) => r.publishing.up(),
+                Err(e) => r.publishing.down(&e),
             },
         }
     }
@@ -124,7 +116,7 @@ pub struct RedisEvents {
     url: String,
     channel: String,
     fanout: Arc<OnceLock<broadcast::Sender<Event>>>,
-    publish_down: Arc<AtomicBool>,
+    publishing: Arc<Outage>,
 }
 
 impl RedisEvents {
@@ -157,7 +149,7 @@ impl RedisEvents {
 /// reconnecting with backoff; one log line per outage.
 async fn forward(url: String, channel: String, tx: broadcast::Sender<Event>) {
     let mut delay = Duration::from_millis(250);
-    let mut down = false;
+    let subscription = Outage::new("event subscription");
     loop {
         let subscribed = async {
             let client = deadpool_redis::redis::Client::open(url.as_str())?;
@@ -168,9 +160,7 @@ async fn forward(url: String, channel: String, tx: broadcast::Sender<Event>) {
         .await;
         match subscribed {
             Ok(mut pubsub) => {
-                if down {
-                    tracing::info!("event subscription restored");
-                }
+                subscription.up();
                 delay = Duration::from_millis(250);
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
@@ -184,15 +174,9 @@ async fn forward(url: String, channel: String, tx: broadcast::Sender<Event>) {
                         Err(e) => tracing::debug!(error = %e, "ignoring an unknown event"),
                     }
                 }
-                // The connection closed: Redis restarted or went away.
-                tracing::warn!("event subscription lost; reconnecting");
-                down = true;
+                subscription.down(&"the connection closed");
             }
-            Err(e) if !down => {
-                tracing::warn!(error = %e, "event subscription lost; reconnecting");
-                down = true;
-            }
-            Err(_) => {}
+            Err(e) => subscription.down(&e),
         }
         tokio::time::sleep(delay + Duration::from_millis(fastrand::u64(0..250))).await;
         delay = (delay * 2).min(Duration::from_secs(10));

@@ -101,8 +101,9 @@ impl Queue {
         }
     }
 
-    /// Gives an entry back so that any consumer can take it at once (graceful shutdown).
-    pub async fn release(&self, delivery: &Delivery) -> Result<(), QueueError> {
+    /// Puts an entry back at the end of the queue with a fresh delivery count, so that any
+    /// consumer can take it at once (shutdown, or a database outage during the claim).
+    pub async fn requeue(&self, delivery: &Delivery) -> Result<(), QueueError> {
         self.push(&delivery.task_id).await?;
         self.ack(delivery).await
     }

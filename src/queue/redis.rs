@@ -9,6 +9,7 @@
 //! - The group is created on first use and again after Redis lost it (restart, `FLUSHALL`).
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::Pool;
@@ -29,6 +30,9 @@ pub struct RedisQueue {
     /// `XREADGROUP BLOCK` only: connections without a response timeout.
     blocking: Pool,
     stream: String,
+    /// Where the next `XAUTOCLAIM` scan starts: each scan looks at a few pending entries, so
+    /// the cursor walks the whole pending list across calls.
+    reclaim_cursor: Arc<Mutex<String>>,
 }
 
 impl RedisQueue {
@@ -37,6 +41,7 @@ impl RedisQueue {
             pool,
             blocking,
             stream: format!("{key_prefix}tasks"),
+            reclaim_cursor: Arc::new(Mutex::new("0-0".into())),
         }
     }
 
@@ -124,6 +129,7 @@ impl RedisQueue {
         reclaim_after: Duration,
     ) -> Result<Option<Delivery>, QueueError> {
         let min_idle = reclaim_after.as_millis() as u64;
+        let start = self.cursor().clone();
         let claimed: StreamAutoClaimReply = self
             .with_group(|| async {
                 let mut conn = self.pool.get().await.map_err(pool_error)?;
@@ -132,13 +138,14 @@ impl RedisQueue {
                     .arg(GROUP)
                     .arg(consumer)
                     .arg(min_idle)
-                    .arg("0-0")
+                    .arg(&start)
                     .arg("COUNT")
                     .arg(1)
                     .query_async(&mut *conn)
                     .await
             })
             .await?;
+        *self.cursor() = claimed.next_stream_id.clone();
         let Some(entry) = claimed.claimed.into_iter().next() else {
             return Ok(None);
         };
@@ -152,6 +159,12 @@ impl RedisQueue {
             .await?;
         let count = pending.ids.first().map_or(2, |p| p.times_delivered as u64);
         Ok(Some(delivery(entry, count)))
+    }
+
+    fn cursor(&self) -> std::sync::MutexGuard<'_, String> {
+        self.reclaim_cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub async fn touch(&self, consumer: &str, delivery: &Delivery) -> Result<(), QueueError> {

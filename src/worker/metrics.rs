@@ -127,6 +127,7 @@ impl Metrics {
         self.page_seconds.observe(took.as_secs_f64());
         let mut recent = self.recent_pages.lock().unwrap_or_else(|e| e.into_inner());
         recent.push_back(Instant::now());
+        prune(&mut recent);
     }
 
     /// Reads the queue figures from the database (the truth, whichever queue runs).
@@ -145,9 +146,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         {
             let mut recent = self.recent_pages.lock().unwrap_or_else(|e| e.into_inner());
-            while recent.front().is_some_and(|t| t.elapsed() > RATE_WINDOW) {
-                recent.pop_front();
-            }
+            prune(&mut recent);
             let window = self
                 .started
                 .elapsed()
@@ -160,5 +159,12 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Drops page times older than the rate window.
+fn prune(recent: &mut VecDeque<Instant>) {
+    while recent.front().is_some_and(|t| t.elapsed() > RATE_WINDOW) {
+        recent.pop_front();
     }
 }

@@ -18,12 +18,12 @@ mod metrics;
 mod pipeline;
 mod recovery;
 
-use std::fmt::Display;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +33,10 @@ pub use pipeline::TaskError;
 use crate::app::App;
 use crate::config::Config;
 use crate::db::models::Task;
+use crate::db::{DbConn, DbError};
 use crate::document::Limits;
 use crate::ocr::Engine;
+use crate::outage::Outage;
 use crate::queue::Delivery;
 
 /// How long one `pop` waits for new work before looking for abandoned entries again.
@@ -94,10 +96,12 @@ impl Worker {
         if options.concurrency == 0 {
             options.concurrency = engines.iter().map(|e| e.parallelism()).sum();
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "worker".into());
-        let id = format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..));
+        let id = format!(
+            "{}-{}-{:04x}",
+            recovery::hostname(),
+            std::process::id(),
+            fastrand::u16(..)
+        );
         Worker {
             app,
             engines,
@@ -148,25 +152,47 @@ impl Worker {
         let engine = self.engines[slot % self.engines.len()].clone();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            let popped = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                popped = self.app.queue.pop(&self.id, self.reclaim_after(), POLL) => popped,
-            };
-            match popped {
-                Ok(delivery) => {
+            // Not cut short by shutdown: a read dropped mid-way could leave an entry pending
+            // on this consumer until the lease runs out. It returns within `POLL`.
+            let popped = self
+                .app
+                .queue
+                .pop(&self.id, self.reclaim_after(), POLL)
+                .await;
+            let outcome = match popped {
+                Ok(None) => {
                     self.queue_outage.up();
-                    failures = 0;
-                    if let Some(delivery) = delivery {
-                        self.handle(&engine, delivery, &shutdown).await;
-                    }
+                    Step::Done
+                }
+                Ok(Some(delivery)) if shutdown.is_cancelled() => {
+                    self.requeue(&delivery).await;
+                    return;
+                }
+                Ok(Some(delivery)) => {
+                    self.queue_outage.up();
+                    // A panic outside the engine (which `pipeline` catches itself) is a bug;
+                    // it must still not cost this slot. The task's lease expires and it is
+                    // retried, up to `poison`.
+                    AssertUnwindSafe(self.handle(&engine, delivery, &shutdown))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::error!("a task handler panicked; the task will be retried");
+                            Step::Done
+                        })
                 }
                 Err(e) => {
                     self.queue_outage.down(&e);
+                    Step::Unavailable
+                }
+            };
+            match outcome {
+                Step::Done => failures = 0,
+                Step::Unavailable => {
                     failures += 1;
-                    let wait = self.reconnect_delay(failures);
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep(reconnect_delay(failures)) => {}
                     }
                 }
             }
@@ -179,12 +205,13 @@ impl Worker {
         self.options.lease + self.options.lease / 3
     }
 
-    fn reconnect_delay(&self, failures: u32) -> Duration {
-        backoff(
-            Duration::from_millis(250),
-            Duration::from_secs(10),
-            failures,
-        )
+    /// Runs one database call on a pooled connection.
+    async fn db<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut DbConn) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut conn = self.app.db.get().await?;
+        call(&mut conn).await
     }
 
     async fn handle(
@@ -192,21 +219,23 @@ impl Worker {
         engine: &Arc<dyn Engine>,
         delivery: Delivery,
         shutdown: &CancellationToken,
-    ) {
+    ) -> Step {
         let id = delivery.task_id.clone();
         if delivery.deliveries > self.options.max_deliveries {
             let message = format!(
                 "the queue delivered this task {} times without it finishing; it is not retried again",
                 delivery.deliveries
             );
-            self.give_up(&delivery, &message).await;
-            return;
+            return self.give_up(&delivery, &message).await;
         }
-        let claimed = match self.app.db.get().await {
-            Ok(mut conn) => Task::claim(&mut conn, &id, &self.id, self.options.lease).await,
-            Err(e) => Err(e),
-        };
-        let task = match claimed {
+        // A lease belongs to one claim, not to the process: two slots can never both hold a
+        // task, even when one took it over from the other after a lost heartbeat.
+        let owner = format!("{}#{:08x}", self.id, fastrand::u32(..));
+        let lease = self.options.lease;
+        let task = match self
+            .db(async |c| Task::claim(c, &id, &owner, lease).await)
+            .await
+        {
             Ok(Some(task)) => {
                 self.db_outage.up();
                 task
@@ -215,34 +244,40 @@ impl Worker {
                 // Finished, cancelled, deleted, or held by a live worker: nothing to do.
                 self.db_outage.up();
                 self.ack(&delivery).await;
-                return;
+                return Step::Done;
             }
-            Err(e) => {
+            Err(e) if e.is_transient() => {
                 // Give the entry back with its delivery count reset: a database outage must
                 // not turn tasks into poison.
                 self.db_outage.down(&e);
-                if let Err(e) = self.app.queue.release(&delivery).await {
-                    tracing::debug!(task = %id, error = %e, "could not release the entry");
-                }
-                tokio::time::sleep(self.reconnect_delay(3)).await;
-                return;
+                self.requeue(&delivery).await;
+                return Step::Unavailable;
             }
+            Err(e) => {
+                // Left pending: it comes back after the lease, counted, until it is poison.
+                tracing::error!(task = %id, error = %e, "cannot claim the task");
+                return Step::Done;
+            }
+        };
+        let held = Held {
+            task: &task,
+            owner: &owner,
+            delivery: &delivery,
         };
         if task.attempts > task.max_attempts {
             let message = format!(
                 "processing was interrupted {} times (worker lost or stopped); it is not retried again",
                 task.attempts - 1
             );
-            self.finish_failed(&task, &delivery, "poison", &message)
-                .await;
-            return;
+            self.finish_failed(&held, "poison", &message).await;
+            return Step::Done;
         }
         tracing::info!(task = %id, attempt = task.attempts, "processing");
         self.app.events.task_updated(&task).await;
         let started = Instant::now();
 
-        let work = pipeline::run(self, engine, &task);
-        let heartbeat = self.heartbeat(&task, &delivery);
+        let work = pipeline::run(self, engine, &held);
+        let heartbeat = self.heartbeat(&held);
         let grace_over = async {
             shutdown.cancelled().await;
             tokio::time::sleep(self.options.shutdown_grace).await;
@@ -251,8 +286,8 @@ impl Worker {
             outcome = work => outcome,
             () = heartbeat => Err(TaskError::LeaseLost),
             () = grace_over => {
-                self.release(&task, &delivery).await;
-                return;
+                self.release(&held).await;
+                return Step::Done;
             }
         };
         match outcome {
@@ -272,90 +307,100 @@ impl Worker {
                 self.metrics
                     .task_seconds
                     .observe(started.elapsed().as_secs_f64());
-                self.finish_failed(&task, &delivery, code, &message).await;
+                self.finish_failed(&held, code, &message).await;
             }
         }
+        Step::Done
     }
 
     /// Renews the lease every third of its length; returns once the lease is lost.
-    async fn heartbeat(&self, task: &Task, delivery: &Delivery) {
-        let every = self.options.lease / 3;
+    async fn heartbeat(&self, held: &Held<'_>) {
+        let (id, owner, lease) = (&held.task.id, held.owner, self.options.lease);
         loop {
-            tokio::time::sleep(every).await;
-            let renewed = match self.app.db.get().await {
-                Ok(mut conn) => {
-                    Task::heartbeat(&mut conn, &task.id, &self.id, self.options.lease).await
+            tokio::time::sleep(lease / 3).await;
+            match self
+                .db(async |c| Task::heartbeat(c, id, owner, lease).await)
+                .await
+            {
+                Ok(true) => {
+                    self.db_outage.up();
+                    // Only a live lease keeps the entry: otherwise the task goes back to the
+                    // queue through the reaper, and the entry must not look held.
+                    if let Err(e) = self.app.queue.touch(&self.id, held.delivery).await {
+                        self.queue_outage.down(&e);
+                    }
                 }
-                Err(e) => Err(e),
-            };
-            match renewed {
-                Ok(true) => self.db_outage.up(),
                 Ok(false) => return,
                 // Keep working: the lease may survive a short outage, and the result commit
                 // checks the lease again anyway.
                 Err(e) => self.db_outage.down(&e),
             }
-            if let Err(e) = self.app.queue.touch(&self.id, delivery).await {
-                self.queue_outage.down(&e);
-            }
         }
     }
 
-    async fn finish_failed(&self, task: &Task, delivery: &Delivery, code: &str, message: &str) {
-        tracing::warn!(task = %task.id, code, message, "failed");
-        let failed = match self.app.db.get().await {
-            Ok(mut conn) => Task::fail(&mut conn, &task.id, &self.id, code, message).await,
-            Err(e) => Err(e),
-        };
-        match failed {
+    async fn finish_failed(&self, held: &Held<'_>, code: &str, message: &str) {
+        tracing::warn!(task = %held.task.id, code, message, "failed");
+        let (id, owner) = (&held.task.id, held.owner);
+        match self
+            .db(async |c| Task::fail(c, id, owner, code, message).await)
+            .await
+        {
             Ok(Some(task)) => {
                 self.metrics.task_failed(code);
                 self.app.events.task_updated(&task).await;
-                self.ack(delivery).await;
+                self.ack(held.delivery).await;
             }
-            Ok(None) => self.ack(delivery).await,
+            Ok(None) => self.ack(held.delivery).await,
             // Not acked: the lease expires and the task is tried again.
             Err(e) => self.db_outage.down(&e),
         }
     }
 
     /// Fails a task the queue keeps redelivering, without claiming it.
-    async fn give_up(&self, delivery: &Delivery, message: &str) {
-        let failed = match self.app.db.get().await {
-            Ok(mut conn) => {
-                Task::fail_unclaimed(&mut conn, &delivery.task_id, "poison", message).await
-            }
-            Err(e) => Err(e),
-        };
-        match failed {
+    async fn give_up(&self, delivery: &Delivery, message: &str) -> Step {
+        let id = &delivery.task_id;
+        match self
+            .db(async |c| Task::fail_unclaimed(c, id, "poison", message).await)
+            .await
+        {
             Ok(Some(task)) => {
                 tracing::warn!(task = %task.id, message, "failed: poison");
                 self.metrics.task_failed("poison");
                 self.app.events.task_updated(&task).await;
                 self.ack(delivery).await;
+                Step::Done
             }
-            Ok(None) => self.ack(delivery).await,
-            Err(e) => self.db_outage.down(&e),
+            Ok(None) => {
+                self.ack(delivery).await;
+                Step::Done
+            }
+            Err(e) => {
+                self.db_outage.down(&e);
+                Step::Unavailable
+            }
         }
     }
 
     /// Shutdown ran out of grace: the task goes back to `queued` and its entry back to the
     /// queue, so another worker starts it at once instead of after the lease.
-    async fn release(&self, task: &Task, delivery: &Delivery) {
-        tracing::warn!(task = %task.id, "shutdown grace period over; releasing the task");
-        let released = match self.app.db.get().await {
-            Ok(mut conn) => Task::release(&mut conn, &task.id, &self.id).await,
-            Err(e) => Err(e),
-        };
-        match released {
+    async fn release(&self, held: &Held<'_>) {
+        tracing::warn!(task = %held.task.id, "shutdown grace period over; handing the task back");
+        let (id, owner) = (&held.task.id, held.owner);
+        match self.db(async |c| Task::release(c, id, owner).await).await {
             Ok(Some(task)) => self.app.events.task_updated(&task).await,
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(task = %task.id, error = %e, "could not release; the lease will expire")
+                tracing::warn!(task = %id, error = %e, "could not release; the lease will expire")
             }
         }
-        if let Err(e) = self.app.queue.release(delivery).await {
-            tracing::warn!(task = %task.id, error = %e, "could not give the queue entry back");
+        self.requeue(held.delivery).await;
+    }
+
+    /// Puts an entry back at the end of the queue with a fresh delivery count.
+    async fn requeue(&self, delivery: &Delivery) {
+        if let Err(e) = self.app.queue.requeue(delivery).await {
+            // It stays pending and comes back after the lease.
+            tracing::debug!(task = %delivery.task_id, error = %e, "could not requeue the entry");
         }
     }
 
@@ -367,40 +412,34 @@ impl Worker {
     }
 }
 
+/// What a slot does after a delivery: take the next one, or back off first.
+enum Step {
+    Done,
+    Unavailable,
+}
+
+/// A claimed task: the lease token of this claim and the queue entry that brought it.
+pub(crate) struct Held<'a> {
+    pub task: &'a Task,
+    pub owner: &'a str,
+    pub delivery: &'a Delivery,
+}
+
+/// Waits between reconnection attempts while the queue or the database is away.
+fn reconnect_delay(failures: u32) -> Duration {
+    backoff(
+        Duration::from_millis(250),
+        Duration::from_secs(10),
+        failures,
+    )
+}
+
 /// `base · 2^(attempt-1)`, at most `max`, with jitter over its upper half so that workers
 /// hit by the same outage do not retry in step.
 pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let full = exp.min(max);
     full / 2 + full.mul_f64(fastrand::f64() / 2.0)
-}
-
-/// Logs an outage of one dependency once when it starts and once when it ends, however many
-/// attempts fail in between.
-struct Outage {
-    what: &'static str,
-    down: AtomicBool,
-}
-
-impl Outage {
-    fn new(what: &'static str) -> Outage {
-        Outage {
-            what,
-            down: AtomicBool::new(false),
-        }
-    }
-
-    fn down(&self, error: &dyn Display) {
-        if !self.down.swap(true, Ordering::Relaxed) {
-            tracing::warn!(error = %error, "{} unavailable; waiting and retrying", self.what);
-        }
-    }
-
-    fn up(&self) {
-        if self.down.swap(false, Ordering::Relaxed) {
-            tracing::info!("{} is back", self.what);
-        }
-    }
 }
 
 #[cfg(test)]

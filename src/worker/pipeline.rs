@@ -18,10 +18,10 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::Worker;
+use super::{Held, Worker};
 use crate::blobs::{BlobError, BlobKey};
 use crate::db::DbError;
-use crate::db::models::{BlobKeys, File, NewTaskResult, Task};
+use crate::db::models::{BlobKeys, File, NewTaskResult, Task, TaskStatus};
 use crate::document::{self, DocumentError, Limits};
 use crate::ocr::{Engine, PageResult};
 use crate::render::{DocumentInfo, Format};
@@ -88,13 +88,15 @@ impl From<DocumentError> for TaskError {
 pub(super) async fn run(
     worker: &Worker,
     engine: &Arc<dyn Engine>,
-    task: &Task,
+    held: &Held<'_>,
 ) -> Result<Task, TaskError> {
+    let (task, owner) = (held.task, held.owner);
     let options = TaskOptions::parse(&task.options)
         .map_err(|e| TaskError::permanent("bad_options", format!("task options: {e}")))?;
-    let mut attempt = 1;
+    // Claims count as attempts too: a task taken over after a crash has fewer retries left.
+    let mut attempt = task.attempts.max(1) as u32;
     let (file, pages) = retrying(worker, task, &mut attempt, || {
-        recognise(worker, engine, task)
+        recognise(worker, engine, task, owner)
     })
     .await?;
 
@@ -126,21 +128,38 @@ pub(super) async fn run(
         }
         let result = NewTaskResult {
             user_id: task.user_id.clone(),
-            blob_keys: keys,
+            blob_keys: keys.clone(),
             page_count: pages.len() as i32,
             mean_confidence,
             text: text.clone(),
         };
         let mut conn = worker.app.db.get().await?;
-        match Task::complete(&mut conn, &task.id, &worker.id, result).await? {
+        match Task::complete(&mut conn, &task.id, owner, result).await? {
             Some((done, _)) => Ok(done),
-            None => Err(TaskError::LeaseLost),
+            None => {
+                // Deleted or cancelled meanwhile: nobody will ever point at these objects.
+                // (Taken over instead: the new holder writes the same keys.)
+                let gone = match Task::find(&mut conn, &task.id).await {
+                    Err(DbError::NotFound) => true,
+                    Ok(now) => now.status == TaskStatus::Cancelled,
+                    Err(_) => false,
+                };
+                if gone {
+                    for key in keys.0.values() {
+                        if let Ok(key) = BlobKey::parse(key) {
+                            let _ = worker.app.blobs.delete(&key).await;
+                        }
+                    }
+                }
+                Err(TaskError::LeaseLost)
+            }
         }
     })
     .await
 }
 
-/// Runs `stage` until it succeeds, fails permanently, or the task's attempts run out.
+/// Runs `stage` until it succeeds, fails permanently, or the task's attempts run out. Retries
+/// are logged one line each: they are events of one task, not of the whole worker.
 async fn retrying<T, F, Fut>(
     worker: &Worker,
     task: &Task,
@@ -175,20 +194,29 @@ async fn recognise(
     worker: &Worker,
     engine: &Arc<dyn Engine>,
     task: &Task,
+    owner: &str,
 ) -> Result<(File, Vec<PageResult>), TaskError> {
     let file = {
         let mut conn = worker.app.db.get().await?;
-        File::find(&mut conn, &task.file_id).await?
+        match File::find(&mut conn, &task.file_id).await {
+            Err(DbError::NotFound) => {
+                return Err(TaskError::permanent(
+                    "source_missing",
+                    "the task's file record is gone",
+                ));
+            }
+            found => found?,
+        }
     };
     let dir = tempfile::Builder::new()
-        .prefix(&format!("{}-{}-", std::process::id(), task.id))
+        .prefix(&super::recovery::temp_dir_prefix(&task.id))
         .tempdir_in(&worker.options.temp_root)
         .map_err(|e| TaskError::permanent("internal", format!("cannot create a temp dir: {e}")))?;
     let source = dir.path().join("source");
     download(worker, &file, &source).await?;
 
     let (tx, mut rx) = mpsc::channel(1);
-    read_pages(engine.clone(), source, worker.options.limits, tx);
+    read_pages(engine.clone(), source, worker.options.limits, tx)?;
     let mut pages = Vec::new();
     let mut started = Instant::now();
     loop {
@@ -211,7 +239,7 @@ async fn recognise(
                 pages.push(result?);
                 let mut conn = worker.app.db.get().await?;
                 let done = pages.len() as i32;
-                match Task::set_progress(&mut conn, &task.id, &worker.id, done, None).await? {
+                match Task::set_progress(&mut conn, &task.id, owner, done, None).await? {
                     Some(updated) => worker.app.events.task_updated(&updated).await,
                     None => return Err(TaskError::LeaseLost),
                 }
@@ -229,7 +257,7 @@ async fn recognise(
     }
     let total = pages.len() as i32;
     let mut conn = worker.app.db.get().await?;
-    if Task::set_progress(&mut conn, &task.id, &worker.id, total, Some(total))
+    if Task::set_progress(&mut conn, &task.id, owner, total, Some(total))
         .await?
         .is_none()
     {
@@ -242,7 +270,8 @@ async fn recognise(
 }
 
 async fn download(worker: &Worker, file: &File, to: &Path) -> Result<(), TaskError> {
-    let key = BlobKey::parse(&file.blob_key)?;
+    let key = BlobKey::parse(&file.blob_key)
+        .map_err(|e| TaskError::permanent("source_missing", e.to_string()))?;
     let mut blob = worker.app.blobs.get(&key).await?;
     let io = |e: std::io::Error| TaskError::permanent("internal", format!("temp file: {e}"));
     let mut out = tokio::fs::File::create(to).await.map_err(io)?;
@@ -266,38 +295,44 @@ fn read_pages(
     source: PathBuf,
     limits: Limits,
     tx: mpsc::Sender<PageMessage>,
-) {
-    std::thread::spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for (index, page) in document::open(&source, limits)?.enumerate() {
-                let image = page?;
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    engine.recognize(&image)
-                }));
-                let result = match result {
-                    Ok(Ok(page)) => Ok(page),
-                    Ok(Err(e)) => Err(TaskError::permanent(
-                        "engine_error",
-                        format!("page {}: {e}", index + 1),
-                    )),
-                    Err(_) => Err(TaskError::permanent(
-                        "internal",
-                        format!("the engine crashed on page {}", index + 1),
-                    )),
-                };
-                let failed = result.is_err();
-                if tx.blocking_send(PageMessage::Page(result)).is_err() || failed {
-                    return Ok(());
+) -> Result<(), TaskError> {
+    let spawned = std::thread::Builder::new()
+        .name("ocrd-pages".into())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for (index, page) in document::open(&source, limits)?.enumerate() {
+                    let image = page?;
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        engine.recognize(&image)
+                    }));
+                    let result = match result {
+                        Ok(Ok(page)) => Ok(page),
+                        Ok(Err(e)) => Err(TaskError::permanent(
+                            "engine_error",
+                            format!("page {}: {e}", index + 1),
+                        )),
+                        Err(_) => Err(TaskError::permanent(
+                            "internal",
+                            format!("the engine crashed on page {}", index + 1),
+                        )),
+                    };
+                    let failed = result.is_err();
+                    if tx.blocking_send(PageMessage::Page(result)).is_err() || failed {
+                        return Ok(());
+                    }
                 }
-            }
-            Ok::<(), TaskError>(())
-        }));
-        let end = outcome.unwrap_or_else(|_| {
-            Err(TaskError::permanent(
-                "internal",
-                "reading the document crashed",
-            ))
+                Ok::<(), TaskError>(())
+            }));
+            let end = outcome.unwrap_or_else(|_| {
+                Err(TaskError::permanent(
+                    "internal",
+                    "reading the document crashed",
+                ))
+            });
+            let _ = tx.blocking_send(PageMessage::End(end));
         });
-        let _ = tx.blocking_send(PageMessage::End(end));
-    });
+    spawned.map(drop).map_err(|e| TaskError::Transient {
+        code: "internal",
+        message: format!("cannot start a page thread: {e}"),
+    })
 }

@@ -29,7 +29,8 @@ impl Worker {
                 Ok(()) => self.db_outage.up(),
                 Err(e) => self.db_outage.down(&e),
             }
-            self.sweep_temp_dirs();
+            let sweeper = self.clone();
+            let _ = tokio::task::spawn_blocking(move || sweeper.sweep_temp_dirs()).await;
             // A task queued this recently may simply not be pushed yet.
             grace = self.options.recover_every;
             let jitter = self.options.recover_every.mul_f64(fastrand::f64() * 0.2);
@@ -80,16 +81,19 @@ impl Worker {
         Ok(())
     }
 
-    /// Removes per-task temp dirs (`{pid}-{task id}-…`) whose process is gone.
+    /// Removes per-task temp dirs that processes of this host left behind when they died.
     fn sweep_temp_dirs(&self) {
         let Ok(entries) = std::fs::read_dir(&self.options.temp_root) else {
             return;
         };
+        let host = format!("{}.", hostname());
         for entry in entries.flatten() {
             let name = entry.file_name();
+            // `{host}.{pid}.{task id}…`; another host's dirs (a shared data dir) are its own.
             let Some(pid) = name
                 .to_str()
-                .and_then(|n| n.split('-').next())
+                .and_then(|n| n.strip_prefix(&host))
+                .and_then(|n| n.split('.').next())
                 .and_then(|pid| pid.parse::<u32>().ok())
             else {
                 continue;
@@ -107,4 +111,16 @@ impl Worker {
             }
         }
     }
+}
+
+/// The name of a task's temp dir: host and process first, so that the sweep can tell which
+/// dirs belong to processes that are gone.
+pub(super) fn temp_dir_prefix(task_id: &str) -> String {
+    format!("{}.{}.{task_id}.", hostname(), std::process::id())
+}
+
+pub(super) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(['.', '/'], "_"))
+        .unwrap_or_else(|_| "localhost".into())
 }

@@ -59,10 +59,10 @@ async fn delivery_rules(queue: Queue) {
     assert_eq!(queue.pop("c", LEASE, NO_WAIT).await.unwrap(), None);
     assert!(queue.task_ids().await.unwrap().is_empty());
 
-    // A released entry is available at once, with a fresh count.
+    // A requeued entry is available at once, with a fresh count.
     queue.push("t3").await.unwrap();
     let got = queue.pop("a", LEASE, NO_WAIT).await.unwrap().unwrap();
-    queue.release(&got).await.unwrap();
+    queue.requeue(&got).await.unwrap();
     let again = queue
         .pop("b", Duration::from_secs(60), NO_WAIT)
         .await

@@ -95,6 +95,14 @@ type LeasedBy<'a> = diesel::dsl::Filter<
     diesel::dsl::Eq<tasks::lease_owner, &'a str>,
 >;
 
+type Unheld = diesel::dsl::Or<
+    diesel::dsl::Eq<tasks::status, &'static str>,
+    diesel::dsl::And<
+        diesel::dsl::Eq<tasks::status, &'static str>,
+        diesel::dsl::AssumeNotNull<diesel::dsl::Lt<tasks::lease_expires_at, NaiveDateTime>>,
+    >,
+>;
+
 fn lease_until(lease: std::time::Duration) -> NaiveDateTime {
     let at = now();
     TimeDelta::from_std(lease)
@@ -249,13 +257,9 @@ impl Task {
     ) -> Result<Option<Task>, DbError> {
         let at = now();
         Ok(with_conn!(conn, |c| diesel::update(
-            tasks::table.filter(tasks::id.eq(id)).filter(
-                tasks::status
-                    .eq(TaskStatus::Queued.as_str())
-                    .or(tasks::status
-                        .eq(TaskStatus::Processing.as_str())
-                        .and(tasks::lease_expires_at.lt(at).assume_not_null()))
-            )
+            tasks::table
+                .filter(tasks::id.eq(id))
+                .filter(Self::unheld(at))
         )
         .set((
             tasks::status.eq(TaskStatus::Processing.as_str()),
@@ -281,13 +285,9 @@ impl Task {
     ) -> Result<Option<Task>, DbError> {
         let at = now();
         Ok(with_conn!(conn, |c| diesel::update(
-            tasks::table.filter(tasks::id.eq(id)).filter(
-                tasks::status
-                    .eq(TaskStatus::Queued.as_str())
-                    .or(tasks::status
-                        .eq(TaskStatus::Processing.as_str())
-                        .and(tasks::lease_expires_at.lt(at).assume_not_null()))
-            )
+            tasks::table
+                .filter(tasks::id.eq(id))
+                .filter(Self::unheld(at))
         )
         .set((
             tasks::status.eq(TaskStatus::Failed.as_str()),
@@ -430,6 +430,8 @@ impl Task {
             tasks::status.eq(TaskStatus::Queued.as_str()),
             tasks::lease_owner.eq(None::<String>),
             tasks::lease_expires_at.eq(None::<NaiveDateTime>),
+            // Handing a task back is not a failed attempt: it must not push it towards poison.
+            tasks::attempts.eq(tasks::attempts - 1),
             tasks::updated_at.eq(now()),
         ))
         .returning(Task::as_returning())
@@ -549,6 +551,15 @@ impl Task {
                 Ok((task, result, file))
             })
             .await)?)
+    }
+
+    /// Queued, or processing under a lease that expired at `at`: nobody holds the task.
+    fn unheld(at: NaiveDateTime) -> Unheld {
+        tasks::status
+            .eq(TaskStatus::Queued.as_str())
+            .or(tasks::status
+                .eq(TaskStatus::Processing.as_str())
+                .and(tasks::lease_expires_at.lt(at).assume_not_null()))
     }
 
     /// The task row if `worker` holds its lease: the target of every worker-side update.
