@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::auth::sessions::Sessions;
+use crate::auth::throttle::Throttle;
 use crate::blobs::{BlobError, Blobs};
 use crate::config::Config;
 use crate::db::{DbError, DbPool};
@@ -35,6 +37,9 @@ pub struct App {
     pub redis: Option<deadpool_redis::Pool>,
     pub queue: Queue,
     pub events: Events,
+    pub sessions: Sessions,
+    /// Failed logins, per account and per client address.
+    pub login_throttle: Throttle,
 }
 
 impl App {
@@ -46,7 +51,10 @@ impl App {
         }
         let blobs = Blobs::from_config(&config)?;
         blobs.check().await?;
-        let (redis, queue, events) = match config.redis_url()? {
+        let auth = &config.auth;
+        let session_ttl = std::time::Duration::from_secs(auth.session_ttl_secs);
+        let window = std::time::Duration::from_secs(auth.login_window_secs);
+        let (redis, queue, events, sessions, login_throttle) = match config.redis_url()? {
             Some(url) => {
                 let size = config.database.pool_size.max(4);
                 let pool = redis_pool::pool(url, size)?;
@@ -59,9 +67,17 @@ impl App {
                 let prefix = &config.redis.key_prefix;
                 let queue = Queue::Redis(RedisQueue::new(pool.clone(), blocking, prefix));
                 let events = Events::redis(pool.clone(), url, prefix);
-                (Some(pool), queue, events)
+                let sessions = Sessions::redis(pool.clone(), prefix, session_ttl);
+                let throttle = Throttle::redis(pool.clone(), prefix, auth.login_attempts, window);
+                (Some(pool), queue, events, sessions, throttle)
             }
-            None => (None, Queue::Local(LocalQueue::new()), Events::local()),
+            None => (
+                None,
+                Queue::Local(LocalQueue::new()),
+                Events::local(),
+                Sessions::local(session_ttl),
+                Throttle::local(auth.login_attempts, window),
+            ),
         };
         Ok(App {
             config: Arc::new(config),
@@ -70,6 +86,8 @@ impl App {
             redis,
             queue,
             events,
+            sessions,
+            login_throttle,
         })
     }
 

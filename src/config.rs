@@ -56,6 +56,7 @@ pub struct Config {
     pub ocr: OcrConfig,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
 }
 
@@ -70,6 +71,7 @@ impl Default for Config {
             ocr: OcrConfig::default(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -80,12 +82,74 @@ impl Default for Config {
 pub struct ServerConfig {
     /// Address the HTTP server listens on (`serve`, `all-in-one`).
     pub bind: String,
+    /// The address people reach ocrd at, e.g. `https://ocr.example.com`. An `https://` URL marks
+    /// session cookies `Secure` (TLS ends at the reverse proxy).
+    pub public_url: Option<String>,
+    /// Origins allowed to call the API from a browser (CORS), e.g. `https://app.example.com`.
+    /// Empty: same origin only.
+    pub cors_origins: Vec<String>,
+    /// Take the client address from `X-Forwarded-For`/`Forwarded` (set by your reverse proxy)
+    /// for login throttling. Only enable it behind a proxy that sets these headers.
+    pub trust_proxy_headers: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             bind: "127.0.0.1:8080".into(),
+            public_url: None,
+            cors_origins: Vec::new(),
+            trust_proxy_headers: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Whether browsers reach ocrd over TLS, so cookies can be `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone can create an account.
+    #[default]
+    Open,
+    /// Only admins create accounts (`ocrd admin create-user`).
+    Closed,
+    /// Registration needs `auth.invite_code`.
+    Invite,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub registration: Registration,
+    /// The code new users give when `registration = "invite"`. Secret.
+    pub invite_code: Secret,
+    /// Lifetime of a login session.
+    pub session_ttl_secs: u64,
+    /// Failed logins allowed per account and per client address within `login_window_secs`;
+    /// the next attempt gets 429.
+    pub login_attempts: u32,
+    pub login_window_secs: u64,
+    /// Shortest password accepted.
+    pub min_password_length: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            registration: Registration::Open,
+            invite_code: Secret::default(),
+            session_ttl_secs: 7 * 24 * 3600,
+            login_attempts: 5,
+            login_window_secs: 60,
+            min_password_length: 10,
         }
     }
 }
@@ -301,6 +365,8 @@ impl Default for WorkerConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Largest upload, in bytes; a larger one is refused with 413 and nothing is kept.
+    pub max_upload_bytes: u64,
     /// Largest page, in pixels; larger images are refused before they are decoded.
     pub max_pixels: u64,
     /// Most pages in one document.
@@ -310,6 +376,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
+            max_upload_bytes: 200 << 20,
             max_pixels: 100_000_000,
             max_pages: 1000,
         }
@@ -408,6 +475,18 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if self.auth.registration == Registration::Invite && self.auth.invite_code.is_empty() {
+            return Err(ConfigError::invalid(
+                "auth.invite_code",
+                "is required when auth.registration = \"invite\"",
+            ));
+        }
+        if self.auth.min_password_length < 8 {
+            return Err(ConfigError::invalid(
+                "auth.min_password_length",
+                "must be at least 8",
+            ));
         }
         if self.storage.kind == StorageKind::S3 {
             let bucket = self.storage.bucket.as_deref().unwrap_or("");

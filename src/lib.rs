@@ -2,11 +2,13 @@
 //! and `DESIGN.md`; each module below is one concern.
 
 pub mod app;
+pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod document;
+pub mod error;
 pub mod eval;
 pub mod events;
 pub mod ocr;
@@ -16,4 +18,5 @@ pub mod redis_pool;
 pub mod render;
 pub mod tasks;
 pub mod telemetry;
+pub mod web;
 pub mod worker;

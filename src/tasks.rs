@@ -24,12 +24,40 @@ use crate::render::Format;
 pub struct TaskOptions {
     /// The result formats to produce.
     pub formats: Vec<Format>,
+    pub ocr: OcrPolicy,
 }
 
 impl Default for TaskOptions {
     fn default() -> Self {
         TaskOptions {
             formats: vec![Format::Hocr, Format::Txt, Format::Json],
+            ocr: OcrPolicy::Auto,
+        }
+    }
+}
+
+/// Whether to OCR pages that already carry text (born-digital PDFs). Images always have to be
+/// read, so for them the three are the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OcrPolicy {
+    /// Use a page's text layer where it has real text, OCR the others.
+    #[default]
+    Auto,
+    /// OCR every page.
+    Force,
+    /// Text layers only.
+    Skip,
+}
+
+impl std::str::FromStr for OcrPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(OcrPolicy::Auto),
+            "force" => Ok(OcrPolicy::Force),
+            "skip" => Ok(OcrPolicy::Skip),
+            other => Err(format!("ocr must be auto, force or skip, not `{other}`")),
         }
     }
 }
@@ -53,10 +81,29 @@ pub enum SubmitError {
     Empty,
     #[error("not a supported document type (PNG, JPEG, TIFF, WebP, BMP or PDF)")]
     UnsupportedType,
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    /// The client's body failed (disconnected, malformed multipart).
+    #[error("reading the upload: {0}")]
+    Body(BoxError),
     #[error(transparent)]
-    Blob(#[from] BlobError),
+    Blob(BlobError),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl From<BlobError> for SubmitError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Body(e) => match e.downcast::<SubmitError>() {
+                Ok(ours) => *ours,
+                Err(theirs) => SubmitError::Body(theirs),
+            },
+            e => SubmitError::Blob(e),
+        }
+    }
 }
 
 /// What is being submitted, besides the body.
@@ -73,6 +120,10 @@ pub struct Submission<'a> {
 
 /// Stores the body and queues a task for it. With an idempotency key the user already used,
 /// nothing is uploaded and the original task is returned with `false`.
+///
+/// The type is sniffed from the first bytes before anything is stored, so an unsupported or
+/// empty file leaves nothing behind; a body over `limits.max_upload_bytes` is cut off and its
+/// partial upload aborted.
 pub async fn submit<S, E>(
     app: &App,
     submission: Submission<'_>,
@@ -80,7 +131,7 @@ pub async fn submit<S, E>(
 ) -> Result<(Task, bool), SubmitError>
 where
     S: Stream<Item = Result<Bytes, E>>,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<BoxError>,
 {
     if let Some(key) = submission.idempotency_key {
         let mut conn = app.db.get().await?;
@@ -90,33 +141,48 @@ where
             return Ok((task, false));
         }
     }
+    let mut body = std::pin::pin!(body.map(|chunk| chunk.map_err(Into::into)));
+    // Enough of the head to sniff the type.
+    let mut head: Vec<Bytes> = Vec::new();
+    let mut head_len = 0;
+    while head_len < 16 {
+        match body.next().await {
+            Some(chunk) => {
+                let chunk = chunk.map_err(SubmitError::Body)?;
+                head_len += chunk.len();
+                head.push(chunk);
+            }
+            None => break,
+        }
+    }
+    let first: Vec<u8> = head
+        .iter()
+        .flat_map(|c| c.iter().copied())
+        .take(16)
+        .collect();
+    let kind = match (head_len, Kind::sniff(&first)) {
+        (0, _) => return Err(SubmitError::Empty),
+        (_, None) => return Err(SubmitError::UnsupportedType),
+        (_, Some(kind)) => kind,
+    };
+
+    let max = app.config.limits.max_upload_bytes;
+    let mut seen = 0u64;
+    let limited = futures::stream::iter(head.into_iter().map(Ok))
+        .chain(body)
+        .map(move |chunk: Result<Bytes, BoxError>| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > max {
+                return Err(Box::new(SubmitError::TooLarge(max)) as BoxError);
+            }
+            Ok(chunk)
+        });
+
     let file_id = new_id();
     let at = now();
     let key = BlobKey::upload(submission.user_id, at, &file_id, submission.filename);
-    // The first bytes, kept on the way through for sniffing.
-    let mut head = Vec::with_capacity(16);
-    let body = body.map(|chunk| {
-        if let Ok(bytes) = &chunk
-            && head.len() < 16
-        {
-            let take = (16 - head.len()).min(bytes.len());
-            head.extend_from_slice(&bytes[..take]);
-        }
-        chunk
-    });
-    let stored = app.blobs.put_stream(&key, body).await?;
-    let kind = match (stored.size, Kind::sniff(&head)) {
-        (0, _) => Err(SubmitError::Empty),
-        (_, None) => Err(SubmitError::UnsupportedType),
-        (_, Some(kind)) => Ok(kind),
-    };
-    let kind = match kind {
-        Ok(kind) => kind,
-        Err(e) => {
-            delete_quietly(app, &key).await;
-            return Err(e);
-        }
-    };
+    let stored = app.blobs.put_stream(&key, limited).await?;
     let file = NewFile {
         id: file_id,
         user_id: submission.user_id.to_owned(),
@@ -178,4 +244,58 @@ async fn delete_quietly(app: &App, key: &BlobKey) {
     if let Err(e) = app.blobs.delete(key).await {
         tracing::warn!(key = %key, error = %e, "could not delete an unused upload");
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("no such task")]
+    NotFound,
+    #[error(transparent)]
+    Db(DbError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+}
+
+impl From<DbError> for DeleteError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound => DeleteError::NotFound,
+            e => DeleteError::Db(e),
+        }
+    }
+}
+
+/// Deletes a user's task: cancels it if it is still running (its worker stops at the next
+/// heartbeat and cleans up what it uploads after this), then removes its rows, its result
+/// objects and, when no other task uses it, the uploaded file.
+pub async fn delete(app: &App, user_id: &str, task_id: &str) -> Result<(), DeleteError> {
+    let mut conn = app.db.get().await?;
+    let task = Task::find_for_user(&mut conn, user_id, task_id).await?;
+    if let Some(cancelled) = Task::cancel(&mut conn, &task.id).await? {
+        app.events.task_updated(&cancelled).await;
+    }
+    let (task, result, file) = Task::delete_for_user(&mut conn, user_id, task_id).await?;
+    drop(conn);
+    // Every format's key, not only those recorded: a worker may have uploaded some before
+    // it noticed the cancellation.
+    let mut keys: Vec<BlobKey> = [Format::Hocr, Format::Txt, Format::Json]
+        .iter()
+        .map(|f| BlobKey::result(&task.user_id, task.created_at, &task.id, f.extension()))
+        .collect();
+    if let Some(result) = result {
+        keys.extend(
+            result
+                .blob_keys
+                .0
+                .values()
+                .filter_map(|k| BlobKey::parse(k).ok()),
+        );
+    }
+    if let Some(file) = file {
+        keys.push(BlobKey::parse(&file.blob_key)?);
+    }
+    for key in &keys {
+        app.blobs.delete(key).await?;
+    }
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! The command line: one `Command` per mode, each with its own `run`.
 //!
-//! `serve` and `admin` join this enum with their own issues; see DESIGN.md for the full
-//! interface.
+//! See DESIGN.md for the full interface.
 
+mod admin;
 mod ocr;
 mod work;
 
@@ -41,11 +41,16 @@ pub enum Command {
     Config,
     /// Recognise image files locally, without a server.
     Ocr(ocr::OcrArgs),
+    /// Serve the API, the WebSocket and the docs (no worker).
+    Serve(work::ServeArgs),
     /// Process tasks from the queue (needs Redis): a worker of a distributed install.
     Work(work::WorkArgs),
     /// Everything in one process, on the embedded defaults (SQLite, in-process queue, local
     /// files) unless configured otherwise.
     AllInOne,
+    /// Administration: accounts.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 impl Cli {
@@ -61,7 +66,9 @@ impl Cli {
                 .block_on(migrate(config))
                 .map(|()| ExitCode::SUCCESS),
             Command::Ocr(args) => ocr::run(&config, args),
+            Command::Serve(args) => work::serve(config, args).map(|()| ExitCode::SUCCESS),
             Command::Work(args) => work::work(config, args).map(|()| ExitCode::SUCCESS),
+            Command::Admin(command) => admin::run(config, command).map(|()| ExitCode::SUCCESS),
             Command::AllInOne => work::all_in_one(config).map(|()| ExitCode::SUCCESS),
         }
     }

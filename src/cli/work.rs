@@ -57,7 +57,7 @@ pub fn work(mut config: Config, args: WorkArgs) -> anyhow::Result<()> {
     let health_addr = config.worker.health_addr.clone();
     super::runtime()?.block_on(async move {
         let app = build_app(config).await.context("starting the worker")?;
-        run(app, engines, &health_addr, "worker").await
+        run(app, Some(engines), &health_addr, Http::Health, "worker").await
     })
 }
 
@@ -75,7 +75,25 @@ pub fn all_in_one(config: Config) -> anyhow::Result<()> {
             },
             "all-in-one"
         );
-        run(app, engines, &bind, "all-in-one").await
+        run(app, Some(engines), &bind, Http::Full, "all-in-one").await
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; default `server.bind`.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+}
+
+pub fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(bind) = args.bind {
+        config.server.bind = bind;
+    }
+    let bind = config.server.bind.clone();
+    super::runtime()?.block_on(async move {
+        let app = build_app(config).await.context("starting the server")?;
+        run(app, None, &bind, Http::Full, "serve").await
     })
 }
 
@@ -140,26 +158,49 @@ fn load_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
         .collect()
 }
 
-/// Runs the worker and the HTTP server until a signal, then shuts down gracefully.
+/// Which HTTP server a mode runs.
+enum Http {
+    /// `/healthz`, `/readyz`, `/metrics` only (a worker).
+    Health,
+    /// The API, WebSocket and docs, and the same three.
+    Full,
+}
+
+/// Runs the HTTP server, and the worker when there are engines, until a signal; then shuts
+/// down gracefully.
 async fn run(
     app: App,
-    engines: Vec<Arc<dyn Engine>>,
+    engines: Option<Vec<Arc<dyn Engine>>>,
     http_addr: &str,
+    http: Http,
     mode: &str,
 ) -> anyhow::Result<()> {
-    let worker = Arc::new(Worker::new(
-        app.clone(),
-        engines,
-        WorkerOptions::from_config(&app.config),
-    ));
-    let (server, bound) = health::bind(http_addr, app, worker.metrics())
-        .with_context(|| format!("binding {http_addr}"))?;
-    tracing::info!(addr = %bound, "{mode}: health server listening");
+    let worker = engines.map(|engines| {
+        Arc::new(Worker::new(
+            app.clone(),
+            engines,
+            WorkerOptions::from_config(&app.config),
+        ))
+    });
+    let worker_metrics = worker.as_ref().map(|w| w.metrics());
+    let bound = match (http, worker_metrics) {
+        (Http::Health, Some(metrics)) => health::bind(http_addr, app, metrics),
+        (_, metrics) => crate::web::bind(http_addr, app, metrics),
+    };
+    let (server, bound) = bound.with_context(|| format!("binding {http_addr}"))?;
+    tracing::info!(addr = %bound, "{mode}: listening");
     let server_handle = server.handle();
     let mut server = tokio::spawn(server);
 
     let shutdown = CancellationToken::new();
-    let mut work = tokio::spawn(worker.clone().run(shutdown.clone()));
+    let mut work = match worker {
+        Some(worker) => tokio::spawn(worker.run(shutdown.clone())),
+        // Without a worker, "the worker ended" means "shutdown was requested".
+        None => tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        }),
+    };
     let ended = tokio::select! {
         signal = shutdown_signal() => {
             tracing::info!("{signal}: stopping; running tasks get worker.shutdown_grace_secs to finish");

@@ -103,9 +103,14 @@ impl Events {
     /// A receiver of every event from now on. With Redis, the first call starts this process's
     /// one subscription, which reconnects by itself.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender().subscribe()
+    }
+
+    /// The in-memory fan-out every local receiver subscribes to.
+    pub fn sender(&self) -> broadcast::Sender<Event> {
         match self {
-            Events::Local(tx) => tx.subscribe(),
-            Events::Redis(r) => r.subscribe(),
+            Events::Local(tx) => tx.clone(),
+            Events::Redis(r) => r.sender(),
         }
     }
 }
@@ -131,17 +136,16 @@ impl RedisEvents {
         Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    fn sender(&self) -> broadcast::Sender<Event> {
         let mut started = false;
         let tx = self.fanout.get_or_init(|| {
             started = true;
             broadcast::channel(FANOUT_CAPACITY).0
         });
-        let rx = tx.subscribe();
         if started {
             tokio::spawn(forward(self.url.clone(), self.channel.clone(), tx.clone()));
         }
-        rx
+        tx.clone()
     }
 }
 

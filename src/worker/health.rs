@@ -74,6 +74,6 @@ async fn metrics_text(state: web::Data<State>) -> HttpResponse {
         .spawn(async move { metrics.refresh_queue(&app.db).await })
         .await;
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(super::METRICS_CONTENT_TYPE)
         .body(state.metrics.render())
 }

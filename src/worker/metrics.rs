@@ -131,7 +131,7 @@ impl Metrics {
     }
 
     /// Reads the queue figures from the database (the truth, whichever queue runs).
-    pub(super) async fn refresh_queue(&self, db: &DbPool) -> Result<(), DbError> {
+    pub async fn refresh_queue(&self, db: &DbPool) -> Result<(), DbError> {
         let mut conn = db.get().await?;
         let (waiting, oldest) = Task::queue_stats(&mut conn).await?;
         let lag = oldest

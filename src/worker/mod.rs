@@ -39,6 +39,9 @@ use crate::ocr::Engine;
 use crate::outage::Outage;
 use crate::queue::Delivery;
 
+/// What `/metrics` answers with: prometheus-client writes OpenMetrics text.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// How long one `pop` waits for new work before looking for abandoned entries again.
 const POLL: Duration = Duration::from_secs(2);
 

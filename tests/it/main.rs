@@ -1,6 +1,7 @@
 //! The integration suite, one binary: `cargo test` (or `make test`, which starts the services).
 
 mod all_in_one;
+mod api;
 mod blobs;
 mod cli;
 mod config;

@@ -13,7 +13,7 @@ use crate::install::{Install, Outage, PrivateRedis, sample_pages, wait_for};
 
 /// Tests that run OCR worker processes take turns: on two cores, two of them at once would
 /// only measure contention.
-async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     TURN.lock().await
 }

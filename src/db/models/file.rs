@@ -37,6 +37,19 @@ impl File {
             .await)?)
     }
 
+    /// File names by file id, for listing tasks.
+    pub async fn names(
+        conn: &mut DbConn,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, DbError> {
+        let rows: Vec<(String, String)> = with_conn!(conn, |c| files::table
+            .filter(files::id.eq_any(ids))
+            .select((files::id, files::filename))
+            .load(c)
+            .await)?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn set_page_count(conn: &mut DbConn, id: &str, pages: i32) -> Result<(), DbError> {
         affected(with_conn!(conn, |c| diesel::update(files::table.find(id))
             .set(files::page_count.eq(pages))

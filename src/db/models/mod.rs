@@ -14,7 +14,7 @@ pub use api_token::{ApiToken, NewApiToken};
 pub use file::{File, NewFile};
 pub use task::{NewTask, Task, TaskStatus};
 pub use task_result::{BlobKeys, NewTaskResult, TaskResult};
-pub use user::{NewUser, Role, User};
+pub use user::{NewUser, Role, User, normalize_email};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 

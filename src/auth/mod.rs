@@ -1,0 +1,180 @@
+//! Authentication: who is calling, by session cookie or API token.
+//!
+//! [`CurrentUser`] is the extractor every authenticated route takes. A Bearer token wins over
+//! a cookie. Cookie-authenticated unsafe requests (POST, PUT, PATCH, DELETE) must carry the
+//! session's CSRF token in `X-CSRF-Token`; token requests need none, since a browser never
+//! attaches them by itself.
+
+pub mod password;
+pub mod sessions;
+pub mod throttle;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures::future::LocalBoxFuture;
+use sha2::{Digest, Sha256};
+
+use crate::app::App;
+use crate::db::DbError;
+use crate::db::models::{ApiToken, NewUser, Role, User};
+use crate::error::{ApiError, Code};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "ocrd_session";
+/// The header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "X-CSRF-Token";
+/// API tokens start with this, so leaked ones are easy to spot and scan for.
+pub const TOKEN_PREFIX: &str = "ocrd_";
+
+/// How a request proved who it is.
+#[derive(Clone, Debug)]
+pub enum Via {
+    Token,
+    Session { id: String, csrf_token: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    pub user: User,
+    pub via: Via,
+}
+
+/// The stored form of an API token: its SHA-256. Tokens are 256 random bits, so a fast hash is
+/// enough (nothing to brute-force), and lookups stay one indexed query.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new API token: `ocrd_` and 64 hex digits.
+pub fn new_token() -> String {
+    format!("{TOKEN_PREFIX}{}", sessions::random_token())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<CurrentUser, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
+    }
+}
+
+pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
+    let app = req
+        .app_data::<web::Data<App>>()
+        .ok_or_else(|| ApiError::internal("no App in the request"))?;
+    if let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthenticated)?;
+        let mut conn = app.db.get().await?;
+        let (token, user) = ApiToken::authenticate(&mut conn, &token_hash(token))
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        if let Err(e) = ApiToken::touch(&mut conn, &token.id).await {
+            tracing::debug!(error = %e, "could not record the token's last use");
+        }
+        return Ok(CurrentUser {
+            user,
+            via: Via::Token,
+        });
+    }
+    let cookie = req
+        .cookie(SESSION_COOKIE)
+        .ok_or_else(ApiError::unauthenticated)?;
+    let session_id = cookie.value().to_owned();
+    let session = app
+        .sessions
+        .get(&session_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "session store");
+            ApiError::new(Code::Unavailable, "sessions are unavailable; retry later")
+        })?
+        .ok_or_else(ApiError::unauthenticated)?;
+    let mut conn = app.db.get().await?;
+    let user = match User::find(&mut conn, &session.user_id).await {
+        Ok(user) if !user.disabled => user,
+        Ok(_) | Err(DbError::NotFound) => return Err(ApiError::unauthenticated()),
+        Err(e) => return Err(e.into()),
+    };
+    if !req.method().is_safe() {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(sent, session.csrf_token.as_bytes()) {
+            return Err(ApiError::new(
+                Code::CsrfFailed,
+                "missing or wrong X-CSRF-Token (it comes with the login response)",
+            ));
+        }
+    }
+    Ok(CurrentUser {
+        user,
+        via: Via::Session {
+            id: session_id,
+            csrf_token: session.csrf_token,
+        },
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("an account with this email exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Db(DbError),
+    #[error("hashing the password: {0}")]
+    Hash(String),
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::EmailTaken => ApiError::new(Code::EmailTaken, e.to_string()),
+            AccountError::Db(e) => e.into(),
+            AccountError::Hash(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// Creates an account with an argon2id hash of `password` (checked against the policy by the
+/// caller). `role` `None` makes the install's first account an admin and later ones users.
+pub async fn create_user(
+    app: &App,
+    email: &str,
+    password: &str,
+    role: Option<Role>,
+) -> Result<User, AccountError> {
+    let plain = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&plain))
+        .await
+        .map_err(|e| AccountError::Hash(e.to_string()))?
+        .map_err(AccountError::Hash)?;
+    let mut conn = app.db.get().await.map_err(AccountError::Db)?;
+    let role = match role {
+        Some(role) => role,
+        None if User::count(&mut conn).await.map_err(AccountError::Db)? == 0 => Role::Admin,
+        None => Role::User,
+    };
+    let new = NewUser {
+        email,
+        password_hash: &hash,
+        role,
+    };
+    match User::create(&mut conn, new).await {
+        Ok(user) => Ok(user),
+        Err(DbError::Conflict(_)) => Err(AccountError::EmailTaken),
+        Err(e) => Err(AccountError::Db(e)),
+    }
+}

@@ -1,0 +1,193 @@
+//! The HTTP error type and the table of stable error codes.
+//!
+//! Policy: every API error is JSON `{"error":{"code","message"}}`. The `code` is stable and
+//! documented (clients branch on it); the `message` is for people and may change. Internal
+//! details (SQL, storage errors) are logged with the request id and never sent: the client
+//! gets `internal` or `unavailable`. Another user's resource is `*_not_found`, never
+//! forbidden, so ids cannot be probed.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::db::DbError;
+
+macro_rules! codes {
+    ($($variant:ident => ($status:ident, $code:literal, $meaning:literal),)*) => {
+        /// Stable API error codes.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Code { $($variant),* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $code),* }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self { $(Code::$variant => StatusCode::$status),* }
+            }
+
+            /// What the code means, for the API documentation.
+            pub fn meaning(self) -> &'static str {
+                match self { $(Code::$variant => $meaning),* }
+            }
+        }
+    };
+}
+
+codes! {
+    InvalidRequest => (BAD_REQUEST, "invalid_request", "The request is malformed or a field is invalid."),
+    WeakPassword => (BAD_REQUEST, "weak_password", "The password is too short or too common."),
+    EmptyFile => (BAD_REQUEST, "empty_file", "The uploaded file is empty."),
+    Unauthenticated => (UNAUTHORIZED, "unauthenticated", "No valid session cookie or API token."),
+    InvalidCredentials => (UNAUTHORIZED, "invalid_credentials", "Wrong email or password."),
+    CsrfFailed => (FORBIDDEN, "csrf_failed", "A cookie-authenticated change needs the X-CSRF-Token header."),
+    Forbidden => (FORBIDDEN, "forbidden", "The account may not do this (admins only, or disabled)."),
+    RegistrationClosed => (FORBIDDEN, "registration_closed", "Accounts are created by an administrator, or need an invite code."),
+    NotFound => (NOT_FOUND, "not_found", "No such route or resource."),
+    TaskNotFound => (NOT_FOUND, "task_not_found", "No such task for this account."),
+    TokenNotFound => (NOT_FOUND, "token_not_found", "No such API token for this account."),
+    ResultNotFound => (NOT_FOUND, "result_not_found", "The task has no result in this format (yet)."),
+    EmailTaken => (CONFLICT, "email_taken", "An account with this email exists."),
+    PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large", "The upload is larger than limits.max_upload_bytes."),
+    UnsupportedType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_type", "Not PNG, JPEG, TIFF, WebP, BMP or PDF (sniffed from the bytes)."),
+    TooManyRequests => (TOO_MANY_REQUESTS, "too_many_requests", "Too many attempts; retry after Retry-After seconds."),
+    Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "A dependency (database, queue, storage) is unavailable; retry later."),
+    Internal => (INTERNAL_SERVER_ERROR, "internal", "An unexpected error; it was logged."),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    /// Seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(
+            Code::Unauthenticated,
+            "sign in, or send an API token as Authorization: Bearer",
+        )
+    }
+
+    pub fn task_not_found() -> ApiError {
+        ApiError::new(Code::TaskNotFound, "no such task")
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(Code::InvalidRequest, message)
+    }
+
+    /// Logs the cause and hides it from the client.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            Code::Internal,
+            "an unexpected error occurred; it was logged",
+        )
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound => ApiError::new(Code::NotFound, "not found"),
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::new(
+                    Code::Unavailable,
+                    "the database is unavailable; retry later",
+                )
+            }
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::blobs::BlobError> for ApiError {
+    fn from(e: crate::blobs::BlobError) -> Self {
+        match e {
+            crate::blobs::BlobError::NotFound(_) => {
+                ApiError::new(Code::ResultNotFound, "the stored object is gone")
+            }
+            e => {
+                tracing::warn!(error = %e, "storage error");
+                ApiError::new(Code::Unavailable, "storage is unavailable; retry later")
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            response.insert_header(("Retry-After", secs.to_string()));
+        }
+        let body = Body {
+            error: Inner {
+                code: self.code.as_str(),
+                message: &self.message,
+            },
+        };
+        let text = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
+        response
+            .content_type("application/json")
+            .body(escape_markup(&text))
+    }
+}
+
+/// JSON text with `<`, `>` and `&` escaped as `\u003c`, `\u003e`, `\u0026` (still the same
+/// JSON value): a value a user chose, such as a file name, never reads as markup.
+pub fn escape_markup(json: &str) -> String {
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            assert!(seen.insert(code.as_str()), "{code:?} twice");
+            assert!(
+                code.as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_')
+            );
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Accounts and sessions: register, login, logout, whoami.
+
+use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{UserView, json};
+use crate::app::App;
+use crate::auth::{CurrentUser, SESSION_COOKIE, Via, password};
+use crate::config::Registration;
+use crate::db::models::{User, normalize_email};
+use crate::error::{ApiError, Code};
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub password: String,
+    /// Required when the server's registration is `invite`.
+    pub invite_code: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserResponse {
+    pub user: UserView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionResponse {
+    pub user: UserView,
+    /// Send as `X-CSRF-Token` on every cookie-authenticated POST, PATCH and DELETE.
+    /// `null` when authenticated by token.
+    pub csrf_token: Option<String>,
+}
+
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Creates an account. The first account of an install becomes its admin.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest, responses(
+    (status = 201, body = UserResponse),
+    (status = 400, description = "`invalid_request`, `weak_password`"),
+    (status = 403, description = "`registration_closed`"),
+    (status = 409, description = "`email_taken`"),
+))]
+pub async fn register(
+    app: web::Data<App>,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let auth = &app.config.auth;
+    match auth.registration {
+        Registration::Open => {}
+        Registration::Closed => {
+            return Err(ApiError::new(
+                Code::RegistrationClosed,
+                "registration is closed; ask an administrator for an account",
+            ));
+        }
+        Registration::Invite => {
+            let given = body.invite_code.as_deref().unwrap_or("");
+            if given.is_empty() || given != auth.invite_code.expose() {
+                return Err(ApiError::new(
+                    Code::RegistrationClosed,
+                    "registration needs a valid invite code",
+                ));
+            }
+        }
+    }
+    let email = normalize_email(&body.email);
+    if !valid_email(&email) {
+        return Err(ApiError::invalid("email: not a valid address"));
+    }
+    password::check_policy(&body.password, auth.min_password_length, &email)
+        .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))?;
+    let user = crate::auth::create_user(&app, &email, &body.password, None).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &UserResponse {
+            user: (&user).into(),
+        },
+    ))
+}
+
+/// The client address the login throttle counts: the peer, or with
+/// `server.trust_proxy_headers` the address the reverse proxy reports.
+fn client_address(req: &HttpRequest, app: &App) -> String {
+    if app.config.server.trust_proxy_headers {
+        req.connection_info()
+            .realip_remote_addr()
+            .unwrap_or("unknown")
+            .to_owned()
+    } else {
+        req.peer_addr()
+            .map_or_else(|| "unknown".into(), |a| a.ip().to_string())
+    }
+}
+
+/// Signs in: sets the session cookie (a new session id on every login) and returns the CSRF
+/// token. Failed attempts are throttled per account and per client address.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, body = SessionResponse, description = "Sets the `ocrd_session` cookie"),
+    (status = 401, description = "`invalid_credentials`"),
+    (status = 429, description = "`too_many_requests`, with Retry-After"),
+))]
+pub async fn login(
+    req: HttpRequest,
+    app: web::Data<App>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let email = normalize_email(&body.email);
+    let keys = [
+        format!("account:{email}"),
+        format!("ip:{}", client_address(&req, &app)),
+    ];
+    for key in &keys {
+        if let Err(retry_after) = app.login_throttle.check(key).await {
+            let mut error = ApiError::new(
+                Code::TooManyRequests,
+                "too many failed sign-ins; wait and try again",
+            );
+            error.retry_after = Some(retry_after);
+            return Err(error);
+        }
+    }
+    let user = {
+        let mut conn = app.db.get().await?;
+        User::find_by_email(&mut conn, &email).await?
+    };
+    // Verify against a dummy hash for unknown emails: the answer takes as long either way.
+    let stored = user.as_ref().map_or_else(
+        || password::dummy_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
+    let plain = body.password.clone();
+    let matches = tokio::task::spawn_blocking(move || password::verify(&plain, &stored))
+        .await
+        .map_err(ApiError::internal)?;
+    let user = match user {
+        Some(user) if matches && !user.disabled => user,
+        _ => {
+            for key in &keys {
+                app.login_throttle.fail(key).await;
+            }
+            return Err(ApiError::new(
+                Code::InvalidCredentials,
+                "wrong email or password",
+            ));
+        }
+    };
+    app.login_throttle.reset(&keys[0]).await;
+    // Rotate: whatever session this browser had ends here.
+    if let Some(old) = req.cookie(SESSION_COOKIE) {
+        let _ = app.sessions.delete(old.value()).await;
+    }
+    let (id, session) = app.sessions.create(&user.id).await.map_err(|e| {
+        tracing::warn!(error = %e, "session store");
+        ApiError::new(Code::Unavailable, "sessions are unavailable; retry later")
+    })?;
+    let cookie = Cookie::build(SESSION_COOKIE, id)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(app.config.server.is_https())
+        .max_age(time::Duration::seconds(app.sessions.ttl().as_secs() as i64))
+        .finish();
+    let mut response = json(
+        StatusCode::OK,
+        &SessionResponse {
+            user: (&user).into(),
+            csrf_token: Some(session.csrf_token),
+        },
+    );
+    response.add_cookie(&cookie).map_err(ApiError::internal)?;
+    Ok(response)
+}
+
+/// Signs out: the session is revoked on the server and the cookie cleared.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses(
+    (status = 204, description = "Signed out"),
+    (status = 401), (status = 403, description = "`csrf_failed`"),
+))]
+pub async fn logout(app: web::Data<App>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
+    if let Via::Session { id, .. } = &current.via {
+        app.sessions.delete(id).await.map_err(|e| {
+            tracing::warn!(error = %e, "session store");
+            ApiError::new(Code::Unavailable, "sessions are unavailable; retry later")
+        })?;
+    }
+    let mut gone = Cookie::build(SESSION_COOKIE, "")
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .finish();
+    gone.make_removal();
+    let mut response = HttpResponse::NoContent().finish();
+    response.add_cookie(&gone).map_err(ApiError::internal)?;
+    Ok(response)
+}
+
+/// Who is signed in, with the session's CSRF token.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", responses((status = 200, body = SessionResponse), (status = 401)))]
+pub async fn me(current: CurrentUser) -> HttpResponse {
+    let csrf_token = match current.via {
+        Via::Session { csrf_token, .. } => Some(csrf_token),
+        Via::Token => None,
+    };
+    json(
+        StatusCode::OK,
+        &SessionResponse {
+            user: (&current.user).into(),
+            csrf_token,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn emails_are_checked_loosely_but_sanely() {
+        for ok in ["a@b.co", "mia.keller+ocr@example.com"] {
+            assert!(super::valid_email(ok), "{ok}");
+        }
+        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a b@c.de", "a@b.co."] {
+            assert!(!super::valid_email(bad), "{bad}");
+        }
+    }
+}

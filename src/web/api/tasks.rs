@@ -1,0 +1,368 @@
+//! Tasks: upload a document (multipart, streamed to storage), list, read, download results,
+//! delete. Another user's task is `task_not_found` on every route.
+
+use std::time::Duration;
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{TaskView, json};
+use crate::app::App;
+use crate::auth::CurrentUser;
+use crate::blobs::{BlobKey, sanitize_filename};
+use crate::db::DbError;
+use crate::db::models::{File, Task, TaskResult, TaskStatus};
+use crate::error::{ApiError, Code};
+use crate::render::Format;
+use crate::tasks::{DeleteError, OcrPolicy, Submission, SubmitError, TaskOptions};
+
+/// Longest value of a non-file form field, and most such fields.
+const FIELD_LIMIT: usize = 1024;
+const MAX_FIELDS: usize = 16;
+
+/// The multipart form of `POST /api/tasks`. Send the option fields before `file`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The document: PNG, JPEG, TIFF, WebP, BMP or PDF (sniffed from its bytes).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// `ppocr` (default: the server's `ocr.engine`).
+    engine: Option<String>,
+    /// Comma-separated result formats: `html` (hOCR), `txt`, `json`. Default: all three.
+    formats: Option<String>,
+    ocr: Option<OcrPolicy>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only tasks in this status.
+    status: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ResultQuery {
+    /// `html` (hOCR), `txt` or `json`.
+    format: String,
+}
+
+async fn read_field(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("multipart: {e}")))?;
+        if value.len() + chunk.len() > FIELD_LIMIT {
+            return Err(ApiError::invalid(format!(
+                "{name}: longer than {FIELD_LIMIT} bytes"
+            )));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    String::from_utf8(value).map_err(|_| ApiError::invalid(format!("{name}: not UTF-8")))
+}
+
+fn parse_formats(value: &str) -> Result<Vec<Format>, ApiError> {
+    let mut formats = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let format: Format = name
+            .parse()
+            .map_err(|e: String| ApiError::invalid(format!("formats: {e}")))?;
+        if !formats.contains(&format) {
+            formats.push(format);
+        }
+    }
+    if formats.is_empty() {
+        return Err(ApiError::invalid(
+            "formats: name at least one of html, txt, json",
+        ));
+    }
+    Ok(formats)
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key: 1 to 200 visible ASCII characters"))?;
+    Ok(Some(key.to_owned()))
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Empty => ApiError::new(Code::EmptyFile, "the file is empty"),
+        SubmitError::UnsupportedType => ApiError::new(Code::UnsupportedType, e.to_string()),
+        SubmitError::TooLarge(_) => ApiError::new(Code::PayloadTooLarge, e.to_string()),
+        SubmitError::Body(e) => ApiError::invalid(format!("reading the upload: {e}")),
+        SubmitError::Blob(e) => e.into(),
+        SubmitError::Db(e) => e.into(),
+    }
+}
+
+/// Uploads a document and queues it. The body streams to storage as it arrives.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key returns the original task")),
+    responses(
+        (status = 202, body = TaskView, description = "Queued"),
+        (status = 200, body = TaskView, description = "A repeat of an Idempotency-Key: the original task"),
+        (status = 400, description = "`invalid_request`, `empty_file`"),
+        (status = 401), (status = 403, description = "`csrf_failed`"),
+        (status = 413, description = "`payload_too_large`"),
+        (status = 415, description = "`unsupported_type`"),
+    ))]
+pub async fn create(
+    req: HttpRequest,
+    app: web::Data<App>,
+    current: CurrentUser,
+    mut form: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let mut options = TaskOptions::default();
+    let mut engine = None;
+    let mut fields = 0;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| ApiError::invalid(format!("multipart: {e}")))?;
+        fields += 1;
+        if fields > MAX_FIELDS {
+            return Err(ApiError::invalid("too many form fields"));
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "engine" => {
+                let value = read_field(&mut field, "engine").await?;
+                engine = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|e: String| ApiError::invalid(format!("engine: {e}")))?,
+                );
+            }
+            "formats" => {
+                options.formats = parse_formats(&read_field(&mut field, "formats").await?)?
+            }
+            "ocr" => {
+                let value = read_field(&mut field, "ocr").await?;
+                options.ocr = value.trim().parse().map_err(ApiError::invalid)?;
+            }
+            "file" => {
+                let filename = field
+                    .content_disposition()
+                    .and_then(|d| d.get_filename())
+                    .map(str::to_owned)
+                    .filter(|n| !n.trim().is_empty())
+                    .unwrap_or_else(|| "upload".into());
+                let filename: String = filename.chars().take(255).collect();
+                let submission = Submission {
+                    user_id: &current.user.id,
+                    filename: &filename,
+                    engine,
+                    options,
+                    idempotency_key: key.as_deref(),
+                };
+                let body = field.map_err(|e| std::io::Error::other(e.to_string()));
+                let (task, created) = crate::tasks::submit(&app, submission, body)
+                    .await
+                    .map_err(submit_error)?;
+                let status = if created {
+                    StatusCode::ACCEPTED
+                } else {
+                    StatusCode::OK
+                };
+                let filename = if created {
+                    filename
+                } else {
+                    let mut conn = app.db.get().await?;
+                    File::find(&mut conn, &task.file_id).await?.filename
+                };
+                return Ok(json(status, &TaskView::new(&task, &filename)));
+            }
+            other => return Err(ApiError::invalid(format!("unknown form field `{other}`"))),
+        }
+    }
+    Err(ApiError::invalid("no `file` field in the form"))
+}
+
+/// The user's tasks, newest first.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery), responses(
+    (status = 200, body = TaskList), (status = 400), (status = 401),
+))]
+pub async fn list(
+    app: web::Data<App>,
+    current: CurrentUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<TaskStatus>().map_err(|_| {
+            ApiError::invalid("status: one of queued, processing, completed, failed, cancelled")
+        })?),
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit: 1 to 100"));
+    }
+    let mut conn = app.db.get().await?;
+    // One more than asked tells whether there is a next page.
+    let mut tasks = Task::list_for_user(
+        &mut conn,
+        &current.user.id,
+        status,
+        limit + 1,
+        query.cursor.as_deref(),
+    )
+    .await?;
+    let next_cursor = if tasks.len() as i64 > limit {
+        tasks.truncate(limit as usize);
+        tasks.last().map(|t| t.id.clone())
+    } else {
+        None
+    };
+    let ids: Vec<&str> = tasks.iter().map(|t| t.file_id.as_str()).collect();
+    let names = File::names(&mut conn, &ids).await?;
+    Ok(json(
+        StatusCode::OK,
+        &TaskList {
+            tasks: TaskView::with_names(&tasks, &names),
+            next_cursor,
+        },
+    ))
+}
+
+async fn own_task(app: &App, current: &CurrentUser, id: &str) -> Result<(Task, String), ApiError> {
+    let mut conn = app.db.get().await?;
+    let task = match Task::find_for_user(&mut conn, &current.user.id, id).await {
+        Ok(task) => task,
+        Err(DbError::NotFound) => return Err(ApiError::task_not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    let filename = File::find(&mut conn, &task.file_id).await?.filename;
+    Ok((task, filename))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 200, body = TaskView), (status = 401), (status = 404, description = "`task_not_found`"),
+))]
+pub async fn get(
+    app: web::Data<App>,
+    current: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, filename) = own_task(&app, &current, &id).await?;
+    Ok(json(StatusCode::OK, &TaskView::new(&task, &filename)))
+}
+
+/// Downloads a result. hOCR is HTML written from untrusted input, so it is always an
+/// attachment under a sandboxing Content-Security-Policy, never a page of this origin. With
+/// `storage.presign_ttl_secs` on S3 the answer is a redirect to a presigned URL.
+#[utoipa::path(get, path = "/api/tasks/{id}/result", tag = "tasks", params(("id" = String, Path), ResultQuery), responses(
+    (status = 200, description = "The result, streamed"),
+    (status = 302, description = "Redirect to a presigned URL"),
+    (status = 400), (status = 401), (status = 404, description = "`task_not_found`, `result_not_found`"),
+))]
+pub async fn result(
+    app: web::Data<App>,
+    current: CurrentUser,
+    id: web::Path<String>,
+    query: web::Query<ResultQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let format: Format = query
+        .format
+        .parse()
+        .map_err(|e: String| ApiError::invalid(format!("format: {e}")))?;
+    let (task, filename) = own_task(&app, &current, &id).await?;
+    let not_ready = || {
+        ApiError::new(
+            Code::ResultNotFound,
+            format!("no {} result for this task", format.extension()),
+        )
+    };
+    if task.status != TaskStatus::Completed {
+        return Err(not_ready());
+    }
+    let result = {
+        let mut conn = app.db.get().await?;
+        TaskResult::find_by_task(&mut conn, &task.id)
+            .await
+            .map_err(|_| not_ready())?
+    };
+    let key = result
+        .blob_keys
+        .0
+        .get(format.extension())
+        .ok_or_else(not_ready)?;
+    let key = BlobKey::parse(key).map_err(ApiError::internal)?;
+    let stem = sanitize_filename(&filename);
+    let stem = stem
+        .rsplit_once('.')
+        .map_or(stem.as_str(), |(s, _)| s)
+        .to_owned();
+    let download = format!("{stem}.{}", format.extension());
+
+    let ttl = app.config.storage.presign_ttl_secs;
+    if ttl > 0
+        && let Some(url) = app
+            .blobs
+            .presign_get(&key, Duration::from_secs(ttl))
+            .await?
+    {
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url.to_string()))
+            .finish());
+    }
+    let blob = app.blobs.get(&key).await?;
+    let disposition = ContentDisposition {
+        disposition: if format == Format::Hocr {
+            DispositionType::Attachment
+        } else {
+            DispositionType::Inline
+        },
+        parameters: vec![DispositionParam::Filename(download)],
+    };
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(format.media_type())
+        .insert_header(disposition)
+        .insert_header((header::CONTENT_LENGTH, blob.size.to_string()))
+        .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
+        .insert_header((header::CACHE_CONTROL, "private, no-store"));
+    Ok(response.streaming(blob.body.map_err(|e| std::io::Error::other(e.to_string()))))
+}
+
+/// Deletes a task: cancels it if it is running, then removes its results, its upload and its
+/// rows.
+#[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 204), (status = 401), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`task_not_found`"),
+))]
+pub async fn delete(
+    app: web::Data<App>,
+    current: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match crate::tasks::delete(&app, &current.user.id, &id).await {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(DeleteError::NotFound) => Err(ApiError::task_not_found()),
+        Err(DeleteError::Db(e)) => Err(e.into()),
+        Err(DeleteError::Blob(e)) => Err(e.into()),
+    }
+}

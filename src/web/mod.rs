@@ -1,0 +1,166 @@
+//! The HTTP server of `ocrd serve` and `ocrd all-in-one`: the REST API, the WebSocket, the
+//! OpenAPI document and the operational endpoints.
+//!
+//! [`bind`] binds the listener and builds the server without running it (port 0 picks a free
+//! port, which tests use); awaiting the returned server runs it.
+
+mod api;
+mod metrics;
+pub mod openapi;
+mod ops;
+mod ws;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Server, Service};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{App as HttpApp, HttpServer, middleware, web};
+
+use crate::app::App;
+use crate::error::{ApiError, Code};
+pub use metrics::HttpMetrics;
+
+/// Largest JSON body the API reads (uploads are multipart and limited separately).
+const JSON_LIMIT: usize = 64 << 10;
+
+/// What every handler can reach besides the `App`.
+#[derive(Clone)]
+pub struct WebState {
+    pub metrics: Arc<HttpMetrics>,
+    /// The worker's metrics when it runs in the same process (all-in-one).
+    pub worker_metrics: Option<Arc<crate::worker::Metrics>>,
+    /// The one event subscription of this process, fanned out to its sockets.
+    pub events: tokio::sync::broadcast::Sender<crate::events::Event>,
+}
+
+/// Binds `addr` and builds the server. Returns it (to be awaited) and the bound address.
+pub fn bind(
+    addr: &str,
+    app: App,
+    worker_metrics: Option<Arc<crate::worker::Metrics>>,
+) -> std::io::Result<(Server, SocketAddr)> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    Ok((serve(listener, app, worker_metrics)?, bound))
+}
+
+pub fn serve(
+    listener: TcpListener,
+    app: App,
+    worker_metrics: Option<Arc<crate::worker::Metrics>>,
+) -> std::io::Result<Server> {
+    let state = WebState {
+        metrics: Arc::new(HttpMetrics::new()),
+        worker_metrics,
+        events: ws::fan_out(&app.events),
+    };
+    let app = web::Data::new(app);
+    let server = HttpServer::new(move || {
+        let cors = cors(&app.config.server.cors_origins);
+        HttpApp::new()
+            .app_data(app.clone())
+            .app_data(web::Data::new(state.clone()))
+            .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(|e, _| {
+                ApiError::invalid(format!("invalid JSON body: {e}")).into()
+            }))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::invalid(format!("invalid query: {e}")).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                ApiError::invalid(format!("invalid path: {e}")).into()
+            }))
+            .configure(routes)
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(ApiError::new(Code::NotFound, "no such route"))
+            }))
+            .wrap(cors)
+            .wrap(middleware::Compress::default())
+            .wrap(middleware::DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("Referrer-Policy", "same-origin"))
+                .add(("X-Frame-Options", "DENY")))
+            .wrap_fn(|req, srv| {
+                // Request id, a tracing span, and per-route metrics.
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let started = Instant::now();
+                let state = req.app_data::<web::Data<WebState>>().cloned();
+                let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
+                let fut = {
+                    let _entered = span.enter();
+                    srv.call(req)
+                };
+                async move {
+                    let mut response = fut.await?;
+                    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                    let status = response.status();
+                    if let Some(state) = state {
+                        state.metrics.observe(response.request().method().as_str(), &route, status.as_u16(), started.elapsed());
+                    }
+                    let _entered = span.enter();
+                    tracing::info!(status = status.as_u16(), route = %route, ms = started.elapsed().as_millis() as u64, "handled");
+                    if let Ok(value) = HeaderValue::from_str(&id) {
+                        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+                    }
+                    Ok(response)
+                }
+            })
+    })
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "DELETE", "PATCH"])
+        .allowed_headers([
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "X-CSRF-Token",
+        ])
+        .supports_credentials()
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+/// Registers the routes and lists them in [`ROUTES`] from one table, so that a route cannot
+/// exist without being listed; a test checks the list against the OpenAPI document.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        /// Every route as (method, path).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+routes! {
+    post "/api/auth/register" => api::auth::register,
+    post "/api/auth/login" => api::auth::login,
+    post "/api/auth/logout" => api::auth::logout,
+    get "/api/auth/me" => api::auth::me,
+    post "/api/tokens" => api::tokens::create,
+    get "/api/tokens" => api::tokens::list,
+    delete "/api/tokens/{id}" => api::tokens::delete,
+    post "/api/tasks" => api::tasks::create,
+    get "/api/tasks" => api::tasks::list,
+    get "/api/tasks/{id}" => api::tasks::get,
+    get "/api/tasks/{id}/result" => api::tasks::result,
+    delete "/api/tasks/{id}" => api::tasks::delete,
+    get "/ws" => ws::connect,
+    get "/api/openapi.json" => openapi::document,
+    get "/api/docs" => openapi::docs_page,
+    get "/api/docs.js" => openapi::docs_script,
+    get "/healthz" => ops::healthz,
+    get "/readyz" => ops::readyz,
+    get "/metrics" => ops::metrics,
+}

@@ -1,0 +1,96 @@
+//! `GET /ws`: live `task.updated` events, for the caller's tasks (admins: every task).
+//!
+//! One subscription to the events port per process, fanned out in memory to every socket.
+//! The server pings every [`PING_EVERY`] and closes a socket that has not answered for
+//! [`SILENT_FOR`]; a socket that falls too far behind is closed too (the client reconnects and
+//! re-reads the task list).
+
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Message};
+use futures::StreamExt;
+use tokio::sync::broadcast;
+
+use super::WebState;
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::events::{Event, Events};
+
+const PING_EVERY: Duration = Duration::from_secs(10);
+const SILENT_FOR: Duration = Duration::from_secs(30);
+
+/// This process's fan-out of the events port.
+pub fn fan_out(events: &Events) -> broadcast::Sender<Event> {
+    events.sender()
+}
+
+/// Opens the event stream. Authenticated by the session cookie or a Bearer token; without
+/// either the upgrade is refused with 401.
+#[utoipa::path(get, path = "/ws", tag = "events", responses(
+    (status = 101, description = "WebSocket: text messages `{\"type\":\"task.updated\",\"task\":{…}}`"),
+    (status = 401),
+))]
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<WebState>,
+) -> Result<HttpResponse, ApiError> {
+    let current = authenticate(&req).await?;
+    let (response, session, messages) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::invalid(format!("not a WebSocket upgrade: {e}")))?;
+    let events = state.events.subscribe();
+    let (user_id, admin) = (current.user.id.clone(), current.user.is_admin());
+    actix_web::rt::spawn(pump(session, messages, events, user_id, admin));
+    Ok(response)
+}
+
+async fn pump(
+    mut session: actix_ws::Session,
+    mut messages: actix_ws::MessageStream,
+    mut events: broadcast::Receiver<Event>,
+    user_id: String,
+    admin: bool,
+) {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut heard = Instant::now();
+    let reason = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    let Event::TaskUpdated { task } = &event;
+                    if (admin || task.user_id == user_id)
+                        && let Ok(text) = serde_json::to_string(&event)
+                        && session.text(crate::error::escape_markup(&text)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    break Some(CloseReason { code: CloseCode::Again, description: Some("fell behind; reconnect and reload".into()) });
+                }
+                Err(broadcast::error::RecvError::Closed) => break Some(CloseCode::Restart.into()),
+            },
+            message = messages.next() => match message {
+                Some(Ok(Message::Ping(bytes))) => {
+                    heard = Instant::now();
+                    if session.pong(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(reason))) => break reason,
+                Some(Ok(_)) => heard = Instant::now(),
+                Some(Err(_)) | None => return,
+            },
+            _ = ping.tick() => {
+                if heard.elapsed() > SILENT_FOR {
+                    break Some(CloseReason { code: CloseCode::Away, description: Some("no pong".into()) });
+                }
+                if session.ping(b"").await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = session.close(reason).await;
+}

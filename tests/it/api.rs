@@ -1,0 +1,1013 @@
+//! The HTTP API over real HTTP: `ocrd::web` on a random port (and real `ocrd serve` processes
+//! where a process is the point), real PostgreSQL, Redis and moto, and a real `ocrd work`.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use ocrd::blobs::{BlobError, BlobKey};
+use ocrd::db::DbError;
+use ocrd::db::models::{File, Task, TaskResult};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+
+use crate::install::{Install, free_port, sample_pages, wait_for};
+use crate::support::unique;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The API of an install, served in process on a random port.
+struct Api {
+    install: Install,
+    base: String,
+}
+
+impl Api {
+    async fn start(tweak: impl FnOnce(&mut ocrd::config::Config)) -> Api {
+        let install = Install::distributed(tweak).await;
+        let (server, addr) = ocrd::web::bind("127.0.0.1:0", install.app.clone(), None).unwrap();
+        tokio::spawn(server);
+        Api {
+            install,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A browser-like client: keeps cookies.
+    fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap()
+    }
+
+    /// Registers and signs in a new user; the client holds the session cookie.
+    async fn signed_in(&self) -> User {
+        let client = self.browser();
+        let email = format!("{}@example.com", unique("user"));
+        let password = "a long enough passphrase";
+        let response = client
+            .post(self.url("/api/auth/register"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+        let login: Value = self
+            .login(&client, &email, password)
+            .await
+            .json()
+            .await
+            .unwrap();
+        User {
+            client,
+            email,
+            id: login["user"]["id"].as_str().unwrap().to_owned(),
+            csrf: login["csrf_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn login(
+        &self,
+        client: &reqwest::Client,
+        email: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn ws_url(&self) -> String {
+        format!("{}/ws", self.base.replace("http://", "ws://"))
+    }
+
+    async fn socket(&self, header: (&str, String)) -> Socket {
+        let mut request = self.ws_url().into_client_request().unwrap();
+        request.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(header.0.as_bytes()).unwrap(),
+            header.1.parse().unwrap(),
+        );
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("WebSocket upgrade")
+            .0
+    }
+
+    /// The session cookie the browser client holds, as a `Cookie` header value.
+    fn cookie_header(&self, response_cookie: &str) -> (&'static str, String) {
+        ("Cookie", format!("ocrd_session={response_cookie}"))
+    }
+}
+
+struct User {
+    client: reqwest::Client,
+    email: String,
+    id: String,
+    csrf: String,
+}
+
+fn page_form(name: &str, bytes: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("formats", "html,txt,json")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        )
+}
+
+fn sample_page() -> (Vec<u8>, String) {
+    let (path, truth) = sample_pages().into_iter().next().unwrap();
+    (std::fs::read(path).unwrap(), truth)
+}
+
+/// The next `task.updated` event for `task_id` on the socket, if one comes within `wait`.
+async fn next_event(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??
+            .ok()?;
+        if let tungstenite::Message::Text(text) = message {
+            return Some(serde_json::from_str(&text).unwrap());
+        }
+    }
+}
+
+/// Reads events until `task_id` reaches `completed` (or fails); returns its statuses in order.
+async fn statuses_until_done(socket: &mut Socket, task_id: &str) -> Vec<String> {
+    let mut statuses: Vec<String> = Vec::new();
+    while let Some(event) = next_event(socket, Duration::from_secs(300)).await {
+        assert_eq!(event["type"], "task.updated");
+        if event["task"]["id"] != task_id {
+            continue;
+        }
+        let status = event["task"]["status"].as_str().unwrap().to_owned();
+        if statuses.last() != Some(&status) {
+            statuses.push(status.clone());
+        }
+        if status == "completed" || status == "failed" {
+            return statuses;
+        }
+    }
+    panic!("the socket closed or went quiet; statuses so far: {statuses:?}");
+}
+
+/// Upload → live events → result with CER ≤ 0.01 → delete → blobs and rows gone.
+async fn journey(
+    api: &Api,
+    client: &reqwest::Client,
+    auth: Vec<(&'static str, String)>,
+    socket: &mut Socket,
+) {
+    let (bytes, truth) = sample_page();
+    let mut upload = client
+        .post(api.url("/api/tasks"))
+        .multipart(page_form("page one.png", bytes));
+    for (name, value) in &auth {
+        upload = upload.header(*name, value);
+    }
+    let response = upload.send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        response.text().await.unwrap()
+    );
+    let task: Value = response.json().await.unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["status"], "queued");
+    assert_eq!(task["filename"], "page one.png");
+
+    let statuses = statuses_until_done(socket, &id).await;
+    assert_eq!(statuses, ["queued", "processing", "completed"]);
+
+    let with_auth = |mut r: reqwest::RequestBuilder| {
+        for (name, value) in &auth {
+            r = r.header(*name, value);
+        }
+        r
+    };
+    let task: Value = with_auth(client.get(api.url(&format!("/api/tasks/{id}"))))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["formats"], json!(["html", "txt", "json"]));
+    let text = with_auth(client.get(api.url(&format!("/api/tasks/{id}/result?format=txt"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), StatusCode::OK);
+    assert!(
+        text.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let cer = ocrd::eval::cer(&text.text().await.unwrap(), &truth);
+    println!("journey CER {cer:.4}");
+    assert!(cer <= 0.01, "CER {cer}");
+
+    // What the task owns in storage and in the database, before it goes.
+    let app = &api.install.app;
+    let mut conn = app.db.get().await.unwrap();
+    let stored = Task::find(&mut conn, &id).await.unwrap();
+    let result = TaskResult::find_by_task(&mut conn, &id).await.unwrap();
+    let file = File::find(&mut conn, &stored.file_id).await.unwrap();
+    drop(conn);
+    let mut keys: Vec<String> = result.blob_keys.0.values().cloned().collect();
+    keys.push(file.blob_key.clone());
+
+    let deleted = with_auth(client.delete(api.url(&format!("/api/tasks/{id}"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    for key in keys {
+        let head = app.blobs.head(&BlobKey::parse(&key).unwrap()).await;
+        assert!(
+            matches!(head, Err(BlobError::NotFound(_))),
+            "{key} is still stored: {head:?}"
+        );
+    }
+    let mut conn = app.db.get().await.unwrap();
+    assert!(matches!(
+        Task::find(&mut conn, &id).await,
+        Err(DbError::NotFound)
+    ));
+    assert!(matches!(
+        TaskResult::find_by_task(&mut conn, &id).await,
+        Err(DbError::NotFound)
+    ));
+    assert!(matches!(
+        File::find(&mut conn, &file.id).await,
+        Err(DbError::NotFound)
+    ));
+    let gone = with_auth(client.get(api.url(&format!("/api/tasks/{id}"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}
+
+fn session_cookie(response: &reqwest::Response) -> String {
+    let header = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("ocrd_session="))
+        .expect("a session cookie");
+    header["ocrd_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_with_a_session_cookie() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let api = Api::start(|_| {}).await;
+    let _worker = api.install.spawn_worker("w", &[]);
+    let client = api.browser();
+    let email = format!("{}@example.com", unique("mia"));
+    let registered = client
+        .post(api.url("/api/auth/register"))
+        .json(&json!({"email": email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let login = api.login(&client, &email, "correct horse battery").await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let cookie = session_cookie(&login);
+    let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain http install: {set_cookie}"
+    );
+    let csrf = login.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut socket = api.socket(api.cookie_header(&cookie)).await;
+    journey(&api, &client, vec![("X-CSRF-Token", csrf)], &mut socket).await;
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_with_an_api_token_and_no_cookie() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let api = Api::start(|_| {}).await;
+    let _worker = api.install.spawn_worker("w", &[]);
+    let user = api.signed_in().await;
+    let created = user
+        .client
+        .post(api.url("/api/tokens"))
+        .header("X-CSRF-Token", &user.csrf)
+        .json(&json!({"name": "scanner"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let token = created.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(token.starts_with("ocrd_"));
+
+    // A fresh client: no cookie store at all.
+    let bare = reqwest::Client::new();
+    let bearer = ("Authorization", format!("Bearer {token}"));
+    let mut socket = api.socket(bearer.clone()).await;
+    journey(&api, &bare, vec![bearer.clone()], &mut socket).await;
+
+    // The token's use is recorded, and the token itself is never listed.
+    let listed: Value = bare
+        .get(api.url("/api/tokens"))
+        .header(bearer.0, &bearer.1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["tokens"][0]["name"], "scanner");
+    assert!(listed["tokens"][0]["last_used_at"].is_string());
+    assert!(!listed.to_string().contains(&token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_cases() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let api = Api::start(|c| c.limits.max_upload_bytes = 1 << 20).await;
+    let _worker = api.install.spawn_worker("w", &[]);
+    let (a, b) = (api.signed_in().await, api.signed_in().await);
+
+    // B listens while A works.
+    let b_login = api
+        .login(
+            &reqwest::Client::new(),
+            &b.email,
+            "a long enough passphrase",
+        )
+        .await;
+    let mut b_socket = api
+        .socket(api.cookie_header(&session_cookie(&b_login)))
+        .await;
+    let a_login = api
+        .login(&a.client, &a.email, "a long enough passphrase")
+        .await;
+    let a_csrf = a_login.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A `<script>` file name comes back as JSON that never reads as markup.
+    let (bytes, _) = sample_page();
+    let name = "<script>alert(1)</script>.png";
+    let created = a
+        .client
+        .post(api.url("/api/tasks"))
+        .header("X-CSRF-Token", &a_csrf)
+        .multipart(page_form(name, bytes.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::ACCEPTED);
+    assert_eq!(created.headers()["content-type"], "application/json");
+    let raw = created.text().await.unwrap();
+    assert!(!raw.contains("<script>"), "{raw}");
+    let task: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(task["filename"], name);
+    let id = task["id"].as_str().unwrap().to_owned();
+    let done = api
+        .install
+        .wait_finished(std::slice::from_ref(&id), Duration::from_secs(300))
+        .await;
+    assert_eq!(done[0].status, ocrd::db::models::TaskStatus::Completed);
+
+    // hOCR is an attachment under a sandbox, never a page of this origin.
+    let hocr = a
+        .client
+        .get(api.url(&format!("/api/tasks/{id}/result?format=html")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hocr.status(), StatusCode::OK);
+    let disposition = hocr.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    assert!(!disposition.contains('<'), "{disposition}");
+    assert!(
+        hocr.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert_eq!(hocr.headers()["x-content-type-options"], "nosniff");
+
+    // B: 404 on A's task, result and delete; B's socket saw none of A's events.
+    for (method, path) in [
+        ("GET", format!("/api/tasks/{id}")),
+        ("GET", format!("/api/tasks/{id}/result?format=txt")),
+        ("DELETE", format!("/api/tasks/{id}")),
+    ] {
+        let request = b
+            .client
+            .request(method.parse().unwrap(), api.url(&path))
+            .header("X-CSRF-Token", &b.csrf);
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["error"]["code"],
+            "task_not_found"
+        );
+    }
+    assert_eq!(
+        next_event(&mut b_socket, Duration::from_secs(2)).await,
+        None,
+        "B saw an event of A's"
+    );
+    assert_eq!(
+        api.install.task(&id).await.status,
+        ocrd::db::models::TaskStatus::Completed
+    );
+
+    // A cookie-authenticated change without the CSRF token is refused.
+    let no_csrf = a
+        .client
+        .delete(api.url(&format!("/api/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        no_csrf.json::<Value>().await.unwrap()["error"]["code"],
+        "csrf_failed"
+    );
+
+    // SQL in query parameters is data, not SQL.
+    for query in [
+        "status=completed'%20OR%20'1'='1",
+        "limit=1;DROP%20TABLE%20tasks",
+        "status=queued%22;--",
+    ] {
+        let response = b
+            .client
+            .get(api.url(&format!("/api/tasks?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    let injected = b
+        .client
+        .get(api.url("/api/tasks?cursor=%27%20OR%20%271%27%3D%271"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(injected.status(), StatusCode::OK);
+    assert_eq!(
+        injected.json::<Value>().await.unwrap()["tasks"],
+        json!([]),
+        "B sees nothing of A's"
+    );
+    assert_eq!(
+        api.install.task(&id).await.status,
+        ocrd::db::models::TaskStatus::Completed,
+        "tables intact"
+    );
+
+    // Too large: 413, and nothing stored. Wrong type: 415.
+    let mut big = b"\x89PNG\r\n\x1a\n".to_vec();
+    big.resize(3 << 20, 0);
+    let too_big = b
+        .client
+        .post(api.url("/api/tasks"))
+        .header("X-CSRF-Token", &b.csrf)
+        .multipart(page_form("big.png", big))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let text = b
+        .client
+        .post(api.url("/api/tasks"))
+        .header("X-CSRF-Token", &b.csrf)
+        .multipart(page_form("notes.png", b"plain text, not an image".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let b_uploads = api
+        .install
+        .app
+        .blobs
+        .list(&format!("uploads/{}", b.id))
+        .await
+        .unwrap();
+    assert!(b_uploads.is_empty(), "{b_uploads:?}");
+
+    // No credentials; a revoked token; a logged-out session: 401.
+    let anonymous = reqwest::Client::new();
+    assert_eq!(
+        anonymous
+            .get(api.url("/api/tasks"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let token: Value = b
+        .client
+        .post(api.url("/api/tokens"))
+        .header("X-CSRF-Token", &b.csrf)
+        .json(&json!({"name": "t"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    assert_eq!(
+        anonymous
+            .get(api.url("/api/tasks"))
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let revoked = b
+        .client
+        .delete(api.url(&format!("/api/tokens/{}", token["id"].as_str().unwrap())))
+        .header("X-CSRF-Token", &b.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        anonymous
+            .get(api.url("/api/tasks"))
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let fresh = api
+        .login(
+            &reqwest::Client::new(),
+            &b.email,
+            "a long enough passphrase",
+        )
+        .await;
+    let old_cookie = format!("ocrd_session={}", session_cookie(&fresh));
+    let old_csrf = fresh.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logout = anonymous
+        .post(api.url("/api/auth/logout"))
+        .header("Cookie", &old_cookie)
+        .header("X-CSRF-Token", &old_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        anonymous
+            .get(api.url("/api/tasks"))
+            .header("Cookie", &old_cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A socket without credentials is refused.
+    let refused = tokio_tungstenite::connect_async(api.ws_url()).await;
+    match refused {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("an unauthenticated upgrade must get 401: {other:?}"),
+    }
+
+    // The 6th bad login within the window is 429 with Retry-After.
+    let guesser = reqwest::Client::new();
+    for attempt in 1..=5 {
+        let response = api.login(&guesser, &a.email, "wrong password!").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+    }
+    let blocked = api
+        .login(&guesser, &a.email, "a long enough passphrase")
+        .await;
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = blocked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_twice_is_one_task_one_blob_one_entry() {
+    let api = Api::start(|_| {}).await;
+    let user = api.signed_in().await;
+    let (bytes, _) = sample_page();
+    let mut ids = Vec::new();
+    for expected in [StatusCode::ACCEPTED, StatusCode::OK] {
+        let response = user
+            .client
+            .post(api.url("/api/tasks"))
+            .header("X-CSRF-Token", &user.csrf)
+            .header("Idempotency-Key", "scan-2026-11-29-001")
+            .multipart(page_form("scan.png", bytes.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected);
+        ids.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(ids[0], ids[1]);
+    let uploads = api
+        .install
+        .app
+        .blobs
+        .list(&format!("uploads/{}", user.id))
+        .await
+        .unwrap();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(
+        api.install.app.queue.waiting().await.unwrap(),
+        1,
+        "one queue entry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_both_deliver_events() {
+    let install = Install::distributed(|_| {}).await;
+    let ports = [free_port(), free_port()];
+    let mut servers: Vec<std::process::Child> = ports
+        .iter()
+        .map(|port| {
+            std::process::Command::new(crate::install::ocrd_bin())
+                .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+                .current_dir(install.data_dir.path())
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(install.env())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for port in ports {
+        wait_for(
+            Duration::from_secs(60),
+            "ocrd serve to answer",
+            || async move {
+                reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+            },
+        )
+        .await;
+    }
+    let one = Api {
+        install,
+        base: format!("http://127.0.0.1:{}", ports[0]),
+    };
+    let user = one.signed_in().await;
+    let login = one
+        .login(
+            &reqwest::Client::new(),
+            &user.email,
+            "a long enough passphrase",
+        )
+        .await;
+    let cookie = session_cookie(&login);
+    // The socket is on the other instance; the upload goes to the first.
+    let two = format!("ws://127.0.0.1:{}/ws", ports[1]);
+    let mut request = two.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Cookie", format!("ocrd_session={cookie}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    // Its subscription to Redis is asynchronous: upload until an event arrives.
+    let (bytes, _) = sample_page();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let event = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event reached the other instance"
+        );
+        let response = user
+            .client
+            .post(one.url("/api/tasks"))
+            .header("X-CSRF-Token", &user.csrf)
+            .multipart(page_form("p.png", bytes.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        if let Some(event) = next_event(&mut socket, Duration::from_secs(2)).await {
+            break event;
+        }
+    };
+    assert_eq!(event["type"], "task.updated");
+    assert_eq!(event["task"]["status"], "queued");
+    assert_eq!(event["task"]["user_id"], user.id.as_str());
+    for server in &mut servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_in_the_openapi_document_and_the_docs_need_no_cdn() {
+    let api = Api::start(|_| {}).await;
+    let doc: Value = reqwest::get(api.url("/api/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for (method, path) in ocrd::web::ROUTES {
+        let operation = &doc["paths"][*path][*method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        ocrd::web::ROUTES.len(),
+        "the document lists routes that do not exist"
+    );
+    assert!(
+        doc["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("`task_not_found`"),
+        "the error-code table"
+    );
+
+    let page = reqwest::get(api.url("/api/docs")).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let script = reqwest::get(api.url("/api/docs.js"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for text in [&html, &script] {
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "no external resources"
+        );
+    }
+    assert!(html.contains("<script src=\"/api/docs.js\">"));
+
+    // Operations: health, readiness, and request metrics by route.
+    assert_eq!(
+        reqwest::get(api.url("/healthz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        reqwest::get(api.url("/readyz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let unknown = reqwest::get(api.url("/no/such/route")).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+    let metrics = reqwest::get(api.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "ocrd_http_requests_total{method=\"GET\",route=\"/api/openapi.json\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "ocrd_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_policies_first_admin_and_session_rotation() {
+    let api = Api::start(|c| {
+        c.auth.registration = ocrd::config::Registration::Invite;
+        c.auth.invite_code = ocrd::config::Secret::new("let-me-in");
+        c.server.public_url = Some("https://ocr.example.com".into());
+    })
+    .await;
+    // An install without accounts (the harness made one; it goes).
+    let mut conn = api.install.app.db.get().await.unwrap();
+    ocrd::db::models::User::delete(&mut conn, &api.install.user.id)
+        .await
+        .unwrap();
+    drop(conn);
+    let client = api.browser();
+    let register = |email: &str, password: &str, invite: Option<&str>| {
+        client
+            .post(api.url("/api/auth/register"))
+            .json(&json!({"email": email, "password": password, "invite_code": invite}))
+            .send()
+    };
+    let no_invite = register("first@example.com", "a long enough passphrase", None)
+        .await
+        .unwrap();
+    assert_eq!(no_invite.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        no_invite.json::<Value>().await.unwrap()["error"]["code"],
+        "registration_closed"
+    );
+    let weak = register("first@example.com", "password123", Some("let-me-in"))
+        .await
+        .unwrap();
+    assert_eq!(
+        weak.json::<Value>().await.unwrap()["error"]["code"],
+        "weak_password"
+    );
+    let first: Value = register(
+        "First@Example.com",
+        "a long enough passphrase",
+        Some("let-me-in"),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        first["user"]["role"], "admin",
+        "the first account administers the install"
+    );
+    assert_eq!(first["user"]["email"], "first@example.com");
+    let second: Value = register(
+        "second@example.com",
+        "another long passphrase",
+        Some("let-me-in"),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(second["user"]["role"], "user");
+    let taken = register(
+        "FIRST@example.com",
+        "a long enough passphrase",
+        Some("let-me-in"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+
+    // Over https the cookie is Secure; every login gets a new session and ends the old one.
+    let first_login = api
+        .login(&client, "first@example.com", "a long enough passphrase")
+        .await;
+    assert!(
+        first_login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+    let old = session_cookie(&first_login);
+    let again = client
+        .post(api.url("/api/auth/login"))
+        .header("Cookie", format!("ocrd_session={old}"))
+        .json(&json!({"email": "first@example.com", "password": "a long enough passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    let new = session_cookie(&again);
+    assert_ne!(old, new);
+    let with = |cookie: &str| {
+        reqwest::Client::new()
+            .get(api.url("/api/auth/me"))
+            .header("Cookie", format!("ocrd_session={cookie}"))
+            .send()
+    };
+    assert_eq!(with(&old).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(with(&new).await.unwrap().status(), StatusCode::OK);
+}
+
+#[test]
+fn admin_create_user_reads_the_password_from_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(crate::install::ocrd_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env("OCRD_DATA_DIR", dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let created = run(
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "Root@Example.com",
+            "--admin",
+        ],
+        "a long enough passphrase\n",
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(String::from_utf8_lossy(&created.stdout).contains("root@example.com (admin)"));
+    let weak = run(
+        &["admin", "create-user", "--email", "b@example.com"],
+        "123456\n",
+    );
+    assert!(!weak.status.success());
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("at least"),
+        "{}",
+        String::from_utf8_lossy(&weak.stderr)
+    );
+    let listed = run(&["admin", "list-users"], "");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("root@example.com\tadmin\tactive"),
+        "{listed}"
+    );
+    assert!(!listed.contains("b@example.com"));
+}
