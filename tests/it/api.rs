@@ -315,7 +315,36 @@ async fn journey_with_a_session_cookie() {
 
     let mut socket = api.socket(api.cookie_header(&cookie)).await;
     journey(&api, &client, vec![("X-CSRF-Token", csrf)], &mut socket).await;
+
+    // Heartbeats both ways, and a clean close handshake.
+    use futures::SinkExt;
+    socket
+        .send(tungstenite::Message::Ping(b"hi".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = loop {
+        match tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(tungstenite::Message::Pong(bytes))) => break bytes,
+            Some(Ok(_)) => continue,
+            other => panic!("no pong: {other:?}"),
+        }
+    };
+    assert_eq!(&pong[..], b"hi");
     socket.close(None).await.unwrap();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(tungstenite::Message::Close(_))) | None => break true,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("unclean close: {e}"),
+        }
+    };
+    assert!(closed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -767,7 +796,7 @@ async fn two_serve_processes_both_deliver_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_is_in_the_openapi_document_and_the_docs_need_no_cdn() {
-    let api = Api::start(|_| {}).await;
+    let api = Api::start(|c| c.server.cors_origins = vec!["https://app.example.com".into()]).await;
     let doc: Value = reqwest::get(api.url("/api/openapi.json"))
         .await
         .unwrap()
@@ -819,6 +848,38 @@ async fn every_route_is_in_the_openapi_document_and_the_docs_need_no_cdn() {
     }
     assert!(html.contains("<script src=\"/api/docs.js\">"));
 
+    // Text responses are compressed for clients that ask.
+    let gzipped = reqwest::Client::new()
+        .get(api.url("/api/openapi.json"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let brotli = reqwest::Client::new()
+        .get(api.url("/api/openapi.json"))
+        .header("Accept-Encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+
+    // CORS: only configured origins get an allowing answer.
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, api.url("/api/tasks"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let other = preflight("https://evil.example.net").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
     // Operations: health, readiness, and request metrics by route.
     assert_eq!(
         reqwest::get(api.url("/healthz")).await.unwrap().status(),
@@ -842,7 +903,7 @@ async fn every_route_is_in_the_openapi_document_and_the_docs_need_no_cdn() {
         .unwrap();
     assert!(
         metrics.contains(
-            "ocrd_http_requests_total{method=\"GET\",route=\"/api/openapi.json\",status=\"200\"} 1"
+            "ocrd_http_requests_total{method=\"GET\",route=\"/api/openapi.json\",status=\"200\"} 3"
         ),
         "{metrics}"
     );
@@ -1010,4 +1071,125 @@ fn admin_create_user_reads_the_password_from_stdin() {
         "{listed}"
     );
     assert!(!listed.contains("b@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_redirect_to_presigned_urls_when_configured() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let api = Api::start(|c| c.storage.presign_ttl_secs = 60).await;
+    let _worker = api.install.spawn_worker("w", &[]);
+    let user = api.signed_in().await;
+    let (bytes, truth) = sample_page();
+    let created: Value = user
+        .client
+        .post(api.url("/api/tasks"))
+        .header("X-CSRF-Token", &user.csrf)
+        .multipart(page_form("p.png", bytes))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    api.install
+        .wait_finished(std::slice::from_ref(&id), Duration::from_secs(300))
+        .await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let token: Value = user
+        .client
+        .post(api.url("/api/tokens"))
+        .header("X-CSRF-Token", &user.csrf)
+        .json(&json!({"name": "t"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = no_redirects
+        .get(api.url(&format!("/api/tasks/{id}/result?format=txt")))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    let fetched = reqwest::get(&location).await.unwrap();
+    assert_eq!(fetched.headers()["x-amz-server-side-encryption"], "aws:kms");
+    assert!(ocrd::eval::cer(&fetched.text().await.unwrap(), &truth) <= 0.01);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_running_task_cancels_it_and_leaves_nothing_behind() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let api = Api::start(|_| {}).await;
+    let worker = api.install.spawn_worker("w", &[]);
+    let user = api.signed_in().await;
+    let (bytes, _) = sample_page();
+    let created: Value = user
+        .client
+        .post(api.url("/api/tasks"))
+        .header("X-CSRF-Token", &user.csrf)
+        .multipart(page_form("p.png", bytes))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    wait_for(Duration::from_secs(300), "the task to start", || async {
+        (api.install.task(&id).await.status != ocrd::db::models::TaskStatus::Queued).then_some(())
+    })
+    .await;
+    let deleted = user
+        .client
+        .delete(api.url(&format!("/api/tasks/{id}")))
+        .header("X-CSRF-Token", &user.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    // Whatever the worker was doing, nothing of the task stays: no rows, no objects.
+    let prefixes = [
+        format!("uploads/{}", user.id),
+        format!("results/{}", user.id),
+    ];
+    wait_for(
+        Duration::from_secs(60),
+        "the task's objects to be gone",
+        || async {
+            let mut left = Vec::new();
+            for prefix in &prefixes {
+                left.extend(api.install.app.blobs.list(prefix).await.unwrap());
+            }
+            left.is_empty().then_some(())
+        },
+    )
+    .await;
+    // And they stay gone once the worker has noticed and stopped.
+    wait_for(
+        Duration::from_secs(60),
+        "the worker to drop the task",
+        || async { worker.log_text().contains("lease lost").then_some(()) },
+    )
+    .await;
+    for prefix in &prefixes {
+        assert!(
+            api.install.app.blobs.list(prefix).await.unwrap().is_empty(),
+            "{prefix}"
+        );
+    }
+    let mut conn = api.install.app.db.get().await.unwrap();
+    assert!(matches!(
+        Task::find(&mut conn, &id).await,
+        Err(DbError::NotFound)
+    ));
+    api.install.assert_temp_empty_soon().await;
 }
