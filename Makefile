@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: run test lint build bench models
+.PHONY: run test lint build bench bench-api models
 
 # Start ocrd on the embedded defaults (SQLite, in-process queue, local blobs in ./data), with the
 # models fetched first.
@@ -29,3 +29,7 @@ bench: models
 	test -x target/tools-venv/bin/python || python3 -m venv target/tools-venv
 	target/tools-venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 	cargo bench --bench ppocr
+
+# The HTTP API under wrk: GET /api/tasks/{id} with a token against GET /healthz, req/s and p99.
+bench-api:
+	scripts/bench-api.sh

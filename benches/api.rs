@@ -1,0 +1,180 @@
+//! HTTP API throughput with `wrk`: `GET /api/tasks/{id}` with an API token (authentication,
+//! two indexed queries, JSON), against `GET /healthz` (no I/O) as the baseline, in the same
+//! run on loopback. Run with `make bench-api`, which brings up PostgreSQL and Redis and
+//! installs wrk (Debian package `wrk`) if it is missing.
+//!
+//! The server runs in this process on PostgreSQL + Redis, as `ocrd serve` does.
+
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use ocrd::app::App;
+use ocrd::config::{Config, Secret};
+use ocrd::db::models::{ApiToken, NewApiToken, Role};
+use ocrd::tasks::{Submission, TaskOptions};
+
+const DURATION: &str = "10s";
+const CONNECTIONS: &str = "32";
+
+struct Figures {
+    requests_per_sec: f64,
+    p99_ms: f64,
+}
+
+fn wrk(url: &str, token: Option<&str>) -> Figures {
+    let mut command = Command::new("wrk");
+    command.args(["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency"]);
+    if let Some(token) = token {
+        command.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .expect("wrk is not installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "wrk failed: {text}");
+    assert!(!text.contains("Non-2xx"), "errors under load:\n{text}");
+    let requests_per_sec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no 99% latency in:\n{text}"));
+    Figures {
+        requests_per_sec,
+        p99_ms: milliseconds(p99),
+    }
+}
+
+/// wrk prints latencies as `812.00us`, `3.41ms` or `1.02s`.
+fn milliseconds(value: &str) -> f64 {
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let admin_url = std::env::var("OCRDTEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let redis_url =
+            std::env::var("OCRDTEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let name = format!("ocrd_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = AsyncPgConnection::establish(&admin_url)
+            .await
+            .expect("PostgreSQL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.database.url = Secret::new(url.to_string());
+        config.database.pool_size = 16;
+        config.redis.url = Secret::new(redis_url);
+        config.redis.key_prefix = format!("{name}:");
+        let app = App::build(config).await.unwrap();
+
+        let user = ocrd::auth::create_user(
+            &app,
+            "bench@example.com",
+            "a long enough passphrase",
+            Some(Role::User),
+        )
+        .await
+        .unwrap();
+        let token = ocrd::auth::new_token();
+        let mut conn = app.db.get().await.unwrap();
+        ApiToken::create(
+            &mut conn,
+            NewApiToken {
+                user_id: &user.id,
+                name: "bench",
+                prefix: "ocrd_bench",
+                token_hash: &ocrd::auth::token_hash(&token),
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        let page = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/eval/public/page_000.png"
+        ))
+        .unwrap();
+        let submission = Submission {
+            user_id: &user.id,
+            filename: "page_000.png",
+            engine: None,
+            options: TaskOptions::default(),
+            idempotency_key: None,
+        };
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(page))]);
+        let (task, _) = ocrd::tasks::submit(&app, submission, body).await.unwrap();
+
+        let (server, addr) = ocrd::web::bind("127.0.0.1:0", app, None).unwrap();
+        let handle = server.handle();
+        tokio::spawn(server);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let base = format!("http://{addr}");
+        let (healthz, task_get) = tokio::task::spawn_blocking(move || {
+            let healthz = wrk(&format!("{base}/healthz"), None);
+            let task_get = wrk(&format!("{base}/api/tasks/{}", task.id), Some(&token));
+            (healthz, task_get)
+        })
+        .await
+        .unwrap();
+        println!(
+            "wrk -t2 -c{CONNECTIONS} -d{DURATION}, loopback, PostgreSQL + Redis, release build:"
+        );
+        println!("| request | req/s | p99 |");
+        println!("|---|---|---|");
+        println!(
+            "| GET /healthz (baseline: no I/O) | {:.0} | {:.2} ms |",
+            healthz.requests_per_sec, healthz.p99_ms
+        );
+        println!(
+            "| GET /api/tasks/{{id}} with a token | {:.0} | {:.2} ms |",
+            task_get.requests_per_sec, task_get.p99_ms
+        );
+        println!(
+            "ratio: the task read runs at {:.2}× the baseline's throughput",
+            task_get.requests_per_sec / healthz.requests_per_sec
+        );
+
+        handle.stop(true).await;
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    });
+}
