@@ -464,6 +464,20 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        for origin in &self.server.cors_origins {
+            let parsed = Url::parse(origin).ok();
+            let bare = parsed.as_ref().is_some_and(|u| {
+                u.has_host() && u.path() == "/" && u.query().is_none() && !origin.ends_with('/')
+            });
+            if !bare {
+                return Err(ConfigError::invalid(
+                    "server.cors_origins",
+                    format!(
+                        "`{origin}` is not an origin like https://app.example.com (scheme, host, optional port, no path)"
+                    ),
+                ));
+            }
+        }
         let w = &self.worker;
         for (key, value) in [
             ("worker.lease_secs", w.lease_secs),

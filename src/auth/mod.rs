@@ -29,8 +29,14 @@ pub const TOKEN_PREFIX: &str = "ocrd_";
 /// How a request proved who it is.
 #[derive(Clone, Debug)]
 pub enum Via {
-    Token,
-    Session { id: String, csrf_token: String },
+    /// The SHA-256 of the token, to check it again later (WebSocket).
+    Token {
+        hash: String,
+    },
+    Session {
+        id: String,
+        csrf_token: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -50,7 +56,8 @@ pub fn new_token() -> String {
     format!("{TOKEN_PREFIX}{}", sessions::random_token())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets without an early exit, so timing does not tell how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -69,22 +76,29 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
         .app_data::<web::Data<App>>()
         .ok_or_else(|| ApiError::internal("no App in the request"))?;
     if let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        // The scheme is case-insensitive (RFC 9110).
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(ApiError::unauthenticated)?;
+        let hash = token_hash(token);
         let mut conn = app.db.get().await?;
-        let (token, user) = ApiToken::authenticate(&mut conn, &token_hash(token))
+        let (token, user) = ApiToken::authenticate(&mut conn, &hash)
             .await?
             .ok_or_else(ApiError::unauthenticated)?;
-        if let Err(e) = ApiToken::touch(&mut conn, &token.id).await {
+        // Last use to the minute: no write on every request.
+        let stale = token
+            .last_used_at
+            .is_none_or(|at| crate::db::models::now() - at > chrono::TimeDelta::seconds(60));
+        if stale && let Err(e) = ApiToken::touch(&mut conn, &token.id).await {
             tracing::debug!(error = %e, "could not record the token's last use");
         }
         return Ok(CurrentUser {
             user,
-            via: Via::Token,
+            via: Via::Token { hash },
         });
     }
     let cookie = req
@@ -156,10 +170,8 @@ pub async fn create_user(
     password: &str,
     role: Option<Role>,
 ) -> Result<User, AccountError> {
-    let plain = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&plain))
+    let hash = password::hash_async(password.to_owned())
         .await
-        .map_err(|e| AccountError::Hash(e.to_string()))?
         .map_err(AccountError::Hash)?;
     let mut conn = app.db.get().await.map_err(AccountError::Db)?;
     let role = match role {
@@ -176,5 +188,29 @@ pub async fn create_user(
         Ok(user) => Ok(user),
         Err(DbError::Conflict(_)) => Err(AccountError::EmailTaken),
         Err(e) => Err(AccountError::Db(e)),
+    }
+}
+
+/// Whether the credentials a request came with still hold (a session not logged out, a token
+/// not revoked, an account not disabled): long-lived connections check this periodically.
+pub async fn still_valid(app: &App, current: &CurrentUser) -> bool {
+    let valid = match &current.via {
+        Via::Session { id, .. } => matches!(app.sessions.get(id).await, Ok(Some(_))),
+        Via::Token { hash } => match app.db.get().await {
+            Ok(mut conn) => matches!(ApiToken::authenticate(&mut conn, hash).await, Ok(Some(_))),
+            Err(_) => true,
+        },
+    };
+    if !valid {
+        return false;
+    }
+    match app.db.get().await {
+        Ok(mut conn) => match User::find(&mut conn, &current.user.id).await {
+            Ok(user) => !user.disabled && user.role == current.user.role,
+            Err(DbError::NotFound) => false,
+            // An outage is not a reason to drop live views.
+            Err(_) => true,
+        },
+        Err(_) => true,
     }
 }

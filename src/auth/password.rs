@@ -173,6 +173,31 @@ pub fn verify(password: &str, phc: &str) -> bool {
     argon2().verify_password(password.as_bytes(), phc).is_ok()
 }
 
+/// At most one hash per core at a time: each takes 19 MiB and a core for tens of
+/// milliseconds, so a burst of sign-ins queues here instead of exhausting memory.
+fn permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
+/// [`hash`] on the blocking pool, within the concurrency cap.
+pub async fn hash_async(password: String) -> Result<String, String> {
+    let _permit = permits().acquire().await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// [`verify`] on the blocking pool, within the concurrency cap.
+pub async fn verify_async(password: String, phc: String) -> Result<bool, String> {
+    let _permit = permits().acquire().await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || verify(&password, &phc))
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// A valid hash of a random password, verified against when an email is unknown, so that a
 /// login takes as long whether or not the account exists.
 pub fn dummy_hash() -> &'static str {

@@ -1,4 +1,4 @@
-//! Login throttling: failed attempts counted per key (an account, a client address) in a
+//! Login throttling: attempts counted per key (an account, a client address) in a
 //! fixed window, in Redis so that every `serve` process shares the count, or in process.
 
 use std::collections::HashMap;
@@ -6,6 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
+
+/// `INCR`, and on the first attempt of a window its expiry; returns the count and the TTL.
+const ATTEMPT_SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \
+    if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end \
+    return {n, redis.call('TTL', KEYS[1])}";
 
 #[derive(Clone, Debug)]
 pub struct Throttle {
@@ -48,55 +53,28 @@ impl Throttle {
         }
     }
 
-    /// `Err(seconds)` while `key` has used up its failures; the seconds until it may retry.
-    /// A store that cannot answer lets the attempt through: throttling is a brake, and the
-    /// password check still runs.
-    pub async fn check(&self, key: &str) -> Result<(), u64> {
+    /// Counts an attempt for `key` before the password is checked, so parallel guesses cannot
+    /// all slip in. `Err(seconds)` once the window's attempts are used up: how long until the
+    /// next may come. A store that cannot answer lets the attempt through: throttling is a
+    /// brake, and the password check still runs.
+    pub async fn attempt(&self, key: &str) -> Result<(), u64> {
         match &self.store {
             Store::Redis { pool, prefix } => {
                 let Ok(mut conn) = pool.get().await else {
                     return Ok(());
                 };
-                let counted: redis::RedisResult<(Option<u32>, i64)> = redis::pipe()
-                    .get(format!("{prefix}{key}"))
-                    .ttl(format!("{prefix}{key}"))
+                // INCR and the window's expiry in one step (works on any Redis version).
+                let counted: redis::RedisResult<(u32, i64)> = redis::cmd("EVAL")
+                    .arg(ATTEMPT_SCRIPT)
+                    .arg(1)
+                    .arg(format!("{prefix}{key}"))
+                    .arg(self.window.as_secs().max(1))
                     .query_async(&mut *conn)
                     .await;
                 match counted {
-                    Ok((Some(n), ttl)) if n >= self.limit => Err(ttl.max(1) as u64),
+                    Ok((n, ttl)) if n > self.limit => Err(ttl.max(1) as u64),
                     _ => Ok(()),
                 }
-            }
-            Store::Local(map) => {
-                let map = map.lock().unwrap_or_else(|e| e.into_inner());
-                match map.get(key) {
-                    Some((n, until)) if *n >= self.limit && *until > Instant::now() => {
-                        Err(until.duration_since(Instant::now()).as_secs().max(1))
-                    }
-                    _ => Ok(()),
-                }
-            }
-        }
-    }
-
-    /// Counts a failed attempt for `key`.
-    pub async fn fail(&self, key: &str) {
-        match &self.store {
-            Store::Redis { pool, prefix } => {
-                let Ok(mut conn) = pool.get().await else {
-                    return;
-                };
-                // The window starts at the first failure (EXPIRE NX).
-                let _: redis::RedisResult<()> = redis::pipe()
-                    .incr(format!("{prefix}{key}"), 1)
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(format!("{prefix}{key}"))
-                    .arg(self.window.as_secs().max(1))
-                    .arg("NX")
-                    .ignore()
-                    .query_async(&mut *conn)
-                    .await;
             }
             Store::Local(map) => {
                 let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
@@ -104,6 +82,30 @@ impl Throttle {
                 map.retain(|_, (_, until)| *until > now);
                 let entry = map.entry(key.to_owned()).or_insert((0, now + self.window));
                 entry.0 += 1;
+                if entry.0 > self.limit {
+                    Err(entry.1.duration_since(now).as_secs().max(1))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Takes back one attempt of `key` (a successful login from a shared address).
+    pub async fn forgive(&self, key: &str) {
+        match &self.store {
+            Store::Redis { pool, prefix } => {
+                if let Ok(mut conn) = pool.get().await {
+                    let _: redis::RedisResult<()> = redis::cmd("DECR")
+                        .arg(format!("{prefix}{key}"))
+                        .query_async(&mut *conn)
+                        .await;
+                }
+            }
+            Store::Local(map) => {
+                if let Some(entry) = map.lock().unwrap_or_else(|e| e.into_inner()).get_mut(key) {
+                    entry.0 = entry.0.saturating_sub(1);
+                }
             }
         }
     }

@@ -59,6 +59,13 @@ impl HttpMetrics {
     }
 
     pub fn observe(&self, method: &str, route: &str, status: u16, took: Duration) {
+        // Clients choose the method: only known ones get a series of their own.
+        const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+        let method = if KNOWN.contains(&method) {
+            method
+        } else {
+            "OTHER"
+        };
         self.requests
             .get_or_create(&Requests {
                 method: method.to_owned(),

@@ -56,6 +56,8 @@ pub fn serve(
         worker_metrics,
         events: ws::fan_out(&app.events),
     };
+    // Built now, so that the first login of an unknown email is not slower than the others.
+    let _ = crate::auth::password::dummy_hash();
     let app = web::Data::new(app);
     let server = HttpServer::new(move || {
         let cors = cors(&app.config.server.cors_origins);
@@ -63,7 +65,13 @@ pub fn serve(
             .app_data(app.clone())
             .app_data(web::Data::new(state.clone()))
             .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(|e, _| {
-                ApiError::invalid(format!("invalid JSON body: {e}")).into()
+                use actix_web::error::JsonPayloadError as E;
+                let code = match &e {
+                    E::Overflow { .. } | E::OverflowKnownLength { .. } => Code::PayloadTooLarge,
+                    E::ContentType => Code::UnsupportedType,
+                    _ => Code::InvalidRequest,
+                };
+                ApiError::new(code, format!("JSON body: {e}")).into()
             }))
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::invalid(format!("invalid query: {e}")).into()
@@ -91,8 +99,9 @@ pub fn serve(
                     let _entered = span.enter();
                     srv.call(req)
                 };
+                let logged = span.clone();
                 async move {
-                    let mut response = fut.await?;
+                    let mut response = tracing::Instrument::instrument(fut, logged).await?;
                     let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
                     let status = response.status();
                     if let Some(state) = state {

@@ -19,10 +19,10 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(app: web::Data<App>) -> HttpResponse {
     match app.check_ready().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        // The cause goes to the log: hosts and paths are not for anonymous callers.
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"status": "unavailable", "error": e.to_string()}))
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
         }
     }
 }

@@ -13,8 +13,9 @@ use futures::StreamExt;
 use tokio::sync::broadcast;
 
 use super::WebState;
-use crate::auth::authenticate;
-use crate::error::ApiError;
+use crate::app::App;
+use crate::auth::{CurrentUser, Via, authenticate, still_valid};
+use crate::error::{ApiError, Code};
 use crate::events::{Event, Events};
 
 const PING_EVERY: Duration = Duration::from_secs(10);
@@ -30,28 +31,56 @@ pub fn fan_out(events: &Events) -> broadcast::Sender<Event> {
 #[utoipa::path(get, path = "/ws", tag = "events", responses(
     (status = 101, description = "WebSocket: text messages `{\"type\":\"task.updated\",\"task\":{…}}`"),
     (status = 401),
+    (status = 403, description = "`forbidden`: a cookie-authenticated upgrade from a foreign Origin"),
 ))]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
+    app: web::Data<App>,
     state: web::Data<WebState>,
 ) -> Result<HttpResponse, ApiError> {
     let current = authenticate(&req).await?;
+    // Browsers send cookies with cross-site WebSocket upgrades and CORS does not apply to
+    // them: a cookie-authenticated socket must come from one of our own pages.
+    if matches!(current.via, Via::Session { .. }) && !origin_allowed(&req, &app) {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "WebSocket from a foreign origin",
+        ));
+    }
     let (response, session, messages) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::invalid(format!("not a WebSocket upgrade: {e}")))?;
     let events = state.events.subscribe();
-    let (user_id, admin) = (current.user.id.clone(), current.user.is_admin());
-    actix_web::rt::spawn(pump(session, messages, events, user_id, admin));
+    actix_web::rt::spawn(pump(session, messages, events, app, current));
     Ok(response)
+}
+
+/// No `Origin` (not a browser), our own origin, `server.public_url`'s, or a configured one.
+fn origin_allowed(req: &HttpRequest, app: &App) -> bool {
+    let Some(origin) = req.headers().get("Origin").and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let info = req.connection_info();
+    let own = format!("{}://{}", info.scheme(), info.host());
+    let public = app
+        .config
+        .server
+        .public_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/'));
+    origin == own
+        || Some(origin) == public
+        || app.config.server.cors_origins.iter().any(|o| o == origin)
 }
 
 async fn pump(
     mut session: actix_ws::Session,
     mut messages: actix_ws::MessageStream,
     mut events: broadcast::Receiver<Event>,
-    user_id: String,
-    admin: bool,
+    app: web::Data<App>,
+    current: CurrentUser,
 ) {
+    let (user_id, admin) = (current.user.id.clone(), current.user.is_admin());
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut heard = Instant::now();
     let reason = loop {
@@ -85,6 +114,10 @@ async fn pump(
             _ = ping.tick() => {
                 if heard.elapsed() > SILENT_FOR {
                     break Some(CloseReason { code: CloseCode::Away, description: Some("no pong".into()) });
+                }
+                // Logged out, token revoked, account disabled or demoted: the stream ends.
+                if !still_valid(&app, &current).await {
+                    break Some(CloseReason { code: CloseCode::Policy, description: Some("signed out".into()) });
                 }
                 if session.ping(b"").await.is_err() {
                     return;

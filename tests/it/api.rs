@@ -644,6 +644,36 @@ async fn security_cases() {
             .status(),
         StatusCode::UNAUTHORIZED
     );
+    // A cookie-authenticated socket opened by another site's page is refused (cross-site
+    // WebSocket hijacking); the same cookie from our own origin is fine.
+    let b_cookie = session_cookie(
+        &api.login(
+            &reqwest::Client::new(),
+            &b.email,
+            "a long enough passphrase",
+        )
+        .await,
+    );
+    let mut foreign = api.ws_url().into_client_request().unwrap();
+    foreign.headers_mut().insert(
+        "Cookie",
+        format!("ocrd_session={b_cookie}").parse().unwrap(),
+    );
+    foreign
+        .headers_mut()
+        .insert("Origin", "https://evil.example.net".parse().unwrap());
+    match tokio_tungstenite::connect_async(foreign).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a foreign origin must get 403: {other:?}"),
+    }
+    let mut own = api.ws_url().into_client_request().unwrap();
+    own.headers_mut().insert(
+        "Cookie",
+        format!("ocrd_session={b_cookie}").parse().unwrap(),
+    );
+    own.headers_mut()
+        .insert("Origin", api.base.parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(own).await.is_ok());
     // A socket without credentials is refused.
     let refused = tokio_tungstenite::connect_async(api.ws_url()).await;
     match refused {

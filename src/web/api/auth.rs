@@ -74,7 +74,8 @@ pub async fn register(
         }
         Registration::Invite => {
             let given = body.invite_code.as_deref().unwrap_or("");
-            if given.is_empty() || given != auth.invite_code.expose() {
+            let expected = auth.invite_code.expose().as_bytes();
+            if given.is_empty() || !crate::auth::constant_time_eq(given.as_bytes(), expected) {
                 return Err(ApiError::new(
                     Code::RegistrationClosed,
                     "registration needs a valid invite code",
@@ -98,16 +99,26 @@ pub async fn register(
 }
 
 /// The client address the login throttle counts: the peer, or with
-/// `server.trust_proxy_headers` the address the reverse proxy reports.
+/// `server.trust_proxy_headers` the last `X-Forwarded-For` entry (the one our proxy appended;
+/// entries to its left are whatever the client sent). IPv6 clients count per /64.
 fn client_address(req: &HttpRequest, app: &App) -> String {
-    if app.config.server.trust_proxy_headers {
-        req.connection_info()
-            .realip_remote_addr()
-            .unwrap_or("unknown")
-            .to_owned()
-    } else {
-        req.peer_addr()
-            .map_or_else(|| "unknown".into(), |a| a.ip().to_string())
+    let forwarded = app.config.server.trust_proxy_headers.then(|| {
+        req.headers()
+            .get("X-Forwarded-For")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+    });
+    let ip = forwarded
+        .flatten()
+        .or_else(|| req.peer_addr().map(|a| a.ip()));
+    match ip {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(ip) => ip.to_string(),
+        None => "unknown".into(),
     }
 }
 
@@ -124,12 +135,10 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = normalize_email(&body.email);
-    let keys = [
-        format!("account:{email}"),
-        format!("ip:{}", client_address(&req, &app)),
-    ];
-    for key in &keys {
-        if let Err(retry_after) = app.login_throttle.check(key).await {
+    let account = format!("account:{email}");
+    let address = format!("ip:{}", client_address(&req, &app));
+    for key in [&account, &address] {
+        if let Err(retry_after) = app.login_throttle.attempt(key).await {
             let mut error = ApiError::new(
                 Code::TooManyRequests,
                 "too many failed sign-ins; wait and try again",
@@ -147,23 +156,21 @@ pub async fn login(
         || password::dummy_hash().to_owned(),
         |u| u.password_hash.clone(),
     );
-    let plain = body.password.clone();
-    let matches = tokio::task::spawn_blocking(move || password::verify(&plain, &stored))
+    let matches = password::verify_async(body.password.clone(), stored)
         .await
         .map_err(ApiError::internal)?;
     let user = match user {
         Some(user) if matches && !user.disabled => user,
+        // The attempt stays counted against the account and the address.
         _ => {
-            for key in &keys {
-                app.login_throttle.fail(key).await;
-            }
             return Err(ApiError::new(
                 Code::InvalidCredentials,
                 "wrong email or password",
             ));
         }
     };
-    app.login_throttle.reset(&keys[0]).await;
+    app.login_throttle.reset(&account).await;
+    app.login_throttle.forgive(&address).await;
     // Rotate: whatever session this browser had ends here.
     if let Some(old) = req.cookie(SESSION_COOKIE) {
         let _ = app.sessions.delete(old.value()).await;
@@ -218,7 +225,7 @@ pub async fn logout(app: web::Data<App>, current: CurrentUser) -> Result<HttpRes
 pub async fn me(current: CurrentUser) -> HttpResponse {
     let csrf_token = match current.via {
         Via::Session { csrf_token, .. } => Some(csrf_token),
-        Via::Token => None,
+        Via::Token { .. } => None,
     };
     json(
         StatusCode::OK,

@@ -302,9 +302,10 @@ pub async fn result(
     }
     let result = {
         let mut conn = app.db.get().await?;
-        TaskResult::find_by_task(&mut conn, &task.id)
-            .await
-            .map_err(|_| not_ready())?
+        match TaskResult::find_by_task(&mut conn, &task.id).await {
+            Err(DbError::NotFound) => return Err(not_ready()),
+            found => found?,
+        }
     };
     let key = result
         .blob_keys
@@ -319,8 +320,10 @@ pub async fn result(
         .to_owned();
     let download = format!("{stem}.{}", format.extension());
 
+    // hOCR is never handed to another origin without the headers that keep it inert.
     let ttl = app.config.storage.presign_ttl_secs;
     if ttl > 0
+        && format != Format::Hocr
         && let Some(url) = app
             .blobs
             .presign_get(&key, Duration::from_secs(ttl))
