@@ -168,7 +168,7 @@ impl RedisQueue {
     }
 
     pub async fn touch(&self, consumer: &str, delivery: &Delivery) -> Result<(), QueueError> {
-        let _: redis::Value = redis::cmd("XCLAIM")
+        let touched: redis::RedisResult<redis::Value> = redis::cmd("XCLAIM")
             .arg(&self.stream)
             .arg(GROUP)
             .arg(consumer)
@@ -176,18 +176,18 @@ impl RedisQueue {
             .arg(&delivery.receipt)
             .arg("JUSTID")
             .query_async(&mut *self.conn().await?)
-            .await?;
-        Ok(())
+            .await;
+        gone_is_fine(touched)
     }
 
     pub async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        let _: (i64, i64) = redis::pipe()
+        let acked: redis::RedisResult<(i64, i64)> = redis::pipe()
             .atomic()
             .xack(&self.stream, GROUP, &[&delivery.receipt])
             .xdel(&self.stream, &[&delivery.receipt])
             .query_async(&mut *self.conn().await?)
-            .await?;
-        Ok(())
+            .await;
+        gone_is_fine(acked)
     }
 
     pub async fn task_ids(&self) -> Result<HashSet<String>, QueueError> {
@@ -226,6 +226,16 @@ impl RedisQueue {
             .query_async(&mut *self.conn().await?)
             .await?;
         Ok(())
+    }
+}
+
+/// Redis lost the group (restart, `FLUSHALL`) and with it the entry: there is nothing to keep
+/// alive or to ack. Not an outage; the reconciler has pushed the task again if it needs to.
+fn gone_is_fine<T>(result: redis::RedisResult<T>) -> Result<(), QueueError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("NOGROUP") => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
