@@ -14,9 +14,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::dev::{Server, Service};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{App as HttpApp, HttpServer, middleware, web};
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::error::{ApiError, Code};
@@ -64,62 +67,83 @@ pub fn serve(
         HttpApp::new()
             .app_data(app.clone())
             .app_data(web::Data::new(state.clone()))
-            .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(|e, _| {
-                use actix_web::error::JsonPayloadError as E;
-                let code = match &e {
-                    E::Overflow { .. } | E::OverflowKnownLength { .. } => Code::PayloadTooLarge,
-                    E::ContentType => Code::UnsupportedType,
-                    _ => Code::InvalidRequest,
-                };
-                ApiError::new(code, format!("JSON body: {e}")).into()
-            }))
-            .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                ApiError::invalid(format!("invalid query: {e}")).into()
-            }))
-            .app_data(web::PathConfig::default().error_handler(|e, _| {
-                ApiError::invalid(format!("invalid path: {e}")).into()
-            }))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(JSON_LIMIT)
+                    .error_handler(json_error),
+            )
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::invalid(format!("invalid query: {e}")).into()),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| ApiError::invalid(format!("invalid path: {e}")).into()),
+            )
             .configure(routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::new(Code::NotFound, "no such route"))
             }))
             .wrap(cors)
             .wrap(middleware::Compress::default())
-            .wrap(middleware::DefaultHeaders::new()
-                .add(("X-Content-Type-Options", "nosniff"))
-                .add(("Referrer-Policy", "same-origin"))
-                .add(("X-Frame-Options", "DENY")))
-            .wrap_fn(|req, srv| {
-                // Request id, a tracing span, and per-route metrics.
-                let id = uuid::Uuid::new_v4().simple().to_string();
-                let started = Instant::now();
-                let state = req.app_data::<web::Data<WebState>>().cloned();
-                let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
-                let fut = {
-                    let _entered = span.enter();
-                    srv.call(req)
-                };
-                let logged = span.clone();
-                async move {
-                    let mut response = tracing::Instrument::instrument(fut, logged).await?;
-                    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-                    let status = response.status();
-                    if let Some(state) = state {
-                        state.metrics.observe(response.request().method().as_str(), &route, status.as_u16(), started.elapsed());
-                    }
-                    let _entered = span.enter();
-                    tracing::info!(status = status.as_u16(), route = %route, ms = started.elapsed().as_millis() as u64, "handled");
-                    if let Ok(value) = HeaderValue::from_str(&id) {
-                        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
-                    }
-                    Ok(response)
-                }
-            })
+            .wrap(
+                middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "same-origin"))
+                    .add(("X-Frame-Options", "DENY")),
+            )
+            .wrap(middleware::from_fn(observe))
     })
     .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// A bad JSON body: 413 when too large, 415 when not JSON, 400 otherwise.
+fn json_error(
+    e: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let code = match &e {
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => Code::PayloadTooLarge,
+        E::ContentType => Code::UnsupportedType,
+        _ => Code::InvalidRequest,
+    };
+    ApiError::new(code, format!("JSON body: {e}")).into()
+}
+
+/// Every request: an id (`X-Request-Id`, and on every log line of the request through its
+/// span), one log line when answered, and the route's metrics.
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<WebState>>().cloned();
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let status = response.status().as_u16();
+    let took = started.elapsed();
+    if let Some(state) = state {
+        let method = response.request().method().as_str();
+        state.metrics.observe(method, &route, status, took);
+    }
+    span.in_scope(|| {
+        tracing::info!(status, route = %route, ms = took.as_millis() as u64, "handled");
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(response)
 }
 
 fn cors(origins: &[String]) -> actix_cors::Cors {
