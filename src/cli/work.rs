@@ -93,6 +93,12 @@ pub fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let bind = config.server.bind.clone();
     super::runtime()?.block_on(async move {
         let app = build_app(config).await.context("starting the server")?;
+        if app.redis.is_none() {
+            tracing::warn!(
+                "redis.url is empty: tasks are queued in this process, where no worker runs; \
+                 set redis.url for `ocrd work` processes, or run `ocrd all-in-one`"
+            );
+        }
         run(app, None, &bind, Http::Full, "serve").await
     })
 }
