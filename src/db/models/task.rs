@@ -202,6 +202,21 @@ impl Task {
             .await)?)
     }
 
+    /// The task with its file's name if it belongs to `user_id` (one query, for the API).
+    pub async fn find_named_for_user(
+        conn: &mut DbConn,
+        user_id: &str,
+        id: &str,
+    ) -> Result<(Task, String), DbError> {
+        Ok(with_conn!(conn, |c| tasks::table
+            .inner_join(files::table)
+            .filter(tasks::id.eq(id))
+            .filter(tasks::user_id.eq(user_id))
+            .select((Task::as_select(), files::filename))
+            .first(c)
+            .await)?)
+    }
+
     /// A user's tasks, newest first, `limit` at a time before the cursor `before` (a task id).
     pub async fn list_for_user(
         conn: &mut DbConn,

@@ -250,13 +250,11 @@ pub async fn list(
 
 async fn own_task(app: &App, current: &CurrentUser, id: &str) -> Result<(Task, String), ApiError> {
     let mut conn = app.db.get().await?;
-    let task = match Task::find_for_user(&mut conn, &current.user.id, id).await {
-        Ok(task) => task,
-        Err(DbError::NotFound) => return Err(ApiError::task_not_found()),
-        Err(e) => return Err(e.into()),
-    };
-    let filename = File::find(&mut conn, &task.file_id).await?.filename;
-    Ok((task, filename))
+    match Task::find_named_for_user(&mut conn, &current.user.id, id).await {
+        Ok(found) => Ok(found),
+        Err(DbError::NotFound) => Err(ApiError::task_not_found()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One task.
