@@ -141,7 +141,8 @@ fn main() {
         let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(page))]);
         let (task, _) = ocrd::tasks::submit(&app, submission, body).await.unwrap();
 
-        let (server, addr) = ocrd::web::bind("127.0.0.1:0", app, None).unwrap();
+        let (server, addr) =
+            ocrd::web::bind("127.0.0.1:0", app, None, ocrd::web::Scope::Full).unwrap();
         let handle = server.handle();
         tokio::spawn(server);
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -12,7 +12,8 @@ use crate::blobs::BlobError;
 use crate::config::{Config, EngineKind};
 use crate::ocr::{self, Engine, runtime::Device};
 use crate::outage::Outage;
-use crate::worker::{Worker, WorkerOptions, backoff, health};
+use crate::web::Scope;
+use crate::worker::{Worker, WorkerOptions, backoff};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkArgs {
@@ -57,7 +58,14 @@ pub fn work(mut config: Config, args: WorkArgs) -> anyhow::Result<()> {
     let health_addr = config.worker.health_addr.clone();
     super::runtime()?.block_on(async move {
         let app = build_app(config).await.context("starting the worker")?;
-        run(app, Some(engines), &health_addr, Http::Health, "worker").await
+        run(
+            app,
+            Some(engines),
+            &health_addr,
+            Scope::Operations,
+            "worker",
+        )
+        .await
     })
 }
 
@@ -75,7 +83,7 @@ pub fn all_in_one(config: Config) -> anyhow::Result<()> {
             },
             "all-in-one"
         );
-        run(app, Some(engines), &bind, Http::Full, "all-in-one").await
+        run(app, Some(engines), &bind, Scope::Full, "all-in-one").await
     })
 }
 
@@ -99,7 +107,7 @@ pub fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
                  set redis.url for `ocrd work` processes, or run `ocrd all-in-one`"
             );
         }
-        run(app, None, &bind, Http::Full, "serve").await
+        run(app, None, &bind, Scope::Full, "serve").await
     })
 }
 
@@ -164,21 +172,13 @@ fn load_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
         .collect()
 }
 
-/// Which HTTP server a mode runs.
-enum Http {
-    /// `/healthz`, `/readyz`, `/metrics` only (a worker).
-    Health,
-    /// The API, WebSocket and docs, and the same three.
-    Full,
-}
-
 /// Runs the HTTP server, and the worker when there are engines, until a signal; then shuts
 /// down gracefully.
 async fn run(
     app: App,
     engines: Option<Vec<Arc<dyn Engine>>>,
     http_addr: &str,
-    http: Http,
+    scope: Scope,
     mode: &str,
 ) -> anyhow::Result<()> {
     let worker = engines.map(|engines| {
@@ -189,10 +189,7 @@ async fn run(
         ))
     });
     let worker_metrics = worker.as_ref().map(|w| w.metrics());
-    let bound = match (http, worker_metrics) {
-        (Http::Health, Some(metrics)) => health::bind(http_addr, app, metrics),
-        (_, metrics) => crate::web::bind(http_addr, app, metrics),
-    };
+    let bound = crate::web::bind(http_addr, app, worker_metrics, scope);
     let (server, bound) = bound.with_context(|| format!("binding {http_addr}"))?;
     tracing::info!(addr = %bound, "{mode}: listening");
     let server_handle = server.handle();

@@ -38,26 +38,42 @@ pub struct WebState {
     pub events: tokio::sync::broadcast::Sender<crate::events::Event>,
 }
 
+/// What a server offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The API, the WebSocket, the docs and the operational endpoints (`serve`, all-in-one).
+    Full,
+    /// `/healthz`, `/readyz` and `/metrics` only: the health server of `ocrd work`.
+    Operations,
+}
+
 /// Binds `addr` and builds the server. Returns it (to be awaited) and the bound address.
 pub fn bind(
     addr: &str,
     app: App,
     worker_metrics: Option<Arc<crate::worker::Metrics>>,
+    scope: Scope,
 ) -> std::io::Result<(Server, SocketAddr)> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    Ok((serve(listener, app, worker_metrics)?, bound))
+    Ok((serve(listener, app, worker_metrics, scope)?, bound))
 }
 
 pub fn serve(
     listener: TcpListener,
     app: App,
     worker_metrics: Option<Arc<crate::worker::Metrics>>,
+    scope: Scope,
 ) -> std::io::Result<Server> {
+    let events = match scope {
+        Scope::Full => ws::fan_out(&app.events),
+        // No sockets: no event subscription either.
+        Scope::Operations => tokio::sync::broadcast::channel(1).0,
+    };
     let state = WebState {
         metrics: Arc::new(HttpMetrics::new()),
         worker_metrics,
-        events: ws::fan_out(&app.events),
+        events,
     };
     // Built now, so that the first login of an unknown email is not slower than the others.
     let _ = crate::auth::password::dummy_hash();
@@ -80,7 +96,10 @@ pub fn serve(
                 web::PathConfig::default()
                     .error_handler(|e, _| ApiError::invalid(format!("invalid path: {e}")).into()),
             )
-            .configure(routes)
+            .configure(match scope {
+                Scope::Full => routes,
+                Scope::Operations => operations,
+            })
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::new(Code::NotFound, "no such route"))
             }))
@@ -174,6 +193,13 @@ macro_rules! routes {
             $(cfg.route($path, web::$method().to($handler));)*
         }
     };
+}
+
+/// The operational routes alone (also part of [`routes`]).
+fn operations(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics));
 }
 
 routes! {

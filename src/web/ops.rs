@@ -3,6 +3,9 @@
 use actix_web::{HttpResponse, web};
 
 use super::WebState;
+
+/// prometheus-client writes OpenMetrics text.
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 use crate::app::App;
 
 /// The process answers.
@@ -38,6 +41,6 @@ pub async fn metrics(app: web::Data<App>, state: web::Data<WebState>) -> HttpRes
         text.push_str(&worker.render());
     }
     HttpResponse::Ok()
-        .content_type(crate::worker::METRICS_CONTENT_TYPE)
+        .content_type(METRICS_CONTENT_TYPE)
         .body(text)
 }

@@ -13,7 +13,6 @@
 //! takes its tasks over once they expire ([`recovery`]). On shutdown a worker stops taking
 //! work, gives running tasks a grace period, then releases them for another worker.
 
-pub mod health;
 mod metrics;
 mod pipeline;
 mod recovery;
@@ -38,9 +37,6 @@ use crate::document::Limits;
 use crate::ocr::Engine;
 use crate::outage::Outage;
 use crate::queue::Delivery;
-
-/// What `/metrics` answers with: prometheus-client writes OpenMetrics text.
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// How long one `pop` waits for new work before looking for abandoned entries again.
 const POLL: Duration = Duration::from_secs(2);

@@ -26,7 +26,13 @@ struct Api {
 impl Api {
     async fn start(tweak: impl FnOnce(&mut ocrd::config::Config)) -> Api {
         let install = Install::distributed(tweak).await;
-        let (server, addr) = ocrd::web::bind("127.0.0.1:0", install.app.clone(), None).unwrap();
+        let (server, addr) = ocrd::web::bind(
+            "127.0.0.1:0",
+            install.app.clone(),
+            None,
+            ocrd::web::Scope::Full,
+        )
+        .unwrap();
         tokio::spawn(server);
         Api {
             install,
