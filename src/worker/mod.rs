@@ -112,10 +112,6 @@ impl Worker {
         }
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
     }
