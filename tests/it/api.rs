@@ -126,6 +126,19 @@ struct User {
     csrf: String,
 }
 
+impl User {
+    /// `POST /api/tasks` with this user's session and CSRF token.
+    async fn upload(&self, tasks_url: String, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(tasks_url)
+            .header("X-CSRF-Token", &self.csrf)
+            .multipart(page_form(name, bytes))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 fn page_form(name: &str, bytes: Vec<u8>) -> reqwest::multipart::Form {
     reqwest::multipart::Form::new()
         .text("formats", "html,txt,json")
@@ -542,23 +555,15 @@ async fn security_cases() {
     // Too large: 413, and nothing stored. Wrong type: 415.
     let mut big = b"\x89PNG\r\n\x1a\n".to_vec();
     big.resize(3 << 20, 0);
-    let too_big = b
-        .client
-        .post(api.url("/api/tasks"))
-        .header("X-CSRF-Token", &b.csrf)
-        .multipart(page_form("big.png", big))
-        .send()
-        .await
-        .unwrap();
+    let too_big = b.upload(api.url("/api/tasks"), "big.png", big).await;
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let text = b
-        .client
-        .post(api.url("/api/tasks"))
-        .header("X-CSRF-Token", &b.csrf)
-        .multipart(page_form("notes.png", b"plain text, not an image".to_vec()))
-        .send()
-        .await
-        .unwrap();
+        .upload(
+            api.url("/api/tasks"),
+            "notes.png",
+            b"plain text, not an image".to_vec(),
+        )
+        .await;
     assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let b_uploads = api
         .install
@@ -809,13 +814,8 @@ async fn two_serve_processes_both_deliver_events() {
             "no event reached the other instance"
         );
         let response = user
-            .client
-            .post(one.url("/api/tasks"))
-            .header("X-CSRF-Token", &user.csrf)
-            .multipart(page_form("p.png", bytes.clone()))
-            .send()
-            .await
-            .unwrap();
+            .upload(one.url("/api/tasks"), "p.png", bytes.clone())
+            .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         if let Some(event) = next_event(&mut socket, Duration::from_secs(2)).await {
             break event;
@@ -1117,13 +1117,8 @@ async fn results_redirect_to_presigned_urls_when_configured() {
     let user = api.signed_in().await;
     let (bytes, truth) = sample_page();
     let created: Value = user
-        .client
-        .post(api.url("/api/tasks"))
-        .header("X-CSRF-Token", &user.csrf)
-        .multipart(page_form("p.png", bytes))
-        .send()
+        .upload(api.url("/api/tasks"), "p.png", bytes)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -1169,13 +1164,8 @@ async fn deleting_a_running_task_cancels_it_and_leaves_nothing_behind() {
     let user = api.signed_in().await;
     let (bytes, _) = sample_page();
     let created: Value = user
-        .client
-        .post(api.url("/api/tasks"))
-        .header("X-CSRF-Token", &user.csrf)
-        .multipart(page_form("p.png", bytes))
-        .send()
+        .upload(api.url("/api/tasks"), "p.png", bytes)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
