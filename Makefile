@@ -1,11 +1,16 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: run test lint build bench bench-api models
+.PHONY: run dev test lint build bench bench-api models
 
 # Start ocrd on the embedded defaults (SQLite, in-process queue, local blobs in ./data), with the
 # models fetched first.
 run: models
 	cargo build --release
 	./target/release/ocrd all-in-one
+
+# Development: all-in-one from a debug build, with templates/ and static/ re-read on every
+# request, so page edits show on reload.
+dev: models
+	OCRD_SERVER__DEV_ASSETS_DIR=. cargo run -- all-in-one
 
 # The whole suite, with PostgreSQL, Redis and an S3 + KMS server (moto) brought up as needed.
 test:

@@ -49,6 +49,20 @@ python_env() {
   fi
 }
 
+# The browser tests drive Debian's Chromium through chromedriver.
+browser_env() {
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+  echo "test services: installing chromium and chromium-driver (Debian packages) for the browser tests"
+  local as=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || need "the browser tests need Debian's chromium and chromium-driver;
+  install them as root: apt-get install -y chromium chromium-driver" || return 1
+    as=(sudo)
+  fi
+  "${as[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || return 1
+  "${as[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null || return 1
+}
+
 # Whether we can log in: a server on 5432 may want a password (Debian's own cluster does).
 pg_login() { # url
   ! command -v psql >/dev/null || PGCONNECT_TIMEOUT=5 psql -w "$1" -Atqc 'select 1' >/dev/null 2>&1

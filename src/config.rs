@@ -91,6 +91,9 @@ pub struct ServerConfig {
     /// Take the client address from `X-Forwarded-For`/`Forwarded` (set by your reverse proxy)
     /// for login throttling. Only enable it behind a proxy that sets these headers.
     pub trust_proxy_headers: bool,
+    /// Development: read `templates/` and `static/` from this directory on every request
+    /// instead of the copies built into the binary, so edits show on reload. Empty: built in.
+    pub dev_assets_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +103,7 @@ impl Default for ServerConfig {
             public_url: None,
             cors_origins: Vec::new(),
             trust_proxy_headers: false,
+            dev_assets_dir: None,
         }
     }
 }
@@ -110,6 +114,14 @@ impl ServerConfig {
         self.public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// Where people reach ocrd, without a trailing slash: `public_url`, else the bind address.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.bind),
+        }
     }
 }
 

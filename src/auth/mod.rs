@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::db::DbError;
-use crate::db::models::{ApiToken, NewUser, Role, User};
+use crate::db::models::{ApiToken, NewUser, PasswordReset, Role, User};
 use crate::error::{ApiError, Code};
 
 /// The session cookie's name.
@@ -109,14 +109,11 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
         .sessions
         .get(&session_id)
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "session store");
-            ApiError::new(Code::Unavailable, "sessions are unavailable; retry later")
-        })?
+        .map_err(sessions_unavailable)?
         .ok_or_else(ApiError::unauthenticated)?;
     let mut conn = app.db.get().await?;
     let user = match User::find(&mut conn, &session.user_id).await {
-        Ok(user) if !user.disabled => user,
+        Ok(user) if session_holds(&session, &user) => user,
         Ok(_) | Err(DbError::NotFound) => return Err(ApiError::unauthenticated()),
         Err(e) => return Err(e.into()),
     };
@@ -191,11 +188,78 @@ pub async fn create_user(
     }
 }
 
+/// A short fingerprint of the account's password hash. Sessions carry the one from their
+/// login, so changing or resetting the password ends all earlier sessions (the hash has a new
+/// salt each time) without a per-user index of sessions.
+pub fn credential_stamp(password_hash: &str) -> String {
+    hex::encode(&Sha256::digest(password_hash.as_bytes())[..16])
+}
+
+/// Whether a session still speaks for `user`: enabled, and no password change since login.
+fn session_holds(session: &sessions::Session, user: &User) -> bool {
+    !user.disabled
+        && constant_time_eq(
+            session.stamp.as_bytes(),
+            credential_stamp(&user.password_hash).as_bytes(),
+        )
+}
+
+/// Starts a session for `user`: the cookie to set, and the session (with its CSRF token).
+pub async fn start_session(
+    app: &App,
+    user: &User,
+) -> Result<(actix_web::cookie::Cookie<'static>, sessions::Session), ApiError> {
+    use actix_web::cookie::{Cookie, SameSite, time};
+    let (id, session) = app
+        .sessions
+        .create(&user.id, credential_stamp(&user.password_hash))
+        .await
+        .map_err(sessions_unavailable)?;
+    let cookie = Cookie::build(SESSION_COOKIE, id)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(app.config.server.is_https())
+        .max_age(time::Duration::seconds(app.sessions.ttl().as_secs() as i64))
+        .finish();
+    Ok((cookie, session))
+}
+
+pub fn sessions_unavailable(e: sessions::SessionError) -> ApiError {
+    tracing::warn!(error = %e, "session store");
+    ApiError::new(Code::Unavailable, "sessions are unavailable; retry later")
+}
+
+/// Issues a one-time password reset link for `user`, valid for `ttl`: the URL to hand over and
+/// when it expires. The token is shown only here; the database keeps its hash.
+pub async fn issue_reset_link(
+    app: &App,
+    user: &User,
+    ttl: chrono::TimeDelta,
+) -> Result<(String, chrono::NaiveDateTime), DbError> {
+    let token = sessions::random_token();
+    let mut conn = app.db.get().await?;
+    let expires_at = PasswordReset::create(&mut conn, &user.id, &token_hash(&token), ttl).await?;
+    Ok((
+        format!("{}/reset/{token}", app.config.server.base_url()),
+        expires_at,
+    ))
+}
+
 /// Whether the credentials a request came with still hold (a session not logged out, a token
 /// not revoked, an account not disabled): long-lived connections check this periodically.
 pub async fn still_valid(app: &App, current: &CurrentUser) -> bool {
     let valid = match &current.via {
-        Via::Session { id, .. } => matches!(app.sessions.get(id).await, Ok(Some(_))),
+        Via::Session { id, .. } => match (app.sessions.get(id).await, app.db.get().await) {
+            (Ok(Some(session)), Ok(mut conn)) => match User::find(&mut conn, &session.user_id).await {
+                Ok(user) => session_holds(&session, &user),
+                Err(DbError::NotFound) => false,
+                Err(_) => true,
+            },
+            (Ok(None), _) => false,
+            // An outage is not a reason to drop live views.
+            _ => true,
+        },
         Via::Token { hash } => match app.db.get().await {
             Ok(mut conn) => matches!(ApiToken::authenticate(&mut conn, hash).await, Ok(Some(_))),
             Err(_) => true,

@@ -16,6 +16,10 @@ use sha2::{Digest, Sha256};
 pub struct Session {
     pub user_id: String,
     pub csrf_token: String,
+    /// The account's [`credential_stamp`](super::credential_stamp) at login: a password change
+    /// or reset changes it, which ends every session started before.
+    #[serde(default)]
+    pub stamp: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,11 +74,16 @@ impl Sessions {
     }
 
     /// Starts a session; returns its id (the cookie value) and the session.
-    pub async fn create(&self, user_id: &str) -> Result<(String, Session), SessionError> {
+    pub async fn create(
+        &self,
+        user_id: &str,
+        stamp: String,
+    ) -> Result<(String, Session), SessionError> {
         let id = random_token();
         let session = Session {
             user_id: user_id.to_owned(),
             csrf_token: random_token(),
+            stamp,
         };
         match self {
             Sessions::Redis { pool, prefix, ttl } => {

@@ -21,6 +21,15 @@ pub enum AdminCommand {
     },
     /// List accounts.
     ListUsers,
+    /// Print a one-time link that lets the account's owner set a new password (no email
+    /// server needed: hand the link over yourself). Using it ends all their sessions.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        /// How long the link stays valid.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
 }
 
 pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
@@ -56,6 +65,22 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                         user.role.as_str()
                     );
                 }
+            }
+            AdminCommand::ResetPassword { email, hours } => {
+                let email = normalize_email(&email);
+                let mut conn = app.db.get().await?;
+                let user = User::find_by_email(&mut conn, &email)
+                    .await?
+                    .with_context(|| format!("no account with email {email}"))?;
+                drop(conn);
+                let ttl = chrono::TimeDelta::hours(i64::from(hours.clamp(1, 24 * 30)));
+                let (url, expires_at) = crate::auth::issue_reset_link(&app, &user, ttl).await?;
+                println!("{url}");
+                eprintln!(
+                    "one-time link for {}, valid until {} UTC",
+                    user.email,
+                    expires_at.format("%Y-%m-%d %H:%M")
+                );
             }
         }
         Ok(())

@@ -79,9 +79,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    password_resets (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(files -> users (user_id));
 diesel::joinable!(tasks -> files (file_id));
 diesel::joinable!(results -> tasks (task_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, api_tokens, files, tasks, results);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    api_tokens,
+    password_resets,
+    files,
+    tasks,
+    results
+);

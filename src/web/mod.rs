@@ -1,13 +1,15 @@
-//! The HTTP server of `ocrd serve` and `ocrd all-in-one`: the REST API, the WebSocket, the
-//! OpenAPI document and the operational endpoints.
+//! The HTTP server of `ocrd serve` and `ocrd all-in-one`: the web pages, the REST API, the
+//! WebSocket, the OpenAPI document and the operational endpoints.
 //!
 //! [`bind`] binds the listener and builds the server without running it (port 0 picks a free
 //! port, which tests use); awaiting the returned server runs it.
 
 mod api;
+mod assets;
 mod metrics;
 pub mod openapi;
 mod ops;
+mod pages;
 mod ws;
 
 use std::net::{SocketAddr, TcpListener};
@@ -77,11 +79,15 @@ pub fn serve(
     };
     // Built now, so that the first login of an unknown email is not slower than the others.
     let _ = crate::auth::password::dummy_hash();
+    let assets = assets::Assets::new(app.config.server.dev_assets_dir.clone())
+        .map_err(|e| std::io::Error::other(format!("web templates: {e}")))?;
+    let assets = web::Data::new(assets);
     let app = web::Data::new(app);
     let server = HttpServer::new(move || {
         let cors = cors(&app.config.server.cors_origins);
         HttpApp::new()
             .app_data(app.clone())
+            .app_data(assets.clone())
             .app_data(web::Data::new(state.clone()))
             .app_data(
                 web::JsonConfig::default()
@@ -97,11 +103,17 @@ pub fn serve(
                     .error_handler(|e, _| ApiError::invalid(format!("invalid path: {e}")).into()),
             )
             .configure(match scope {
-                Scope::Full => routes,
+                Scope::Full => |cfg: &mut web::ServiceConfig| {
+                    routes(cfg);
+                    pages::routes(cfg);
+                },
                 Scope::Operations => operations,
             })
-            .default_service(web::to(|| async {
-                Err::<actix_web::HttpResponse, _>(ApiError::new(Code::NotFound, "no such route"))
+            .default_service(web::to(|req: actix_web::HttpRequest| async move {
+                match pages::not_found_page(&req) {
+                    Some(page) => Ok(page),
+                    None => Err(ApiError::new(Code::NotFound, "no such route")),
+                }
             }))
             .wrap(cors)
             .wrap(middleware::Compress::default())
@@ -207,6 +219,8 @@ routes! {
     post "/api/auth/login" => api::auth::login,
     post "/api/auth/logout" => api::auth::logout,
     get "/api/auth/me" => api::auth::me,
+    post "/api/auth/password" => api::auth::change_password,
+    post "/api/auth/reset" => api::auth::reset_password,
     post "/api/tokens" => api::tokens::create,
     get "/api/tokens" => api::tokens::list,
     delete "/api/tokens/{id}" => api::tokens::delete,
@@ -215,6 +229,8 @@ routes! {
     get "/api/tasks/{id}" => api::tasks::get,
     get "/api/tasks/{id}/result" => api::tasks::result,
     delete "/api/tasks/{id}" => api::tasks::delete,
+    post "/api/tasks/{id}/retry" => api::tasks::retry,
+    get "/api/tasks/{id}/pages/{page}/image" => api::tasks::page_image,
     get "/ws" => ws::connect,
     get "/api/openapi.json" => openapi::document,
     get "/api/docs" => openapi::docs_page,

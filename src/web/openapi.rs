@@ -13,15 +13,18 @@ use crate::error::Code;
 #[openapi(
     info(title = "ocrd API", description = "Self-hosted OCR. Authenticate with the session cookie from `POST /api/auth/login` (and send its CSRF token as `X-CSRF-Token` on changes) or with `Authorization: Bearer <API token>`."),
     paths(
-        auth::register, auth::login, auth::logout, auth::me,
+        auth::register, auth::login, auth::logout, auth::me, auth::change_password,
+        auth::reset_password,
         tokens::create, tokens::list, tokens::delete,
-        tasks::create, tasks::list, tasks::get, tasks::result, tasks::delete,
+        tasks::create, tasks::list, tasks::get, tasks::result, tasks::delete, tasks::retry,
+        tasks::page_image,
         ws::connect, document, docs_page, docs_script,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(
         api::UserView, api::TaskView, api::ErrorView, auth::RegisterRequest, auth::LoginRequest,
-        auth::UserResponse, auth::SessionResponse, tokens::CreateTokenRequest, tokens::TokenView,
+        auth::UserResponse, auth::SessionResponse, auth::ChangePasswordRequest,
+        auth::ResetPasswordRequest, tokens::CreateTokenRequest, tokens::TokenView,
         tokens::CreatedToken, tokens::TokenList, tasks::TaskList, tasks::UploadForm,
         crate::tasks::OcrPolicy,
     )),

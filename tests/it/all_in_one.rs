@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::install::{Install, free_port, sample_pages, wait_for};
 
 /// Runs a worker inside the test process until the returned token is cancelled.
-fn start_worker(
+pub fn start_worker(
     install: &Install,
     engine: Arc<dyn Engine>,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {

@@ -1219,3 +1219,175 @@ async fn deleting_a_running_task_cancels_it_and_leaves_nothing_behind() {
     ));
     api.install.assert_temp_empty_soon().await;
 }
+
+/// `POST /api/auth/password` as `user`.
+async fn change_password(api: &Api, user: &User, current: &str, new: &str) -> reqwest::Response {
+    user.client
+        .post(api.url("/api/auth/password"))
+        .header("X-CSRF-Token", &user.csrf)
+        .json(&json!({"current_password": current, "new_password": new}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me_status(api: &Api, client: &reqwest::Client) -> StatusCode {
+    client
+        .get(api.url("/api/auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_or_resetting_a_password_ends_every_earlier_session() {
+    let api = Api::start(|_| {}).await;
+    let mut user = api.signed_in().await;
+    let old = "a long enough passphrase";
+    let elsewhere = api.browser();
+    assert_eq!(api.login(&elsewhere, &user.email, old).await.status(), 200);
+
+    let wrong = change_password(&api, &user, "not my password", "another long passphrase").await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(wrong.json::<Value>().await.unwrap()["error"]["code"], "invalid_credentials");
+    let weak = change_password(&api, &user, old, "short").await;
+    assert_eq!(weak.json::<Value>().await.unwrap()["error"]["code"], "weak_password");
+    let changed = change_password(&api, &user, old, "another long passphrase").await;
+    assert_eq!(changed.status(), 200);
+    let body: Value = changed.json().await.unwrap();
+    assert_ne!(body["csrf_token"], json!(user.csrf), "a new session");
+    user.csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(me_status(&api, &user.client).await, 200, "this browser stays signed in");
+    assert_eq!(me_status(&api, &elsewhere).await, 401, "the other session ended");
+
+    // An administrator's one-time link, from the CLI.
+    let output = std::process::Command::new(crate::install::ocrd_bin())
+        .args(["admin", "reset-password", "--email", &user.email.to_uppercase()])
+        .envs(api.install.env())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let link = String::from_utf8(output.stdout).unwrap();
+    let token = link.trim().rsplit_once("/reset/").unwrap().1.to_owned();
+    let form = api
+        .browser()
+        .get(api.url(&format!("/reset/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("reset-form"));
+
+    let reset = |password: &'static str| {
+        let client = api.browser();
+        let url = api.url("/api/auth/reset");
+        let token = token.clone();
+        async move {
+            client
+                .post(url)
+                .json(&json!({"token": token, "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(reset("short").await.status(), 400);
+    assert_eq!(reset("a third long passphrase").await.status(), 204);
+    let again = reset("a fourth long passphrase").await;
+    assert_eq!(again.status(), 404);
+    assert_eq!(again.json::<Value>().await.unwrap()["error"]["code"], "reset_link_invalid");
+    let used = api
+        .browser()
+        .get(api.url(&format!("/reset/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 404, "a used link shows the error page");
+
+    assert_eq!(me_status(&api, &user.client).await, 401, "the reset ended the session");
+    let fresh = api.browser();
+    assert_eq!(api.login(&fresh, &user.email, "another long passphrase").await.status(), 401);
+    assert_eq!(api.login(&fresh, &user.email, "a third long passphrase").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_requeues_a_cancelled_task_and_page_images_are_served() {
+    let api = Api::start(|_| {}).await;
+    let user = api.signed_in().await;
+    let (png, _) = sample_page();
+    let task: Value = user
+        .upload(api.url("/api/tasks"), "page.png", png.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap();
+    let retry_url = api.url(&format!("/api/tasks/{id}/retry"));
+    let retry = || {
+        user.client
+            .post(&retry_url)
+            .header("X-CSRF-Token", &user.csrf)
+            .send()
+    };
+    let queued = retry().await.unwrap();
+    assert_eq!(queued.status(), 409);
+    assert_eq!(queued.json::<Value>().await.unwrap()["error"]["code"], "not_retryable");
+    {
+        let mut conn = api.install.app.db.get().await.unwrap();
+        Task::cancel(&mut conn, id).await.unwrap().unwrap();
+    }
+    let retried = retry().await.unwrap();
+    assert_eq!(retried.status(), 202);
+    assert_eq!(retried.json::<Value>().await.unwrap()["status"], "queued");
+    let other = api.signed_in().await;
+    let stranger = other
+        .client
+        .post(&retry_url)
+        .header("X-CSRF-Token", &other.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 404);
+
+    // A PNG is served as uploaded; a TIFF page is converted to PNG; no page 2.
+    let image = user
+        .client
+        .get(api.url(&format!("/api/tasks/{id}/pages/1/image")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert_eq!(image.bytes().await.unwrap().as_ref(), png.as_slice());
+    let missing = user
+        .client
+        .get(api.url(&format!("/api/tasks/{id}/pages/2/image")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "page_not_found");
+    let decoded = image::load_from_memory(&png).unwrap();
+    let mut tiff = Vec::new();
+    decoded
+        .write_to(&mut std::io::Cursor::new(&mut tiff), image::ImageFormat::Tiff)
+        .unwrap();
+    let task: Value = user
+        .upload(api.url("/api/tasks"), "page.tiff", tiff)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let converted = user
+        .client
+        .get(api.url(&format!("/api/tasks/{}/pages/1/image", task["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(converted.headers()["content-type"], "image/png");
+    let page = image::load_from_memory(&converted.bytes().await.unwrap()).unwrap();
+    let scale = decoded.width().max(decoded.height()) as f64 / 2400.0;
+    let expect = |side: u32| if scale > 1.0 { (side as f64 / scale).round() as u32 } else { side };
+    assert!(page.width().abs_diff(expect(decoded.width())) <= 1, "{}", page.width());
+    assert!(page.height().abs_diff(expect(decoded.height())) <= 1, "{}", page.height());
+}

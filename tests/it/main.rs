@@ -3,6 +3,7 @@
 mod all_in_one;
 mod api;
 mod blobs;
+mod browser;
 mod cli;
 mod config;
 mod db;

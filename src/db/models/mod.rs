@@ -6,12 +6,14 @@
 
 mod api_token;
 mod file;
+mod password_reset;
 mod task;
 mod task_result;
 mod user;
 
 pub use api_token::{ApiToken, NewApiToken};
 pub use file::{File, NewFile};
+pub use password_reset::PasswordReset;
 pub use task::{NewTask, Task, TaskStatus};
 pub use task_result::{BlobKeys, NewTaskResult, TaskResult};
 pub use user::{NewUser, Role, User, normalize_email};

@@ -1,6 +1,6 @@
 //! Accounts and sessions: register, login, logout, whoami.
 
-use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use super::{UserView, json};
 use crate::app::App;
 use crate::auth::{CurrentUser, SESSION_COOKIE, Via, password};
 use crate::config::Registration;
-use crate::db::models::{User, normalize_email};
+use crate::db::models::{PasswordReset, User, normalize_email};
 use crate::error::{ApiError, Code};
 
 #[derive(Deserialize, ToSchema)]
@@ -175,17 +175,7 @@ pub async fn login(
     if let Some(old) = req.cookie(SESSION_COOKIE) {
         let _ = app.sessions.delete(old.value()).await;
     }
-    let (id, session) = app.sessions.create(&user.id).await.map_err(|e| {
-        tracing::warn!(error = %e, "session store");
-        ApiError::new(Code::Unavailable, "sessions are unavailable; retry later")
-    })?;
-    let cookie = Cookie::build(SESSION_COOKIE, id)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(app.config.server.is_https())
-        .max_age(time::Duration::seconds(app.sessions.ttl().as_secs() as i64))
-        .finish();
+    let (cookie, session) = crate::auth::start_session(&app, &user).await?;
     let mut response = json(
         StatusCode::OK,
         &SessionResponse {
@@ -204,10 +194,10 @@ pub async fn login(
 ))]
 pub async fn logout(app: web::Data<App>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
     if let Via::Session { id, .. } = &current.via {
-        app.sessions.delete(id).await.map_err(|e| {
-            tracing::warn!(error = %e, "session store");
-            ApiError::new(Code::Unavailable, "sessions are unavailable; retry later")
-        })?;
+        app.sessions
+            .delete(id)
+            .await
+            .map_err(crate::auth::sessions_unavailable)?;
     }
     let mut gone = Cookie::build(SESSION_COOKIE, "")
         .path("/")
@@ -234,6 +224,120 @@ pub async fn me(current: CurrentUser) -> HttpResponse {
             csrf_token,
         },
     )
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResetPasswordRequest {
+    /// The token from the reset link (`/reset/{token}`).
+    pub token: String,
+    pub password: String,
+}
+
+/// Changes the caller's password. Every session of the account ends, this one included: the
+/// answer carries a new session cookie and CSRF token. API tokens stay valid.
+#[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = ChangePasswordRequest, responses(
+    (status = 200, body = SessionResponse, description = "Changed; a new `ocrd_session` cookie"),
+    (status = 400, description = "`weak_password`"),
+    (status = 401, description = "`unauthenticated`, `invalid_credentials` (wrong current password)"),
+    (status = 403, description = "`csrf_failed`"),
+    (status = 429, description = "`too_many_requests`"),
+))]
+pub async fn change_password(
+    app: web::Data<App>,
+    current: CurrentUser,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let account = format!("account:{}", current.user.email);
+    if let Err(retry_after) = app.login_throttle.attempt(&account).await {
+        let mut error = ApiError::new(Code::TooManyRequests, "too many wrong passwords; wait");
+        error.retry_after = Some(retry_after);
+        return Err(error);
+    }
+    let matches = password::verify_async(
+        body.current_password.clone(),
+        current.user.password_hash.clone(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    if !matches {
+        return Err(ApiError::new(
+            Code::InvalidCredentials,
+            "the current password is wrong",
+        ));
+    }
+    app.login_throttle.reset(&account).await;
+    let user = set_password(&app, &current.user.id, &body.new_password).await?;
+    if let Via::Session { id, .. } = &current.via {
+        let _ = app.sessions.delete(id).await;
+    }
+    let (cookie, session) = crate::auth::start_session(&app, &user).await?;
+    let mut response = json(
+        StatusCode::OK,
+        &SessionResponse {
+            user: (&user).into(),
+            csrf_token: Some(session.csrf_token),
+        },
+    );
+    response.add_cookie(&cookie).map_err(ApiError::internal)?;
+    Ok(response)
+}
+
+/// Checks the policy, hashes and stores a new password for an account.
+async fn set_password(app: &App, user_id: &str, plain: &str) -> Result<User, ApiError> {
+    let mut conn = app.db.get().await?;
+    let user = User::find(&mut conn, user_id).await?;
+    password::check_policy(plain, app.config.auth.min_password_length, &user.email)
+        .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))?;
+    drop(conn);
+    let hash = password::hash_async(plain.to_owned())
+        .await
+        .map_err(ApiError::internal)?;
+    let mut conn = app.db.get().await?;
+    User::set_password_hash(&mut conn, user_id, &hash).await?;
+    Ok(User::find(&mut conn, user_id).await?)
+}
+
+/// Sets a new password with a one-time link from `ocrd admin reset-password`. The link is used
+/// up, and every session of the account ends.
+#[utoipa::path(post, path = "/api/auth/reset", tag = "auth", request_body = ResetPasswordRequest, responses(
+    (status = 204, description = "Password set; sign in with it"),
+    (status = 400, description = "`weak_password`"),
+    (status = 404, description = "`reset_link_invalid`: unknown, used or expired"),
+))]
+pub async fn reset_password(
+    app: web::Data<App>,
+    body: web::Json<ResetPasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let hash = crate::auth::token_hash(body.token.trim());
+    let invalid = || {
+        ApiError::new(
+            Code::ResetLinkInvalid,
+            "this reset link is unknown, used or expired; ask an administrator for a new one",
+        )
+    };
+    let user = {
+        let mut conn = app.db.get().await?;
+        let user_id = PasswordReset::user_of(&mut conn, &hash)
+            .await?
+            .ok_or_else(invalid)?;
+        User::find(&mut conn, &user_id).await?
+    };
+    password::check_policy(&body.password, app.config.auth.min_password_length, &user.email)
+        .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))?;
+    let new_hash = password::hash_async(body.password.clone())
+        .await
+        .map_err(ApiError::internal)?;
+    let mut conn = app.db.get().await?;
+    PasswordReset::consume(&mut conn, &hash, &new_hash)
+        .await?
+        .ok_or_else(invalid)?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]

@@ -60,7 +60,16 @@ pub struct ListQuery {
 pub struct ResultQuery {
     /// `html` (hOCR), `txt` or `json`.
     format: String,
+    /// Stream through ocrd even where presigned redirects are configured (the web viewer
+    /// reads the JSON this way, as a same-origin request).
+    #[serde(default)]
+    stream: bool,
 }
+
+/// Page images a browser shows as they are; other kinds (TIFF) are converted to PNG.
+const BROWSER_IMAGES: [&str; 4] = ["image/png", "image/jpeg", "image/webp", "image/bmp"];
+/// Longest side of a converted page image: enough for the viewer, small enough to send.
+const PAGE_IMAGE_MAX_SIDE: u32 = 2400;
 
 async fn read_field(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
     let mut value = Vec::new();
@@ -321,6 +330,7 @@ pub async fn result(
     // hOCR is never handed to another origin without the headers that keep it inert.
     let ttl = app.config.storage.presign_ttl_secs;
     if ttl > 0
+        && !query.stream
         && format != Format::Hocr
         && let Some(url) = app
             .blobs
@@ -366,4 +376,110 @@ pub async fn delete(
         Err(DeleteError::Db(e)) => Err(e.into()),
         Err(DeleteError::Blob(e)) => Err(e.into()),
     }
+}
+
+/// Re-queues a failed or cancelled task with a fresh attempt budget (the same file and
+/// options).
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 202, body = TaskView, description = "Queued again"),
+    (status = 401), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`task_not_found`"),
+    (status = 409, description = "`not_retryable`: queued, processing or completed"),
+))]
+pub async fn retry(
+    app: web::Data<App>,
+    current: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, filename) = own_task(&app, &current, &id).await?;
+    let mut conn = app.db.get().await?;
+    let task = Task::retry(&mut conn, &task.id).await?.ok_or_else(|| {
+        ApiError::new(
+            Code::NotRetryable,
+            format!("the task is {}; only failed or cancelled tasks can be retried", task.status.as_str()),
+        )
+    })?;
+    drop(conn);
+    if let Err(e) = app.queue.push(&task.id).await {
+        tracing::warn!(task = %task.id, error = %e, "retried task queued in the database only; the reconciler will push it");
+    }
+    app.events.task_updated(&task).await;
+    Ok(json(StatusCode::ACCEPTED, &TaskView::new(&task, &filename)))
+}
+
+/// The image of one page (1-based) of the uploaded document, for viewing results: the upload
+/// itself where browsers show it, otherwise the page converted to PNG.
+#[utoipa::path(get, path = "/api/tasks/{id}/pages/{page}/image", tag = "tasks", params(("id" = String, Path), ("page" = u32, Path)), responses(
+    (status = 200, description = "The page image"),
+    (status = 401), (status = 404, description = "`task_not_found`, `page_not_found`"),
+    (status = 422, description = "`undecodable`: the document cannot be read"),
+))]
+pub async fn page_image(
+    app: web::Data<App>,
+    current: CurrentUser,
+    path: web::Path<(String, u32)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, page) = path.into_inner();
+    let (task, _) = own_task(&app, &current, &id).await?;
+    let file = {
+        let mut conn = app.db.get().await?;
+        File::find(&mut conn, &task.file_id).await?
+    };
+    let no_page = || ApiError::new(Code::PageNotFound, format!("the document has no page {page}"));
+    let pages = task.pages_total.or(file.page_count).unwrap_or(1).max(1) as u32;
+    if page == 0 || page > pages {
+        return Err(no_page());
+    }
+    let key = BlobKey::parse(&file.blob_key).map_err(ApiError::internal)?;
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"));
+    if page == 1 && BROWSER_IMAGES.contains(&file.content_type.as_str()) {
+        let blob = app.blobs.get(&key).await?;
+        return Ok(response
+            .content_type(file.content_type.as_str())
+            .insert_header((header::CONTENT_LENGTH, blob.size.to_string()))
+            .streaming(blob.body.map_err(|e| std::io::Error::other(e.to_string()))));
+    }
+    // Converted: the upload goes to a private temp file, and one page is decoded from it.
+    let mut temp = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
+    let bytes = app.blobs.get_bytes(&key).await?;
+    std::io::Write::write_all(&mut temp, &bytes).map_err(ApiError::internal)?;
+    drop(bytes);
+    let limits = crate::document::Limits {
+        max_pixels: app.config.limits.max_pixels,
+        max_pages: app.config.limits.max_pages,
+    };
+    let png = web::block(move || page_png(temp.path(), page, limits))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            None => no_page(),
+            Some(e) => ApiError::new(Code::Undecodable, e.to_string()),
+        })?;
+    Ok(response.content_type("image/png").body(png))
+}
+
+/// Page `page` of a document as PNG, scaled down to [`PAGE_IMAGE_MAX_SIDE`]. `None`: no such
+/// page.
+fn page_png(
+    path: &std::path::Path,
+    page: u32,
+    limits: crate::document::Limits,
+) -> Result<Vec<u8>, Option<crate::document::DocumentError>> {
+    let image = crate::document::open(path, limits)?
+        .nth(page as usize - 1)
+        .ok_or(None)??;
+    let image = if image.width().max(image.height()) > PAGE_IMAGE_MAX_SIDE {
+        image::DynamicImage::ImageRgb8(image)
+            .resize(PAGE_IMAGE_MAX_SIDE, PAGE_IMAGE_MAX_SIDE, image::imageops::FilterType::Triangle)
+            .into_rgb8()
+    } else {
+        image
+    };
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Some(crate::document::DocumentError::Undecodable(e.to_string())))?;
+    Ok(png)
 }

@@ -1,0 +1,121 @@
+//! The web pages' templates (`templates/`) and static files (`static/`): built into the
+//! binary, or, with `server.dev_assets_dir`, read from disk on every request so edits show on
+//! reload.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use rust_embed::Embed;
+use sha2::{Digest, Sha256};
+
+#[derive(Embed)]
+#[folder = "templates/"]
+struct BuiltInTemplates;
+
+#[derive(Embed)]
+#[folder = "static/"]
+struct BuiltInStatic;
+
+pub struct Assets {
+    /// Parsed once from the built-in copies; `None` in development (parsed per render).
+    tera: Option<tera::Tera>,
+    dev_dir: Option<PathBuf>,
+}
+
+impl Assets {
+    pub fn new(dev_dir: Option<PathBuf>) -> Result<Assets, tera::Error> {
+        let tera = match dev_dir {
+            Some(_) => None,
+            None => Some(built_in_tera()?),
+        };
+        Ok(Assets { tera, dev_dir })
+    }
+
+    /// Renders a template; HTML is escaped unless a template marks a value `safe`.
+    pub fn render(&self, name: &str, context: &tera::Context) -> Result<String, tera::Error> {
+        match (&self.tera, &self.dev_dir) {
+            (Some(tera), _) => tera.render(name, context),
+            (None, Some(dir)) => {
+                let glob = format!("{}/templates/**/*.html", dir.display());
+                tera::Tera::new(&glob)?.render(name, context)
+            }
+            (None, None) => unreachable!("Assets::new sets one of the two"),
+        }
+    }
+
+    /// A static file and its entity tag.
+    fn file(&self, path: &str) -> Option<(Cow<'static, [u8]>, String)> {
+        match &self.dev_dir {
+            None => BuiltInStatic::get(path)
+                .map(|f| (f.data, hex::encode(&f.metadata.sha256_hash()[..12]))),
+            Some(dir) => {
+                // Only plain relative names: no way out of the static folder.
+                if path.split('/').any(|part| part.is_empty() || part.starts_with('.')) {
+                    return None;
+                }
+                let data = std::fs::read(dir.join("static").join(path)).ok()?;
+                let tag = hex::encode(&Sha256::digest(&data)[..12]);
+                Some((Cow::Owned(data), tag))
+            }
+        }
+    }
+}
+
+fn built_in_tera() -> Result<tera::Tera, tera::Error> {
+    let mut tera = tera::Tera::default();
+    let mut sources = Vec::new();
+    for name in BuiltInTemplates::iter() {
+        if let Some(file) = BuiltInTemplates::get(&name) {
+            let text = String::from_utf8_lossy(&file.data).into_owned();
+            sources.push((name.into_owned(), text));
+        }
+    }
+    tera.add_raw_templates(sources)?;
+    Ok(tera)
+}
+
+fn media_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("html") => "text/html; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("txt") | Some("md") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `GET /static/{path}`: revalidated by entity tag, so a new release shows at once.
+pub async fn serve_static(
+    req: HttpRequest,
+    assets: web::Data<Assets>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let Some((data, tag)) = assets.file(&path) else {
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("no such file");
+    };
+    let etag = format!("\"{tag}\"");
+    let cached = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if cached {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    if cached {
+        return response.finish();
+    }
+    response.content_type(media_type(&path)).body(data)
+}

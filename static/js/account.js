@@ -1,0 +1,92 @@
+// The account page: API tokens (create, shown once; list; revoke) and the password.
+import { api, copyText, el, setupChrome, showError, timeEl, toast } from './lib.js';
+
+setupChrome();
+
+const tokens = document.getElementById('tokens');
+const tokensBody = tokens.querySelector('tbody');
+const tokensState = document.getElementById('tokens-state');
+const tokenForm = document.getElementById('token-form');
+const tokenError = document.getElementById('token-error');
+
+function tokenRow(token) {
+  const revoke = el('button', { type: 'button', class: 'danger small', 'aria-label': `Revoke ${token.name}` }, 'Revoke');
+  revoke.addEventListener('click', async () => {
+    if (!confirm(`Revoke the token “${token.name}”? Programs using it stop working at once.`)) return;
+    revoke.disabled = true;
+    try {
+      await api(`/api/tokens/${token.id}`, { method: 'DELETE' });
+      toast('Token revoked.');
+      loadTokens();
+    } catch (e) {
+      toast(e.message);
+      revoke.disabled = false;
+    }
+  });
+  return el('tr', { 'data-id': token.id },
+    el('td', { 'data-label': 'Name' }, token.name),
+    el('td', { 'data-label': 'Starts with' }, el('code', {}, `${token.prefix}…`)),
+    el('td', { 'data-label': 'Created' }, timeEl(token.created_at)),
+    el('td', { 'data-label': 'Last used' }, token.last_used_at ? timeEl(token.last_used_at) : el('span', { class: 'muted' }, 'never')),
+    el('td', { class: 'row-actions' }, revoke));
+}
+
+async function loadTokens() {
+  try {
+    const list = await api('/api/tokens');
+    tokensBody.replaceChildren(...list.tokens.map(tokenRow));
+    tokens.hidden = list.tokens.length === 0;
+    tokensState.hidden = list.tokens.length !== 0;
+    tokensState.textContent = 'No tokens yet.';
+  } catch (e) {
+    tokensState.hidden = false;
+    tokensState.replaceChildren(`Could not load your tokens: ${e.message} `, el('button', { type: 'button', onclick: loadTokens }, 'Try again'));
+  }
+}
+
+tokenForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const name = tokenForm.name.value.trim();
+  if (!name) { showError(tokenError, 'Give the token a name, so you know later what uses it.'); return; }
+  showError(tokenError, null);
+  try {
+    const created = await api('/api/tokens', { method: 'POST', json: { name } });
+    document.getElementById('new-token-value').textContent = created.token;
+    document.getElementById('new-token').hidden = false;
+    tokenForm.reset();
+    loadTokens();
+  } catch (e) {
+    showError(tokenError, e.message);
+  }
+});
+document.getElementById('copy-token').addEventListener('click', () => {
+  const value = document.getElementById('new-token-value');
+  copyText(value.textContent, value);
+});
+
+const passwordForm = document.getElementById('password-form');
+const passwordError = document.getElementById('password-error');
+passwordForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const done = document.getElementById('password-done');
+  done.hidden = true;
+  const current = passwordForm.current_password.value;
+  const fresh = passwordForm.new_password.value;
+  if (fresh !== passwordForm.confirm.value) { showError(passwordError, 'The two new passwords differ.'); return; }
+  showError(passwordError, null);
+  const button = passwordForm.querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const session = await api('/api/auth/password', { method: 'POST', json: { current_password: current, new_password: fresh } });
+    // The session was renewed: later changes need its new CSRF token.
+    document.querySelector('meta[name="csrf-token"]').content = session.csrf_token;
+    passwordForm.reset();
+    done.hidden = false;
+  } catch (e) {
+    showError(passwordError, e.message);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+loadTokens();

@@ -1,0 +1,109 @@
+// The task list: newest first, filtered by status, updated live over the WebSocket.
+import { api, badge, el, live, setupChrome, timeEl, TASK_ERRORS } from './lib.js';
+
+setupChrome();
+
+const table = document.getElementById('tasks');
+const body = table.querySelector('tbody');
+const state = document.getElementById('tasks-state');
+const empty = document.getElementById('empty');
+const more = document.getElementById('more');
+const filters = document.querySelectorAll('.filters button');
+let filter = new URLSearchParams(location.search).get('status') ?? '';
+let cursor = null;
+
+function progressCell(task) {
+  const total = task.pages_total;
+  if (task.status === 'processing' || (task.status === 'completed' && total)) {
+    const label = total ? `${task.pages_done} of ${total} pages` : `${task.pages_done} pages`;
+    return el('td', { 'data-label': 'Progress' },
+      el('progress', { max: total || 1, value: total ? task.pages_done : 0, 'aria-label': label }),
+      el('span', { class: 'muted small' }, ` ${label}`));
+  }
+  return el('td', { 'data-label': 'Progress', class: 'muted' }, task.status === 'queued' ? 'Waiting for a worker' : '—');
+}
+
+function row(task) {
+  const name = el('td', { 'data-label': 'Document', class: 'filename' },
+    el('a', { href: `/tasks/${task.id}` }, task.filename || 'upload'));
+  if (task.error) {
+    const words = TASK_ERRORS[task.error.code]?.[0] ?? task.error.message;
+    name.append(el('p', { class: 'row-error' }, words));
+  }
+  const actions = el('td', { class: 'row-actions' });
+  if (task.status === 'completed') actions.append(el('a', { class: 'button small', href: `/tasks/${task.id}/view` }, 'View'));
+  return el('tr', { 'data-id': task.id, 'data-status': task.status },
+    name,
+    el('td', { 'data-label': 'Status' }, badge(task.status)),
+    progressCell(task),
+    el('td', { 'data-label': 'Uploaded' }, timeEl(task.created_at)),
+    actions);
+}
+
+function showState() {
+  const count = body.rows.length;
+  table.hidden = count === 0;
+  empty.hidden = !(count === 0 && filter === '');
+  state.hidden = count !== 0 || filter === '';
+  if (count === 0 && filter !== '') state.textContent = 'No tasks with this status.';
+}
+
+async function load({ append = false } = {}) {
+  if (!append) {
+    cursor = null;
+    state.hidden = false;
+    state.textContent = 'Loading your tasks…';
+  }
+  const query = new URLSearchParams({ limit: '25' });
+  if (filter) query.set('status', filter);
+  if (append && cursor) query.set('cursor', cursor);
+  try {
+    const list = await api(`/api/tasks?${query}`);
+    if (!append) body.replaceChildren();
+    for (const task of list.tasks) body.append(row(task));
+    cursor = list.next_cursor;
+    more.hidden = !cursor;
+    showState();
+  } catch (e) {
+    state.hidden = false;
+    state.replaceChildren(`Could not load your tasks: ${e.message} `,
+      el('button', { type: 'button', onclick: () => load() }, 'Try again'));
+  }
+}
+
+/** An update from the WebSocket: replace the row, or add a task new to this page. */
+async function update(event) {
+  const existing = body.querySelector(`tr[data-id="${CSS.escape(event.id)}"]`);
+  const matches = filter === '' || event.status === filter;
+  if (!matches) {
+    existing?.remove();
+    showState();
+    return;
+  }
+  let task;
+  try {
+    // The event carries the state; the name, times and formats come from the API.
+    task = await api(`/api/tasks/${event.id}`);
+  } catch {
+    return;
+  }
+  const fresh = row(task);
+  const current = body.querySelector(`tr[data-id="${CSS.escape(task.id)}"]`);
+  if (current) current.replaceWith(fresh);
+  else body.prepend(fresh);
+  showState();
+}
+
+for (const button of filters) {
+  button.setAttribute('aria-pressed', String(button.dataset.status === filter));
+  button.addEventListener('click', () => {
+    filter = button.dataset.status;
+    for (const b of filters) b.setAttribute('aria-pressed', String(b === button));
+    history.replaceState(null, '', filter ? `/?status=${filter}` : '/');
+    load();
+  });
+}
+more.addEventListener('click', () => load({ append: true }));
+
+load();
+live({ onTask: update, onReconnect: () => load() });

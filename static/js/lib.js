@@ -1,0 +1,201 @@
+// Shared by every page: API calls with the CSRF token, small DOM helpers, local times and the
+// live connection to /ws.
+
+/** The session's CSRF token, read each time: changing the password renews it. */
+export function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+}
+
+/** An API error with its stable code (see /api/docs). */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Calls the JSON API; throws ApiError with the server's code and message on failure. */
+export async function api(path, { method = 'GET', json, body, headers = {} } = {}) {
+  const init = { method, headers: { Accept: 'application/json', ...headers }, credentials: 'same-origin' };
+  if (method !== 'GET' && csrfToken()) init.headers['X-CSRF-Token'] = csrfToken();
+  if (json !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, 'offline', 'The server cannot be reached. Check your connection and try again.');
+  }
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: handled below */ }
+  if (!response.ok) {
+    const error = data?.error;
+    if (response.status === 401 && !path.startsWith('/api/auth/')) {
+      location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+    }
+    throw new ApiError(response.status, error?.code ?? 'http_' + response.status,
+      error?.message ?? `The server answered ${response.status}.`);
+  }
+  return data;
+}
+
+/** Creates an element: el('a', {href: '/'}, 'text', child). Attributes starting with `on` are listeners. */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (key === 'class') node.className = value;
+    else node.setAttribute(key, value === true ? '' : value);
+  }
+  node.append(...children.filter((c) => c !== undefined && c !== null && c !== false));
+  return node;
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+/** An ISO time in the user's locale and time zone, as a <time> element. */
+export function timeEl(iso) {
+  if (!iso) return el('span', { class: 'muted' }, '—');
+  return el('time', { datetime: iso, title: iso }, timeFormat.format(new Date(iso)));
+}
+
+export function formatBytes(n) {
+  const units = ['bytes', 'KB', 'MB', 'GB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+/** Shows the message in an error element (or hides it with no message). */
+export function showError(node, message) {
+  node.textContent = message ?? '';
+  node.hidden = !message;
+}
+
+let toastTimer;
+export function toast(message) {
+  const node = document.getElementById('toast');
+  if (!node) return;
+  node.textContent = message;
+  node.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { node.hidden = true; }, 4000);
+}
+
+/** Copies text; falls back to selecting it where the clipboard API is not allowed. */
+export async function copyText(text, fallbackNode) {
+  try {
+    await navigator.clipboard.writeText(text);
+    toast('Copied.');
+  } catch {
+    if (fallbackNode) {
+      const range = document.createRange();
+      range.selectNodeContents(fallbackNode);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      toast('Selected: press Ctrl+C (⌘C) to copy.');
+    }
+  }
+}
+
+export const STATUS_LABELS = {
+  queued: 'Queued', processing: 'Processing', completed: 'Completed', failed: 'Failed', cancelled: 'Cancelled',
+};
+
+/** A status badge; `data-status` carries the machine value. */
+export function badge(status) {
+  return el('span', { class: 'badge', 'data-status': status }, STATUS_LABELS[status] ?? status);
+}
+
+export const FORMAT_LABELS = { txt: 'Text', html: 'hOCR', json: 'JSON', pdf: 'PDF' };
+
+export function downloadLinks(task) {
+  return task.formats.map((format) => el('a', {
+    class: 'button', href: `/api/tasks/${task.id}/result?format=${format}`, download: true,
+    'data-format': format,
+  }, `Download ${FORMAT_LABELS[format] ?? format}`));
+}
+
+/**
+ * The live connection: calls onTask(task) for each task.updated event, and onReconnect() after
+ * the connection came back (events may have been missed). Reconnects with exponential backoff
+ * and jitter, and shows in the header while it is offline.
+ */
+export function live({ onTask, onReconnect }) {
+  const indicator = document.getElementById('live');
+  let delay = 1000;
+  let connectedBefore = false;
+  let offlineSince = null;
+  const setOffline = (offline) => {
+    if (!indicator) return;
+    indicator.hidden = !offline;
+    indicator.textContent = offline ? 'Offline: reconnecting…' : '';
+  };
+  const connect = () => {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    socket.addEventListener('open', () => {
+      delay = 1000;
+      offlineSince = null;
+      setOffline(false);
+      if (connectedBefore) onReconnect?.();
+      connectedBefore = true;
+    });
+    socket.addEventListener('message', (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (message.type === 'task.updated') onTask(message.task);
+    });
+    socket.addEventListener('close', () => {
+      offlineSince ??= Date.now();
+      // A short blip is not worth a banner.
+      setTimeout(() => { if (offlineSince) setOffline(true); }, 1500);
+      const wait = delay * (0.5 + Math.random());
+      delay = Math.min(delay * 2, 30000);
+      setTimeout(connect, wait);
+    });
+  };
+  window.addEventListener('online', () => { delay = 1000; });
+  connect();
+}
+
+/** The header's sign-out button. */
+export function setupChrome() {
+  document.getElementById('logout')?.addEventListener('click', async () => {
+    try {
+      await api('/api/auth/logout', { method: 'POST' });
+    } catch (e) {
+      if (e.status !== 401) { toast(e.message); return; }
+    }
+    location.assign('/login');
+  });
+}
+
+/** Reads the page's JSON data island. */
+export function island(id) {
+  return JSON.parse(document.getElementById(id).textContent);
+}
+
+/** Plain words for the stable error codes a task can fail with. */
+export const TASK_ERRORS = {
+  empty_file: ['The file is empty', 'Upload the document again; the file that arrived had no content.'],
+  unsupported_type: ['This file type is not supported', 'Upload a PNG, JPEG, TIFF, WebP, BMP or PDF file.'],
+  undecodable: ['The file could not be read', 'It may be damaged or only partly uploaded. Export or scan it again.'],
+  too_many_pixels: ['A page is too large', 'Scan at a lower resolution (300 DPI is plenty) and upload again.'],
+  too_many_pages: ['The document has too many pages', 'Split it into smaller documents.'],
+  page_timeout: ['A page took too long', 'The page may be unusually large or complex. Retry, or split the document.'],
+  engine_error: ['The OCR engine failed', 'Retry; if it fails again, tell your administrator.'],
+  internal: ['Something went wrong inside ocrd', 'Retry; the error was logged for your administrator.'],
+  poison: ['The task kept failing', 'It was stopped after several attempts. Retry later or tell your administrator.'],
+  database_unavailable: ['The database was unavailable', 'Retry in a few minutes.'],
+  storage_unavailable: ['File storage was unavailable', 'Retry in a few minutes.'],
+  cancelled: ['The task was cancelled', 'Retry to run it again.'],
+};

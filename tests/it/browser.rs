@@ -1,0 +1,431 @@
+//! The web UI in a real browser: Debian's Chromium, headless, driven through chromedriver
+//! (WebDriver) by fantoccini, against `ocrd::web` with an in-process worker running the real
+//! PP-OCR engine on the embedded defaults.
+//!
+//! Screenshots of the main pages at desktop and phone width land in
+//! `target/tmp/screenshots/` (`docs/screenshots/` holds a committed copy for the README).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::all_in_one::start_worker;
+use crate::install::{Install, free_port, sample_pages, wait_for};
+use crate::support::unique;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const DESKTOP: (u32, u32) = (1280, 900);
+const PHONE: (u32, u32) = (390, 844);
+/// Page loads and OCR on a busy 2-core machine: generous.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// `POST /session/{id}/se/log`: chromedriver's console log since the last call.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+    }
+}
+
+/// A headless Chromium session and the server it browses.
+struct Browser {
+    client: Client,
+    driver: Child,
+    base: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(base: String) -> Browser {
+        for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{path} is missing: the browser tests need Debian's {package} \
+                 (`apt-get install -y chromium chromium-driver`; `make test` installs it)"
+            );
+        }
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let status = format!("{webdriver}/status");
+        wait_for(Duration::from_secs(60), "chromedriver to answer", || {
+            let status = status.clone();
+            async move {
+                reqwest::get(&status)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
+        })
+        .await;
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--no-first-run",
+                    "--disable-dev-shm-usage",
+                    format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&webdriver)
+            .await
+            .expect("a Chromium session through chromedriver");
+        Browser {
+            client,
+            driver,
+            base,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// Runs a script (a returned promise is awaited) and returns its value.
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Waits until the script returns something truthy, and returns it.
+    async fn until(&self, what: &str, script: &str) -> Value {
+        wait_for(DEADLINE, what, || async {
+            let value = self.client.execute(script, vec![]).await.ok()?;
+            let truthy = !matches!(&value, Value::Null | Value::Bool(false))
+                && value != json!(0)
+                && value != json!("");
+            truthy.then_some(value)
+        })
+        .await
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Console messages at error level since the last call (failed loads, CSP violations,
+    /// uncaught exceptions).
+    async fn console_errors(&self) -> Vec<String> {
+        let entries = self.client.issue_cmd(BrowserLog).await.unwrap();
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    async fn assert_no_console_errors(&self, page: &str) {
+        let errors = self.console_errors().await;
+        assert!(errors.is_empty(), "console errors on {page}: {errors:#?}");
+    }
+
+    /// Saves a screenshot at desktop and phone width as `{name}-desktop.png`, `{name}-phone.png`.
+    async fn screenshots(&self, name: &str) {
+        let dir = screenshot_dir();
+        for (size, (width, height)) in [("desktop", DESKTOP), ("phone", PHONE)] {
+            self.client.set_window_size(width, height).await.unwrap();
+            // Let the layout settle at the new width before the capture.
+            self.js("return new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
+                .await;
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("{name}-{size}.png")), png).unwrap();
+        }
+        self.client
+            .set_window_size(DESKTOP.0, DESKTOP.1)
+            .await
+            .unwrap();
+    }
+
+    async fn register(&self, email: &str, password: &str) {
+        self.goto("/register").await;
+        self.fill("#email", email).await;
+        self.fill("#password", password).await;
+        self.click("#register-form button[type=submit]").await;
+        self.until(
+            "the dashboard after registering",
+            "return location.pathname === '/' && document.querySelector('#tasks-state') !== null",
+        )
+        .await;
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The web UI and API of an embedded install on a random port; the worker is started by the
+/// test when it wants tasks to run.
+async fn serve() -> (Install, String) {
+    let install = Install::embedded(|_| {}).await;
+    let (server, addr) = ocrd::web::bind(
+        "127.0.0.1:0",
+        install.app.clone(),
+        None,
+        ocrd::web::Scope::Full,
+    )
+    .unwrap();
+    tokio::spawn(server);
+    (install, format!("http://{addr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
+    let (install, base) = serve().await;
+    let browser = Browser::start(base.clone()).await;
+    let (page, truth) = sample_pages().into_iter().next().unwrap();
+
+    // Signed out, the dashboard sends people to the login page.
+    browser.goto("/").await;
+    assert_eq!(browser.path().await, "/login");
+    browser.assert_no_console_errors("/login").await;
+
+    let email = format!("{}@example.com", unique("web"));
+    browser.register(&email, "a long enough passphrase").await;
+    browser
+        .until(
+            "the empty state of a new account",
+            "return !document.getElementById('empty').hidden",
+        )
+        .await;
+    browser.assert_no_console_errors("/ (empty)").await;
+
+    // Upload through the file input; no worker runs yet, so the task stays queued.
+    browser.click("nav a[href='/upload']").await;
+    browser.until("the upload page", "return location.pathname === '/upload'").await;
+    let input = browser
+        .client
+        .find(Locator::Css("#files"))
+        .await
+        .unwrap();
+    let page = page.canonicalize().unwrap();
+    input.send_keys(page.to_str().unwrap()).await.unwrap();
+    browser
+        .until(
+            "the upload to finish",
+            "return document.querySelector('.upload[data-state=done]') !== null",
+        )
+        .await;
+    let progress = browser
+        .js("return document.querySelector('.upload progress').value")
+        .await;
+    assert_eq!(progress, json!(100), "the progress bar ends full");
+    browser.screenshots("upload").await;
+    browser.assert_no_console_errors("/upload").await;
+
+    // The dashboard shows it queued; then a worker starts and the row turns completed with
+    // no reload (the marker set on this page survives).
+    browser.goto("/").await;
+    let status = browser
+        .until(
+            "the task row",
+            "return document.querySelector('#tasks tbody tr')?.dataset.status",
+        )
+        .await;
+    assert_eq!(status, json!("queued"));
+    browser.js("window.sameDocument = 'yes'; return true").await;
+    let (stop, worker) = start_worker(&install, crate::ocr::engine());
+    browser
+        .until(
+            "the row to reach completed live",
+            "return document.querySelector('#tasks tbody tr')?.dataset.status === 'completed'",
+        )
+        .await;
+    assert_eq!(
+        browser.js("return window.sameDocument").await,
+        json!("yes"),
+        "the dashboard was reloaded"
+    );
+    let badge = browser
+        .js("return document.querySelector('#tasks tbody tr .badge').textContent")
+        .await;
+    assert_eq!(badge, json!("Completed"));
+    browser.screenshots("dashboard").await;
+    browser.assert_no_console_errors("/ (live)").await;
+
+    // The viewer draws the word boxes; clicking a box marks its word in the text and back.
+    browser.click("#tasks tbody tr a.button[href$='/view']").await;
+    let boxes = browser
+        .until(
+            "word boxes",
+            "const img = document.getElementById('page-image'); \
+             return img.complete && img.naturalWidth > 0 && document.querySelectorAll('#boxes rect.word').length",
+        )
+        .await;
+    let boxes = boxes.as_u64().unwrap();
+    assert!(boxes >= 50, "only {boxes} word boxes drawn");
+    let rect = browser
+        .client
+        .find(Locator::Css("#boxes rect.word[data-i='7']"))
+        .await
+        .unwrap();
+    rect.click().await.unwrap();
+    let chosen = browser
+        .js("const w = document.querySelector('#text .w.selected'); \
+             return w && {i: w.dataset.i, text: w.textContent, \
+               boxSelected: document.querySelector('#boxes rect.word.selected')?.dataset.i}")
+        .await;
+    assert_eq!(chosen["i"], json!("7"), "{chosen}");
+    assert_eq!(chosen["boxSelected"], json!("7"), "{chosen}");
+    let title = browser
+        .js("return document.querySelector(\"#boxes rect.word[data-i='7'] title\").textContent")
+        .await;
+    let word = chosen["text"].as_str().unwrap();
+    assert!(!word.is_empty() && title.as_str().unwrap().starts_with(word));
+    // And the other way round: a word in the text marks its box.
+    browser.click("#text .w[data-i='12']").await;
+    let marked = browser
+        .js("return document.querySelector('#boxes rect.word.selected')?.dataset.i")
+        .await;
+    assert_eq!(marked, json!("12"));
+    browser.click("#shade").await;
+    browser.screenshots("viewer").await;
+    browser.assert_no_console_errors("the viewer").await;
+
+    // The txt download is the recognised text of the page.
+    let href = browser
+        .js("return document.querySelector('#downloads a[data-format=txt]').href")
+        .await;
+    let text = browser
+        .js(&format!(
+            "return fetch({href}).then((r) => r.ok ? r.text() : 'HTTP ' + r.status)"
+        ))
+        .await;
+    let cer = ocrd::eval::cer(text.as_str().unwrap(), &truth);
+    assert!(cer <= 0.02, "the downloaded text has CER {cer}");
+
+    stop.cancel();
+    worker.await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_task_is_a_404_page_and_signing_out_returns_to_login() {
+    let (install, base) = serve().await;
+    // The install's own user has a task.
+    let (page, _) = sample_pages().into_iter().next().unwrap();
+    let theirs = install.submit_file(&page).await;
+
+    let browser = Browser::start(base.clone()).await;
+    browser
+        .register(&format!("{}@example.com", unique("web")), "a long enough passphrase")
+        .await;
+    for path in [format!("/tasks/{}", theirs.id), format!("/tasks/{}/view", theirs.id)] {
+        browser.goto(&path).await;
+        let heading = browser
+            .js("return document.querySelector('h1')?.textContent")
+            .await;
+        assert_eq!(heading, json!("Not found"), "{path}");
+        let code = browser.js("return document.querySelector('code')?.textContent").await;
+        assert_eq!(code, json!("task_not_found"));
+        let leaked = browser.js("return document.body.innerText").await;
+        assert!(!leaked.as_str().unwrap().contains(&theirs.id[..8]) || path.contains(&theirs.id));
+    }
+    // The page answers 404 too, not 200 with a message.
+    let status = browser
+        .js(&format!(
+            "return fetch('/tasks/{}', {{headers: {{Accept: 'text/html'}}}}).then((r) => r.status)",
+            theirs.id
+        ))
+        .await;
+    assert_eq!(status, json!(404));
+    // 404 pages (in the browser, the console reports the 404 document itself; nothing else).
+    let errors = browser.console_errors().await;
+    assert!(
+        errors.iter().all(|e| e.contains("404")),
+        "console errors other than the 404 status: {errors:#?}"
+    );
+
+    browser.goto("/account").await;
+    browser.click("#logout").await;
+    browser
+        .until("the login page", "return location.pathname === '/login'")
+        .await;
+    browser.goto("/").await;
+    assert_eq!(browser.path().await, "/login", "signed out for real");
+    browser.assert_no_console_errors("after signing out").await;
+    browser.close().await;
+}
+
+/// Pages carry a strict Content-Security-Policy: scripts from this origin only, no inline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_send_a_csp_without_unsafe_inline() {
+    let (_install, base) = serve().await;
+    for path in ["/login", "/register"] {
+        let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let script_src = csp
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("script-src"))
+            .unwrap_or_else(|| panic!("no script-src in {csp}"));
+        assert_eq!(script_src, "script-src 'self'");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        let html = response.text().await.unwrap();
+        assert!(!html.contains("<script>") && !html.contains(" style="), "inline script or style on {path}");
+    }
+}
