@@ -251,11 +251,13 @@ pub async fn issue_reset_link(
 pub async fn still_valid(app: &App, current: &CurrentUser) -> bool {
     let valid = match &current.via {
         Via::Session { id, .. } => match (app.sessions.get(id).await, app.db.get().await) {
-            (Ok(Some(session)), Ok(mut conn)) => match User::find(&mut conn, &session.user_id).await {
-                Ok(user) => session_holds(&session, &user),
-                Err(DbError::NotFound) => false,
-                Err(_) => true,
-            },
+            (Ok(Some(session)), Ok(mut conn)) => {
+                match User::find(&mut conn, &session.user_id).await {
+                    Ok(user) => session_holds(&session, &user),
+                    Err(DbError::NotFound) => false,
+                    Err(_) => true,
+                }
+            }
             (Ok(None), _) => false,
             // An outage is not a reason to drop live views.
             _ => true,

@@ -52,7 +52,10 @@ impl Assets {
                 .map(|f| (f.data, hex::encode(&f.metadata.sha256_hash()[..12]))),
             Some(dir) => {
                 // Only plain relative names: no way out of the static folder.
-                if path.split('/').any(|part| part.is_empty() || part.starts_with('.')) {
+                if path
+                    .split('/')
+                    .any(|part| part.is_empty() || part.starts_with('.'))
+                {
                     return None;
                 }
                 let data = std::fs::read(dir.join("static").join(path)).ok()?;

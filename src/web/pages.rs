@@ -32,7 +32,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/tasks/{id}", web::get().to(task))
         .route("/tasks/{id}/view", web::get().to(viewer))
         .route("/account", web::get().to(account))
-        .route("/static/{path:.*}", web::get().to(super::assets::serve_static));
+        .route(
+            "/static/{path:.*}",
+            web::get().to(super::assets::serve_static),
+        );
 }
 
 /// The signed-in browser behind a page request, or the answer to send instead: the login page
@@ -49,7 +52,10 @@ async fn signed_in(req: &HttpRequest, assets: &Assets) -> Result<CurrentUser, Ht
             let target = if next == "/" {
                 "/login".to_owned()
             } else {
-                format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
+                format!(
+                    "/login?next={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                )
             };
             Err(HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, target))
@@ -101,7 +107,11 @@ fn page(
 }
 
 /// The error page for an API error: its status, code and message in plain words.
-pub fn error_page(assets: &Assets, current: Option<&CurrentUser>, error: &ApiError) -> HttpResponse {
+pub fn error_page(
+    assets: &Assets,
+    current: Option<&CurrentUser>,
+    error: &ApiError,
+) -> HttpResponse {
     let mut context = tera::Context::new();
     let title = match error.code.status() {
         StatusCode::NOT_FOUND => "Not found",
@@ -143,7 +153,13 @@ macro_rules! context {
 
 async fn dashboard(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
     match signed_in(&req, &assets).await {
-        Ok(current) => page(&assets, StatusCode::OK, "dashboard.html", Some(&current), context! {"nav" => "tasks"}),
+        Ok(current) => page(
+            &assets,
+            StatusCode::OK,
+            "dashboard.html",
+            Some(&current),
+            context! {"nav" => "tasks"},
+        ),
         Err(response) => response,
     }
 }
@@ -152,7 +168,13 @@ async fn upload(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>
     match signed_in(&req, &assets).await {
         Ok(current) => {
             let context = context! {"nav" => "upload", "max_upload_bytes" => app.config.limits.max_upload_bytes, "default_engine" => app.config.ocr.engine.as_str()};
-            page(&assets, StatusCode::OK, "upload.html", Some(&current), context)
+            page(
+                &assets,
+                StatusCode::OK,
+                "upload.html",
+                Some(&current),
+                context,
+            )
         }
         Err(response) => response,
     }
@@ -162,19 +184,20 @@ async fn account(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets
     match signed_in(&req, &assets).await {
         Ok(current) => {
             let context = context! {"nav" => "account", "min_password_length" => app.config.auth.min_password_length};
-            page(&assets, StatusCode::OK, "account.html", Some(&current), context)
+            page(
+                &assets,
+                StatusCode::OK,
+                "account.html",
+                Some(&current),
+                context,
+            )
         }
         Err(response) => response,
     }
 }
 
 /// A task page (detail or viewer) of the signed-in user; another user's task is the 404 page.
-async fn task_page(
-    req: &HttpRequest,
-    app: &App,
-    assets: &Assets,
-    template: &str,
-) -> HttpResponse {
+async fn task_page(req: &HttpRequest, app: &App, assets: &Assets, template: &str) -> HttpResponse {
     let current = match signed_in(req, assets).await {
         Ok(current) => current,
         Err(response) => return response,
@@ -206,7 +229,12 @@ async fn viewer(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>
 }
 
 /// Sign-in and registration: a signed-in browser goes to its dashboard instead.
-async fn signed_out_page(req: &HttpRequest, app: &App, assets: &Assets, template: &str) -> HttpResponse {
+async fn signed_out_page(
+    req: &HttpRequest,
+    app: &App,
+    assets: &Assets,
+    template: &str,
+) -> HttpResponse {
     if authenticate(req).await.is_ok() {
         return HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/"))
@@ -225,7 +253,11 @@ async fn login(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>)
     signed_out_page(&req, &app, &assets, "login.html").await
 }
 
-async fn register(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>) -> HttpResponse {
+async fn register(
+    req: HttpRequest,
+    app: web::Data<App>,
+    assets: web::Data<Assets>,
+) -> HttpResponse {
     signed_out_page(&req, &app, &assets, "register.html").await
 }
 
@@ -268,8 +300,15 @@ mod tests {
         let task = serde_json::json!({"id": "t1", "filename": "scan.png", "status": "completed"});
         let viewer = serde_json::json!({"email": "a@example.com", "admin": false});
         for name in [
-            "login.html", "register.html", "reset.html", "dashboard.html", "upload.html",
-            "task.html", "viewer.html", "account.html", "error.html",
+            "login.html",
+            "register.html",
+            "reset.html",
+            "dashboard.html",
+            "upload.html",
+            "task.html",
+            "viewer.html",
+            "account.html",
+            "error.html",
         ] {
             for signed_in in [false, true] {
                 let mut context = context! {

@@ -1250,24 +1250,47 @@ async fn changing_or_resetting_a_password_ends_every_earlier_session() {
 
     let wrong = change_password(&api, &user, "not my password", "another long passphrase").await;
     assert_eq!(wrong.status(), 401);
-    assert_eq!(wrong.json::<Value>().await.unwrap()["error"]["code"], "invalid_credentials");
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_credentials"
+    );
     let weak = change_password(&api, &user, old, "short").await;
-    assert_eq!(weak.json::<Value>().await.unwrap()["error"]["code"], "weak_password");
+    assert_eq!(
+        weak.json::<Value>().await.unwrap()["error"]["code"],
+        "weak_password"
+    );
     let changed = change_password(&api, &user, old, "another long passphrase").await;
     assert_eq!(changed.status(), 200);
     let body: Value = changed.json().await.unwrap();
     assert_ne!(body["csrf_token"], json!(user.csrf), "a new session");
     user.csrf = body["csrf_token"].as_str().unwrap().to_owned();
-    assert_eq!(me_status(&api, &user.client).await, 200, "this browser stays signed in");
-    assert_eq!(me_status(&api, &elsewhere).await, 401, "the other session ended");
+    assert_eq!(
+        me_status(&api, &user.client).await,
+        200,
+        "this browser stays signed in"
+    );
+    assert_eq!(
+        me_status(&api, &elsewhere).await,
+        401,
+        "the other session ended"
+    );
 
     // An administrator's one-time link, from the CLI.
     let output = std::process::Command::new(crate::install::ocrd_bin())
-        .args(["admin", "reset-password", "--email", &user.email.to_uppercase()])
+        .args([
+            "admin",
+            "reset-password",
+            "--email",
+            &user.email.to_uppercase(),
+        ])
         .envs(api.install.env())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let link = String::from_utf8(output.stdout).unwrap();
     let token = link.trim().rsplit_once("/reset/").unwrap().1.to_owned();
     let form = api
@@ -1296,7 +1319,10 @@ async fn changing_or_resetting_a_password_ends_every_earlier_session() {
     assert_eq!(reset("a third long passphrase").await.status(), 204);
     let again = reset("a fourth long passphrase").await;
     assert_eq!(again.status(), 404);
-    assert_eq!(again.json::<Value>().await.unwrap()["error"]["code"], "reset_link_invalid");
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"]["code"],
+        "reset_link_invalid"
+    );
     let used = api
         .browser()
         .get(api.url(&format!("/reset/{token}")))
@@ -1305,10 +1331,24 @@ async fn changing_or_resetting_a_password_ends_every_earlier_session() {
         .unwrap();
     assert_eq!(used.status(), 404, "a used link shows the error page");
 
-    assert_eq!(me_status(&api, &user.client).await, 401, "the reset ended the session");
+    assert_eq!(
+        me_status(&api, &user.client).await,
+        401,
+        "the reset ended the session"
+    );
     let fresh = api.browser();
-    assert_eq!(api.login(&fresh, &user.email, "another long passphrase").await.status(), 401);
-    assert_eq!(api.login(&fresh, &user.email, "a third long passphrase").await.status(), 200);
+    assert_eq!(
+        api.login(&fresh, &user.email, "another long passphrase")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        api.login(&fresh, &user.email, "a third long passphrase")
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1332,7 +1372,10 @@ async fn retry_requeues_a_cancelled_task_and_page_images_are_served() {
     };
     let queued = retry().await.unwrap();
     assert_eq!(queued.status(), 409);
-    assert_eq!(queued.json::<Value>().await.unwrap()["error"]["code"], "not_retryable");
+    assert_eq!(
+        queued.json::<Value>().await.unwrap()["error"]["code"],
+        "not_retryable"
+    );
     {
         let mut conn = api.install.app.db.get().await.unwrap();
         Task::cancel(&mut conn, id).await.unwrap().unwrap();
@@ -1366,11 +1409,17 @@ async fn retry_requeues_a_cancelled_task_and_page_images_are_served() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "page_not_found");
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["error"]["code"],
+        "page_not_found"
+    );
     let decoded = image::load_from_memory(&png).unwrap();
     let mut tiff = Vec::new();
     decoded
-        .write_to(&mut std::io::Cursor::new(&mut tiff), image::ImageFormat::Tiff)
+        .write_to(
+            &mut std::io::Cursor::new(&mut tiff),
+            image::ImageFormat::Tiff,
+        )
         .unwrap();
     let task: Value = user
         .upload(api.url("/api/tasks"), "page.tiff", tiff)
@@ -1380,14 +1429,31 @@ async fn retry_requeues_a_cancelled_task_and_page_images_are_served() {
         .unwrap();
     let converted = user
         .client
-        .get(api.url(&format!("/api/tasks/{}/pages/1/image", task["id"].as_str().unwrap())))
+        .get(api.url(&format!(
+            "/api/tasks/{}/pages/1/image",
+            task["id"].as_str().unwrap()
+        )))
         .send()
         .await
         .unwrap();
     assert_eq!(converted.headers()["content-type"], "image/png");
     let page = image::load_from_memory(&converted.bytes().await.unwrap()).unwrap();
     let scale = decoded.width().max(decoded.height()) as f64 / 2400.0;
-    let expect = |side: u32| if scale > 1.0 { (side as f64 / scale).round() as u32 } else { side };
-    assert!(page.width().abs_diff(expect(decoded.width())) <= 1, "{}", page.width());
-    assert!(page.height().abs_diff(expect(decoded.height())) <= 1, "{}", page.height());
+    let expect = |side: u32| {
+        if scale > 1.0 {
+            (side as f64 / scale).round() as u32
+        } else {
+            side
+        }
+    };
+    assert!(
+        page.width().abs_diff(expect(decoded.width())) <= 1,
+        "{}",
+        page.width()
+    );
+    assert!(
+        page.height().abs_diff(expect(decoded.height())) <= 1,
+        "{}",
+        page.height()
+    );
 }

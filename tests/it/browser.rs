@@ -37,7 +37,10 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
     }
 }
 
@@ -252,12 +255,10 @@ async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
 
     // Upload through the file input; no worker runs yet, so the task stays queued.
     browser.click("nav a[href='/upload']").await;
-    browser.until("the upload page", "return location.pathname === '/upload'").await;
-    let input = browser
-        .client
-        .find(Locator::Css("#files"))
-        .await
-        .unwrap();
+    browser
+        .until("the upload page", "return location.pathname === '/upload'")
+        .await;
+    let input = browser.client.find(Locator::Css("#files")).await.unwrap();
     let page = page.canonicalize().unwrap();
     input.send_keys(page.to_str().unwrap()).await.unwrap();
     browser
@@ -304,7 +305,9 @@ async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
     browser.assert_no_console_errors("/ (live)").await;
 
     // The viewer draws the word boxes; clicking a box marks its word in the text and back.
-    browser.click("#tasks tbody tr a.button[href$='/view']").await;
+    browser
+        .click("#tasks tbody tr a.button[href$='/view']")
+        .await;
     let boxes = browser
         .until(
             "word boxes",
@@ -368,15 +371,23 @@ async fn another_users_task_is_a_404_page_and_signing_out_returns_to_login() {
 
     let browser = Browser::start(base.clone()).await;
     browser
-        .register(&format!("{}@example.com", unique("web")), "a long enough passphrase")
+        .register(
+            &format!("{}@example.com", unique("web")),
+            "a long enough passphrase",
+        )
         .await;
-    for path in [format!("/tasks/{}", theirs.id), format!("/tasks/{}/view", theirs.id)] {
+    for path in [
+        format!("/tasks/{}", theirs.id),
+        format!("/tasks/{}/view", theirs.id),
+    ] {
         browser.goto(&path).await;
         let heading = browser
             .js("return document.querySelector('h1')?.textContent")
             .await;
         assert_eq!(heading, json!("Not found"), "{path}");
-        let code = browser.js("return document.querySelector('code')?.textContent").await;
+        let code = browser
+            .js("return document.querySelector('code')?.textContent")
+            .await;
         assert_eq!(code, json!("task_not_found"));
         let leaked = browser.js("return document.body.innerText").await;
         assert!(!leaked.as_str().unwrap().contains(&theirs.id[..8]) || path.contains(&theirs.id));
@@ -424,8 +435,167 @@ async fn pages_send_a_csp_without_unsafe_inline() {
             .find(|d| d.starts_with("script-src"))
             .unwrap_or_else(|| panic!("no script-src in {csp}"));
         assert_eq!(script_src, "script-src 'self'");
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
         let html = response.text().await.unwrap();
-        assert!(!html.contains("<script>") && !html.contains(" style="), "inline script or style on {path}");
+        assert!(
+            !html.contains("<script>") && !html.contains(" style="),
+            "inline script or style on {path}"
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_errors_show_next_to_each_file() {
+    let install = Install::embedded(|c| c.limits.max_upload_bytes = 200_000).await;
+    let (server, addr) = ocrd::web::bind(
+        "127.0.0.1:0",
+        install.app.clone(),
+        None,
+        ocrd::web::Scope::Full,
+    )
+    .unwrap();
+    tokio::spawn(server);
+    let browser = Browser::start(format!("http://{addr}")).await;
+    browser
+        .register(
+            &format!("{}@example.com", unique("web")),
+            "a long enough passphrase",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Too large (refused before sending), not an image despite its name (refused by the
+    // server's sniffing), a text file (refused by name) and a good small page.
+    let big = dir.path().join("big.png");
+    std::fs::write(&big, vec![0u8; 300_000]).unwrap();
+    let fake = dir.path().join("fake.png");
+    std::fs::write(&fake, b"this is not an image").unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"hello").unwrap();
+    let good = dir.path().join("good.png");
+    image::RgbImage::from_pixel(64, 32, image::Rgb([255, 255, 255]))
+        .save(&good)
+        .unwrap();
+    browser.goto("/upload").await;
+    let files: Vec<String> = [&big, &fake, &notes, &good]
+        .iter()
+        .map(|p| p.to_str().unwrap().to_owned())
+        .collect();
+    let input = browser.client.find(Locator::Css("#files")).await.unwrap();
+    input.send_keys(&files.join("\n")).await.unwrap();
+    let outcome = browser
+        .until(
+            "every upload to settle",
+            "const rows = [...document.querySelectorAll('.upload')]; \
+             if (rows.length < 4 || rows.some((r) => ['waiting', 'uploading'].includes(r.dataset.state))) return null; \
+             return rows.map((r) => [r.querySelector('.filename').textContent, r.dataset.state, \
+               r.querySelector('.upload-status').textContent]);",
+        )
+        .await;
+    let outcome: Vec<(String, String, String)> = serde_json::from_value(outcome).unwrap();
+    let find = |name: &str| {
+        outcome
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {outcome:?}"))
+            .clone()
+    };
+    let (_, state, message) = find("big.png");
+    assert_eq!(state, "error");
+    assert!(message.contains("Too large"), "{message}");
+    let (_, state, message) = find("fake.png");
+    assert_eq!(state, "error");
+    assert!(message.contains("not a supported"), "{message}");
+    let (_, state, message) = find("notes.txt");
+    assert_eq!(state, "error");
+    assert!(message.contains("Not a supported type"), "{message}");
+    let (_, state, _) = find("good.png");
+    assert_eq!(state, "done");
+    // The server's 415 shows in the console as a failed request; nothing else may.
+    let errors = browser.console_errors().await;
+    assert!(
+        errors.iter().all(|e| e.contains("415")),
+        "console errors: {errors:#?}"
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_shows_when_offline_and_catches_up_after_reconnecting() {
+    let install = Install::embedded(|_| {}).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server =
+        ocrd::web::serve(listener, install.app.clone(), None, ocrd::web::Scope::Full).unwrap();
+    let handle = server.handle();
+    tokio::spawn(server);
+    let browser = Browser::start(format!("http://{addr}")).await;
+    browser
+        .register(
+            &format!("{}@example.com", unique("web")),
+            "a long enough passphrase",
+        )
+        .await;
+    browser
+        .until(
+            "the empty state",
+            "return !document.getElementById('empty').hidden",
+        )
+        .await;
+    browser.js("window.sameDocument = 'yes'; return true").await;
+
+    handle.stop(false).await;
+    browser
+        .until(
+            "the offline notice",
+            "const live = document.getElementById('live'); return !live.hidden && live.textContent",
+        )
+        .await;
+    // While the page is offline, a task of this user is created; the page cannot hear of it.
+    let user_id = {
+        let mut conn = install.app.db.get().await.unwrap();
+        let email = browser
+            .js("return document.querySelector('.who').textContent")
+            .await;
+        ocrd::db::models::User::find_by_email(&mut conn, email.as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    };
+    let (page, _) = sample_pages().into_iter().next().unwrap();
+    let task = install.submit_file_as(&user_id, &page).await;
+
+    // Back on the same port: the page reconnects, hides the notice and reloads its list.
+    let listener = wait_for(
+        Duration::from_secs(30),
+        "the port to be free again",
+        || async { std::net::TcpListener::bind(addr).ok() },
+    )
+    .await;
+    let server =
+        ocrd::web::serve(listener, install.app.clone(), None, ocrd::web::Scope::Full).unwrap();
+    tokio::spawn(server);
+    browser
+        .until(
+            "the missed task to appear",
+            &format!(
+                "return document.getElementById('live').hidden && \
+                 document.querySelector('#tasks tbody tr[data-id=\"{}\"]') !== null",
+                task.id
+            ),
+        )
+        .await;
+    assert_eq!(browser.js("return window.sameDocument").await, json!("yes"));
+    // Only the failed reconnection attempts may show in the console.
+    let errors = browser.console_errors().await;
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("WebSocket") || e.contains("ERR_CONNECTION_REFUSED")),
+        "console errors: {errors:#?}"
+    );
+    browser.close().await;
 }

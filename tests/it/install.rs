@@ -203,8 +203,13 @@ impl Install {
     }
 
     pub async fn submit_bytes(&self, filename: &str, body: Vec<u8>) -> Task {
+        self.submit_bytes_as(&self.user.id, filename, body).await
+    }
+
+    /// Submits as another account of this install.
+    pub async fn submit_bytes_as(&self, user_id: &str, filename: &str, body: Vec<u8>) -> Task {
         let submission = Submission {
-            user_id: &self.user.id,
+            user_id,
             filename,
             engine: None,
             options: TaskOptions::default(),
@@ -218,8 +223,13 @@ impl Install {
     }
 
     pub async fn submit_file(&self, path: &Path) -> Task {
+        self.submit_file_as(&self.user.id, path).await
+    }
+
+    pub async fn submit_file_as(&self, user_id: &str, path: &Path) -> Task {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        self.submit_bytes(&name, std::fs::read(path).unwrap()).await
+        self.submit_bytes_as(user_id, &name, std::fs::read(path).unwrap())
+            .await
     }
 
     pub async fn task(&self, id: &str) -> Task {

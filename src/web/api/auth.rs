@@ -328,8 +328,12 @@ pub async fn reset_password(
             .ok_or_else(invalid)?;
         User::find(&mut conn, &user_id).await?
     };
-    password::check_policy(&body.password, app.config.auth.min_password_length, &user.email)
-        .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))?;
+    password::check_policy(
+        &body.password,
+        app.config.auth.min_password_length,
+        &user.email,
+    )
+    .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))?;
     let new_hash = password::hash_async(body.password.clone())
         .await
         .map_err(ApiError::internal)?;

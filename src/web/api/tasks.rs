@@ -395,7 +395,10 @@ pub async fn retry(
     let task = Task::retry(&mut conn, &task.id).await?.ok_or_else(|| {
         ApiError::new(
             Code::NotRetryable,
-            format!("the task is {}; only failed or cancelled tasks can be retried", task.status.as_str()),
+            format!(
+                "the task is {}; only failed or cancelled tasks can be retried",
+                task.status.as_str()
+            ),
         )
     })?;
     drop(conn);
@@ -424,7 +427,12 @@ pub async fn page_image(
         let mut conn = app.db.get().await?;
         File::find(&mut conn, &task.file_id).await?
     };
-    let no_page = || ApiError::new(Code::PageNotFound, format!("the document has no page {page}"));
+    let no_page = || {
+        ApiError::new(
+            Code::PageNotFound,
+            format!("the document has no page {page}"),
+        )
+    };
     let pages = task.pages_total.or(file.page_count).unwrap_or(1).max(1) as u32;
     if page == 0 || page > pages {
         return Err(no_page());
@@ -472,7 +480,11 @@ fn page_png(
         .ok_or(None)??;
     let image = if image.width().max(image.height()) > PAGE_IMAGE_MAX_SIDE {
         image::DynamicImage::ImageRgb8(image)
-            .resize(PAGE_IMAGE_MAX_SIDE, PAGE_IMAGE_MAX_SIDE, image::imageops::FilterType::Triangle)
+            .resize(
+                PAGE_IMAGE_MAX_SIDE,
+                PAGE_IMAGE_MAX_SIDE,
+                image::imageops::FilterType::Triangle,
+            )
             .into_rgb8()
     } else {
         image
