@@ -270,6 +270,13 @@ impl EngineKind {
             EngineKind::Ppocr => "ppocr",
         }
     }
+
+    /// What it is, in a few words for people choosing one (the upload page).
+    pub fn description(self) -> &'static str {
+        match self {
+            EngineKind::Ppocr => "PP-OCR: fast, on CPUs",
+        }
+    }
 }
 
 impl std::str::FromStr for EngineKind {

@@ -154,7 +154,7 @@ async fn observe(
     let id = uuid::Uuid::new_v4().simple().to_string();
     let started = Instant::now();
     let state = req.app_data::<web::Data<WebState>>().cloned();
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %loggable(req.path()));
     let mut response = next.call(req).instrument(span.clone()).await?;
     let route = response
         .request()
@@ -175,6 +175,15 @@ async fn observe(
             .insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
+}
+
+/// A path as logs may show it: a password reset link's token is a credential.
+fn loggable(path: &str) -> &str {
+    if path.starts_with("/reset/") {
+        "/reset/…"
+    } else {
+        path
+    }
 }
 
 fn cors(origins: &[String]) -> actix_cors::Cors {

@@ -67,6 +67,7 @@ async fn signed_in(req: &HttpRequest, assets: &Assets) -> Result<CurrentUser, Ht
 
 #[derive(Serialize)]
 struct Viewer<'a> {
+    id: &'a str,
     email: &'a str,
     admin: bool,
 }
@@ -83,6 +84,7 @@ fn page(
         context.insert(
             "viewer",
             &Viewer {
+                id: &current.user.id,
                 email: &current.user.email,
                 admin: current.user.is_admin(),
             },
@@ -167,7 +169,16 @@ async fn dashboard(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse 
 async fn upload(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>) -> HttpResponse {
     match signed_in(&req, &assets).await {
         Ok(current) => {
-            let context = context! {"nav" => "upload", "max_upload_bytes" => app.config.limits.max_upload_bytes, "default_engine" => app.config.ocr.engine.as_str()};
+            let engines: Vec<(&str, &str)> = crate::config::EngineKind::ALL
+                .iter()
+                .map(|e| (e.as_str(), e.description()))
+                .collect();
+            let context = context! {
+                "nav" => "upload",
+                "max_upload_bytes" => app.config.limits.max_upload_bytes,
+                "engines" => engines,
+                "default_engine" => app.config.ocr.engine.as_str(),
+            };
             page(
                 &assets,
                 StatusCode::OK,
@@ -183,7 +194,10 @@ async fn upload(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>
 async fn account(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>) -> HttpResponse {
     match signed_in(&req, &assets).await {
         Ok(current) => {
-            let context = context! {"nav" => "account", "min_password_length" => app.config.auth.min_password_length};
+            let context = context! {
+                "nav" => "account",
+                "min_password_length" => app.config.auth.min_password_length,
+            };
             page(
                 &assets,
                 StatusCode::OK,
@@ -298,7 +312,7 @@ mod tests {
     fn every_template_renders() {
         let assets = Assets::new(None).unwrap();
         let task = serde_json::json!({"id": "t1", "filename": "scan.png", "status": "completed"});
-        let viewer = serde_json::json!({"email": "a@example.com", "admin": false});
+        let viewer = serde_json::json!({"id": "u1", "email": "a@example.com", "admin": false});
         for name in [
             "login.html",
             "register.html",
@@ -313,7 +327,8 @@ mod tests {
             for signed_in in [false, true] {
                 let mut context = context! {
                     "registration" => "open", "min_password_length" => 10, "token" => "x",
-                    "max_upload_bytes" => 1000, "default_engine" => "ppocr", "task" => task,
+                    "max_upload_bytes" => 1000, "default_engine" => "ppocr",
+                    "engines" => [("ppocr", "PP-OCR")], "task" => task,
                     "task_json" => "{}", "title" => "Not found", "code" => "not_found",
                     "message" => "<gone>",
                 };

@@ -23,6 +23,21 @@ function progressCell(task) {
   return el('td', { 'data-label': 'Progress', class: 'muted' }, task.status === 'queued' ? 'Waiting for a worker' : '—');
 }
 
+/** Rows are ordered by id: UUIDv7, so newest first is descending id. */
+function place(fresh) {
+  const current = body.querySelector(`tr[data-id="${CSS.escape(fresh.dataset.id)}"]`);
+  if (current) {
+    // Replies can arrive out of order: never go back to an older state.
+    if (current.dataset.updated > fresh.dataset.updated) return;
+    current.replaceWith(fresh);
+    return;
+  }
+  const older = [...body.rows].find((r) => r.dataset.id < fresh.dataset.id);
+  if (older) older.before(fresh);
+  // Older than every row shown: it belongs to a later page, unless this is the last one.
+  else if (!cursor) body.append(fresh);
+}
+
 function row(task) {
   const name = el('td', { 'data-label': 'Document', class: 'filename' },
     el('a', { href: `/tasks/${task.id}` }, task.filename || 'upload'));
@@ -32,7 +47,7 @@ function row(task) {
   }
   const actions = el('td', { class: 'row-actions' });
   if (task.status === 'completed') actions.append(el('a', { class: 'button small', href: `/tasks/${task.id}/view` }, 'View'));
-  return el('tr', { 'data-id': task.id, 'data-status': task.status },
+  return el('tr', { 'data-id': task.id, 'data-status': task.status, 'data-updated': task.updated_at },
     name,
     el('td', { 'data-label': 'Status' }, badge(task.status)),
     progressCell(task),
@@ -60,8 +75,8 @@ async function load({ append = false } = {}) {
   try {
     const list = await api(`/api/tasks?${query}`);
     if (!append) body.replaceChildren();
-    for (const task of list.tasks) body.append(row(task));
     cursor = list.next_cursor;
+    for (const task of list.tasks) place(row(task));
     more.hidden = !cursor;
     showState();
   } catch (e) {
@@ -87,10 +102,7 @@ async function update(event) {
   } catch {
     return;
   }
-  const fresh = row(task);
-  const current = body.querySelector(`tr[data-id="${CSS.escape(task.id)}"]`);
-  if (current) current.replaceWith(fresh);
-  else body.prepend(fresh);
+  place(row(task));
   showState();
 }
 
@@ -106,4 +118,6 @@ for (const button of filters) {
 more.addEventListener('click', () => load({ append: true }));
 
 load();
-live({ onTask: update, onReconnect: () => load() });
+// Each (re)connection re-reads the list: events sent while offline are not replayed.
+let connections = 0;
+live({ onTask: update, onConnect: () => { if (connections++ > 0) load(); } });

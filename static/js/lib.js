@@ -16,7 +16,7 @@ export class ApiError extends Error {
 }
 
 /** Calls the JSON API; throws ApiError with the server's code and message on failure. */
-export async function api(path, { method = 'GET', json, body, headers = {} } = {}) {
+export async function api(path, { method = 'GET', json, body, headers = {}, retry = true } = {}) {
   const init = { method, headers: { Accept: 'application/json', ...headers }, credentials: 'same-origin' };
   if (method !== 'GET' && csrfToken()) init.headers['X-CSRF-Token'] = csrfToken();
   if (json !== undefined) {
@@ -31,6 +31,13 @@ export async function api(path, { method = 'GET', json, body, headers = {} } = {
   } catch {
     throw new ApiError(0, 'offline', 'The server cannot be reached. Check your connection and try again.');
   }
+  if (response.status === 403 && retry) {
+    // The session was renewed in another tab (a password change): take its token, try again.
+    const failed = await response.clone().json().catch(() => null);
+    if (failed?.error?.code === 'csrf_failed' && await renewCsrf()) {
+      return api(path, { method, json, body, headers, retry: false });
+    }
+  }
   if (response.status === 204) return null;
   const text = await response.text();
   let data = null;
@@ -44,6 +51,16 @@ export async function api(path, { method = 'GET', json, body, headers = {} } = {
       error?.message ?? `The server answered ${response.status}.`);
   }
   return data;
+}
+
+/** Fetches the session's current CSRF token into the page; false if signed out. */
+async function renewCsrf() {
+  const response = await fetch('/api/auth/me', { credentials: 'same-origin' }).catch(() => null);
+  const me = response?.ok ? await response.json() : null;
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  if (!me?.csrf_token || !meta) return false;
+  meta.content = me.csrf_token;
+  return true;
 }
 
 /** Creates an element: el('a', {href: '/'}, 'text', child). Attributes starting with `on` are listeners. */
@@ -125,14 +142,19 @@ export function downloadLinks(task) {
 }
 
 /**
- * The live connection: calls onTask(task) for each task.updated event, and onReconnect() after
- * the connection came back (events may have been missed). Reconnects with exponential backoff
- * and jitter, and shows in the header while it is offline.
+ * The live connection: calls onTask(task) for each task.updated event of the signed-in user,
+ * and onConnect() each time the connection opens (events may have been missed before).
+ * Reconnects with exponential backoff and jitter, shows in the header while it is offline,
+ * and goes to the login page once the session has ended.
  */
-export function live({ onTask, onReconnect }) {
+let leaving = false;
+window.addEventListener('pagehide', () => { leaving = true; });
+
+export function live({ onTask, onConnect }) {
   const indicator = document.getElementById('live');
+  // Admins hear of every user's tasks; the pages show only the viewer's own.
+  const me = document.querySelector('meta[name="user-id"]')?.content;
   let delay = 1000;
-  let connectedBefore = false;
   let offlineSince = null;
   const setOffline = (offline) => {
     if (!indicator) return;
@@ -146,15 +168,23 @@ export function live({ onTask, onReconnect }) {
       delay = 1000;
       offlineSince = null;
       setOffline(false);
-      if (connectedBefore) onReconnect?.();
-      connectedBefore = true;
+      document.body.dataset.live = 'connected';
+      onConnect?.();
     });
     socket.addEventListener('message', (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      if (message.type === 'task.updated') onTask(message.task);
+      if (message.type === 'task.updated' && (!me || message.task.user_id === me)) onTask(message.task);
     });
-    socket.addEventListener('close', () => {
+    socket.addEventListener('close', async () => {
+      if (leaving) return;
+      document.body.dataset.live = 'offline';
+      // Closed because the session ended (signed out elsewhere, password changed)?
+      const response = await fetch('/api/auth/me', { credentials: 'same-origin' }).catch(() => null);
+      if (response?.status === 401) {
+        location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+        return;
+      }
       offlineSince ??= Date.now();
       // A short blip is not worth a banner.
       setTimeout(() => { if (offlineSince) setOffline(true); }, 1500);
@@ -170,6 +200,7 @@ export function live({ onTask, onReconnect }) {
 /** The header's sign-out button. */
 export function setupChrome() {
   document.getElementById('logout')?.addEventListener('click', async () => {
+    leaving = true;
     try {
       await api('/api/auth/logout', { method: 'POST' });
     } catch (e) {

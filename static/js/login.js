@@ -6,7 +6,9 @@ const error = document.getElementById('form-error');
 /** Where to go after signing in: a local path from ?next=, else the dashboard. */
 function next() {
   const target = new URLSearchParams(location.search).get('next') ?? '/';
-  return target.startsWith('/') && !target.startsWith('//') ? target : '/';
+  // Resolved as the browser would, so `/\evil.example` and the like cannot leave this site.
+  const url = new URL(target, location.origin);
+  return url.origin === location.origin ? url.pathname + url.search + url.hash : '/';
 }
 
 form.addEventListener('submit', async (event) => {

@@ -73,7 +73,11 @@ document.getElementById('retry').addEventListener('click', async (event) => {
 });
 
 const dialog = document.getElementById('confirm-delete');
-document.getElementById('delete').addEventListener('click', () => dialog.showModal());
+document.getElementById('delete').addEventListener('click', () => {
+  // Escape must not repeat an earlier choice.
+  dialog.returnValue = '';
+  dialog.showModal();
+});
 dialog.addEventListener('close', async () => {
   if (dialog.returnValue !== 'delete') return;
   try {
@@ -95,5 +99,5 @@ async function refresh() {
 }
 live({
   onTask: (event) => { if (event.id === task.id) refresh(); },
-  onReconnect: refresh,
+  onConnect: refresh,
 });

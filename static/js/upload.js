@@ -120,6 +120,10 @@ for (const name of ['dragenter', 'dragover']) {
 for (const name of ['dragleave', 'drop']) {
   drop.addEventListener(name, () => drop.classList.remove('over'));
 }
+// A file dropped beside the zone must not replace the page (and abort uploads in flight).
+for (const name of ['dragover', 'drop']) {
+  document.addEventListener(name, (event) => event.preventDefault());
+}
 drop.addEventListener('drop', (event) => {
   event.preventDefault();
   add([...event.dataTransfer.files]);

@@ -74,7 +74,7 @@ function showPage(n) {
         rect.append(title);
         rects.push(rect);
         if (words.length) words.push(' ');
-        words.push(el('span', { class: `w ${confidenceClass(word.confidence)}`, 'data-i': String(i), tabindex: '0' }, word.text));
+        words.push(el('span', { class: `w ${confidenceClass(word.confidence)}`, 'data-i': String(i), tabindex: '0', role: 'button' }, word.text));
         i++;
       }
       lines.push(el('span', { class: 'line' }, ...words), el('br'));

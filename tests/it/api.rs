@@ -1248,6 +1248,17 @@ async fn changing_or_resetting_a_password_ends_every_earlier_session() {
     let elsewhere = api.browser();
     assert_eq!(api.login(&elsewhere, &user.email, old).await.status(), 200);
 
+    let app = &api.install.app;
+    let account = {
+        let mut conn = app.db.get().await.unwrap();
+        ocrd::db::models::User::find(&mut conn, &user.id)
+            .await
+            .unwrap()
+    };
+    let (early_link, _) = ocrd::auth::issue_reset_link(app, &account, chrono::TimeDelta::hours(1))
+        .await
+        .unwrap();
+
     let wrong = change_password(&api, &user, "not my password", "another long passphrase").await;
     assert_eq!(wrong.status(), 401);
     assert_eq!(
@@ -1274,6 +1285,15 @@ async fn changing_or_resetting_a_password_ends_every_earlier_session() {
         401,
         "the other session ended"
     );
+    let early_token = early_link.rsplit_once("/reset/").unwrap().1;
+    let early = api
+        .browser()
+        .post(api.url("/api/auth/reset"))
+        .json(&json!({"token": early_token, "password": "an attacker's passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 404, "a link from before the change is void");
 
     // An administrator's one-time link, from the CLI.
     let output = std::process::Command::new(crate::install::ocrd_bin())

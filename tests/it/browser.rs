@@ -285,6 +285,12 @@ async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
         .await;
     assert_eq!(status, json!("queued"));
     browser.js("window.sameDocument = 'yes'; return true").await;
+    browser
+        .until(
+            "the live connection",
+            "return document.body.dataset.live === 'connected'",
+        )
+        .await;
     let (stop, worker) = start_worker(&install, crate::ocr::engine());
     browser
         .until(
@@ -389,8 +395,12 @@ async fn another_users_task_is_a_404_page_and_signing_out_returns_to_login() {
             .js("return document.querySelector('code')?.textContent")
             .await;
         assert_eq!(code, json!("task_not_found"));
-        let leaked = browser.js("return document.body.innerText").await;
-        assert!(!leaked.as_str().unwrap().contains(&theirs.id[..8]) || path.contains(&theirs.id));
+        let text = browser.js("return document.body.innerText").await;
+        let name = page.file_name().unwrap().to_str().unwrap();
+        assert!(
+            !text.as_str().unwrap().contains(name),
+            "the page shows their file name"
+        );
     }
     // The page answers 404 too, not 200 with a message.
     let status = browser
@@ -408,6 +418,12 @@ async fn another_users_task_is_a_404_page_and_signing_out_returns_to_login() {
     );
 
     browser.goto("/account").await;
+    browser
+        .until(
+            "the account page to load",
+            "return document.getElementById('tokens-state').textContent === 'No tokens yet.'",
+        )
+        .await;
     browser.click("#logout").await;
     browser
         .until("the login page", "return location.pathname === '/login'")
@@ -597,5 +613,95 @@ async fn the_live_view_shows_when_offline_and_catches_up_after_reconnecting() {
             .all(|e| e.contains("WebSocket") || e.contains("ERR_CONNECTION_REFUSED")),
         "console errors: {errors:#?}"
     );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_password() {
+    let (_install, base) = serve().await;
+    let browser = Browser::start(base.clone()).await;
+    let email = format!("{}@example.com", unique("web"));
+    browser.register(&email, "a long enough passphrase").await;
+    browser.goto("/account").await;
+    browser
+        .until(
+            "the token list",
+            "return document.getElementById('tokens-state').textContent === 'No tokens yet.'",
+        )
+        .await;
+    browser.fill("#token-name", "scanner").await;
+    browser.click("#token-form button[type=submit]").await;
+    let token = browser
+        .until(
+            "the new token",
+            "return !document.getElementById('new-token').hidden && \
+             document.querySelectorAll('#tokens tbody tr').length === 1 && \
+             document.getElementById('new-token-value').textContent",
+        )
+        .await;
+    let token = token.as_str().unwrap().to_owned();
+    assert!(token.starts_with("ocrd_"), "{token}");
+    // The token works for the API, and the list shows only its first characters.
+    let me = reqwest::Client::new()
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let listed = browser
+        .js("return document.querySelector('#tokens tbody').innerText")
+        .await;
+    assert!(
+        !listed.as_str().unwrap().contains(&token),
+        "the list shows the whole token"
+    );
+
+    // Revoking asks first (accepted here), then the token stops working.
+    browser.js("window.confirm = () => true; return true").await;
+    browser.click("#tokens tbody tr button").await;
+    browser
+        .until(
+            "the token to be gone",
+            "return document.querySelectorAll('#tokens tbody tr').length === 0 && \
+             !document.getElementById('tokens-state').hidden",
+        )
+        .await;
+    let me = reqwest::Client::new()
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+
+    // Changing the password keeps this browser signed in with a renewed session.
+    browser.fill("#current", "a long enough passphrase").await;
+    browser.fill("#new", "another long passphrase").await;
+    browser.fill("#confirm", "another long passphrase").await;
+    browser.click("#password-form button[type=submit]").await;
+    browser
+        .until(
+            "the password change",
+            "return !document.getElementById('password-done').hidden",
+        )
+        .await;
+    // A change after the renewal still passes the CSRF check.
+    browser.fill("#token-name", "second").await;
+    browser.click("#token-form button[type=submit]").await;
+    browser
+        .until(
+            "a token made with the renewed session",
+            "return document.querySelectorAll('#tokens tbody tr').length === 1",
+        )
+        .await;
+    browser.assert_no_console_errors("/account").await;
+    let login = reqwest::Client::new()
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": email, "password": "another long passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
     browser.close().await;
 }

@@ -33,6 +33,16 @@ impl PasswordReset {
         Ok(expires_at)
     }
 
+    /// Deletes every link of an account (its password changed some other way).
+    pub async fn delete_for_user(conn: &mut DbConn, user_id: &str) -> Result<(), DbError> {
+        with_conn!(conn, |c| diesel::delete(
+            password_resets::table.filter(password_resets::user_id.eq(user_id))
+        )
+        .execute(c)
+        .await)?;
+        Ok(())
+    }
+
     /// The account a link that has not expired belongs to.
     pub async fn user_of(conn: &mut DbConn, token_hash: &str) -> Result<Option<String>, DbError> {
         let at = now();

@@ -300,6 +300,8 @@ async fn set_password(app: &App, user_id: &str, plain: &str) -> Result<User, Api
         .map_err(ApiError::internal)?;
     let mut conn = app.db.get().await?;
     User::set_password_hash(&mut conn, user_id, &hash).await?;
+    // A reset link issued before must not undo the change.
+    PasswordReset::delete_for_user(&mut conn, user_id).await?;
     Ok(User::find(&mut conn, user_id).await?)
 }
 

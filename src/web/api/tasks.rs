@@ -9,6 +9,7 @@ use actix_web::http::header::{self, ContentDisposition, DispositionParam, Dispos
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{TaskView, json};
@@ -449,11 +450,15 @@ pub async fn page_image(
             .insert_header((header::CONTENT_LENGTH, blob.size.to_string()))
             .streaming(blob.body.map_err(|e| std::io::Error::other(e.to_string()))));
     }
-    // Converted: the upload goes to a private temp file, and one page is decoded from it.
-    let mut temp = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
-    let bytes = app.blobs.get_bytes(&key).await?;
-    std::io::Write::write_all(&mut temp, &bytes).map_err(ApiError::internal)?;
-    drop(bytes);
+    // Converted: the upload streams to a private temp file, and one page is decoded from it.
+    let temp = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
+    let mut out = tokio::fs::File::from_std(temp.reopen().map_err(ApiError::internal)?);
+    let mut blob = app.blobs.get(&key).await?;
+    while let Some(chunk) = blob.body.next().await {
+        out.write_all(&chunk?).await.map_err(ApiError::internal)?;
+    }
+    out.flush().await.map_err(ApiError::internal)?;
+    drop(out);
     let limits = crate::document::Limits {
         max_pixels: app.config.limits.max_pixels,
         max_pages: app.config.limits.max_pages,
