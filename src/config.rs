@@ -308,6 +308,9 @@ pub struct OcrConfig {
     pub classify_orientation: bool,
     /// CUDA device ids for workers; empty runs on the CPU. `ocrd work --gpus` overrides it.
     pub gpus: Vec<u32>,
+    /// Resolution PDF pages are rendered at for OCR (lowered for pages over
+    /// `limits.max_pixels`).
+    pub pdf_dpi: u32,
 }
 
 impl Default for OcrConfig {
@@ -320,6 +323,7 @@ impl Default for OcrConfig {
             threads: 0,
             classify_orientation: false,
             gpus: Vec::new(),
+            pdf_dpi: 300,
         }
     }
 }
@@ -483,6 +487,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(36..=1200).contains(&self.ocr.pdf_dpi) {
+            return Err(ConfigError::invalid(
+                "ocr.pdf_dpi",
+                "must be between 36 and 1200 (300 suits OCR)",
+            ));
+        }
         for origin in &self.server.cors_origins {
             let parsed = Url::parse(origin).ok();
             let bare = parsed.as_ref().is_some_and(|u| {
@@ -586,6 +596,15 @@ impl Config {
                 "redis.url",
                 format!("has unsupported scheme `{other}` (expected redis:// or rediss://)"),
             )),
+        }
+    }
+
+    /// How documents are read: the page limits and the PDF resolution.
+    pub fn document_limits(&self) -> crate::document::Limits {
+        crate::document::Limits {
+            max_pixels: self.limits.max_pixels,
+            max_pages: self.limits.max_pages,
+            pdf_dpi: self.ocr.pdf_dpi,
         }
     }
 

@@ -126,10 +126,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
         None => ocr::runtime::Device::Cpu,
     };
     let engine = ocr::load_engine(&ocr_config, device)?;
-    let limits = Limits {
-        max_pixels: config.limits.max_pixels,
-        max_pages: config.limits.max_pages,
-    };
+    let limits = config.document_limits();
 
     let progress = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(args.files.len() as u64);

@@ -2,8 +2,10 @@
 //!
 //! The type is sniffed from the first bytes, never taken from a name or a client. Every decode
 //! checks the declared size against `max_pixels` before allocating, so a decompression bomb or a
-//! lying header is refused cheaply. Supported: PNG, JPEG, TIFF (every page), WebP and BMP.
+//! lying header is refused cheaply. Supported: PNG, JPEG, TIFF (every page), WebP, BMP and PDF
+//! (every page, rendered at `pdf_dpi`).
 
+mod pdf;
 mod tiff_pages;
 
 use std::io::{BufReader, Read, Seek};
@@ -69,6 +71,8 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Most pages in one document.
     pub max_pages: usize,
+    /// Resolution PDF pages are rendered at (lowered for pages over `max_pixels`).
+    pub pdf_dpi: u32,
 }
 
 impl Default for Limits {
@@ -76,6 +80,7 @@ impl Default for Limits {
         Limits {
             max_pixels: 100_000_000,
             max_pages: 1000,
+            pdf_dpi: 300,
         }
     }
 }
@@ -85,14 +90,16 @@ impl Default for Limits {
 pub enum DocumentError {
     #[error("the file is empty")]
     Empty,
-    #[error("not a supported document type (PNG, JPEG, TIFF, WebP, BMP)")]
+    #[error("not a supported document type (PNG, JPEG, TIFF, WebP, BMP, PDF)")]
     Unsupported,
-    #[error("{0} documents are not supported yet")]
-    UnsupportedKind(&'static str),
     #[error("page is {width}×{height} pixels, more than the limit of {max} pixels")]
     TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error("an image on the page is {width}×{height} pixels, more than the limit of {max} pixels")]
+    ImageTooLarge { width: u32, height: u32, max: u64 },
     #[error("more than {0} pages")]
     TooManyPages(usize),
+    #[error("the PDF is password-protected")]
+    Encrypted,
     #[error("cannot decode: {0}")]
     Undecodable(String),
     #[error("cannot read: {0}")]
@@ -103,10 +110,13 @@ impl DocumentError {
     pub fn code(&self) -> &'static str {
         match self {
             DocumentError::Empty => "empty_file",
-            DocumentError::Unsupported | DocumentError::UnsupportedKind(_) => "unsupported_type",
-            DocumentError::TooManyPixels { .. } => "too_many_pixels",
+            DocumentError::Unsupported => "unsupported_type",
+            DocumentError::TooManyPixels { .. } | DocumentError::ImageTooLarge { .. } => {
+                "too_many_pixels"
+            }
             DocumentError::TooManyPages(_) => "too_many_pages",
             DocumentError::Undecodable(_) => "undecodable",
+            DocumentError::Encrypted => "encrypted",
             DocumentError::Io(_) => "io",
         }
     }
@@ -137,6 +147,18 @@ enum PagesInner {
     /// A single-image format, not decoded yet.
     Single(Option<Box<dyn FnOnce() -> Result<RgbImage, DocumentError>>>),
     Tiff(Box<tiff_pages::TiffPages>),
+    Pdf(Box<pdf::PdfPages>),
+}
+
+impl Pages {
+    /// The number of pages, where the format tells it before decoding (PDF, single images).
+    pub fn page_count(&self) -> Option<usize> {
+        match &self.inner {
+            PagesInner::Single(_) => Some(1),
+            PagesInner::Tiff(_) => None,
+            PagesInner::Pdf(pages) => Some(pages.page_count()),
+        }
+    }
 }
 
 impl Iterator for Pages {
@@ -146,6 +168,7 @@ impl Iterator for Pages {
         match &mut self.inner {
             PagesInner::Single(decode) => decode.take().map(|decode| decode()),
             PagesInner::Tiff(pages) => pages.next(),
+            PagesInner::Pdf(pages) => pages.next(),
         }
     }
 }
@@ -162,7 +185,14 @@ pub fn open(path: &Path, limits: Limits) -> Result<Pages, DocumentError> {
     file.rewind()?;
     let reader = BufReader::new(file);
     match kind {
-        Kind::Pdf => Err(DocumentError::UnsupportedKind("PDF")),
+        Kind::Pdf => {
+            // hayro parses from memory; the upload limit bounds the size.
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut reader.into_inner(), &mut bytes)?;
+            Ok(Pages {
+                inner: PagesInner::Pdf(Box::new(pdf::PdfPages::new(bytes, limits)?)),
+            })
+        }
         Kind::Tiff => Ok(Pages {
             inner: PagesInner::Tiff(Box::new(tiff_pages::TiffPages::new(reader, limits)?)),
         }),

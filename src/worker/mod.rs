@@ -69,10 +69,7 @@ impl WorkerOptions {
             shutdown_grace: Duration::from_secs(w.shutdown_grace_secs),
             recover_every: Duration::from_secs(w.recover_secs),
             temp_root: config.worker_temp_dir(),
-            limits: Limits {
-                max_pixels: config.limits.max_pixels,
-                max_pages: config.limits.max_pages,
-            },
+            limits: config.document_limits(),
         }
     }
 }

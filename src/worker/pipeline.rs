@@ -218,6 +218,8 @@ async fn recognise(
     let (tx, mut rx) = mpsc::channel(1);
     read_pages(engine.clone(), source, worker.options.limits, tx)?;
     let mut pages = Vec::new();
+    // Known from the start for PDFs and single images, at the end for TIFF.
+    let mut known_total = None;
     let mut started = Instant::now();
     loop {
         let message = tokio::time::timeout(worker.options.page_timeout, rx.recv())
@@ -233,13 +235,21 @@ async fn recognise(
                 )
             })?;
         match message {
+            Some(PageMessage::Total(total)) => {
+                known_total = Some(total as i32);
+                let mut conn = worker.app.db.get().await?;
+                match Task::set_progress(&mut conn, &task.id, owner, 0, known_total).await? {
+                    Some(updated) => worker.app.events.task_updated(&updated).await,
+                    None => return Err(TaskError::LeaseLost),
+                }
+            }
             Some(PageMessage::Page(result)) => {
                 worker.metrics.page_done(started.elapsed());
                 started = Instant::now();
                 pages.push(result?);
                 let mut conn = worker.app.db.get().await?;
                 let done = pages.len() as i32;
-                match Task::set_progress(&mut conn, &task.id, owner, done, None).await? {
+                match Task::set_progress(&mut conn, &task.id, owner, done, known_total).await? {
                     Some(updated) => worker.app.events.task_updated(&updated).await,
                     None => return Err(TaskError::LeaseLost),
                 }
@@ -283,6 +293,8 @@ async fn download(worker: &Worker, file: &File, to: &Path) -> Result<(), TaskErr
 }
 
 enum PageMessage {
+    /// The page count, where the format tells it up front.
+    Total(usize),
     Page(Result<PageResult, TaskError>),
     End(Result<(), TaskError>),
 }
@@ -300,7 +312,13 @@ fn read_pages(
         .name("ocrd-pages".into())
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                for (index, page) in document::open(&source, limits)?.enumerate() {
+                let pages = document::open(&source, limits)?;
+                if let Some(total) = pages.page_count()
+                    && tx.blocking_send(PageMessage::Total(total)).is_err()
+                {
+                    return Ok(());
+                }
+                for (index, page) in pages.enumerate() {
                     let image = page?;
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         engine.recognize(&image)

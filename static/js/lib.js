@@ -222,6 +222,7 @@ export const TASK_ERRORS = {
   undecodable: ['The file could not be read', 'It may be damaged or only partly uploaded. Export or scan it again.'],
   too_many_pixels: ['A page is too large', 'Scan at a lower resolution (300 DPI is plenty) and upload again.'],
   too_many_pages: ['The document has too many pages', 'Split it into smaller documents.'],
+  encrypted: ['The PDF is password-protected', 'Save a copy without a password and upload that.'],
   page_timeout: ['A page took too long', 'The page may be unusually large or complex. Retry, or split the document.'],
   engine_error: ['The OCR engine failed', 'Retry; if it fails again, tell your administrator.'],
   internal: ['Something went wrong inside ocrd', 'Retry; the error was logged for your administrator.'],

@@ -11,6 +11,7 @@ mod events;
 mod install;
 mod ocr;
 mod ocr_cli;
+mod pdf;
 mod queue;
 mod redis;
 mod support;

@@ -459,10 +459,7 @@ pub async fn page_image(
     }
     out.flush().await.map_err(ApiError::internal)?;
     drop(out);
-    let limits = crate::document::Limits {
-        max_pixels: app.config.limits.max_pixels,
-        max_pages: app.config.limits.max_pages,
-    };
+    let limits = app.config.document_limits();
     let png = web::block(move || page_png(temp.path(), page, limits))
         .await
         .map_err(ApiError::internal)?

@@ -1,0 +1,222 @@
+//! PDF input: scanned pages rendered with hayro and recognised in order, page counts known up
+//! front, and bad PDFs (encrypted, truncated, garbage, too many pages) failing with their codes
+//! while the worker stays up.
+
+use std::time::Duration;
+
+use image::RgbImage;
+use ocrd::db::models::TaskStatus;
+
+use crate::all_in_one::start_worker;
+use crate::install::{Install, sample_pages};
+
+/// A PDF of scanned pages: each page one JPEG image at `dpi`, as a scanner writes them.
+pub fn image_pdf(pages: &[RgbImage], dpi: f32) -> Vec<u8> {
+    let mut objects: Vec<Vec<u8>> = Vec::new();
+    // 1: catalog, 2: page tree; then page, content and image for each page.
+    let kids: Vec<String> = (0..pages.len())
+        .map(|i| format!("{} 0 R", 3 + 3 * i))
+        .collect();
+    objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
+    objects.push(
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            kids.join(" "),
+            pages.len()
+        )
+        .into_bytes(),
+    );
+    for (i, page) in pages.iter().enumerate() {
+        let (content_id, image_id) = (4 + 3 * i, 5 + 3 * i);
+        let width = page.width() as f32 * 72.0 / dpi;
+        let height = page.height() as f32 * 72.0 / dpi;
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width:.2} {height:.2}] \
+                 /Resources << /XObject << /Im0 {image_id} 0 R >> >> /Contents {content_id} 0 R >>"
+            )
+            .into_bytes(),
+        );
+        let content = format!("q {width:.2} 0 0 {height:.2} 0 0 cm /Im0 Do Q");
+        objects.push(stream(
+            &format!("<< /Length {} >>", content.len()),
+            content.as_bytes(),
+        ));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode_image(page)
+            .unwrap();
+        let dict = format!(
+            "<< /Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceRGB \
+             /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>",
+            page.width(),
+            page.height(),
+            jpeg.len()
+        );
+        objects.push(stream(&dict, &jpeg));
+    }
+    assemble(&objects)
+}
+
+/// A one-page PDF whose page draws a `side` × `side` image of Flate-compressed zeros: a few
+/// hundred kilobytes that decode to `3 × side²` bytes.
+pub fn image_bomb_pdf(side: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let row = vec![0u8; side as usize * 3];
+    for _ in 0..side {
+        zlib.write_all(&row).unwrap();
+    }
+    let data = zlib.finish().unwrap();
+    let content = "q 612 0 0 792 0 0 cm /Im0 Do Q";
+    let objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+          /Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>"
+            .to_vec(),
+        stream(
+            &format!("<< /Length {} >>", content.len()),
+            content.as_bytes(),
+        ),
+        stream(
+            &format!(
+                "<< /Type /XObject /Subtype /Image /Width {side} /Height {side} \
+                 /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode /Length {} >>",
+                data.len()
+            ),
+            &data,
+        ),
+    ];
+    assemble(&objects)
+}
+
+fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{dict}\nstream\n").into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\nendstream");
+    out
+}
+
+/// Numbers the objects from 1 and writes the cross-reference table and trailer.
+fn assemble(objects: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+fn five_sample_pages() -> Vec<(RgbImage, String)> {
+    sample_pages()
+        .into_iter()
+        .take(5)
+        .map(|(path, truth)| (image::open(path).unwrap().to_rgb8(), truth))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_page_scanned_pdf_gives_five_pages_in_order() {
+    let install = Install::embedded(|_| {}).await;
+    let pages = five_sample_pages();
+    let images: Vec<RgbImage> = pages.iter().map(|(image, _)| image.clone()).collect();
+    let pdf = image_pdf(&images, 300.0);
+    let task = install.submit_bytes("scan.pdf", pdf).await;
+    let (stop, worker) = start_worker(&install, crate::ocr::engine());
+    let done = install
+        .wait_finished(&[task.id.clone()], Duration::from_secs(600))
+        .await;
+    stop.cancel();
+    worker.await.unwrap();
+    let task = &done[0];
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    assert_eq!((task.pages_done, task.pages_total), (5, Some(5)));
+    let text = install.result_text(&task.id).await;
+    let parts: Vec<&str> = text.split('\u{c}').collect();
+    assert_eq!(parts.len(), 5, "one text part per page");
+    let mut total = 0.0;
+    for (i, (part, (_, truth))) in parts.iter().zip(&pages).enumerate() {
+        let cer = ocrd::eval::cer(part, truth);
+        println!("pdf page {}: CER {cer:.4}", i + 1);
+        assert!(cer <= 0.02, "page {} has CER {cer}: out of order?", i + 1);
+        total += cer;
+    }
+    let all_truth: Vec<&str> = pages.iter().map(|(_, t)| t.trim_end()).collect();
+    let overall = ocrd::eval::cer(&text, &all_truth.join("\n\u{c}"));
+    println!(
+        "pdf: 5 pages, mean page CER {:.4}, whole-text CER {overall:.4}",
+        total / 5.0
+    );
+    assert!(overall <= 0.01, "CER {overall} over the concatenated pages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pdfs_fail_with_their_codes_and_the_worker_stays_up() {
+    let install = Install::embedded(|c| {
+        c.limits.max_pages = 3;
+        c.limits.max_pixels = 20_000_000;
+    })
+    .await;
+    let page = RgbImage::from_pixel(200, 100, image::Rgb([255, 255, 255]));
+    let good = image_pdf(std::slice::from_ref(&page), 150.0);
+    let four = image_pdf(&vec![page.clone(); 4], 150.0);
+    let encrypted = std::fs::read(crate::ocr::repo().join("tests/fixtures/pdf/encrypted.pdf"))
+        .expect("tests/fixtures/pdf/encrypted.pdf (made by tools/make_pdf_fixtures.py)");
+    let mut cases = vec![
+        ("encrypted.pdf", encrypted, "encrypted"),
+        (
+            "truncated.pdf",
+            good[..good.len() / 2].to_vec(),
+            "undecodable",
+        ),
+        (
+            "garbage.pdf",
+            b"%PDF-1.7\n\x00\x01garbage".to_vec(),
+            "undecodable",
+        ),
+        ("four-pages.pdf", four, "too_many_pages"),
+        // 64 megapixels: 192 MB once decoded, from about 200 KB.
+        ("bomb.pdf", image_bomb_pdf(8000), "too_many_pixels"),
+    ];
+    let mut ids = Vec::new();
+    for (name, bytes, _) in &mut cases {
+        ids.push(install.submit_bytes(name, std::mem::take(bytes)).await.id);
+    }
+    let fine = install.submit_bytes("fine.pdf", good).await.id;
+    let (stop, worker) = start_worker(&install, crate::ocr::engine());
+    let mut all = ids.clone();
+    all.push(fine.clone());
+    let done = install.wait_finished(&all, Duration::from_secs(300)).await;
+    for ((name, _, code), task) in cases.iter().zip(&done) {
+        assert_eq!(task.status, TaskStatus::Failed, "{name}: {task:?}");
+        assert_eq!(task.error_code.as_deref(), Some(*code), "{name}: {task:?}");
+        assert_eq!(task.attempts, 1, "{name}: a permanent error is not retried");
+    }
+    let fine = done.last().unwrap();
+    assert_eq!(
+        fine.status,
+        TaskStatus::Completed,
+        "the worker went on: {fine:?}"
+    );
+    assert!(!worker.is_finished(), "the worker is still running");
+    stop.cancel();
+    worker.await.unwrap();
+}
