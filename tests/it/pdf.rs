@@ -142,7 +142,7 @@ async fn a_five_page_scanned_pdf_gives_five_pages_in_order() {
     let task = install.submit_bytes("scan.pdf", pdf).await;
     let (stop, worker) = start_worker(&install, crate::ocr::engine());
     let done = install
-        .wait_finished(&[task.id.clone()], Duration::from_secs(600))
+        .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
         .await;
     stop.cancel();
     worker.await.unwrap();
