@@ -125,9 +125,14 @@ fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
         .expect("loading PP-OCR: run scripts/fetch-models.sh");
     // Warm up: the first run of a session allocates its buffers.
     let decode = |page: &Path| {
-        ocrd::document::open(page, ocrd::document::Limits::default())
+        let policy = ocrd::document::OcrPolicy::Force;
+        match ocrd::document::open(page, ocrd::document::Limits::default(), policy)
             .and_then(|mut pages| pages.next().expect("a page"))
             .expect("decoding")
+        {
+            ocrd::document::PageInput::Image(image) => image,
+            ocrd::document::PageInput::Text(_) => unreachable!("the sample pages are images"),
+        }
     };
     let first = decode(&pages[0]);
     engine.recognize(&first).expect("warm-up");

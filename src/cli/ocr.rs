@@ -10,17 +10,16 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::Context;
-use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, EngineKind};
-use crate::document::{self, Limits};
+use crate::document::{self, Limits, OcrPolicy, PageInput};
 use crate::ocr::{self, PageResult};
 use crate::render::{DocumentInfo, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct OcrArgs {
-    /// Images to recognise: PNG, JPEG, TIFF (every page), WebP or BMP.
+    /// Documents to recognise: PNG, JPEG, TIFF (every page), WebP, BMP or PDF (every page).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
@@ -36,6 +35,15 @@ pub struct OcrArgs {
     /// The engine; default `ocr.engine` from the configuration.
     #[arg(long, value_parser = super::parse_engine)]
     pub engine: Option<EngineKind>,
+
+    /// PDF pages with their own text: `auto` uses that text and recognises the other pages,
+    /// `force` recognises every page, `skip` only reads text layers.
+    #[arg(long, default_value = "auto", value_parser = parse_policy)]
+    pub ocr: OcrPolicy,
+}
+
+fn parse_policy(s: &str) -> Result<OcrPolicy, String> {
+    s.parse()
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -127,6 +135,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     };
     let engine = ocr::load_engine(&ocr_config, device)?;
     let limits = config.document_limits();
+    let policy = args.ocr;
 
     let progress = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(args.files.len() as u64);
@@ -144,7 +153,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     // within a multi-page file), and this thread assembles and writes each file in page order.
     // The bounded queue keeps at most a few decoded pages in memory.
     let workers = engine.parallelism();
-    let (page_tx, page_rx) = std::sync::mpsc::sync_channel::<(usize, usize, RgbImage)>(workers);
+    let (page_tx, page_rx) = std::sync::mpsc::sync_channel::<(usize, usize, PageInput)>(workers);
     let page_rx = Mutex::new(page_rx);
     let (event_tx, event_rx) = std::sync::mpsc::channel::<Event>();
     let mut failed = 0usize;
@@ -154,7 +163,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
         s.spawn(move || {
             for (file, path) in files.iter().enumerate() {
                 let mut pages = 0;
-                let error = decode_into(path, limits, file, &page_tx, &mut pages).err();
+                let error = decode_into(path, limits, policy, file, &page_tx, &mut pages).err();
                 let _ = decoder_events.send(Event::Decoded { file, pages, error });
             }
             // Dropping `page_tx` here lets the recognisers finish.
@@ -165,14 +174,19 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
             s.spawn(move || {
                 loop {
                     let job = page_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((file, page, image)) = job else { return };
-                    // A panic inside an engine fails that page, not the whole run.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        engine.recognize(&image)
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(ocr::OcrError::Inference("the engine panicked".into()))
-                    });
+                    let Ok((file, page, input)) = job else { return };
+                    let result = match input {
+                        PageInput::Text(text) => Ok(text),
+                        // A panic inside an engine fails that page, not the whole run.
+                        PageInput::Image(image) => {
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                engine.recognize(&image)
+                            }))
+                            .unwrap_or_else(|_| {
+                                Err(ocr::OcrError::Inference("the engine panicked".into()))
+                            })
+                        }
+                    };
                     let _ = events.send(Event::Page { file, page, result });
                 }
             });
@@ -259,14 +273,15 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
 fn decode_into(
     path: &Path,
     limits: Limits,
+    policy: OcrPolicy,
     file: usize,
-    queue: &std::sync::mpsc::SyncSender<(usize, usize, RgbImage)>,
+    queue: &std::sync::mpsc::SyncSender<(usize, usize, PageInput)>,
     queued: &mut usize,
 ) -> anyhow::Result<()> {
-    for (page, image) in document::open(path, limits)?.enumerate() {
-        let image = image.with_context(|| format!("page {}", page + 1))?;
+    for (page, input) in document::open(path, limits, policy)?.enumerate() {
+        let input = input.with_context(|| format!("page {}", page + 1))?;
         queue
-            .send((file, page, image))
+            .send((file, page, input))
             .map_err(|_| anyhow::anyhow!("recognition stopped"))?;
         *queued += 1;
     }

@@ -6,12 +6,25 @@
 //! (every page, rendered at `pdf_dpi`).
 
 mod pdf;
+mod text_layer;
 mod tiff_pages;
 
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use image::{ImageDecoder, ImageReader, RgbImage};
+
+use crate::ocr::PageResult;
+pub use crate::tasks::OcrPolicy;
+
+/// One page of a document, as the pipeline consumes it.
+#[derive(Debug)]
+pub enum PageInput {
+    /// An image to recognise.
+    Image(RgbImage),
+    /// The page's own text layer (a born-digital PDF page), used instead of OCR.
+    Text(PageResult),
+}
 
 /// The kinds of input ocrd accepts, from their magic bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,19 +175,35 @@ impl Pages {
 }
 
 impl Iterator for Pages {
-    type Item = Result<RgbImage, DocumentError>;
+    type Item = Result<PageInput, DocumentError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
-            PagesInner::Single(decode) => decode.take().map(|decode| decode()),
-            PagesInner::Tiff(pages) => pages.next(),
+            PagesInner::Single(decode) => {
+                decode.take().map(|decode| decode().map(PageInput::Image))
+            }
+            PagesInner::Tiff(pages) => pages.next().map(|page| page.map(PageInput::Image)),
             PagesInner::Pdf(pages) => pages.next(),
+        }
+    }
+
+    /// PDF pages are reached without drawing the ones before.
+    fn nth(&mut self, n: usize) -> Option<Self::Item> {
+        match &mut self.inner {
+            PagesInner::Pdf(pages) => pages.nth(n),
+            _ => {
+                for _ in 0..n {
+                    self.next()?.ok()?;
+                }
+                self.next()
+            }
         }
     }
 }
 
-/// Opens a document file: sniffs its kind and checks the first page's declared size.
-pub fn open(path: &Path, limits: Limits) -> Result<Pages, DocumentError> {
+/// Opens a document file: sniffs its kind and checks the first page's declared size. `policy`
+/// says which PDF pages are read from their text layer instead of rendered for OCR.
+pub fn open(path: &Path, limits: Limits, policy: OcrPolicy) -> Result<Pages, DocumentError> {
     let mut file = std::fs::File::open(path)?;
     let mut head = [0u8; 16];
     let n = read_head(&mut file, &mut head)?;
@@ -190,7 +219,7 @@ pub fn open(path: &Path, limits: Limits) -> Result<Pages, DocumentError> {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut reader.into_inner(), &mut bytes)?;
             Ok(Pages {
-                inner: PagesInner::Pdf(Box::new(pdf::PdfPages::new(bytes, limits)?)),
+                inner: PagesInner::Pdf(Box::new(pdf::PdfPages::new(bytes, limits, policy)?)),
             })
         }
         Kind::Tiff => Ok(Pages {

@@ -15,7 +15,8 @@ use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
 use image::RgbImage;
 
-use super::{DocumentError, Limits};
+use super::{DocumentError, Limits, OcrPolicy, PageInput, text_layer};
+use crate::ocr::{PageResult, PageSource};
 
 /// hayro's bitmaps are at most this many pixels a side.
 const MAX_SIDE: f32 = u16::MAX as f32;
@@ -25,10 +26,15 @@ pub struct PdfPages {
     next: usize,
     count: usize,
     limits: Limits,
+    policy: OcrPolicy,
 }
 
 impl PdfPages {
-    pub fn new(bytes: Vec<u8>, limits: Limits) -> Result<PdfPages, DocumentError> {
+    pub fn new(
+        bytes: Vec<u8>,
+        limits: Limits,
+        policy: OcrPolicy,
+    ) -> Result<PdfPages, DocumentError> {
         // hayro rebuilds a damaged cross-reference table, which would quietly give the pages a
         // cut-off upload still holds: a PDF must end with its end-of-file marker.
         let tail = &bytes[bytes.len().saturating_sub(1024)..];
@@ -55,6 +61,7 @@ impl PdfPages {
             next: 0,
             count,
             limits,
+            policy,
         })
     }
 
@@ -62,9 +69,9 @@ impl PdfPages {
         self.count
     }
 
-    fn render(&self, index: usize) -> Result<RgbImage, DocumentError> {
+    /// Page `index` as the policy wants it: its text layer, or its image for OCR.
+    fn page(&self, index: usize) -> Result<PageInput, DocumentError> {
         let page = &self.pdf.pages()[index];
-        check_images(&page.resources().x_objects, &self.limits, 0)?;
         let (width_pt, height_pt) = page.render_dimensions();
         let scale = scale_for(width_pt, height_pt, &self.limits).ok_or_else(|| {
             DocumentError::Undecodable(format!(
@@ -72,6 +79,37 @@ impl PdfPages {
                 index + 1
             ))
         })?;
+        // The size hayro's bitmap will have, so text boxes and images agree.
+        let (width, height) = ((width_pt * scale) as u32, (height_pt * scale) as u32);
+        let text = || {
+            catch_unwind(AssertUnwindSafe(|| {
+                text_layer::extract(page, scale, width, height)
+            }))
+            .map_err(|_| {
+                DocumentError::Undecodable(format!("reading the text of page {} failed", index + 1))
+            })
+        };
+        let text = match self.policy {
+            OcrPolicy::Force => None,
+            OcrPolicy::Auto => text()?,
+            OcrPolicy::Skip => Some(text()?.unwrap_or(PageResult {
+                width,
+                height,
+                ..PageResult::default()
+            })),
+        };
+        match text {
+            Some(mut text) => {
+                text.source = PageSource::TextLayer;
+                Ok(PageInput::Text(text))
+            }
+            None => self.render(index, scale).map(PageInput::Image),
+        }
+    }
+
+    fn render(&self, index: usize, scale: f32) -> Result<RgbImage, DocumentError> {
+        let page = &self.pdf.pages()[index];
+        check_images(&page.resources().x_objects, &self.limits, 0)?;
         let pixmap = catch_unwind(AssertUnwindSafe(|| {
             let cache = RenderCache::new();
             hayro::render(
@@ -156,7 +194,7 @@ fn scale_for(width_pt: f32, height_pt: f32, limits: &Limits) -> Option<f32> {
 }
 
 impl Iterator for PdfPages {
-    type Item = Result<RgbImage, DocumentError>;
+    type Item = Result<PageInput, DocumentError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.count {
@@ -164,7 +202,12 @@ impl Iterator for PdfPages {
         }
         let index = self.next;
         self.next += 1;
-        Some(self.render(index))
+        Some(self.page(index))
+    }
+
+    fn nth(&mut self, n: usize) -> Option<Self::Item> {
+        self.next = self.next.saturating_add(n);
+        self.next()
     }
 }
 

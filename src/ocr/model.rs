@@ -95,6 +95,20 @@ pub struct PageResult {
     #[serde(default)]
     pub rotation: u16,
     pub blocks: Vec<Block>,
+    /// Where the text came from.
+    #[serde(default)]
+    pub source: PageSource,
+}
+
+/// How a page's text was obtained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageSource {
+    /// Recognised from the page image.
+    #[default]
+    Ocr,
+    /// Taken from the text layer of a born-digital PDF page.
+    TextLayer,
 }
 
 impl PageResult {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! { "version": 1, "engine": "ppocr", "pages": [ {
-//!     "page": 1, "width": W, "height": H, "rotation": 0, "confidence": 0.97,
+//!     "page": 1, "width": W, "height": H, "rotation": 0, "source": "ocr", "confidence": 0.97,
 //!     "blocks": [ { "bbox": [x0,y0,x1,y1], "geometry": {..},
 //!       "lines": [ { "text": "…", "confidence": 0.98, "bbox": [..], "geometry": {..},
 //!         "words": [ { "text": "…", "confidence": 0.99, "bbox": [..], "geometry": {..} } ] } ] } ] } ] }
@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use super::DocumentInfo;
-use crate::ocr::{BBox, PageResult};
+use crate::ocr::{BBox, PageResult, PageSource};
 
 #[derive(Serialize)]
 struct Document<'a> {
@@ -31,6 +31,8 @@ struct Page {
     width: u32,
     height: u32,
     rotation: u16,
+    /// `ocr`, or `text_layer` for a born-digital PDF page read from its own text.
+    source: PageSource,
     confidence: Option<f32>,
     blocks: Vec<Block>,
 }
@@ -93,6 +95,7 @@ pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
                 width: page.width,
                 height: page.height,
                 rotation: page.rotation,
+                source: page.source,
                 confidence: page.mean_confidence(),
                 blocks: page
                     .blocks

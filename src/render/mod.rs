@@ -91,6 +91,7 @@ mod tests {
             width: 200,
             height: 100,
             rotation: 0,
+            source: Default::default(),
             blocks: vec![
                 Block {
                     bbox: first.bbox,

@@ -22,7 +22,7 @@ use super::{Held, Worker};
 use crate::blobs::{BlobError, BlobKey};
 use crate::db::DbError;
 use crate::db::models::{BlobKeys, File, NewTaskResult, Task, TaskStatus};
-use crate::document::{self, DocumentError, Limits};
+use crate::document::{self, DocumentError, Limits, OcrPolicy, PageInput};
 use crate::ocr::{Engine, PageResult};
 use crate::render::{DocumentInfo, Format};
 use crate::tasks::TaskOptions;
@@ -216,7 +216,8 @@ async fn recognise(
     download(worker, &file, &source).await?;
 
     let (tx, mut rx) = mpsc::channel(1);
-    read_pages(engine.clone(), source, worker.options.limits, tx)?;
+    let policy = TaskOptions::parse(&task.options).unwrap_or_default().ocr;
+    read_pages(engine.clone(), source, worker.options.limits, policy, tx)?;
     let mut pages = Vec::new();
     // Known from the start for PDFs and single images, at the end for TIFF.
     let mut known_total = None;
@@ -306,20 +307,30 @@ fn read_pages(
     engine: Arc<dyn Engine>,
     source: PathBuf,
     limits: Limits,
+    policy: OcrPolicy,
     tx: mpsc::Sender<PageMessage>,
 ) -> Result<(), TaskError> {
     let spawned = std::thread::Builder::new()
         .name("ocrd-pages".into())
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let pages = document::open(&source, limits)?;
+                let pages = document::open(&source, limits, policy)?;
                 if let Some(total) = pages.page_count()
                     && tx.blocking_send(PageMessage::Total(total)).is_err()
                 {
                     return Ok(());
                 }
                 for (index, page) in pages.enumerate() {
-                    let image = page?;
+                    let image = match page? {
+                        PageInput::Image(image) => image,
+                        // A born-digital page: its own text, no OCR.
+                        PageInput::Text(text) => {
+                            if tx.blocking_send(PageMessage::Page(Ok(text))).is_err() {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    };
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         engine.recognize(&image)
                     }));

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use actix_web::dev::ServerHandle;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -22,6 +23,7 @@ const DESKTOP: (u32, u32) = (1280, 900);
 const PHONE: (u32, u32) = (390, 844);
 /// Page loads and OCR on a busy 2-core machine: generous.
 const DEADLINE: Duration = Duration::from_secs(120);
+const PASSWORD: &str = "a long enough passphrase";
 
 /// `POST /session/{id}/se/log`: chromedriver's console log since the last call.
 #[derive(Debug)]
@@ -204,6 +206,13 @@ impl Browser {
         .await;
     }
 
+    /// Registers a new account with a fresh email; returns the email.
+    async fn register_new(&self) -> String {
+        let email = format!("{}@example.com", unique("web"));
+        self.register(&email, PASSWORD).await;
+        email
+    }
+
     async fn close(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill();
@@ -219,22 +228,25 @@ fn screenshot_dir() -> PathBuf {
 
 /// The web UI and API of an embedded install on a random port; the worker is started by the
 /// test when it wants tasks to run.
-async fn serve() -> (Install, String) {
-    let install = Install::embedded(|_| {}).await;
-    let (server, addr) = ocrd::web::bind(
-        "127.0.0.1:0",
-        install.app.clone(),
-        None,
-        ocrd::web::Scope::Full,
-    )
-    .unwrap();
+async fn serve(tweak: impl FnOnce(&mut ocrd::config::Config)) -> (Install, String, ServerHandle) {
+    let install = Install::embedded(tweak).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = spawn_server(&install, listener);
+    (install, base, handle)
+}
+
+fn spawn_server(install: &Install, listener: std::net::TcpListener) -> ServerHandle {
+    let server =
+        ocrd::web::serve(listener, install.app.clone(), None, ocrd::web::Scope::Full).unwrap();
+    let handle = server.handle();
     tokio::spawn(server);
-    (install, format!("http://{addr}"))
+    handle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
-    let (install, base) = serve().await;
+    let (install, base, _) = serve(|_| {}).await;
     let browser = Browser::start(base.clone()).await;
     let (page, truth) = sample_pages().into_iter().next().unwrap();
 
@@ -243,8 +255,7 @@ async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
     assert_eq!(browser.path().await, "/login");
     browser.assert_no_console_errors("/login").await;
 
-    let email = format!("{}@example.com", unique("web"));
-    browser.register(&email, "a long enough passphrase").await;
+    browser.register_new().await;
     browser
         .until(
             "the empty state of a new account",
@@ -370,18 +381,13 @@ async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_users_task_is_a_404_page_and_signing_out_returns_to_login() {
-    let (install, base) = serve().await;
+    let (install, base, _) = serve(|_| {}).await;
     // The install's own user has a task.
     let (page, _) = sample_pages().into_iter().next().unwrap();
     let theirs = install.submit_file(&page).await;
 
     let browser = Browser::start(base.clone()).await;
-    browser
-        .register(
-            &format!("{}@example.com", unique("web")),
-            "a long enough passphrase",
-        )
-        .await;
+    browser.register_new().await;
     for path in [
         format!("/tasks/{}", theirs.id),
         format!("/tasks/{}/view", theirs.id),
@@ -437,7 +443,7 @@ async fn another_users_task_is_a_404_page_and_signing_out_returns_to_login() {
 /// Pages carry a strict Content-Security-Policy: scripts from this origin only, no inline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_send_a_csp_without_unsafe_inline() {
-    let (_install, base) = serve().await;
+    let (_install, base, _) = serve(|_| {}).await;
     for path in ["/login", "/register"] {
         let response = reqwest::get(format!("{base}{path}")).await.unwrap();
         assert_eq!(response.status(), 200);
@@ -465,22 +471,9 @@ async fn pages_send_a_csp_without_unsafe_inline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_errors_show_next_to_each_file() {
-    let install = Install::embedded(|c| c.limits.max_upload_bytes = 200_000).await;
-    let (server, addr) = ocrd::web::bind(
-        "127.0.0.1:0",
-        install.app.clone(),
-        None,
-        ocrd::web::Scope::Full,
-    )
-    .unwrap();
-    tokio::spawn(server);
-    let browser = Browser::start(format!("http://{addr}")).await;
-    browser
-        .register(
-            &format!("{}@example.com", unique("web")),
-            "a long enough passphrase",
-        )
-        .await;
+    let (_install, base, _) = serve(|c| c.limits.max_upload_bytes = 200_000).await;
+    let browser = Browser::start(base).await;
+    browser.register_new().await;
     let dir = tempfile::tempdir().unwrap();
     // Too large (refused before sending), not an image despite its name (refused by the
     // server's sniffing), a text file (refused by name) and a good small page.
@@ -540,20 +533,10 @@ async fn upload_errors_show_next_to_each_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_view_shows_when_offline_and_catches_up_after_reconnecting() {
-    let install = Install::embedded(|_| {}).await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server =
-        ocrd::web::serve(listener, install.app.clone(), None, ocrd::web::Scope::Full).unwrap();
-    let handle = server.handle();
-    tokio::spawn(server);
-    let browser = Browser::start(format!("http://{addr}")).await;
-    browser
-        .register(
-            &format!("{}@example.com", unique("web")),
-            "a long enough passphrase",
-        )
-        .await;
+    let (install, base, handle) = serve(|_| {}).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let browser = Browser::start(base).await;
+    browser.register_new().await;
     browser
         .until(
             "the empty state",
@@ -588,12 +571,10 @@ async fn the_live_view_shows_when_offline_and_catches_up_after_reconnecting() {
     let listener = wait_for(
         Duration::from_secs(30),
         "the port to be free again",
-        || async { std::net::TcpListener::bind(addr).ok() },
+        || async { std::net::TcpListener::bind(&addr).ok() },
     )
     .await;
-    let server =
-        ocrd::web::serve(listener, install.app.clone(), None, ocrd::web::Scope::Full).unwrap();
-    tokio::spawn(server);
+    spawn_server(&install, listener);
     browser
         .until(
             "the missed task to appear",
@@ -618,10 +599,9 @@ async fn the_live_view_shows_when_offline_and_catches_up_after_reconnecting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_password() {
-    let (_install, base) = serve().await;
+    let (_install, base, _) = serve(|_| {}).await;
     let browser = Browser::start(base.clone()).await;
-    let email = format!("{}@example.com", unique("web"));
-    browser.register(&email, "a long enough passphrase").await;
+    let email = browser.register_new().await;
     browser.goto("/account").await;
     browser
         .until(
@@ -676,7 +656,7 @@ async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_pass
     assert_eq!(me.status(), 401);
 
     // Changing the password keeps this browser signed in with a renewed session.
-    browser.fill("#current", "a long enough passphrase").await;
+    browser.fill("#current", PASSWORD).await;
     browser.fill("#new", "another long passphrase").await;
     browser.fill("#confirm", "another long passphrase").await;
     browser.click("#password-form button[type=submit]").await;

@@ -208,11 +208,22 @@ impl Install {
 
     /// Submits as another account of this install.
     pub async fn submit_bytes_as(&self, user_id: &str, filename: &str, body: Vec<u8>) -> Task {
+        self.submit_with(user_id, filename, body, TaskOptions::default())
+            .await
+    }
+
+    pub async fn submit_with(
+        &self,
+        user_id: &str,
+        filename: &str,
+        body: Vec<u8>,
+        options: TaskOptions,
+    ) -> Task {
         let submission = Submission {
             user_id,
             filename,
             engine: None,
-            options: TaskOptions::default(),
+            options,
             idempotency_key: None,
         };
         let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body))]);
@@ -264,8 +275,13 @@ impl Install {
     }
 
     pub async fn result_text(&self, task_id: &str) -> String {
+        self.result_file(task_id, "txt").await
+    }
+
+    /// A stored result format (`txt`, `json`, `html`) as text.
+    pub async fn result_file(&self, task_id: &str, format: &str) -> String {
         let result = self.result(task_id).await;
-        let key = ocrd::blobs::BlobKey::parse(&result.blob_keys.0["txt"]).unwrap();
+        let key = ocrd::blobs::BlobKey::parse(&result.blob_keys.0[format]).unwrap();
         String::from_utf8(self.app.blobs.get_bytes(&key).await.unwrap().to_vec()).unwrap()
     }
 

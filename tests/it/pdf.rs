@@ -4,8 +4,12 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use image::RgbImage;
 use ocrd::db::models::TaskStatus;
+use ocrd::ocr::{Engine, OcrError, PageResult};
+use ocrd::tasks::{OcrPolicy, TaskOptions};
 
 use crate::all_in_one::start_worker;
 use crate::install::{Install, sample_pages};
@@ -219,4 +223,92 @@ async fn bad_pdfs_fail_with_their_codes_and_the_worker_stays_up() {
     assert!(!worker.is_finished(), "the worker is still running");
     stop.cancel();
     worker.await.unwrap();
+}
+
+/// An engine that counts the pages it is asked to recognise.
+struct Counting {
+    inner: std::sync::Arc<dyn Engine>,
+    calls: AtomicUsize,
+}
+
+impl Engine for Counting {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn languages(&self) -> &[&'static str] {
+        self.inner.languages()
+    }
+    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.recognize(page)
+    }
+}
+
+fn born_digital() -> (Vec<u8>, String) {
+    let dir = crate::ocr::repo().join("../shared/eval/pdf");
+    (
+        std::fs::read(dir.join("born_digital_01.pdf")).unwrap(),
+        std::fs::read_to_string(dir.join("born_digital_01.gt.txt")).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_born_digital_pdf_is_read_from_its_text_layer_without_ocr_and_force_ocrs_it() {
+    let install = Install::embedded(|_| {}).await;
+    let (pdf, truth) = born_digital();
+    let engine = std::sync::Arc::new(Counting {
+        inner: crate::ocr::engine(),
+        calls: AtomicUsize::new(0),
+    });
+    let (stop, worker) = start_worker(&install, engine.clone());
+    let user = install.user.id.clone();
+    let mut outcomes = Vec::new();
+    for policy in [OcrPolicy::Auto, OcrPolicy::Force] {
+        let options = TaskOptions {
+            ocr: policy,
+            ..TaskOptions::default()
+        };
+        let before = engine.calls.load(Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let task = install
+            .submit_with(&user, "digital.pdf", pdf.clone(), options)
+            .await;
+        let done = install
+            .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
+            .await;
+        let took = started.elapsed();
+        let task = &done[0];
+        assert_eq!(task.status, TaskStatus::Completed, "{policy:?}: {task:?}");
+        let pages = task.pages_total.unwrap() as usize;
+        let calls = engine.calls.load(Ordering::SeqCst) - before;
+        let cer = ocrd::eval::cer(&install.result_text(&task.id).await, &truth);
+        let json: serde_json::Value =
+            serde_json::from_str(&install.result_file(&task.id, "json").await).unwrap();
+        let sources: Vec<String> = json["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["source"].as_str().unwrap().to_owned())
+            .collect();
+        println!(
+            "born-digital, ocr={policy:?}: {pages} page(s), {calls} OCR call(s), CER {cer:.4}, {:.2} s",
+            took.as_secs_f64()
+        );
+        outcomes.push((policy, pages, calls, cer, sources));
+    }
+    stop.cancel();
+    worker.await.unwrap();
+
+    let (_, pages, calls, cer, sources) = &outcomes[0];
+    assert_eq!(*calls, 0, "auto read the text layer without OCR");
+    assert!(sources.iter().all(|s| s == "text_layer"), "{sources:?}");
+    assert!(*cer <= 0.01, "text-layer CER {cer}");
+    let (_, forced_pages, forced_calls, forced_cer, forced_sources) = &outcomes[1];
+    assert_eq!(forced_pages, pages);
+    assert_eq!(forced_calls, pages, "force recognised every page");
+    assert!(
+        forced_sources.iter().all(|s| s == "ocr"),
+        "{forced_sources:?}"
+    );
+    assert!(*forced_cer <= 0.02, "OCR CER {forced_cer}");
 }

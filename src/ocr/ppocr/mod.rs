@@ -18,7 +18,7 @@ use ort::value::TensorRef;
 
 use super::order::{self, Piece};
 use super::runtime::{self, SessionOptions};
-use super::{BBox, Engine, OcrError, PageResult, Word};
+use super::{BBox, Engine, OcrError, PageResult, PageSource, Word};
 use det::DetConfig;
 use rec::{LineCrop, RecConfig};
 
@@ -322,6 +322,7 @@ impl Engine for PpOcr {
             height: page.height(),
             rotation,
             blocks: order::layout(pieces),
+            source: PageSource::Ocr,
         };
         if rotation == 180 {
             // Read on the turned page; boxes go back onto the image as given.

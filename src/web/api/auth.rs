@@ -87,8 +87,7 @@ pub async fn register(
     if !valid_email(&email) {
         return Err(ApiError::invalid("email: not a valid address"));
     }
-    password::check_policy(&body.password, auth.min_password_length, &email)
-        .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))?;
+    check_password(&app, &body.password, &email)?;
     let user = crate::auth::create_user(&app, &email, &body.password, None).await?;
     Ok(json(
         StatusCode::CREATED,
@@ -175,11 +174,16 @@ pub async fn login(
     if let Some(old) = req.cookie(SESSION_COOKIE) {
         let _ = app.sessions.delete(old.value()).await;
     }
-    let (cookie, session) = crate::auth::start_session(&app, &user).await?;
+    signed_in(&app, &user).await
+}
+
+/// Starts a session for `user`: the answer sets its cookie and carries its CSRF token.
+async fn signed_in(app: &App, user: &User) -> Result<HttpResponse, ApiError> {
+    let (cookie, session) = crate::auth::start_session(app, user).await?;
     let mut response = json(
         StatusCode::OK,
         &SessionResponse {
-            user: (&user).into(),
+            user: user.into(),
             csrf_token: Some(session.csrf_token),
         },
     );
@@ -276,24 +280,20 @@ pub async fn change_password(
     if let Via::Session { id, .. } = &current.via {
         let _ = app.sessions.delete(id).await;
     }
-    let (cookie, session) = crate::auth::start_session(&app, &user).await?;
-    let mut response = json(
-        StatusCode::OK,
-        &SessionResponse {
-            user: (&user).into(),
-            csrf_token: Some(session.csrf_token),
-        },
-    );
-    response.add_cookie(&cookie).map_err(ApiError::internal)?;
-    Ok(response)
+    signed_in(&app, &user).await
+}
+
+/// The password policy, as the API answers it: `weak_password` with the reason.
+fn check_password(app: &App, plain: &str, email: &str) -> Result<(), ApiError> {
+    password::check_policy(plain, app.config.auth.min_password_length, email)
+        .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))
 }
 
 /// Checks the policy, hashes and stores a new password for an account.
 async fn set_password(app: &App, user_id: &str, plain: &str) -> Result<User, ApiError> {
     let mut conn = app.db.get().await?;
     let user = User::find(&mut conn, user_id).await?;
-    password::check_policy(plain, app.config.auth.min_password_length, &user.email)
-        .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))?;
+    check_password(app, plain, &user.email)?;
     drop(conn);
     let hash = password::hash_async(plain.to_owned())
         .await
@@ -330,12 +330,7 @@ pub async fn reset_password(
             .ok_or_else(invalid)?;
         User::find(&mut conn, &user_id).await?
     };
-    password::check_policy(
-        &body.password,
-        app.config.auth.min_password_length,
-        &user.email,
-    )
-    .map_err(|e| ApiError::new(Code::WeakPassword, e.to_string()))?;
+    check_password(&app, &body.password, &user.email)?;
     let new_hash = password::hash_async(body.password.clone())
         .await
         .map_err(ApiError::internal)?;

@@ -477,9 +477,14 @@ fn page_png(
     page: u32,
     limits: crate::document::Limits,
 ) -> Result<Vec<u8>, Option<crate::document::DocumentError>> {
-    let image = crate::document::open(path, limits)?
+    let input = crate::document::open(path, limits, crate::tasks::OcrPolicy::Force)?
         .nth(page as usize - 1)
         .ok_or(None)??;
+    let crate::document::PageInput::Image(image) = input else {
+        return Err(Some(crate::document::DocumentError::Undecodable(
+            "the page has no image".into(),
+        )));
+    };
     let image = if image.width().max(image.height()) > PAGE_IMAGE_MAX_SIDE {
         image::DynamicImage::ImageRgb8(image)
             .resize(
