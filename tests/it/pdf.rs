@@ -14,8 +14,20 @@ use ocrd::tasks::{OcrPolicy, TaskOptions};
 use crate::all_in_one::start_worker;
 use crate::install::{Install, sample_pages};
 
+/// A page of a test PDF: typed text (Helvetica, one string per line) or a scanned image.
+pub enum TestPage<'a> {
+    Text(&'a [&'a str]),
+    Scan(&'a RgbImage),
+}
+
 /// A PDF of scanned pages: each page one JPEG image at `dpi`, as a scanner writes them.
 pub fn image_pdf(pages: &[RgbImage], dpi: f32) -> Vec<u8> {
+    let pages: Vec<TestPage> = pages.iter().map(TestPage::Scan).collect();
+    mixed_pdf(&pages, dpi)
+}
+
+/// A PDF mixing typed pages (A4) and scanned ones (their image at `dpi`).
+pub fn mixed_pdf(pages: &[TestPage], dpi: f32) -> Vec<u8> {
     let mut objects: Vec<Vec<u8>> = Vec::new();
     // 1: catalog, 2: page tree; then page, content and image for each page.
     let kids: Vec<String> = (0..pages.len())
@@ -32,6 +44,32 @@ pub fn image_pdf(pages: &[RgbImage], dpi: f32) -> Vec<u8> {
     );
     for (i, page) in pages.iter().enumerate() {
         let (content_id, image_id) = (4 + 3 * i, 5 + 3 * i);
+        let page = match page {
+            TestPage::Scan(image) => *image,
+            TestPage::Text(lines) => {
+                objects.push(
+                    format!(
+                        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] \
+                         /Resources << /Font << /F1 {image_id} 0 R >> >> /Contents {content_id} 0 R >>"
+                    )
+                    .into_bytes(),
+                );
+                let mut content = String::from("BT /F1 14 Tf 72 770 Td 18 TL");
+                for line in *lines {
+                    content.push_str(&format!(" ({line}) Tj T*"));
+                }
+                content.push_str(" ET");
+                objects.push(stream(
+                    &format!("<< /Length {} >>", content.len()),
+                    content.as_bytes(),
+                ));
+                objects.push(
+                    b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+                        .to_vec(),
+                );
+                continue;
+            }
+        };
         let width = page.width() as f32 * 72.0 / dpi;
         let height = page.height() as f32 * 72.0 / dpi;
         objects.push(
@@ -311,4 +349,77 @@ async fn a_born_digital_pdf_is_read_from_its_text_layer_without_ocr_and_force_oc
         "{forced_sources:?}"
     );
     assert!(*forced_cer <= 0.02, "OCR CER {forced_cer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_pdf_is_read_page_by_page() {
+    let install = Install::embedded(|_| {}).await;
+    let typed = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Pack my box with five dozen liquor jugs.",
+    ];
+    let (scan, scan_truth) = five_sample_pages().swap_remove(0);
+    let pdf = mixed_pdf(&[TestPage::Text(&typed), TestPage::Scan(&scan)], 300.0);
+    let engine = std::sync::Arc::new(Counting {
+        inner: crate::ocr::engine(),
+        calls: AtomicUsize::new(0),
+    });
+    let (stop, worker) = start_worker(&install, engine.clone());
+    let user = install.user.id.clone();
+    let mut seen = Vec::new();
+    for policy in [OcrPolicy::Auto, OcrPolicy::Skip] {
+        let before = engine.calls.load(Ordering::SeqCst);
+        let options = TaskOptions {
+            ocr: policy,
+            ..TaskOptions::default()
+        };
+        let task = install
+            .submit_with(&user, "mixed.pdf", pdf.clone(), options)
+            .await;
+        let done = install
+            .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
+            .await;
+        assert_eq!(
+            done[0].status,
+            TaskStatus::Completed,
+            "{policy:?}: {:?}",
+            done[0]
+        );
+        let calls = engine.calls.load(Ordering::SeqCst) - before;
+        let text = install.result_text(&task.id).await;
+        let json: serde_json::Value =
+            serde_json::from_str(&install.result_file(&task.id, "json").await).unwrap();
+        let sources: Vec<String> = json["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["source"].as_str().unwrap().to_owned())
+            .collect();
+        seen.push((policy, calls, text, sources));
+    }
+    stop.cancel();
+    worker.await.unwrap();
+
+    let (_, calls, text, sources) = &seen[0];
+    assert_eq!(*calls, 1, "auto: only the scanned page is recognised");
+    assert_eq!(sources, &["text_layer", "ocr"]);
+    let pages: Vec<&str> = text.split('\u{c}').collect();
+    assert_eq!(pages.len(), 2);
+    assert_eq!(
+        pages[0].split_whitespace().collect::<Vec<_>>().join(" "),
+        typed.join(" "),
+        "the typed page's own text"
+    );
+    let cer = ocrd::eval::cer(pages[1], &scan_truth);
+    assert!(cer <= 0.02, "the scanned page has CER {cer}");
+
+    let (_, calls, text, sources) = &seen[1];
+    assert_eq!(*calls, 0, "skip: no OCR at all");
+    assert_eq!(sources, &["text_layer", "text_layer"]);
+    let pages: Vec<&str> = text.split('\u{c}').collect();
+    assert!(pages[0].contains("quick brown fox"), "{text}");
+    assert!(
+        pages[1].trim().is_empty(),
+        "the scan has no text layer: {text:?}"
+    );
 }
