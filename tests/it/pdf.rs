@@ -290,18 +290,28 @@ fn born_digital() -> (Vec<u8>, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_born_digital_pdf_is_read_from_its_text_layer_without_ocr_and_force_ocrs_it() {
-    let install = Install::embedded(|_| {}).await;
-    let (pdf, truth) = born_digital();
+/// What one task of [`run_policies`] gave.
+struct Outcome {
+    policy: OcrPolicy,
+    pages: usize,
+    /// Pages the engine was asked to recognise.
+    calls: usize,
+    text: String,
+    /// Each page's `source` in the JSON result.
+    sources: Vec<String>,
+    took: Duration,
+}
+
+/// Runs `pdf` once per policy, one after the other, through a worker whose engine counts
+/// its calls.
+async fn run_policies(install: &Install, pdf: &[u8], policies: &[OcrPolicy]) -> Vec<Outcome> {
     let engine = std::sync::Arc::new(Counting {
         inner: crate::ocr::engine(),
         calls: AtomicUsize::new(0),
     });
-    let (stop, worker) = start_worker(&install, engine.clone());
-    let user = install.user.id.clone();
+    let (stop, worker) = start_worker(install, engine.clone());
     let mut outcomes = Vec::new();
-    for policy in [OcrPolicy::Auto, OcrPolicy::Force] {
+    for &policy in policies {
         let options = TaskOptions {
             ocr: policy,
             ..TaskOptions::default()
@@ -309,7 +319,7 @@ async fn a_born_digital_pdf_is_read_from_its_text_layer_without_ocr_and_force_oc
         let before = engine.calls.load(Ordering::SeqCst);
         let started = std::time::Instant::now();
         let task = install
-            .submit_with(&user, "digital.pdf", pdf.clone(), options)
+            .submit_with(&install.user.id, "doc.pdf", pdf.to_vec(), options)
             .await;
         let done = install
             .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
@@ -317,38 +327,60 @@ async fn a_born_digital_pdf_is_read_from_its_text_layer_without_ocr_and_force_oc
         let took = started.elapsed();
         let task = &done[0];
         assert_eq!(task.status, TaskStatus::Completed, "{policy:?}: {task:?}");
-        let pages = task.pages_total.unwrap() as usize;
-        let calls = engine.calls.load(Ordering::SeqCst) - before;
-        let cer = ocrd::eval::cer(&install.result_text(&task.id).await, &truth);
         let json: serde_json::Value =
             serde_json::from_str(&install.result_file(&task.id, "json").await).unwrap();
-        let sources: Vec<String> = json["pages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["source"].as_str().unwrap().to_owned())
-            .collect();
-        println!(
-            "born-digital, ocr={policy:?}: {pages} page(s), {calls} OCR call(s), CER {cer:.4}, {:.2} s",
-            took.as_secs_f64()
-        );
-        outcomes.push((policy, pages, calls, cer, sources));
+        outcomes.push(Outcome {
+            policy,
+            pages: task.pages_total.unwrap() as usize,
+            calls: engine.calls.load(Ordering::SeqCst) - before,
+            text: install.result_text(&task.id).await,
+            sources: json["pages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["source"].as_str().unwrap().to_owned())
+                .collect(),
+            took,
+        });
     }
     stop.cancel();
     worker.await.unwrap();
+    outcomes
+}
 
-    let (_, pages, calls, cer, sources) = &outcomes[0];
-    assert_eq!(*calls, 0, "auto read the text layer without OCR");
-    assert!(sources.iter().all(|s| s == "text_layer"), "{sources:?}");
-    assert!(*cer <= 0.01, "text-layer CER {cer}");
-    let (_, forced_pages, forced_calls, forced_cer, forced_sources) = &outcomes[1];
-    assert_eq!(forced_pages, pages);
-    assert_eq!(forced_calls, pages, "force recognised every page");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_born_digital_pdf_is_read_from_its_text_layer_without_ocr_and_force_ocrs_it() {
+    let install = Install::embedded(|_| {}).await;
+    let (pdf, truth) = born_digital();
+    let outcomes = run_policies(&install, &pdf, &[OcrPolicy::Auto, OcrPolicy::Force]).await;
+    for o in &outcomes {
+        println!(
+            "born-digital, ocr={:?}: {} page(s), {} OCR call(s), CER {:.4}, {:.2} s",
+            o.policy,
+            o.pages,
+            o.calls,
+            ocrd::eval::cer(&o.text, &truth),
+            o.took.as_secs_f64()
+        );
+    }
+    let (auto, force) = (&outcomes[0], &outcomes[1]);
+    assert_eq!(auto.calls, 0, "auto read the text layer without OCR");
     assert!(
-        forced_sources.iter().all(|s| s == "ocr"),
-        "{forced_sources:?}"
+        auto.sources.iter().all(|s| s == "text_layer"),
+        "{:?}",
+        auto.sources
     );
-    assert!(*forced_cer <= 0.02, "OCR CER {forced_cer}");
+    let cer = ocrd::eval::cer(&auto.text, &truth);
+    assert!(cer <= 0.01, "text-layer CER {cer}");
+    assert_eq!(force.pages, auto.pages);
+    assert_eq!(force.calls, force.pages, "force recognised every page");
+    assert!(
+        force.sources.iter().all(|s| s == "ocr"),
+        "{:?}",
+        force.sources
+    );
+    let cer = ocrd::eval::cer(&force.text, &truth);
+    assert!(cer <= 0.02, "OCR CER {cer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,50 +392,12 @@ async fn a_mixed_pdf_is_read_page_by_page() {
     ];
     let (scan, scan_truth) = five_sample_pages().swap_remove(0);
     let pdf = mixed_pdf(&[TestPage::Text(&typed), TestPage::Scan(&scan)], 300.0);
-    let engine = std::sync::Arc::new(Counting {
-        inner: crate::ocr::engine(),
-        calls: AtomicUsize::new(0),
-    });
-    let (stop, worker) = start_worker(&install, engine.clone());
-    let user = install.user.id.clone();
-    let mut seen = Vec::new();
-    for policy in [OcrPolicy::Auto, OcrPolicy::Skip] {
-        let before = engine.calls.load(Ordering::SeqCst);
-        let options = TaskOptions {
-            ocr: policy,
-            ..TaskOptions::default()
-        };
-        let task = install
-            .submit_with(&user, "mixed.pdf", pdf.clone(), options)
-            .await;
-        let done = install
-            .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
-            .await;
-        assert_eq!(
-            done[0].status,
-            TaskStatus::Completed,
-            "{policy:?}: {:?}",
-            done[0]
-        );
-        let calls = engine.calls.load(Ordering::SeqCst) - before;
-        let text = install.result_text(&task.id).await;
-        let json: serde_json::Value =
-            serde_json::from_str(&install.result_file(&task.id, "json").await).unwrap();
-        let sources: Vec<String> = json["pages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["source"].as_str().unwrap().to_owned())
-            .collect();
-        seen.push((policy, calls, text, sources));
-    }
-    stop.cancel();
-    worker.await.unwrap();
+    let outcomes = run_policies(&install, &pdf, &[OcrPolicy::Auto, OcrPolicy::Skip]).await;
 
-    let (_, calls, text, sources) = &seen[0];
-    assert_eq!(*calls, 1, "auto: only the scanned page is recognised");
-    assert_eq!(sources, &["text_layer", "ocr"]);
-    let pages: Vec<&str> = text.split('\u{c}').collect();
+    let auto = &outcomes[0];
+    assert_eq!(auto.calls, 1, "auto: only the scanned page is recognised");
+    assert_eq!(auto.sources, ["text_layer", "ocr"]);
+    let pages: Vec<&str> = auto.text.split('\u{c}').collect();
     assert_eq!(pages.len(), 2);
     assert_eq!(
         pages[0].split_whitespace().collect::<Vec<_>>().join(" "),
@@ -413,13 +407,14 @@ async fn a_mixed_pdf_is_read_page_by_page() {
     let cer = ocrd::eval::cer(pages[1], &scan_truth);
     assert!(cer <= 0.02, "the scanned page has CER {cer}");
 
-    let (_, calls, text, sources) = &seen[1];
-    assert_eq!(*calls, 0, "skip: no OCR at all");
-    assert_eq!(sources, &["text_layer", "text_layer"]);
-    let pages: Vec<&str> = text.split('\u{c}').collect();
-    assert!(pages[0].contains("quick brown fox"), "{text}");
+    let skip = &outcomes[1];
+    assert_eq!(skip.calls, 0, "skip: no OCR at all");
+    assert_eq!(skip.sources, ["text_layer", "text_layer"]);
+    let pages: Vec<&str> = skip.text.split('\u{c}').collect();
+    assert!(pages[0].contains("quick brown fox"), "{}", skip.text);
     assert!(
         pages[1].trim().is_empty(),
-        "the scan has no text layer: {text:?}"
+        "the scan has no text layer: {:?}",
+        skip.text
     );
 }
