@@ -1,4 +1,5 @@
-//! PDF pages rendered with hayro (pure Rust), one page in memory at a time.
+//! PDF pages with hayro (pure Rust), one page in memory at a time: a page's own text layer
+//! where the OCR policy takes it (see [`text_layer`]), otherwise the page drawn for OCR.
 //!
 //! Each page is drawn on white at the configured DPI, or lower where that would exceed
 //! `max_pixels` (a poster-sized page, or a page box made to exhaust memory), so the size of

@@ -47,7 +47,8 @@ function showPage(n) {
   const pages = result.pages;
   page = Math.min(Math.max(n, 1), pages.length);
   const data = pages[page - 1];
-  label.textContent = `Page ${page} of ${pages.length}`;
+  const source = data.source === 'text_layer' ? ' · text from the PDF' : '';
+  label.textContent = `Page ${page} of ${pages.length}${source}`;
   prev.disabled = page === 1;
   next.disabled = page === pages.length;
   image.alt = `Page ${page} of ${task.filename}`;
