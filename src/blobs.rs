@@ -74,6 +74,19 @@ impl BlobKey {
         Self::dated("results", user_id, at, task_id, &format!("result.{ext}"))
     }
 
+    /// `results/{user_id}/{yyyy}/{mm}/{dd}/{task_id}/pages/{page:05}.json`: a finished page of a
+    /// task still running, so that a resumed task starts after it. Pages count from 1.
+    pub fn checkpoint(user_id: &str, at: NaiveDateTime, task_id: &str, page: usize) -> BlobKey {
+        let dir = Self::checkpoints(user_id, at, task_id);
+        BlobKey(Path::from(format!("{dir}{page:05}.json")))
+    }
+
+    /// The prefix of a task's checkpoints, ending in `/`.
+    pub fn checkpoints(user_id: &str, at: NaiveDateTime, task_id: &str) -> String {
+        let result = Self::dated("results", user_id, at, task_id, "pages");
+        format!("{}/", result.as_str())
+    }
+
     fn dated(root: &str, user: &str, at: NaiveDateTime, id: &str, name: &str) -> BlobKey {
         BlobKey(Path::from_iter([
             root,

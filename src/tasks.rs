@@ -294,6 +294,14 @@ pub async fn delete(app: &App, user_id: &str, task_id: &str) -> Result<(), Delet
     if let Some(file) = file {
         keys.push(BlobKey::parse(&file.blob_key)?);
     }
+    // Page checkpoints of a task that was still running.
+    let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
+    match app.blobs.list(&checkpoints).await {
+        Ok(found) => keys.extend(found.iter().filter_map(|k| BlobKey::parse(k).ok())),
+        Err(e) => {
+            tracing::error!(prefix = %checkpoints, error = %e, "could not list a deleted task's checkpoints")
+        }
+    }
     // The rows are gone, so the task is gone for the user whatever storage says now; an
     // object that cannot be deleted is logged for the operator rather than failing the call.
     for key in &keys {

@@ -164,6 +164,23 @@ enum PagesInner {
 }
 
 impl Pages {
+    /// Passes over the first `n` pages (already done elsewhere): PDF pages are not drawn,
+    /// image pages are decoded to move on.
+    pub fn skip_pages(&mut self, n: usize) -> Result<(), DocumentError> {
+        if n == 0 {
+            return Ok(());
+        }
+        match &mut self.inner {
+            PagesInner::Pdf(pages) => pages.skip_pages(n),
+            _ => {
+                for _ in 0..n {
+                    self.next().transpose()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The number of pages, where the format tells it before decoding (PDF, single images).
     pub fn page_count(&self) -> Option<usize> {
         match &self.inner {

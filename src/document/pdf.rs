@@ -70,6 +70,10 @@ impl PdfPages {
         self.count
     }
 
+    pub fn skip_pages(&mut self, n: usize) {
+        self.next = self.next.saturating_add(n);
+    }
+
     /// Page `index` as the policy wants it: its text layer, or its image for OCR.
     fn page(&self, index: usize) -> Result<PageInput, DocumentError> {
         let page = &self.pdf.pages()[index];

@@ -99,6 +99,7 @@ pub(super) async fn run(
         recognise(worker, engine, task, owner)
     })
     .await?;
+    let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
 
     let info = DocumentInfo {
         source_name: &file.filename,
@@ -135,7 +136,11 @@ pub(super) async fn run(
         };
         let mut conn = worker.app.db.get().await?;
         match Task::complete(&mut conn, &task.id, owner, result).await? {
-            Some((done, _)) => Ok(done),
+            Some((done, _)) => {
+                drop(conn);
+                delete_checkpoints(worker, &checkpoints).await;
+                Ok(done)
+            }
             None => {
                 // Deleted or cancelled meanwhile: nobody will ever point at these objects.
                 // (Taken over instead: the new holder writes the same keys.)
@@ -217,8 +222,19 @@ async fn recognise(
 
     let (tx, mut rx) = mpsc::channel(1);
     let policy = TaskOptions::parse(&task.options).unwrap_or_default().ocr;
-    read_pages(engine.clone(), source, worker.options.limits, policy, tx)?;
-    let mut pages = Vec::new();
+    // Pages a previous attempt finished (a crash, a lost lease) are not recognised again.
+    let mut pages = load_checkpoints(worker, task).await?;
+    if !pages.is_empty() {
+        tracing::info!(task = %task.id, pages = pages.len(), "resuming after the stored pages");
+    }
+    read_pages(
+        engine.clone(),
+        source,
+        worker.options.limits,
+        policy,
+        pages.len(),
+        tx,
+    )?;
     // Known from the start for PDFs and single images, at the end for TIFF.
     let mut known_total = None;
     let mut started = Instant::now();
@@ -239,7 +255,8 @@ async fn recognise(
             Some(PageMessage::Total(total)) => {
                 known_total = Some(total as i32);
                 let mut conn = worker.app.db.get().await?;
-                match Task::set_progress(&mut conn, &task.id, owner, 0, known_total).await? {
+                let done = pages.len() as i32;
+                match Task::set_progress(&mut conn, &task.id, owner, done, known_total).await? {
                     Some(updated) => worker.app.events.task_updated(&updated).await,
                     None => return Err(TaskError::LeaseLost),
                 }
@@ -247,7 +264,13 @@ async fn recognise(
             Some(PageMessage::Page(result)) => {
                 worker.metrics.page_done(started.elapsed());
                 started = Instant::now();
-                pages.push(result?);
+                let page = result?;
+                let key =
+                    BlobKey::checkpoint(&task.user_id, task.created_at, &task.id, pages.len() + 1);
+                let json = serde_json::to_vec(&page)
+                    .map_err(|e| TaskError::permanent("internal", e.to_string()))?;
+                worker.app.blobs.put_bytes(&key, Bytes::from(json)).await?;
+                pages.push(page);
                 let mut conn = worker.app.db.get().await?;
                 let done = pages.len() as i32;
                 match Task::set_progress(&mut conn, &task.id, owner, done, known_total).await? {
@@ -280,6 +303,42 @@ async fn recognise(
     Ok((file, pages))
 }
 
+/// The pages earlier attempts stored, in order: the run of checkpoints from page 1 on. One
+/// that cannot be read ends the run; its page is recognised again.
+async fn load_checkpoints(worker: &Worker, task: &Task) -> Result<Vec<PageResult>, TaskError> {
+    let prefix = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
+    let stored = worker.app.blobs.list(&prefix).await?;
+    let mut pages = Vec::new();
+    loop {
+        let key = BlobKey::checkpoint(&task.user_id, task.created_at, &task.id, pages.len() + 1);
+        if !stored.iter().any(|k| k == key.as_str()) {
+            return Ok(pages);
+        }
+        let bytes = worker.app.blobs.get_bytes(&key).await?;
+        match serde_json::from_slice::<PageResult>(&bytes) {
+            Ok(page) => pages.push(page),
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "unreadable checkpoint; recognising from it on");
+                return Ok(pages);
+            }
+        }
+    }
+}
+
+/// Removes a completed task's checkpoints; one left behind only costs storage.
+async fn delete_checkpoints(worker: &Worker, prefix: &str) {
+    let Ok(keys) = worker.app.blobs.list(prefix).await else {
+        return;
+    };
+    for key in keys {
+        if let Ok(key) = BlobKey::parse(&key)
+            && let Err(e) = worker.app.blobs.delete(&key).await
+        {
+            tracing::warn!(key = %key, error = %e, "could not delete a checkpoint");
+        }
+    }
+}
+
 async fn download(worker: &Worker, file: &File, to: &Path) -> Result<(), TaskError> {
     let key = BlobKey::parse(&file.blob_key)
         .map_err(|e| TaskError::permanent("source_missing", e.to_string()))?;
@@ -308,19 +367,21 @@ fn read_pages(
     source: PathBuf,
     limits: Limits,
     policy: OcrPolicy,
+    done: usize,
     tx: mpsc::Sender<PageMessage>,
 ) -> Result<(), TaskError> {
     let spawned = std::thread::Builder::new()
         .name("ocrd-pages".into())
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let pages = document::open(&source, limits, policy)?;
+                let mut pages = document::open(&source, limits, policy)?;
                 if let Some(total) = pages.page_count()
                     && tx.blocking_send(PageMessage::Total(total)).is_err()
                 {
                     return Ok(());
                 }
-                for (index, page) in pages.enumerate() {
+                pages.skip_pages(done)?;
+                for (index, page) in pages.enumerate().map(|(i, page)| (i + done, page)) {
                     let image = match page? {
                         PageInput::Image(image) => image,
                         // A born-digital page: its own text, no OCR.

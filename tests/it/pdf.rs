@@ -418,3 +418,75 @@ async fn a_mixed_pdf_is_read_page_by_page() {
         skip.text
     );
 }
+
+/// A counter's value in a Prometheus text exposition.
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_document_resumes_after_the_stored_pages() {
+    let install = Install::distributed(|_| {}).await;
+    let pages = five_sample_pages();
+    let images: Vec<RgbImage> = pages
+        .iter()
+        .chain(&pages)
+        .map(|(image, _)| image.clone())
+        .collect();
+    let truths: Vec<&String> = pages.iter().chain(&pages).map(|(_, t)| t).collect();
+    let task = install
+        .submit_bytes("ten.pdf", image_pdf(&images, 300.0))
+        .await;
+    let prefix = ocrd::blobs::BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
+
+    let mut first = install.spawn_worker("first", &[]);
+    crate::install::wait_for(Duration::from_secs(600), "page 3 of 10", || async {
+        let now = install.task(&task.id).await;
+        (now.pages_done >= 3).then_some(())
+    })
+    .await;
+    first.kill();
+    let stored = install.app.blobs.list(&prefix).await.unwrap().len();
+    assert!(
+        (3..10).contains(&stored),
+        "{stored} pages stored when killed"
+    );
+
+    let second = install.spawn_worker("second", &[]);
+    let done = install
+        .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
+        .await;
+    let done = &done[0];
+    assert_eq!(done.status, TaskStatus::Completed, "{done:?}");
+    assert_eq!((done.pages_done, done.pages_total), (10, Some(10)));
+    let (_, metrics) = second.health("/metrics").await;
+    let recognised = counter(&metrics, "ocrd_pages_total");
+    println!(
+        "resume: killed with {stored} pages stored; the second worker recognised {recognised}"
+    );
+    assert_eq!(
+        recognised as usize,
+        10 - stored,
+        "the resumed task recomputed stored pages"
+    );
+    let text = install.result_text(&task.id).await;
+    let parts: Vec<&str> = text.split('\u{c}').collect();
+    assert_eq!(parts.len(), 10);
+    for (i, (part, truth)) in parts.iter().zip(&truths).enumerate() {
+        let cer = ocrd::eval::cer(part, truth);
+        assert!(cer <= 0.02, "page {} has CER {cer}: out of order?", i + 1);
+    }
+    assert!(
+        install.app.blobs.list(&prefix).await.unwrap().is_empty(),
+        "checkpoints are removed once the task completes"
+    );
+}
