@@ -333,6 +333,8 @@ impl Worker {
     async fn finish_failed(&self, held: &Held<'_>, code: &str, message: &str) {
         tracing::warn!(task = %held.task.id, code, message, "failed");
         let (id, owner) = (&held.task.id, held.owner);
+        // Before the failure is recorded, for the same reason as before completing.
+        pipeline::drop_checkpoints(self, held.task).await;
         match self
             .db(async |c| Task::fail(c, id, owner, code, message).await)
             .await
@@ -359,6 +361,7 @@ impl Worker {
                 tracing::warn!(task = %task.id, message, "failed: poison");
                 self.metrics.task_failed("poison");
                 self.app.events.task_updated(&task).await;
+                pipeline::drop_checkpoints(self, &task).await;
                 self.ack(delivery).await;
                 Step::Done
             }

@@ -134,27 +134,23 @@ pub(super) async fn run(
             mean_confidence,
             text: text.clone(),
         };
+        // Before the commit: a crash after it must not leave checkpoints nobody removes (a
+        // crash before it only costs the next holder the pages).
+        delete_checkpoints(worker, &checkpoints).await;
         let mut conn = worker.app.db.get().await?;
         match Task::complete(&mut conn, &task.id, owner, result).await? {
-            Some((done, _)) => {
-                drop(conn);
-                delete_checkpoints(worker, &checkpoints).await;
-                Ok(done)
-            }
+            Some((done, _)) => Ok(done),
             None => {
                 // Deleted or cancelled meanwhile: nobody will ever point at these objects.
                 // (Taken over instead: the new holder writes the same keys.)
-                let gone = match Task::find(&mut conn, &task.id).await {
-                    Err(DbError::NotFound) => true,
-                    Ok(now) => now.status == TaskStatus::Cancelled,
-                    Err(_) => false,
-                };
-                if gone {
+                drop(conn);
+                if deleted_or_cancelled(worker, task).await {
                     for key in keys.0.values() {
                         if let Ok(key) = BlobKey::parse(key) {
                             let _ = worker.app.blobs.delete(&key).await;
                         }
                     }
+                    delete_checkpoints(worker, &checkpoints).await;
                 }
                 Err(TaskError::LeaseLost)
             }
@@ -258,7 +254,7 @@ async fn recognise(
                 let done = pages.len() as i32;
                 match Task::set_progress(&mut conn, &task.id, owner, done, known_total).await? {
                     Some(updated) => worker.app.events.task_updated(&updated).await,
-                    None => return Err(TaskError::LeaseLost),
+                    None => return Err(lease_lost(worker, task).await),
                 }
             }
             Some(PageMessage::Page(result)) => {
@@ -275,7 +271,7 @@ async fn recognise(
                 let done = pages.len() as i32;
                 match Task::set_progress(&mut conn, &task.id, owner, done, known_total).await? {
                     Some(updated) => worker.app.events.task_updated(&updated).await,
-                    None => return Err(TaskError::LeaseLost),
+                    None => return Err(lease_lost(worker, task).await),
                 }
             }
             Some(PageMessage::End(Ok(()))) => break,
@@ -295,7 +291,7 @@ async fn recognise(
         .await?
         .is_none()
     {
-        return Err(TaskError::LeaseLost);
+        return Err(lease_lost(worker, task).await);
     }
     File::set_page_count(&mut conn, &file.id, total).await?;
     // `dir` is dropped here, and on every early return above.
@@ -325,7 +321,36 @@ async fn load_checkpoints(worker: &Worker, task: &Task) -> Result<Vec<PageResult
     }
 }
 
-/// Removes a completed task's checkpoints; one left behind only costs storage.
+/// Whether the task was deleted or cancelled (rather than taken over by another worker).
+async fn deleted_or_cancelled(worker: &Worker, task: &Task) -> bool {
+    let Ok(mut conn) = worker.app.db.get().await else {
+        return false;
+    };
+    match Task::find(&mut conn, &task.id).await {
+        Err(DbError::NotFound) => true,
+        Ok(now) => now.status == TaskStatus::Cancelled,
+        Err(_) => false,
+    }
+}
+
+/// The task took no more progress from this worker. If it was deleted or cancelled, the
+/// checkpoint just written goes too; if another worker holds it now, the checkpoints are its
+/// head start.
+async fn lease_lost(worker: &Worker, task: &Task) -> TaskError {
+    if deleted_or_cancelled(worker, task).await {
+        let prefix = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
+        delete_checkpoints(worker, &prefix).await;
+    }
+    TaskError::LeaseLost
+}
+
+/// Removes the checkpoints of a task about to fail for good.
+pub(super) async fn drop_checkpoints(worker: &Worker, task: &Task) {
+    let prefix = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
+    delete_checkpoints(worker, &prefix).await;
+}
+
+/// Removes a task's checkpoints; one left behind only costs storage.
 async fn delete_checkpoints(worker: &Worker, prefix: &str) {
     let Ok(keys) = worker.app.blobs.list(prefix).await else {
         return;
