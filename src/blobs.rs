@@ -42,6 +42,9 @@ pub enum BlobError {
     Body(BoxError),
     #[error("blob storage: {0}")]
     Store(object_store::Error),
+    /// Writing the local copy of a blob failed (the disk, not the store).
+    #[error("local copy: {0}")]
+    Local(std::io::Error),
 }
 
 impl From<object_store::Error> for BlobError {
@@ -329,6 +332,19 @@ impl Blobs {
             size,
             body: got.into_stream().map_err(BlobError::from).boxed(),
         })
+    }
+
+    /// Streams a blob into a local file (created or truncated), without holding it in memory.
+    pub async fn download_to(&self, key: &BlobKey, to: &std::path::Path) -> Result<(), BlobError> {
+        use tokio::io::AsyncWriteExt;
+        let mut blob = self.get(key).await?;
+        let mut out = tokio::fs::File::create(to)
+            .await
+            .map_err(BlobError::Local)?;
+        while let Some(chunk) = blob.body.next().await {
+            out.write_all(&chunk?).await.map_err(BlobError::Local)?;
+        }
+        out.flush().await.map_err(BlobError::Local)
     }
 
     /// Reads a whole blob; for results and other small objects only.

@@ -138,6 +138,7 @@ impl From<crate::blobs::BlobError> for ApiError {
             crate::blobs::BlobError::NotFound(_) => {
                 ApiError::new(Code::ResultNotFound, "the stored object is gone")
             }
+            crate::blobs::BlobError::Local(e) => ApiError::internal(e),
             e => {
                 tracing::warn!(error = %e, "storage error");
                 ApiError::new(Code::Unavailable, "storage is unavailable; retry later")

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::{Held, Worker};
@@ -70,6 +68,7 @@ impl From<BlobError> for TaskError {
                 "source_missing",
                 format!("the uploaded file is gone from storage ({key})"),
             ),
+            BlobError::Local(e) => TaskError::permanent("internal", format!("temp file: {e}")),
             e => TaskError::Transient {
                 code: "storage_unavailable",
                 message: e.to_string(),
@@ -367,13 +366,7 @@ async fn delete_checkpoints(worker: &Worker, prefix: &str) {
 async fn download(worker: &Worker, file: &File, to: &Path) -> Result<(), TaskError> {
     let key = BlobKey::parse(&file.blob_key)
         .map_err(|e| TaskError::permanent("source_missing", e.to_string()))?;
-    let mut blob = worker.app.blobs.get(&key).await?;
-    let io = |e: std::io::Error| TaskError::permanent("internal", format!("temp file: {e}"));
-    let mut out = tokio::fs::File::create(to).await.map_err(io)?;
-    while let Some(chunk) = blob.body.next().await {
-        out.write_all(&chunk?).await.map_err(io)?;
-    }
-    out.flush().await.map_err(io)?;
+    worker.app.blobs.download_to(&key, to).await?;
     Ok(())
 }
 

@@ -9,7 +9,6 @@ use actix_web::http::header::{self, ContentDisposition, DispositionParam, Dispos
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{TaskView, json};
@@ -452,13 +451,7 @@ pub async fn page_image(
     }
     // Converted: the upload streams to a private temp file, and one page is decoded from it.
     let temp = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
-    let mut out = tokio::fs::File::from_std(temp.reopen().map_err(ApiError::internal)?);
-    let mut blob = app.blobs.get(&key).await?;
-    while let Some(chunk) = blob.body.next().await {
-        out.write_all(&chunk?).await.map_err(ApiError::internal)?;
-    }
-    out.flush().await.map_err(ApiError::internal)?;
-    drop(out);
+    app.blobs.download_to(&key, temp.path()).await?;
     let limits = app.config.document_limits();
     let png = web::block(move || page_png(temp.path(), page, limits))
         .await
