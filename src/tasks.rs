@@ -232,12 +232,18 @@ pub async fn enqueue(
     let (task, created) = Task::create(&mut conn, file, new).await?;
     drop(conn);
     if created {
-        if let Err(e) = app.queue.push(&task.id).await {
-            tracing::warn!(task = %task.id, error = %e, "task queued in the database only; the reconciler will push it");
-        }
-        app.events.task_updated(&task).await;
+        announce_queued(app, &task).await;
     }
     Ok((task, created))
+}
+
+/// Tells the workers and the task's watchers that a task is (again) `queued` in the database.
+/// A queue outage is not an error: the reconciler pushes what the queue lost.
+pub async fn announce_queued(app: &App, task: &Task) {
+    if let Err(e) = app.queue.push(&task.id).await {
+        tracing::warn!(task = %task.id, error = %e, "task queued in the database only; the reconciler will push it");
+    }
+    app.events.task_updated(task).await;
 }
 
 async fn delete_quietly(app: &App, key: &BlobKey) {

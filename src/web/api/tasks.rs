@@ -402,10 +402,7 @@ pub async fn retry(
         )
     })?;
     drop(conn);
-    if let Err(e) = app.queue.push(&task.id).await {
-        tracing::warn!(task = %task.id, error = %e, "retried task queued in the database only; the reconciler will push it");
-    }
-    app.events.task_updated(&task).await;
+    crate::tasks::announce_queued(&app, &task).await;
     Ok(json(StatusCode::ACCEPTED, &TaskView::new(&task, &filename)))
 }
 
