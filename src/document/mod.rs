@@ -204,17 +204,10 @@ impl Iterator for Pages {
         }
     }
 
-    /// PDF pages are reached without drawing the ones before.
+    /// PDF pages are reached without drawing the ones before ([`Pages::skip_pages`]).
     fn nth(&mut self, n: usize) -> Option<Self::Item> {
-        match &mut self.inner {
-            PagesInner::Pdf(pages) => pages.nth(n),
-            _ => {
-                for _ in 0..n {
-                    self.next()?.ok()?;
-                }
-                self.next()
-            }
-        }
+        self.skip_pages(n).ok()?;
+        self.next()
     }
 }
 

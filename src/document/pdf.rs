@@ -209,11 +209,6 @@ impl Iterator for PdfPages {
         self.next += 1;
         Some(self.page(index))
     }
-
-    fn nth(&mut self, n: usize) -> Option<Self::Item> {
-        self.next = self.next.saturating_add(n);
-        self.next()
-    }
 }
 
 #[cfg(test)]

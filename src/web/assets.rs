@@ -18,39 +18,39 @@ struct BuiltInTemplates;
 #[folder = "static/"]
 struct BuiltInStatic;
 
-pub struct Assets {
-    /// Parsed once from the built-in copies; `None` in development (parsed per render).
-    tera: Option<tera::Tera>,
-    dev_dir: Option<PathBuf>,
+/// Where the pages come from.
+pub enum Assets {
+    /// The copies built into the binary, templates parsed once.
+    BuiltIn(Box<tera::Tera>),
+    /// A checkout's `templates/` and `static/`, read on every request (development).
+    Disk(PathBuf),
 }
 
 impl Assets {
     pub fn new(dev_dir: Option<PathBuf>) -> Result<Assets, tera::Error> {
-        let tera = match dev_dir {
-            Some(_) => None,
-            None => Some(built_in_tera()?),
-        };
-        Ok(Assets { tera, dev_dir })
+        Ok(match dev_dir {
+            Some(dir) => Assets::Disk(dir),
+            None => Assets::BuiltIn(Box::new(built_in_tera()?)),
+        })
     }
 
     /// Renders a template; HTML is escaped unless a template marks a value `safe`.
     pub fn render(&self, name: &str, context: &tera::Context) -> Result<String, tera::Error> {
-        match (&self.tera, &self.dev_dir) {
-            (Some(tera), _) => tera.render(name, context),
-            (None, Some(dir)) => {
+        match self {
+            Assets::BuiltIn(tera) => tera.render(name, context),
+            Assets::Disk(dir) => {
                 let glob = format!("{}/templates/**/*.html", dir.display());
                 tera::Tera::new(&glob)?.render(name, context)
             }
-            (None, None) => unreachable!("Assets::new sets one of the two"),
         }
     }
 
     /// A static file and its entity tag.
     fn file(&self, path: &str) -> Option<(Cow<'static, [u8]>, String)> {
-        match &self.dev_dir {
-            None => BuiltInStatic::get(path)
+        match self {
+            Assets::BuiltIn(_) => BuiltInStatic::get(path)
                 .map(|f| (f.data, hex::encode(&f.metadata.sha256_hash()[..12]))),
-            Some(dir) => {
+            Assets::Disk(dir) => {
                 // Only plain relative names: no way out of the static folder.
                 if path
                     .split('/')
