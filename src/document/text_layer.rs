@@ -182,27 +182,12 @@ fn pieces(mut glyphs: Vec<Glyph>, width: u32, height: u32) -> Vec<Piece> {
 }
 
 fn piece_of(words: Vec<Word>) -> Piece {
-    let bbox = words
-        .iter()
-        .map(|w| w.bbox)
-        .reduce(|a, b| {
-            BBox::new(
-                a.x0.min(b.x0),
-                a.y0.min(b.y0),
-                a.x1.max(b.x1),
-                a.y1.max(b.y1),
-            )
-        })
-        .unwrap_or_default();
+    let bbox = BBox::union(words.iter().map(|w| w.bbox)).unwrap_or_default();
     Piece { bbox, words }
 }
 
+/// A box in page pixels from float coordinates (`as` saturates: below zero is 0).
 fn clamp_box(x0: f64, y0: f64, x1: f64, y1: f64, width: u32, height: u32) -> BBox {
-    let clamp = |v: f64, max: u32| v.round().clamp(0.0, f64::from(max)) as u32;
-    BBox::new(
-        clamp(x0, width),
-        clamp(y0, height),
-        clamp(x1, width),
-        clamp(y1, height),
-    )
+    let px = |v: f64| v.round() as u32;
+    BBox::new(px(x0), px(y0), px(x1), px(y1)).clamp(width, height)
 }
