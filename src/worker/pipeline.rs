@@ -95,7 +95,7 @@ pub(super) async fn run(
     // Claims count as attempts too: a task taken over after a crash has fewer retries left.
     let mut attempt = task.attempts.max(1) as u32;
     let (file, pages) = retrying(worker, task, &mut attempt, || {
-        recognise(worker, engine, task, owner)
+        recognise(worker, engine, task, owner, options.ocr)
     })
     .await?;
     let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
@@ -195,6 +195,7 @@ async fn recognise(
     engine: &Arc<dyn Engine>,
     task: &Task,
     owner: &str,
+    policy: OcrPolicy,
 ) -> Result<(File, Vec<PageResult>), TaskError> {
     let file = {
         let mut conn = worker.app.db.get().await?;
@@ -216,7 +217,6 @@ async fn recognise(
     download(worker, &file, &source).await?;
 
     let (tx, mut rx) = mpsc::channel(1);
-    let policy = TaskOptions::parse(&task.options).unwrap_or_default().ocr;
     // Pages a previous attempt finished (a crash, a lost lease) are not recognised again.
     let mut pages = load_checkpoints(worker, task).await?;
     if !pages.is_empty() {
