@@ -49,18 +49,23 @@ python_env() {
   fi
 }
 
-# The browser tests drive Debian's Chromium through chromedriver.
-browser_env() {
-  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
-  echo "test services: installing chromium and chromium-driver (Debian packages) for the browser tests"
+# Debian packages the tests drive: Chromium through chromedriver (browser tests) and
+# pdftotext from poppler-utils (the searchable PDF's text layer).
+system_packages() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+  command -v pdftotext >/dev/null || missing+=(poppler-utils)
+  [ ${#missing[@]} = 0 ] && return 0
+  echo "test services: installing ${missing[*]} (Debian packages) for the tests"
   local as=()
   if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || need "the browser tests need Debian's chromium and chromium-driver;
-  install them as root: apt-get install -y chromium chromium-driver" || return 1
+    command -v sudo >/dev/null || need "the tests need Debian's ${missing[*]};
+  install them as root: apt-get install -y ${missing[*]}" || return 1
     as=(sudo)
   fi
   "${as[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || return 1
-  "${as[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null || return 1
+  "${as[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || return 1
 }
 
 # Whether we can log in: a server on 5432 may want a password (Debian's own cluster does).

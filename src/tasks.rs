@@ -36,6 +36,15 @@ impl Default for TaskOptions {
     }
 }
 
+/// A page that failed in a task that still completed: its number (from 1) and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PageWarning {
+    pub page: u32,
+    /// A stable code: `page_timeout`, `engine_error`, `undecodable`, …
+    pub code: String,
+    pub message: String,
+}
+
 /// Whether to OCR pages that already carry text (born-digital PDFs). Images always have to be
 /// read, so for them the three are the same.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -284,7 +293,7 @@ pub async fn delete(app: &App, user_id: &str, task_id: &str) -> Result<(), Delet
     drop(conn);
     // Every format's key, not only those recorded: a worker may have uploaded some before
     // it noticed the cancellation.
-    let mut keys: Vec<BlobKey> = [Format::Hocr, Format::Txt, Format::Json]
+    let mut keys: Vec<BlobKey> = Format::ALL
         .iter()
         .map(|f| BlobKey::result(&task.user_id, task.created_at, &task.id, f.extension()))
         .collect();

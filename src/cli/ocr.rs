@@ -23,7 +23,7 @@ pub struct OcrArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// Output format: txt, hocr or json.
+    /// Output format: txt, hocr, json or pdf (searchable: the pages with their text).
     #[arg(long, short = 'f', default_value = "txt", value_parser = parse_format)]
     pub format: Format,
 
@@ -125,6 +125,12 @@ impl Assembly {
 
 pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     let destinations = destinations(&args)?;
+    anyhow::ensure!(
+        !(args.format == Format::Pdf
+            && destinations.contains(&None)
+            && std::io::stdout().is_terminal()),
+        "a PDF is not for the terminal: write it to a file with -o FILE.pdf (or redirect)"
+    );
     let mut ocr_config = config.ocr.clone();
     if let Some(engine) = args.engine {
         ocr_config.engine = engine;
@@ -239,11 +245,13 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
                         source_name: &name,
                         engine: engine.name(),
                         languages: engine.languages(),
+                        source: path,
+                        limits,
                     };
-                    write_output(
-                        destinations[file].as_deref(),
-                        &args.format.render(&pages, &info),
-                    )
+                    args.format
+                        .render(&pages, &info)
+                        .map_err(anyhow::Error::new)
+                        .and_then(|output| write_output(destinations[file].as_deref(), &output))
                 }
             };
             if let Err(e) = outcome {
@@ -288,15 +296,15 @@ fn decode_into(
     Ok(())
 }
 
-fn write_output(dest: Option<&Path>, text: &str) -> anyhow::Result<()> {
+fn write_output(dest: Option<&Path>, output: &[u8]) -> anyhow::Result<()> {
     match dest {
         None => {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(text.as_bytes())?;
+            stdout.write_all(output)?;
             stdout.flush()?;
         }
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+            std::fs::write(path, output).with_context(|| format!("writing {}", path.display()))?
         }
     }
     Ok(())

@@ -63,6 +63,7 @@ diesel::table! {
         updated_at -> Timestamp,
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        warnings -> Nullable<Text>,
     }
 }
 

@@ -16,6 +16,7 @@ use image::{ImageDecoder, ImageReader, RgbImage};
 
 use crate::ocr::PageResult;
 pub use crate::tasks::OcrPolicy;
+pub use pdf::{PageFrame, page_frames};
 
 /// One page of a document, as the pipeline consumes it.
 #[derive(Debug)]
@@ -179,6 +180,12 @@ impl Pages {
             }
         }
         Ok(())
+    }
+
+    /// Whether a page that cannot be read leaves the next ones readable (PDF pages), rather
+    /// than ending the document (a TIFF whose directory chain breaks).
+    pub fn pages_fail_alone(&self) -> bool {
+        matches!(self.inner, PagesInner::Pdf(_))
     }
 
     /// The number of pages, where the format tells it before decoding (PDF, single images).

@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hayro::hayro_interpret::InterpreterSettings;
 use hayro::hayro_syntax::object::{Dict, Name, Stream};
+use hayro::hayro_syntax::page::Rotation;
 use hayro::hayro_syntax::{LoadPdfError, Pdf};
 use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
@@ -36,20 +37,7 @@ impl PdfPages {
         limits: Limits,
         policy: OcrPolicy,
     ) -> Result<PdfPages, DocumentError> {
-        // hayro rebuilds a damaged cross-reference table, which would quietly give the pages a
-        // cut-off upload still holds: a PDF must end with its end-of-file marker.
-        let tail = &bytes[bytes.len().saturating_sub(1024)..];
-        if !tail.windows(5).any(|w| w == b"%%EOF") {
-            return Err(DocumentError::Undecodable(
-                "the PDF is truncated: it has no end-of-file marker".into(),
-            ));
-        }
-        let pdf = catch_unwind(AssertUnwindSafe(|| Pdf::new(bytes)))
-            .map_err(|_| DocumentError::Undecodable("the PDF could not be parsed".into()))?
-            .map_err(|e| match e {
-                LoadPdfError::Decryption(_) => DocumentError::Encrypted,
-                LoadPdfError::Invalid => DocumentError::Undecodable("not a readable PDF".into()),
-            })?;
+        let pdf = load(bytes)?;
         let count = pdf.pages().len();
         if count == 0 {
             return Err(DocumentError::Undecodable("the PDF has no pages".into()));
@@ -79,10 +67,7 @@ impl PdfPages {
         let page = &self.pdf.pages()[index];
         let (width_pt, height_pt) = page.render_dimensions();
         let scale = scale_for(width_pt, height_pt, &self.limits).ok_or_else(|| {
-            DocumentError::Undecodable(format!(
-                "page {} has no area ({width_pt}×{height_pt} pt)",
-                index + 1
-            ))
+            DocumentError::Undecodable(format!("the page has no area ({width_pt}×{height_pt} pt)"))
         })?;
         // The size hayro's bitmap will have, so text boxes and images agree.
         let (width, height) = ((width_pt * scale) as u32, (height_pt * scale) as u32);
@@ -91,7 +76,7 @@ impl PdfPages {
                 text_layer::extract(page, scale, width, height)
             }))
             .map_err(|_| {
-                DocumentError::Undecodable(format!("reading the text of page {} failed", index + 1))
+                DocumentError::Undecodable("reading the text of the page failed".into())
             })
         };
         let text = match self.policy {
@@ -130,7 +115,7 @@ impl PdfPages {
             )
         }))
         .map_err(|_| {
-            DocumentError::Undecodable(format!("the PDF renderer failed on page {}", index + 1))
+            DocumentError::Undecodable("the PDF renderer failed on the page".into())
         })?;
         let (width, height) = (u32::from(pixmap.width()), u32::from(pixmap.height()));
         // Drawn on opaque white, so the premultiplied RGBA is plain RGBA.
@@ -143,6 +128,80 @@ impl PdfPages {
             DocumentError::Undecodable("the rendered page has the wrong size".into())
         })
     }
+}
+
+/// Parses a PDF, refusing a cut-off or encrypted file.
+fn load(bytes: Vec<u8>) -> Result<Pdf, DocumentError> {
+    // hayro rebuilds a damaged cross-reference table, which would quietly give the pages a
+    // cut-off upload still holds: a PDF must end with its end-of-file marker.
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    if !tail.windows(5).any(|w| w == b"%%EOF") {
+        return Err(DocumentError::Undecodable(
+            "the PDF is truncated: it has no end-of-file marker".into(),
+        ));
+    }
+    catch_unwind(AssertUnwindSafe(|| Pdf::new(bytes)))
+        .map_err(|_| DocumentError::Undecodable("the PDF could not be parsed".into()))?
+        .map_err(|e| match e {
+            LoadPdfError::Decryption(_) => DocumentError::Encrypted,
+            LoadPdfError::Invalid => DocumentError::Undecodable("not a readable PDF".into()),
+        })
+}
+
+/// Where a page's drawing sits in its PDF: the visible box (crop box within media box) in
+/// user space and the page's rotation. Pixels of the rendered page map back through it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PageFrame {
+    /// `[x0, y0, x1, y1]` in PDF user space.
+    pub visible: [f32; 4],
+    /// Clockwise degrees the page is turned when shown: 0, 90, 180 or 270.
+    pub rotation: u16,
+}
+
+impl PageFrame {
+    /// Width and height of the page as shown, in points.
+    pub fn display_size(&self) -> (f32, f32) {
+        let [x0, y0, x1, y1] = self.visible;
+        let (w, h) = (x1 - x0, y1 - y0);
+        if self.rotation % 180 == 90 { (h, w) } else { (w, h) }
+    }
+
+    /// The `cm` operands that map display space (points from the bottom-left corner of the
+    /// page as shown, y up) onto the page's user space.
+    pub fn display_to_user(&self) -> [f32; 6] {
+        let [x0, y0, x1, y1] = self.visible;
+        match self.rotation {
+            90 => [0.0, 1.0, -1.0, 0.0, x1, y0],
+            180 => [-1.0, 0.0, 0.0, -1.0, x1, y1],
+            270 => [0.0, -1.0, 1.0, 0.0, x0, y1],
+            _ => [1.0, 0.0, 0.0, 1.0, x0, y0],
+        }
+    }
+}
+
+/// The frame of every page of a PDF, in order, as the renderer sees them.
+pub fn page_frames(bytes: Vec<u8>) -> Result<Vec<PageFrame>, DocumentError> {
+    let pdf = load(bytes)?;
+    let frames = pdf
+        .pages()
+        .iter()
+        .map(|page| {
+            let (width, height) = page.base_dimensions();
+            let visible = page.intersected_crop_box();
+            let (x0, y0) = (visible.x0 as f32, visible.y0 as f32);
+            PageFrame {
+                // The same size hayro draws, so that pixels and points agree.
+                visible: [x0, y0, x0 + width, y0 + height],
+                rotation: match page.rotation() {
+                    Rotation::None => 0,
+                    Rotation::Horizontal => 90,
+                    Rotation::Flipped => 180,
+                    Rotation::FlippedHorizontal => 270,
+                },
+            }
+        })
+        .collect();
+    Ok(frames)
 }
 
 /// Refuses a page that draws an image larger than `max_pixels`: hayro decodes images whole,

@@ -8,7 +8,7 @@ pub mod order;
 pub mod ppocr;
 pub mod runtime;
 
-pub use model::{BBox, Block, Line, PageResult, PageSource, Word};
+pub use model::{BBox, Block, Line, PageFailure, PageResult, PageSource, Word};
 
 use image::RgbImage;
 

@@ -98,6 +98,16 @@ pub struct PageResult {
     /// Where the text came from.
     #[serde(default)]
     pub source: PageSource,
+    /// Set on a page that could not be read (the document completed without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<PageFailure>,
+}
+
+/// Why a page has no text: a stable code (`page_timeout`, `engine_error`, …) and a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageFailure {
+    pub code: String,
+    pub message: String,
 }
 
 /// How a page's text was obtained.
@@ -112,6 +122,17 @@ pub enum PageSource {
 }
 
 impl PageResult {
+    /// A page that could not be read: empty, with the reason.
+    pub fn failed(code: &str, message: &str) -> PageResult {
+        PageResult {
+            failure: Some(PageFailure {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            }),
+            ..PageResult::default()
+        }
+    }
+
     pub fn lines(&self) -> impl Iterator<Item = &Line> {
         self.blocks.iter().flat_map(|b| b.lines.iter())
     }

@@ -7,6 +7,8 @@
 //!       "lines": [ { "text": "…", "confidence": 0.98, "bbox": [..], "geometry": {..},
 //!         "words": [ { "text": "…", "confidence": 0.99, "bbox": [..], "geometry": {..} } ] } ] } ] } ] }
 //! ```
+//! A page that could not be read (the task completed without it) has no blocks and
+//! `"failure": {"code": "page_timeout", "message": "…"}`.
 //! `bbox` is in page pixels (`x1`,`y1` exclusive). `rotation` is 180 for a page whose text was
 //! upside down (read turned, so the reading order is the text's); boxes are always on the page
 //! image as given. `geometry` is the same box as ratios of the
@@ -16,7 +18,7 @@
 use serde::Serialize;
 
 use super::DocumentInfo;
-use crate::ocr::{BBox, PageResult, PageSource};
+use crate::ocr::{BBox, PageFailure, PageResult, PageSource};
 
 #[derive(Serialize)]
 struct Document<'a> {
@@ -34,6 +36,8 @@ struct Page {
     /// `ocr`, or `text_layer` for a born-digital PDF page read from its own text.
     source: PageSource,
     confidence: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<PageFailure>,
     blocks: Vec<Block>,
 }
 
@@ -97,6 +101,7 @@ pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
                 rotation: page.rotation,
                 source: page.source,
                 confidence: page.mean_confidence(),
+                failure: page.failure.clone(),
                 blocks: page
                     .blocks
                     .iter()

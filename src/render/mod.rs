@@ -1,9 +1,15 @@
-//! Renderers: the page model to hOCR, plain text and JSON. Each takes the pages of one document
-//! in order and returns the whole output; results are small next to the page images.
+//! Renderers: the page model to hOCR, plain text, JSON and searchable PDF. Each takes the pages
+//! of one document in order and returns the whole output.
 
 pub mod hocr;
 pub mod json;
+pub mod pdf;
 pub mod txt;
+
+use std::path::Path;
+
+use crate::document::Limits;
+pub use pdf::PdfError;
 
 /// What the renderers say about the document besides its pages.
 #[derive(Clone, Debug)]
@@ -14,6 +20,10 @@ pub struct DocumentInfo<'a> {
     pub engine: &'a str,
     /// ISO 639 language codes the engine reads.
     pub languages: &'a [&'a str],
+    /// The document file: the searchable PDF is made of its pages.
+    pub source: &'a Path,
+    /// The limits it was read under; `pdf_dpi` also sizes image pages in the PDF.
+    pub limits: Limits,
 }
 
 /// Output formats, with their file extension and media type.
@@ -23,14 +33,18 @@ pub enum Format {
     Txt,
     Hocr,
     Json,
+    Pdf,
 }
 
 impl Format {
+    pub const ALL: [Format; 4] = [Format::Hocr, Format::Txt, Format::Json, Format::Pdf];
+
     pub fn extension(self) -> &'static str {
         match self {
             Format::Txt => "txt",
             Format::Hocr => "html",
             Format::Json => "json",
+            Format::Pdf => "pdf",
         }
     }
 
@@ -39,15 +53,22 @@ impl Format {
             Format::Txt => "text/plain; charset=utf-8",
             Format::Hocr => "text/html; charset=utf-8",
             Format::Json => "application/json",
+            Format::Pdf => "application/pdf",
         }
     }
 
-    pub fn render(self, pages: &[crate::ocr::PageResult], info: &DocumentInfo<'_>) -> String {
-        match self {
-            Format::Txt => txt::render(pages),
-            Format::Hocr => hocr::render(pages, info),
-            Format::Json => json::render(pages, info),
-        }
+    /// The whole output. Only the PDF can fail: it reads the document again.
+    pub fn render(
+        self,
+        pages: &[crate::ocr::PageResult],
+        info: &DocumentInfo<'_>,
+    ) -> Result<Vec<u8>, PdfError> {
+        Ok(match self {
+            Format::Txt => txt::render(pages).into_bytes(),
+            Format::Hocr => hocr::render(pages, info).into_bytes(),
+            Format::Json => json::render(pages, info).into_bytes(),
+            Format::Pdf => pdf::render(pages, info.source, info.limits)?,
+        })
     }
 }
 
@@ -58,8 +79,9 @@ impl std::str::FromStr for Format {
             "txt" | "text" => Ok(Format::Txt),
             "hocr" | "html" => Ok(Format::Hocr),
             "json" => Ok(Format::Json),
+            "pdf" => Ok(Format::Pdf),
             other => Err(format!(
-                "unknown format `{other}` (expected txt, hocr or json)"
+                "unknown format `{other}` (expected txt, hocr, json or pdf)"
             )),
         }
     }
@@ -92,6 +114,7 @@ mod tests {
             height: 100,
             rotation: 0,
             source: Default::default(),
+            failure: None,
             blocks: vec![
                 Block {
                     bbox: first.bbox,
@@ -110,6 +133,8 @@ mod tests {
             source_name: "scan<1>.png",
             engine: "ppocr",
             languages: &["en"],
+            source: Path::new("scan<1>.png"),
+            limits: Limits::default(),
         }
     }
 

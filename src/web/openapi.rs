@@ -26,7 +26,7 @@ use crate::error::Code;
         auth::UserResponse, auth::SessionResponse, auth::ChangePasswordRequest,
         auth::ResetPasswordRequest, tokens::CreateTokenRequest, tokens::TokenView,
         tokens::CreatedToken, tokens::TokenList, tasks::TaskList, tasks::UploadForm,
-        crate::tasks::OcrPolicy,
+        crate::tasks::OcrPolicy, crate::tasks::PageWarning,
     )),
     modifiers(&Security, &ErrorCodes),
 )]

@@ -50,6 +50,7 @@ pub struct WorkerOptions {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub page_timeout: Duration,
+    pub max_failed_page_ratio: f64,
     pub shutdown_grace: Duration,
     pub recover_every: Duration,
     pub temp_root: PathBuf,
@@ -66,6 +67,7 @@ impl WorkerOptions {
             retry_base: Duration::from_millis(w.retry_base_ms),
             retry_max: Duration::from_secs(w.retry_max_secs),
             page_timeout: Duration::from_secs(w.page_timeout_secs),
+            max_failed_page_ratio: w.max_failed_page_ratio,
             shutdown_grace: Duration::from_secs(w.shutdown_grace_secs),
             recover_every: Duration::from_secs(w.recover_secs),
             temp_root: config.worker_temp_dir(),
@@ -299,7 +301,7 @@ impl Worker {
                 self.metrics
                     .task_seconds
                     .observe(started.elapsed().as_secs_f64());
-                self.finish_failed(&held, code, &message).await;
+                self.finish_failed(&held, &code, &message).await;
             }
         }
         Step::Done

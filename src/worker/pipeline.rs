@@ -3,17 +3,20 @@
 //! Two stages, each retried on transient failures within the task's attempt budget:
 //! 1. recognise: download the file into a private temp dir (removed on every path: success,
 //!    error, panic or abort, because it is dropped), then read pages one at a time on a thread
-//!    of their own and recognise each, publishing progress per page;
+//!    of their own and recognise each, publishing progress per page; the file stays until the
+//!    results are rendered (the searchable PDF is made of its pages);
 //! 2. store: upload each rendered format under the task's fixed result keys (SSE-KMS on S3),
 //!    then write the result row and `completed` in one transaction.
 //!
 //! Rendering sits between the two and runs once, so a storage outage does not redo the OCR.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use image::RgbImage;
 use tokio::sync::mpsc;
 
 use super::{Held, Worker};
@@ -22,27 +25,27 @@ use crate::db::DbError;
 use crate::db::models::{BlobKeys, File, NewTaskResult, Task, TaskStatus};
 use crate::document::{self, DocumentError, Limits, OcrPolicy, PageInput};
 use crate::ocr::{Engine, PageResult};
-use crate::render::{DocumentInfo, Format};
-use crate::tasks::TaskOptions;
+use crate::render::{DocumentInfo, Format, PdfError, txt};
+use crate::tasks::{PageWarning, TaskOptions};
 
 /// Why a task did not complete. `code`s are stable: clients and the UI rely on them.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     /// Retrying cannot help (bad input, a bug): the task fails at once.
     #[error("{code}: {message}")]
-    Permanent { code: &'static str, message: String },
+    Permanent { code: Cow<'static, str>, message: String },
     /// A dependency is unavailable: retried with backoff while attempts remain.
     #[error("{code}: {message}")]
-    Transient { code: &'static str, message: String },
+    Transient { code: Cow<'static, str>, message: String },
     /// This worker no longer holds the task; whoever does will finish it.
     #[error("lease lost")]
     LeaseLost,
 }
 
 impl TaskError {
-    fn permanent(code: &'static str, message: impl Into<String>) -> TaskError {
+    fn permanent(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> TaskError {
         TaskError::Permanent {
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }
@@ -52,7 +55,7 @@ impl From<DbError> for TaskError {
     fn from(e: DbError) -> Self {
         if e.is_transient() {
             TaskError::Transient {
-                code: "database_unavailable",
+                code: "database_unavailable".into(),
                 message: e.to_string(),
             }
         } else {
@@ -70,7 +73,7 @@ impl From<BlobError> for TaskError {
             ),
             BlobError::Local(e) => TaskError::permanent("internal", format!("temp file: {e}")),
             e => TaskError::Transient {
-                code: "storage_unavailable",
+                code: "storage_unavailable".into(),
                 message: e.to_string(),
             },
         }
@@ -94,23 +97,49 @@ pub(super) async fn run(
         .map_err(|e| TaskError::permanent("bad_options", format!("task options: {e}")))?;
     // Claims count as attempts too: a task taken over after a crash has fewer retries left.
     let mut attempt = task.attempts.max(1) as u32;
-    let (file, pages) = retrying(worker, task, &mut attempt, || {
+    let (file, source, pages) = retrying(worker, task, &mut attempt, || {
         recognise(worker, engine, task, owner, options.ocr)
     })
     .await?;
     let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
 
-    let info = DocumentInfo {
-        source_name: &file.filename,
-        engine: engine.name(),
-        languages: engine.languages(),
+    // Off the async threads: the searchable PDF reads and encodes the document again.
+    let rendered = {
+        let (engine, formats) = (engine.clone(), options.formats.clone());
+        let (filename, limits) = (file.filename.clone(), worker.options.limits);
+        let pages = pages.clone();
+        tokio::task::spawn_blocking(move || {
+            let info = DocumentInfo {
+                source_name: &filename,
+                engine: engine.name(),
+                languages: engine.languages(),
+                source: &source.path,
+                limits,
+            };
+            formats
+                .iter()
+                .map(|&format| Ok((format, Bytes::from(format.render(&pages, &info)?))))
+                .collect::<Result<Vec<(Format, Bytes)>, PdfError>>()
+        })
+        .await
+        .map_err(|_| TaskError::permanent("internal", "rendering the results crashed"))?
+        .map_err(|e| match e {
+            PdfError::Document(e) => TaskError::from(e),
+            e => TaskError::permanent("render_failed", e.to_string()),
+        })?
     };
-    let rendered: Vec<(Format, Bytes)> = options
-        .formats
+    let text = txt::render(&pages);
+    let warnings: Vec<PageWarning> = pages
         .iter()
-        .map(|&format| (format, Bytes::from(format.render(&pages, &info))))
+        .enumerate()
+        .filter_map(|(i, page)| {
+            page.failure.as_ref().map(|f| PageWarning {
+                page: i as u32 + 1,
+                code: f.code.clone(),
+                message: f.message.clone(),
+            })
+        })
         .collect();
-    let text = Format::Txt.render(&pages, &info);
     let confidences: Vec<f32> = pages
         .iter()
         .filter_map(PageResult::mean_confidence)
@@ -137,7 +166,7 @@ pub(super) async fn run(
         // crash before it only costs the next holder the pages).
         delete_checkpoints(worker, &checkpoints).await;
         let mut conn = worker.app.db.get().await?;
-        match Task::complete(&mut conn, &task.id, owner, result).await? {
+        match Task::complete(&mut conn, &task.id, owner, result, &warnings).await? {
             Some((done, _)) => Ok(done),
             None => {
                 // Deleted or cancelled meanwhile: nobody will ever point at these objects.
@@ -179,7 +208,7 @@ where
                     worker.options.retry_max,
                     *attempt,
                 );
-                tracing::warn!(task = %task.id, code, message, attempt = *attempt, retry_in = ?wait, "transient failure; retrying");
+                tracing::warn!(task = %task.id, code = %code, message, attempt = *attempt, retry_in = ?wait, "transient failure; retrying");
                 worker.metrics.retries.inc();
                 tokio::time::sleep(wait).await;
                 *attempt += 1;
@@ -189,14 +218,20 @@ where
     }
 }
 
-/// Downloads the file and recognises its pages, in order.
+/// The downloaded document, in a private temp dir that goes with it.
+struct Source {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Downloads the file and recognises its pages, in order. The download stays for rendering.
 async fn recognise(
     worker: &Worker,
     engine: &Arc<dyn Engine>,
     task: &Task,
     owner: &str,
     policy: OcrPolicy,
-) -> Result<(File, Vec<PageResult>), TaskError> {
+) -> Result<(File, Source, Vec<PageResult>), TaskError> {
     let file = {
         let mut conn = worker.app.db.get().await?;
         match File::find(&mut conn, &task.file_id).await {
@@ -216,67 +251,61 @@ async fn recognise(
     let source = dir.path().join("source");
     download(worker, &file, &source).await?;
 
-    let (tx, mut rx) = mpsc::channel(1);
     // Pages a previous attempt finished (a crash, a lost lease) are not recognised again.
     let mut pages = load_checkpoints(worker, task).await?;
     if !pages.is_empty() {
         tracing::info!(task = %task.id, pages = pages.len(), "resuming after the stored pages");
     }
-    read_pages(
-        engine.clone(),
-        source,
-        worker.options.limits,
-        policy,
-        pages.len(),
-        tx,
-    )?;
+    let start_reader = |done: usize| {
+        let (tx, rx) = mpsc::channel(1);
+        let limits = worker.options.limits;
+        read_pages(engine.clone(), source.clone(), limits, policy, done, tx).map(|()| rx)
+    };
+    let mut rx = start_reader(pages.len())?;
     // Known from the start for PDFs and single images, at the end for TIFF.
     let mut known_total = None;
     let mut started = Instant::now();
     loop {
-        let message = tokio::time::timeout(worker.options.page_timeout, rx.recv())
-            .await
-            .map_err(|_| {
-                TaskError::permanent(
-                    "page_timeout",
-                    format!(
-                        "page {} took longer than {} s",
-                        pages.len() + 1,
-                        worker.options.page_timeout.as_secs()
-                    ),
-                )
-            })?;
-        match message {
-            Some(PageMessage::Total(total)) => {
-                known_total = Some(total as i32);
-                let mut conn = worker.app.db.get().await?;
-                let done = pages.len() as i32;
-                match Task::set_progress(&mut conn, &task.id, owner, done, known_total).await? {
-                    Some(updated) => worker.app.events.task_updated(&updated).await,
-                    None => return Err(lease_lost(worker, task).await),
-                }
-            }
-            Some(PageMessage::Page(result)) => {
-                worker.metrics.page_done(started.elapsed());
+        let message = match tokio::time::timeout(worker.options.page_timeout, rx.recv()).await {
+            Ok(message) => message,
+            Err(_) => {
+                // The page thread is stuck on this page. It is left to finish it unheard (it
+                // stops then, as nobody listens), and a fresh one goes on from the next page.
+                let message = format!(
+                    "page {} took longer than {} s",
+                    pages.len() + 1,
+                    worker.options.page_timeout.as_secs()
+                );
+                let failed = PageResult::failed("page_timeout", &message);
+                store_page(worker, task, owner, &mut pages, failed, known_total).await?;
+                rx = start_reader(pages.len())?;
                 started = Instant::now();
-                let page = result?;
-                let key =
-                    BlobKey::checkpoint(&task.user_id, task.created_at, &task.id, pages.len() + 1);
-                let json = serde_json::to_vec(&page)
-                    .map_err(|e| TaskError::permanent("internal", e.to_string()))?;
-                worker.app.blobs.put_bytes(&key, Bytes::from(json)).await?;
-                pages.push(page);
+                continue;
+            }
+        };
+        let page = match message {
+            Some(PageMessage::Total(total)) => {
+                known_total = Some(total);
                 let mut conn = worker.app.db.get().await?;
-                let done = pages.len() as i32;
-                match Task::set_progress(&mut conn, &task.id, owner, done, known_total).await? {
+                let (done, total) = (pages.len() as i32, Some(total as i32));
+                match Task::set_progress(&mut conn, &task.id, owner, done, total).await? {
                     Some(updated) => worker.app.events.task_updated(&updated).await,
                     None => return Err(lease_lost(worker, task).await),
                 }
+                continue;
             }
+            Some(PageMessage::Page(Ok(page))) => page,
+            // A page that cannot be read costs the document that page, within the ratio.
+            Some(PageMessage::Page(Err(TaskError::Permanent { code, message }))) => {
+                PageResult::failed(&code, &message)
+            }
+            Some(PageMessage::Page(Err(e))) | Some(PageMessage::End(Err(e))) => return Err(e),
             Some(PageMessage::End(Ok(()))) => break,
-            Some(PageMessage::End(Err(e))) => return Err(e),
             None => return Err(TaskError::permanent("internal", "the page reader stopped")),
-        }
+        };
+        worker.metrics.page_done(started.elapsed());
+        started = Instant::now();
+        store_page(worker, task, owner, &mut pages, page, known_total).await?;
     }
     if pages.is_empty() {
         return Err(TaskError::permanent(
@@ -284,6 +313,7 @@ async fn recognise(
             "the document has no pages",
         ));
     }
+    check_failed_pages(worker, &pages, pages.len())?;
     let total = pages.len() as i32;
     let mut conn = worker.app.db.get().await?;
     if Task::set_progress(&mut conn, &task.id, owner, total, Some(total))
@@ -293,9 +323,65 @@ async fn recognise(
         return Err(lease_lost(worker, task).await);
     }
     File::set_page_count(&mut conn, &file.id, total).await?;
-    // `dir` is dropped here, and on every early return above.
-    drop(dir);
-    Ok((file, pages))
+    // `dir` goes with the result, and is dropped on every early return above.
+    Ok((
+        file,
+        Source {
+            path: source,
+            _dir: dir,
+        },
+        pages,
+    ))
+}
+
+/// Stores a finished (or failed) page as a checkpoint, adds it to `pages` and publishes the
+/// progress. Fails the task once more pages have failed than the ratio allows.
+async fn store_page(
+    worker: &Worker,
+    task: &Task,
+    owner: &str,
+    pages: &mut Vec<PageResult>,
+    page: PageResult,
+    known_total: Option<usize>,
+) -> Result<(), TaskError> {
+    if let Some(failure) = &page.failure {
+        tracing::warn!(task = %task.id, page = pages.len() + 1, code = %failure.code, message = %failure.message, "page failed");
+    }
+    let key = BlobKey::checkpoint(&task.user_id, task.created_at, &task.id, pages.len() + 1);
+    let json =
+        serde_json::to_vec(&page).map_err(|e| TaskError::permanent("internal", e.to_string()))?;
+    worker.app.blobs.put_bytes(&key, Bytes::from(json)).await?;
+    pages.push(page);
+    if let Some(total) = known_total {
+        check_failed_pages(worker, pages, total)?;
+    }
+    let mut conn = worker.app.db.get().await?;
+    let (done, total) = (pages.len() as i32, known_total.map(|t| t as i32));
+    match Task::set_progress(&mut conn, &task.id, owner, done, total).await? {
+        Some(updated) => {
+            worker.app.events.task_updated(&updated).await;
+            Ok(())
+        }
+        None => Err(lease_lost(worker, task).await),
+    }
+}
+
+/// Fails the task when more of its `total` pages failed than `max_failed_page_ratio` allows,
+/// with the code of the last failed page.
+fn check_failed_pages(worker: &Worker, pages: &[PageResult], total: usize) -> Result<(), TaskError> {
+    let mut failures = pages.iter().filter_map(|p| p.failure.as_ref());
+    let Some(last) = failures.next_back() else {
+        return Ok(());
+    };
+    let failed = failures.count() + 1;
+    if failed as f64 <= worker.options.max_failed_page_ratio * total as f64 {
+        return Ok(());
+    }
+    let mut message = last.message.clone();
+    if total > 1 {
+        message += &format!(" ({failed} of {total} pages failed)");
+    }
+    Err(TaskError::permanent(last.code.clone(), message))
 }
 
 /// The pages earlier attempts stored, in order: the run of checkpoints from page 1 on. One
@@ -370,6 +456,21 @@ async fn download(worker: &Worker, file: &File, to: &Path) -> Result<(), TaskErr
     Ok(())
 }
 
+/// One page through the engine; an error or a crash is that page's failure.
+fn recognise_page(engine: &dyn Engine, image: &RgbImage, index: usize) -> Result<PageResult, TaskError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.recognize(image))) {
+        Ok(Ok(page)) => Ok(page),
+        Ok(Err(e)) => Err(TaskError::permanent(
+            "engine_error",
+            format!("page {}: {e}", index + 1),
+        )),
+        Err(_) => Err(TaskError::permanent(
+            "internal",
+            format!("the engine crashed on page {}", index + 1),
+        )),
+    }
+}
+
 enum PageMessage {
     /// The page count, where the format tells it up front.
     Total(usize),
@@ -399,33 +500,21 @@ fn read_pages(
                     return Ok(());
                 }
                 pages.skip_pages(done)?;
+                let independent = pages.pages_fail_alone();
                 for (index, page) in pages.enumerate().map(|(i, page)| (i + done, page)) {
-                    let image = match page? {
-                        PageInput::Image(image) => image,
+                    let result = match page {
                         // A born-digital page: its own text, no OCR.
-                        PageInput::Text(text) => {
-                            if tx.blocking_send(PageMessage::Page(Ok(text))).is_err() {
-                                return Ok(());
-                            }
-                            continue;
-                        }
-                    };
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        engine.recognize(&image)
-                    }));
-                    let result = match result {
-                        Ok(Ok(page)) => Ok(page),
-                        Ok(Err(e)) => Err(TaskError::permanent(
-                            "engine_error",
+                        Ok(PageInput::Text(text)) => Ok(text),
+                        Ok(PageInput::Image(image)) => recognise_page(&*engine, &image, index),
+                        // A PDF page that cannot be drawn costs that page; a TIFF that breaks
+                        // ends there.
+                        Err(e) if independent => Err(TaskError::permanent(
+                            e.code(),
                             format!("page {}: {e}", index + 1),
                         )),
-                        Err(_) => Err(TaskError::permanent(
-                            "internal",
-                            format!("the engine crashed on page {}", index + 1),
-                        )),
+                        Err(e) => return Err(e.into()),
                     };
-                    let failed = result.is_err();
-                    if tx.blocking_send(PageMessage::Page(result)).is_err() || failed {
+                    if tx.blocking_send(PageMessage::Page(result)).is_err() {
                         return Ok(());
                     }
                 }
@@ -440,7 +529,7 @@ fn read_pages(
             let _ = tx.blocking_send(PageMessage::End(end));
         });
     spawned.map(drop).map_err(|e| TaskError::Transient {
-        code: "internal",
+        code: "internal".into(),
         message: format!("cannot start a page thread: {e}"),
     })
 }

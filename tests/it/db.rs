@@ -280,11 +280,11 @@ both_backends! {
         let task = queued_task(&mut conn, &leo).await;
         Task::claim(&mut conn, &task.id, "w", Duration::from_secs(60)).await.unwrap().unwrap();
 
-        assert!(Task::complete(&mut conn, &task.id, "intruder", result_for(&leo)).await.unwrap().is_none(),
+        assert!(Task::complete(&mut conn, &task.id, "intruder", result_for(&leo), &[]).await.unwrap().is_none(),
             "a worker without the lease cannot complete");
         assert!(matches!(TaskResult::find_by_task(&mut conn, &task.id).await, Err(DbError::NotFound)));
 
-        let (done, result) = Task::complete(&mut conn, &task.id, "w", result_for(&leo)).await.unwrap().unwrap();
+        let (done, result) = Task::complete(&mut conn, &task.id, "w", result_for(&leo), &[]).await.unwrap().unwrap();
         assert_eq!(done.status, TaskStatus::Completed);
         assert!(done.finished_at.is_some() && done.lease_owner.is_none());
         assert_eq!(result.blob_keys.0["txt"], "results/x/result.txt");
@@ -293,7 +293,7 @@ both_backends! {
         assert_eq!((stored.id.as_str(), stored.text.as_str()), (result.id.as_str(), "hello"));
 
         // A second completion (a redelivered task) writes nothing.
-        assert!(Task::complete(&mut conn, &task.id, "w", result_for(&leo)).await.unwrap().is_none());
+        assert!(Task::complete(&mut conn, &task.id, "w", result_for(&leo), &[]).await.unwrap().is_none());
         let n: i64 = with_conn!(&mut conn, |c| ocrd::db::schema::results::table.count().get_result(c).await).unwrap();
         assert_eq!(n, 1);
     }
@@ -345,7 +345,7 @@ both_backends! {
         let oscar = user(&mut conn, "oscar@example.com").await;
         let task = queued_task(&mut conn, &nia).await;
         Task::claim(&mut conn, &task.id, "w", Duration::from_secs(60)).await.unwrap().unwrap();
-        Task::complete(&mut conn, &task.id, "w", result_for(&nia)).await.unwrap().unwrap();
+        Task::complete(&mut conn, &task.id, "w", result_for(&nia), &[]).await.unwrap().unwrap();
 
         assert!(matches!(Task::delete_for_user(&mut conn, &oscar.id, &task.id).await, Err(DbError::NotFound)));
         let (deleted, result, file) = Task::delete_for_user(&mut conn, &nia.id, &task.id).await.unwrap();

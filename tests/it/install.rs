@@ -280,9 +280,14 @@ impl Install {
 
     /// A stored result format (`txt`, `json`, `html`) as text.
     pub async fn result_file(&self, task_id: &str, format: &str) -> String {
+        String::from_utf8(self.result_bytes(task_id, format).await).unwrap()
+    }
+
+    /// A stored result format, as it is stored.
+    pub async fn result_bytes(&self, task_id: &str, format: &str) -> Vec<u8> {
         let result = self.result(task_id).await;
         let key = ocrd::blobs::BlobKey::parse(&result.blob_keys.0[format]).unwrap();
-        String::from_utf8(self.app.blobs.get_bytes(&key).await.unwrap().to_vec()).unwrap()
+        self.app.blobs.get_bytes(&key).await.unwrap().to_vec()
     }
 
     /// Rows per table for this install's tasks: (results rows, results rows per task).

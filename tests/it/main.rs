@@ -14,5 +14,6 @@ mod ocr_cli;
 mod pdf;
 mod queue;
 mod redis;
+mod searchable;
 mod support;
 mod worker;

@@ -167,12 +167,20 @@ fn hocr_is_well_formed_and_matches_the_json() {
     let page = engine()
         .recognize(&load(&eval_dir().join("page_002.png")))
         .unwrap();
+    let source = eval_dir().join("page_002.png");
     let info = DocumentInfo {
         source_name: "page_002.png",
         engine: "ppocr",
         languages: &["en"],
+        source: &source,
+        limits: Default::default(),
     };
-    let html = Format::Hocr.render(std::slice::from_ref(&page), &info);
+    let html = String::from_utf8(
+        Format::Hocr
+            .render(std::slice::from_ref(&page), &info)
+            .unwrap(),
+    )
+    .unwrap();
 
     // Parse it: every element must close, every attribute must be well-formed.
     let mut reader = quick_xml::Reader::from_str(&html);
@@ -197,7 +205,8 @@ fn hocr_is_well_formed_and_matches_the_json() {
     assert_eq!(depth, 0);
 
     let json: serde_json::Value =
-        serde_json::from_str(&Format::Json.render(std::slice::from_ref(&page), &info)).unwrap();
+        serde_json::from_slice(&Format::Json.render(std::slice::from_ref(&page), &info).unwrap())
+            .unwrap();
     let json_words: usize = json["pages"][0]["blocks"]
         .as_array()
         .unwrap()

@@ -1,6 +1,7 @@
 //! PDF input: scanned pages rendered with hayro and recognised in order, page counts known up
-//! front, and bad PDFs (encrypted, truncated, garbage, too many pages) failing with their codes
-//! while the worker stays up.
+//! front, bad PDFs (encrypted, truncated, garbage, too many pages) failing with their codes
+//! while the worker stays up, pages that fail costing only themselves (within the ratio),
+//! resuming after a crash, and memory that stays flat over a 300-page document.
 
 use std::time::Duration;
 
@@ -9,15 +10,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use image::RgbImage;
 use ocrd::db::models::TaskStatus;
 use ocrd::ocr::{Engine, OcrError, PageResult};
+use ocrd::render::Format;
 use ocrd::tasks::{OcrPolicy, TaskOptions};
 
 use crate::all_in_one::start_worker;
 use crate::install::{Install, sample_pages};
 
-/// A page of a test PDF: typed text (Helvetica, one string per line) or a scanned image.
+/// A page of a test PDF: typed text (Helvetica, one string per line), a scanned image, or a
+/// `side` × `side` image of Flate-compressed zeros (a few hundred kilobytes that decode to
+/// `3 × side²` bytes).
 pub enum TestPage<'a> {
     Text(&'a [&'a str]),
     Scan(&'a RgbImage),
+    Bomb(u32),
 }
 
 /// A PDF of scanned pages: each page one JPEG image at `dpi`, as a scanner writes them.
@@ -44,8 +49,20 @@ pub fn mixed_pdf(pages: &[TestPage], dpi: f32) -> Vec<u8> {
     );
     for (i, page) in pages.iter().enumerate() {
         let (content_id, image_id) = (4 + 3 * i, 5 + 3 * i);
-        let page = match page {
-            TestPage::Scan(image) => *image,
+        let (pixels, colour, filter, data) = match page {
+            TestPage::Scan(image) => {
+                let mut jpeg = Vec::new();
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+                    .encode_image(*image)
+                    .unwrap();
+                (image.dimensions(), "DeviceRGB", "DCTDecode", jpeg)
+            }
+            TestPage::Bomb(side) => (
+                (*side, *side),
+                "DeviceRGB",
+                "FlateDecode",
+                zeros(*side as usize * *side as usize * 3),
+            ),
             TestPage::Text(lines) => {
                 objects.push(
                     format!(
@@ -70,8 +87,8 @@ pub fn mixed_pdf(pages: &[TestPage], dpi: f32) -> Vec<u8> {
                 continue;
             }
         };
-        let width = page.width() as f32 * 72.0 / dpi;
-        let height = page.height() as f32 * 72.0 / dpi;
+        let width = pixels.0 as f32 * 72.0 / dpi;
+        let height = pixels.1 as f32 * 72.0 / dpi;
         objects.push(
             format!(
                 "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width:.2} {height:.2}] \
@@ -84,53 +101,35 @@ pub fn mixed_pdf(pages: &[TestPage], dpi: f32) -> Vec<u8> {
             &format!("<< /Length {} >>", content.len()),
             content.as_bytes(),
         ));
-        let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
-            .encode_image(page)
-            .unwrap();
         let dict = format!(
-            "<< /Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceRGB \
-             /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>",
-            page.width(),
-            page.height(),
-            jpeg.len()
+            "<< /Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /{colour} \
+             /BitsPerComponent 8 /Filter /{filter} /Length {} >>",
+            pixels.0,
+            pixels.1,
+            data.len()
         );
-        objects.push(stream(&dict, &jpeg));
+        objects.push(stream(&dict, &data));
     }
     assemble(&objects)
 }
 
-/// A one-page PDF whose page draws a `side` × `side` image of Flate-compressed zeros: a few
-/// hundred kilobytes that decode to `3 × side²` bytes.
+/// A one-page PDF whose page draws a `side` × `side` image bomb ([`TestPage::Bomb`]).
 pub fn image_bomb_pdf(side: u32) -> Vec<u8> {
+    mixed_pdf(&[TestPage::Bomb(side)], side as f32 / 8.5)
+}
+
+/// `len` zero bytes, Flate-compressed.
+fn zeros(len: usize) -> Vec<u8> {
     use std::io::Write;
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    let row = vec![0u8; side as usize * 3];
-    for _ in 0..side {
-        zlib.write_all(&row).unwrap();
+    let row = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(row.len());
+        zlib.write_all(&row[..n]).unwrap();
+        left -= n;
     }
-    let data = zlib.finish().unwrap();
-    let content = "q 612 0 0 792 0 0 cm /Im0 Do Q";
-    let objects = vec![
-        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
-          /Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>"
-            .to_vec(),
-        stream(
-            &format!("<< /Length {} >>", content.len()),
-            content.as_bytes(),
-        ),
-        stream(
-            &format!(
-                "<< /Type /XObject /Subtype /Image /Width {side} /Height {side} \
-                 /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode /Length {} >>",
-                data.len()
-            ),
-            &data,
-        ),
-    ];
-    assemble(&objects)
+    zlib.finish().unwrap()
 }
 
 fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
@@ -488,5 +487,175 @@ async fn a_worker_killed_mid_document_resumes_after_the_stored_pages() {
     assert!(
         install.app.blobs.list(&prefix).await.unwrap().is_empty(),
         "checkpoints are removed once the task completes"
+    );
+}
+
+/// A few words cut from a sample page: quick to recognise.
+fn snippet() -> RgbImage {
+    let (path, _) = sample_pages().into_iter().next().unwrap();
+    image::open(path).unwrap().crop_imm(150, 150, 1200, 220).to_rgb8()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_cannot_be_drawn_costs_that_page_until_too_many_fail() {
+    let install = Install::embedded(|c| c.limits.max_pixels = 20_000_000).await;
+    let snippet = snippet();
+    let pages_with_bombs = |bombs: &[usize]| -> Vec<TestPage> {
+        (1..=10)
+            .map(|n| if bombs.contains(&n) { TestPage::Bomb(8000) } else { TestPage::Scan(&snippet) })
+            .collect()
+    };
+    // 1 of 10 is within the default ratio of 0.1; 2 of 10 is not.
+    let one = install.submit_bytes("one-bad.pdf", mixed_pdf(&pages_with_bombs(&[4]), 300.0)).await;
+    let two = install.submit_bytes("two-bad.pdf", mixed_pdf(&pages_with_bombs(&[4, 7]), 300.0)).await;
+    let (stop, worker) = start_worker(&install, crate::ocr::engine());
+    let done = install
+        .wait_finished(&[one.id.clone(), two.id.clone()], Duration::from_secs(600))
+        .await;
+    stop.cancel();
+    worker.await.unwrap();
+
+    let one = &done[0];
+    assert_eq!(one.status, TaskStatus::Completed, "{one:?}");
+    assert_eq!((one.pages_done, one.pages_total), (10, Some(10)));
+    let warnings = one.page_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!((warnings[0].page, warnings[0].code.as_str()), (4, "too_many_pixels"));
+    println!("partial success: {warnings:?}");
+    let text = install.result_text(&one.id).await;
+    let parts: Vec<&str> = text.split('\u{c}').collect();
+    assert_eq!(parts.len(), 10);
+    for (i, part) in parts.iter().enumerate() {
+        assert_eq!(part.trim().is_empty(), i == 3, "page {}: {part:?}", i + 1);
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&install.result_file(&one.id, "json").await).unwrap();
+    assert_eq!(json["pages"][3]["failure"]["code"], "too_many_pixels");
+    assert!(json["pages"][2].get("failure").is_none());
+
+    let two = &done[1];
+    assert_eq!(two.status, TaskStatus::Failed, "{two:?}");
+    assert_eq!(two.error_code.as_deref(), Some("too_many_pixels"));
+    let message = two.error_message.as_deref().unwrap_or_default();
+    assert!(message.ends_with("(2 of 10 pages failed)"), "{message}");
+    assert!(two.page_warnings().is_empty());
+}
+
+/// An engine that hangs on its `stall_on`-th call until released, and reads the others.
+struct Stalling {
+    inner: std::sync::Arc<dyn Engine>,
+    calls: AtomicUsize,
+    stall_on: usize,
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl Engine for Stalling {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn languages(&self) -> &[&'static str] {
+        self.inner.languages()
+    }
+    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.stall_on {
+            let until = std::time::Instant::now() + Duration::from_secs(300);
+            while !self.released.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.inner.recognize(page)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_times_out_is_skipped_and_the_rest_is_read() {
+    let install = Install::embedded(|c| {
+        c.worker.page_timeout_secs = 15;
+        c.worker.max_failed_page_ratio = 0.5;
+    })
+    .await;
+    let snippet = snippet();
+    let pdf = image_pdf(&vec![snippet; 4], 300.0);
+    let engine = std::sync::Arc::new(Stalling {
+        inner: crate::ocr::engine(),
+        calls: AtomicUsize::new(0),
+        stall_on: 2,
+        released: Default::default(),
+    });
+    let task = install.submit_bytes("stall.pdf", pdf).await;
+    let (stop, worker) = start_worker(&install, engine.clone());
+    let done = install
+        .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
+        .await;
+    engine.released.store(true, Ordering::SeqCst);
+    stop.cancel();
+    worker.await.unwrap();
+    let task = &done[0];
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    let warnings = task.page_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!((warnings[0].page, warnings[0].code.as_str()), (2, "page_timeout"));
+    assert_eq!(warnings[0].message, "page 2 took longer than 15 s");
+    let text = install.result_text(&task.id).await;
+    let parts: Vec<&str> = text.split('\u{c}').collect();
+    assert_eq!(parts.len(), 4);
+    for (i, part) in parts.iter().enumerate() {
+        assert_eq!(part.trim().is_empty(), i == 1, "page {}: {part:?}", i + 1);
+    }
+}
+
+/// Peak resident memory of a running process (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
+    kib / 1024.0
+}
+
+/// Runs an `n`-page scanned PDF through a fresh worker process; its peak RSS in MiB and the
+/// pages per second from start to finish of the task.
+async fn long_pdf(install: &Install, page: &RgbImage, n: usize) -> (f64, f64) {
+    let pdf = image_pdf(&vec![page.clone(); n], 100.0);
+    let options = TaskOptions {
+        formats: vec![Format::Txt, Format::Json, Format::Hocr, Format::Pdf],
+        ..TaskOptions::default()
+    };
+    let task = install
+        .submit_with(&install.user.id, &format!("{n}-pages.pdf"), pdf, options)
+        .await;
+    let mut worker = install.spawn_worker(&format!("long-{n}"), &[("OCRD_OCR__PDF_DPI", "100")]);
+    let done = install
+        .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(1800))
+        .await;
+    let peak = peak_rss_mib(worker.pid());
+    worker.kill();
+    let done = &done[0];
+    assert_eq!(done.status, TaskStatus::Completed, "{done:?}\n{}", worker.log_text());
+    assert_eq!(done.pages_done as usize, n);
+    let took = (done.finished_at.unwrap() - done.started_at.unwrap()).as_seconds_f64();
+    (peak, n as f64 / took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_300_page_pdf_runs_in_flat_memory() {
+    let install = Install::distributed(|_| {}).await;
+    // An A4 page at 100 dpi with a few lines of text on it.
+    let mut page = RgbImage::from_pixel(827, 1169, image::Rgb([255, 255, 255]));
+    image::imageops::overlay(&mut page, &image::imageops::resize(&snippet(), 600, 110, image::imageops::FilterType::Triangle), 100, 120);
+    let (small_peak, small_rate) = long_pdf(&install, &page, 30).await;
+    let (peak, rate) = long_pdf(&install, &page, 300).await;
+    println!(
+        "long pdf: 30 pages peak RSS {small_peak:.0} MiB ({small_rate:.2} pages/s); \
+         300 pages peak RSS {peak:.0} MiB ({rate:.2} pages/s); ratio {:.3}",
+        peak / small_peak
+    );
+    // Ten times the pages may cost the larger file and results, never a page image each
+    // (one page drawn is 3.8 MB here, so 300 kept would be over a gigabyte).
+    assert!(
+        peak <= small_peak * 1.15 + 48.0,
+        "peak RSS grew with the page count: {small_peak:.0} MiB for 30 pages, {peak:.0} MiB for 300"
     );
 }

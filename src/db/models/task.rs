@@ -4,6 +4,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::{File, NewFile, NewTaskResult, TaskResult, new_id, now, text_enum, utc_time};
+use crate::tasks::PageWarning;
 use crate::db::schema::{files, results, tasks};
 use crate::db::{DbConn, DbError};
 use crate::with_conn;
@@ -50,6 +51,19 @@ pub struct Task {
     pub started_at: Option<NaiveDateTime>,
     #[serde(with = "utc_time::option")]
     pub finished_at: Option<NaiveDateTime>,
+    /// JSON text: the pages that failed in a task that still completed ([`PageWarning`]s).
+    #[serde(skip)]
+    pub warnings: Option<String>,
+}
+
+impl Task {
+    /// The pages that failed in a task that still completed.
+    pub fn page_warnings(&self) -> Vec<PageWarning> {
+        self.warnings
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// What a new task needs besides its file.
@@ -372,9 +386,13 @@ impl Task {
         id: &str,
         worker: &str,
         result: NewTaskResult,
+        warnings: &[PageWarning],
     ) -> Result<Option<(Task, TaskResult)>, DbError> {
         let at = now();
         let row = result.into_row(id, at);
+        // A list of plain structs always serialises.
+        let warnings = (!warnings.is_empty())
+            .then(|| serde_json::to_string(warnings).unwrap_or_default());
         Ok(with_conn!(conn, |c| c
             .transaction::<_, diesel::result::Error, _>(async |tx| {
                 let Some(task) = diesel::update(Self::leased_by(id, worker))
@@ -384,6 +402,7 @@ impl Task {
                         tasks::lease_expires_at.eq(None::<NaiveDateTime>),
                         tasks::error_code.eq(None::<String>),
                         tasks::error_message.eq(None::<String>),
+                        tasks::warnings.eq(warnings),
                         tasks::finished_at.eq(at),
                         tasks::updated_at.eq(at),
                     ))
@@ -512,6 +531,7 @@ impl Task {
             tasks::pages_done.eq(0),
             tasks::error_code.eq(None::<String>),
             tasks::error_message.eq(None::<String>),
+            tasks::warnings.eq(None::<String>),
             tasks::finished_at.eq(None::<NaiveDateTime>),
             tasks::updated_at.eq(now()),
         ))

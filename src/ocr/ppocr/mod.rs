@@ -323,6 +323,7 @@ impl Engine for PpOcr {
             rotation,
             blocks: order::layout(pieces),
             source: PageSource::Ocr,
+            failure: None,
         };
         if rotation == 180 {
             // Read on the turned page; boxes go back onto the image as given.

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::db::models::{Task, TaskStatus, User, utc_time};
 use crate::error::{ApiError, escape_markup};
-use crate::tasks::TaskOptions;
+use crate::tasks::{PageWarning, TaskOptions};
 
 /// JSON with `<`, `>` and `&` escaped as `\u003c`, `\u003e`, `\u0026`: a value a user chose
 /// (a file name) can never read as markup, even where a client mishandles the content type.
@@ -67,6 +67,9 @@ pub struct TaskView {
     pub pages_total: Option<i32>,
     pub attempts: i32,
     pub error: Option<ErrorView>,
+    /// Pages that could not be read in a task that still completed (see
+    /// `worker.max_failed_page_ratio`).
+    pub warnings: Vec<PageWarning>,
     /// Result formats available for download (`html`, `txt`, `json`); empty until completed.
     pub formats: Vec<String>,
     #[serde(with = "utc_time")]
@@ -107,6 +110,7 @@ impl TaskView {
                 code: code.clone(),
                 message: task.error_message.clone().unwrap_or_default(),
             }),
+            warnings: task.page_warnings(),
             formats,
             created_at: task.created_at,
             updated_at: task.updated_at,

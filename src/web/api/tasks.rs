@@ -34,7 +34,8 @@ pub struct UploadForm {
     file: Vec<u8>,
     /// `ppocr` (default: the server's `ocr.engine`).
     engine: Option<String>,
-    /// Comma-separated result formats: `html` (hOCR), `txt`, `json`. Default: all three.
+    /// Comma-separated result formats: `html` (hOCR), `txt`, `json`, `pdf` (searchable PDF).
+    /// Default: html, txt and json.
     formats: Option<String>,
     ocr: Option<OcrPolicy>,
 }
@@ -97,7 +98,7 @@ fn parse_formats(value: &str) -> Result<Vec<Format>, ApiError> {
     }
     if formats.is_empty() {
         return Err(ApiError::invalid(
-            "formats: name at least one of html, txt, json",
+            "formats: name at least one of html, txt, json, pdf",
         ));
     }
     Ok(formats)
@@ -327,7 +328,8 @@ pub async fn result(
         .to_owned();
     let download = format!("{stem}.{}", format.extension());
 
-    // hOCR is never handed to another origin without the headers that keep it inert.
+    // hOCR is never handed to another origin without the headers that keep it inert; it and
+    // the PDF are downloads, as the sandbox would keep a browser's PDF viewer from showing it.
     let ttl = app.config.storage.presign_ttl_secs;
     if ttl > 0
         && !query.stream
@@ -343,7 +345,7 @@ pub async fn result(
     }
     let blob = app.blobs.get(&key).await?;
     let disposition = ContentDisposition {
-        disposition: if format == Format::Hocr {
+        disposition: if matches!(format, Format::Hocr | Format::Pdf) {
             DispositionType::Attachment
         } else {
             DispositionType::Inline
