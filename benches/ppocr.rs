@@ -125,8 +125,8 @@ fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
         .expect("loading PP-OCR: run scripts/fetch-models.sh");
     // Warm up: the first run of a session allocates its buffers.
     let decode = |page: &Path| {
-        let policy = ocrd::document::OcrPolicy::Force;
-        match ocrd::document::open(page, ocrd::document::Limits::default(), policy)
+        let reading = ocrd::document::ReadOptions::policy(ocrd::document::OcrPolicy::Force);
+        match ocrd::document::open(page, ocrd::document::Limits::default(), &reading)
             .and_then(|mut pages| pages.next().expect("a page"))
             .expect("decoding")
         {

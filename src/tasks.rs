@@ -25,6 +25,9 @@ pub struct TaskOptions {
     /// The result formats to produce.
     pub formats: Vec<Format>,
     pub ocr: OcrPolicy,
+    /// The password of an encrypted PDF, kept with the task so that any worker can open it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
 }
 
 impl Default for TaskOptions {
@@ -32,7 +35,29 @@ impl Default for TaskOptions {
         TaskOptions {
             formats: vec![Format::Hocr, Format::Txt, Format::Json],
             ocr: OcrPolicy::Auto,
+            password: None,
         }
+    }
+}
+
+/// A document password: stored as it is, never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(value: impl Into<String>) -> Password {
+        Password(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 
@@ -72,6 +97,14 @@ impl std::str::FromStr for OcrPolicy {
 }
 
 impl TaskOptions {
+    /// How the task's document is read.
+    pub fn read_options(&self) -> crate::document::ReadOptions {
+        crate::document::ReadOptions {
+            policy: self.ocr,
+            password: self.password.clone(),
+        }
+    }
+
     /// The options stored with a task; a row written by another version falls back to the
     /// defaults for what it lacks.
     pub fn parse(json: &str) -> Result<TaskOptions, serde_json::Error> {

@@ -13,7 +13,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, EngineKind};
-use crate::document::{self, Limits, OcrPolicy, PageInput};
+use crate::document::{self, Limits, OcrPolicy, PageInput, Password, ReadOptions};
 use crate::ocr::{self, PageResult};
 use crate::render::{DocumentInfo, Format};
 
@@ -40,6 +40,11 @@ pub struct OcrArgs {
     /// `force` recognises every page, `skip` only reads text layers.
     #[arg(long, default_value = "auto", value_parser = parse_policy)]
     pub ocr: OcrPolicy,
+
+    /// The password of encrypted PDFs (better from the environment than the command line,
+    /// which other users can see).
+    #[arg(long, env = "PDF_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
 }
 
 fn parse_policy(s: &str) -> Result<OcrPolicy, String> {
@@ -141,7 +146,10 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     };
     let engine = ocr::load_engine(&ocr_config, device)?;
     let limits = config.document_limits();
-    let policy = args.ocr;
+    let reading = ReadOptions {
+        policy: args.ocr,
+        password: args.password.clone().map(Password::new),
+    };
 
     let progress = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(args.files.len() as u64);
@@ -165,11 +173,11 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     std::thread::scope(|s| {
         let decoder_events = event_tx.clone();
-        let files = &args.files;
+        let (files, reading) = (&args.files, &reading);
         s.spawn(move || {
             for (file, path) in files.iter().enumerate() {
                 let mut pages = 0;
-                let error = decode_into(path, limits, policy, file, &page_tx, &mut pages).err();
+                let error = decode_into(path, limits, reading, file, &page_tx, &mut pages).err();
                 let _ = decoder_events.send(Event::Decoded { file, pages, error });
             }
             // Dropping `page_tx` here lets the recognisers finish.
@@ -247,6 +255,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
                         languages: engine.languages(),
                         source: path,
                         limits,
+                        password: reading.password.as_ref(),
                     };
                     args.format
                         .render(&pages, &info)
@@ -281,12 +290,12 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
 fn decode_into(
     path: &Path,
     limits: Limits,
-    policy: OcrPolicy,
+    reading: &ReadOptions,
     file: usize,
     queue: &std::sync::mpsc::SyncSender<(usize, usize, PageInput)>,
     queued: &mut usize,
 ) -> anyhow::Result<()> {
-    for (page, input) in document::open(path, limits, policy)?.enumerate() {
+    for (page, input) in document::open(path, limits, reading)?.enumerate() {
         let input = input.with_context(|| format!("page {}", page + 1))?;
         queue
             .send((file, page, input))

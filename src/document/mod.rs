@@ -15,8 +15,26 @@ use std::path::Path;
 use image::{ImageDecoder, ImageReader, RgbImage};
 
 use crate::ocr::PageResult;
-pub use crate::tasks::OcrPolicy;
+pub use crate::tasks::{OcrPolicy, Password};
 pub use pdf::{PageFrame, page_frames};
+
+/// How one document is read, besides the server's limits: per task.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// Which PDF pages are read from their own text layer instead of OCR'd.
+    pub policy: OcrPolicy,
+    /// The password of an encrypted PDF.
+    pub password: Option<Password>,
+}
+
+impl ReadOptions {
+    pub fn policy(policy: OcrPolicy) -> ReadOptions {
+        ReadOptions {
+            policy,
+            password: None,
+        }
+    }
+}
 
 /// One page of a document, as the pipeline consumes it.
 #[derive(Debug)]
@@ -112,8 +130,10 @@ pub enum DocumentError {
     ImageTooLarge { width: u32, height: u32, max: u64 },
     #[error("more than {0} pages")]
     TooManyPages(usize),
-    #[error("the PDF is password-protected")]
+    #[error("the PDF is password-protected: give its password")]
     Encrypted,
+    #[error("the password does not open this PDF")]
+    WrongPassword,
     #[error("cannot decode: {0}")]
     Undecodable(String),
     #[error("cannot read: {0}")]
@@ -130,7 +150,7 @@ impl DocumentError {
             }
             DocumentError::TooManyPages(_) => "too_many_pages",
             DocumentError::Undecodable(_) => "undecodable",
-            DocumentError::Encrypted => "encrypted",
+            DocumentError::Encrypted | DocumentError::WrongPassword => "encrypted",
             DocumentError::Io(_) => "io",
         }
     }
@@ -218,9 +238,8 @@ impl Iterator for Pages {
     }
 }
 
-/// Opens a document file: sniffs its kind and checks the first page's declared size. `policy`
-/// says which PDF pages are read from their text layer instead of rendered for OCR.
-pub fn open(path: &Path, limits: Limits, policy: OcrPolicy) -> Result<Pages, DocumentError> {
+/// Opens a document file: sniffs its kind and checks the first page's declared size.
+pub fn open(path: &Path, limits: Limits, options: &ReadOptions) -> Result<Pages, DocumentError> {
     let mut file = std::fs::File::open(path)?;
     let mut head = [0u8; 16];
     let n = read_head(&mut file, &mut head)?;
@@ -236,7 +255,7 @@ pub fn open(path: &Path, limits: Limits, policy: OcrPolicy) -> Result<Pages, Doc
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut reader.into_inner(), &mut bytes)?;
             Ok(Pages {
-                inner: PagesInner::Pdf(Box::new(pdf::PdfPages::new(bytes, limits, policy)?)),
+                inner: PagesInner::Pdf(Box::new(pdf::PdfPages::new(bytes, limits, options)?)),
             })
         }
         Kind::Tiff => Ok(Pages {

@@ -17,7 +17,7 @@ use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
 use image::RgbImage;
 
-use super::{DocumentError, Limits, OcrPolicy, PageInput, text_layer};
+use super::{DocumentError, Limits, OcrPolicy, PageInput, Password, ReadOptions, text_layer};
 use crate::ocr::{PageResult, PageSource};
 
 /// hayro's bitmaps are at most this many pixels a side.
@@ -35,9 +35,9 @@ impl PdfPages {
     pub fn new(
         bytes: Vec<u8>,
         limits: Limits,
-        policy: OcrPolicy,
+        options: &ReadOptions,
     ) -> Result<PdfPages, DocumentError> {
-        let pdf = load(bytes)?;
+        let pdf = load(bytes, options.password.as_ref())?;
         let count = pdf.pages().len();
         if count == 0 {
             return Err(DocumentError::Undecodable("the PDF has no pages".into()));
@@ -50,7 +50,7 @@ impl PdfPages {
             next: 0,
             count,
             limits,
-            policy,
+            policy: options.policy,
         })
     }
 
@@ -130,8 +130,8 @@ impl PdfPages {
     }
 }
 
-/// Parses a PDF, refusing a cut-off or encrypted file.
-fn load(bytes: Vec<u8>) -> Result<Pdf, DocumentError> {
+/// Parses a PDF, refusing a cut-off file, or an encrypted one without its password.
+fn load(bytes: Vec<u8>, password: Option<&Password>) -> Result<Pdf, DocumentError> {
     // hayro rebuilds a damaged cross-reference table, which would quietly give the pages a
     // cut-off upload still holds: a PDF must end with its end-of-file marker.
     let tail = &bytes[bytes.len().saturating_sub(1024)..];
@@ -140,12 +140,16 @@ fn load(bytes: Vec<u8>) -> Result<Pdf, DocumentError> {
             "the PDF is truncated: it has no end-of-file marker".into(),
         ));
     }
-    catch_unwind(AssertUnwindSafe(|| Pdf::new(bytes)))
-        .map_err(|_| DocumentError::Undecodable("the PDF could not be parsed".into()))?
-        .map_err(|e| match e {
-            LoadPdfError::Decryption(_) => DocumentError::Encrypted,
-            LoadPdfError::Invalid => DocumentError::Undecodable("not a readable PDF".into()),
-        })
+    catch_unwind(AssertUnwindSafe(|| match password {
+        Some(password) => Pdf::new_with_password(bytes, password.expose()),
+        None => Pdf::new(bytes),
+    }))
+    .map_err(|_| DocumentError::Undecodable("the PDF could not be parsed".into()))?
+    .map_err(|e| match e {
+        LoadPdfError::Decryption(_) if password.is_some() => DocumentError::WrongPassword,
+        LoadPdfError::Decryption(_) => DocumentError::Encrypted,
+        LoadPdfError::Invalid => DocumentError::Undecodable("not a readable PDF".into()),
+    })
 }
 
 /// Where a page's drawing sits in its PDF: the visible box (crop box within media box) in
@@ -180,8 +184,11 @@ impl PageFrame {
 }
 
 /// The frame of every page of a PDF, in order, as the renderer sees them.
-pub fn page_frames(bytes: Vec<u8>) -> Result<Vec<PageFrame>, DocumentError> {
-    let pdf = load(bytes)?;
+pub fn page_frames(
+    bytes: Vec<u8>,
+    password: Option<&Password>,
+) -> Result<Vec<PageFrame>, DocumentError> {
+    let pdf = load(bytes, password)?;
     let frames = pdf
         .pages()
         .iter()

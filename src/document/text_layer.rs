@@ -21,12 +21,15 @@ const MIN_LETTERS: usize = 20;
 const UNITS_PER_EM: f64 = 1000.0;
 
 /// One glyph on the page, in pixels: its text, the horizontal extent of its ink (from its
-/// outline; estimated for Type 3 glyphs), its baseline and its size (the em).
+/// outline; estimated for Type 3 glyphs), where the pen starts and ends it (its origin and
+/// advance), its baseline and its size (the em).
 #[derive(Clone, Debug)]
 struct Glyph {
     text: String,
     x0: f64,
     x1: f64,
+    pen_x0: f64,
+    pen_x1: f64,
     baseline: f64,
     size: f64,
 }
@@ -64,18 +67,25 @@ impl<'a> Device<'a> for Collector {
             if !(size.is_finite() && origin.x.is_finite() && origin.y.is_finite()) || size < 0.5 {
                 continue;
             }
-            let ink = match &**glyph {
+            let (ink, advance) = match &**glyph {
                 FontGlyph::Outline(outline) => {
                     let bounds = outline.outline().bounding_box();
-                    (bounds.area() > 0.0).then(|| to_page.transform_rect_bbox(bounds))
+                    let ink = (bounds.area() > 0.0).then(|| to_page.transform_rect_bbox(bounds));
+                    (ink, outline.advance_width())
                 }
-                FontGlyph::Type3(_) => None,
+                FontGlyph::Type3(glyph) => (None, glyph.advance_width()),
             };
             let (x0, x1) = ink.map_or((origin.x, origin.x + size * 0.5), |r| (r.x0, r.x1));
+            let pen_x1 = advance
+                .map(|a| (to_page * Point::new(f64::from(a), 0.0)).x)
+                .filter(|x| x.is_finite() && *x >= origin.x)
+                .unwrap_or(x1);
             self.glyphs.push(Glyph {
                 text,
                 x0,
                 x1,
+                pen_x0: origin.x,
+                pen_x1,
                 baseline: origin.y,
                 size,
             });
@@ -136,16 +146,19 @@ fn pieces(mut glyphs: Vec<Glyph>, width: u32, height: u32) -> Vec<Piece> {
         // text, x0, x1, top, bottom
         let mut words: Vec<(String, f64, f64, f64, f64)> = Vec::new();
         let mut after_space = true;
+        let mut pen = f64::NEG_INFINITY;
         for glyph in &row {
             if glyph.text.trim().is_empty() {
                 after_space = true;
                 continue;
             }
-            // A new word after a space glyph, or where the ink stops for more than a fifth of
-            // an em (letters sit closer; typesetters that draw no spaces leave about a third).
-            let gap = words.last().map_or(f64::INFINITY, |w| glyph.x0 - w.2);
-            let new_word = after_space || gap > glyph.size * 0.2;
+            // A new word after a space glyph, or where the pen jumps more than a sixth of an
+            // em past the previous glyph's advance (kerning moves it far less; typesetters that
+            // draw no spaces move it about a quarter). The pen, not the ink: a "1" has room
+            // on either side.
+            let new_word = after_space || glyph.pen_x0 - pen > glyph.size / 6.0;
             after_space = false;
+            pen = glyph.pen_x1;
             let (top, bottom) = (
                 glyph.baseline - glyph.size * 0.8,
                 glyph.baseline + glyph.size * 0.22,

@@ -8,7 +8,7 @@ pub mod txt;
 
 use std::path::Path;
 
-use crate::document::Limits;
+use crate::document::{Limits, Password};
 pub use pdf::PdfError;
 
 /// What the renderers say about the document besides its pages.
@@ -24,6 +24,8 @@ pub struct DocumentInfo<'a> {
     pub source: &'a Path,
     /// The limits it was read under; `pdf_dpi` also sizes image pages in the PDF.
     pub limits: Limits,
+    /// The password it was opened with, if it is an encrypted PDF.
+    pub password: Option<&'a Password>,
 }
 
 /// Output formats, with their file extension and media type.
@@ -67,7 +69,7 @@ impl Format {
             Format::Txt => txt::render(pages).into_bytes(),
             Format::Hocr => hocr::render(pages, info).into_bytes(),
             Format::Json => json::render(pages, info).into_bytes(),
-            Format::Pdf => pdf::render(pages, info.source, info.limits)?,
+            Format::Pdf => pdf::render(pages, info)?,
         })
     }
 }
@@ -135,6 +137,7 @@ mod tests {
             languages: &["en"],
             source: Path::new("scan<1>.png"),
             limits: Limits::default(),
+            password: None,
         }
     }
 

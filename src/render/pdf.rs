@@ -21,7 +21,10 @@ use flate2::write::ZlibEncoder;
 use image::{ImageDecoder, RgbImage};
 use lopdf::{Document, Object, ObjectId, Stream, dictionary};
 
-use crate::document::{self, DocumentError, Kind, Limits, OcrPolicy, PageFrame, PageInput};
+use super::DocumentInfo;
+use crate::document::{
+    self, DocumentError, Kind, Limits, OcrPolicy, PageFrame, PageInput, Password, ReadOptions,
+};
 use crate::ocr::{PageResult, PageSource};
 
 const GLYPHLESS_TTF: &[u8] = include_bytes!("glyphless.ttf");
@@ -48,25 +51,35 @@ fn save(mut doc: Document) -> Result<Vec<u8>, PdfError> {
     Ok(out)
 }
 
-/// The searchable PDF of `source` (the document file) and its recognised `pages`. Images are
-/// placed at `limits.pdf_dpi`.
-pub fn render(pages: &[PageResult], source: &Path, limits: Limits) -> Result<Vec<u8>, PdfError> {
-    let bytes = std::fs::read(source).map_err(DocumentError::from)?;
+/// The searchable PDF of the document `info.source` and its recognised `pages`. Images are
+/// placed at `info.limits.pdf_dpi`. An encrypted PDF comes out decrypted.
+pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> Result<Vec<u8>, PdfError> {
+    let bytes = std::fs::read(info.source).map_err(DocumentError::from)?;
     match Kind::sniff(&bytes) {
-        Some(Kind::Pdf) => amend_pdf(bytes, pages),
-        _ => images_to_pdf(&bytes, source, pages, limits),
+        Some(Kind::Pdf) => amend_pdf(bytes, pages, info.password),
+        _ => images_to_pdf(&bytes, info.source, pages, info.limits),
     }
 }
 
 /// Adds the text of the OCR'd pages to the PDF itself.
-fn amend_pdf(bytes: Vec<u8>, pages: &[PageResult]) -> Result<Vec<u8>, PdfError> {
+fn amend_pdf(
+    bytes: Vec<u8>,
+    pages: &[PageResult],
+    password: Option<&Password>,
+) -> Result<Vec<u8>, PdfError> {
     let ocr_pages = || pages.iter().filter(|p| p.source == PageSource::Ocr);
-    if ocr_pages().all(|page| page.words().next().is_none()) {
+    if ocr_pages().all(|page| page.words().next().is_none()) && password.is_none() {
         // Nothing was recognised (a born-digital file, read from its own text): the original.
         return Ok(bytes);
     }
-    let mut doc = Document::load_mem(&bytes)?;
-    let frames = document::page_frames(bytes)?;
+    let mut doc = match password {
+        Some(password) => Document::load_mem_with_options(
+            &bytes,
+            lopdf::LoadOptions::with_password(password.expose()),
+        )?,
+        None => Document::load_mem(&bytes)?,
+    };
+    let frames = document::page_frames(bytes, password)?;
     let ids: Vec<ObjectId> = doc.get_pages().into_values().collect();
     if ids.len() != pages.len() || frames.len() != pages.len() {
         return Err(PdfError::PageCount {
@@ -148,7 +161,7 @@ fn images_to_pdf(
     let tree = doc.new_object_id();
     let jpeg = unchanged_jpeg(bytes);
     let mut kids = Vec::new();
-    let mut images = document::open(source, limits, OcrPolicy::Force)?;
+    let mut images = document::open(source, limits, &ReadOptions::policy(OcrPolicy::Force))?;
     for (index, page) in pages.iter().enumerate() {
         let image = match images.next().transpose()? {
             Some(PageInput::Image(image)) => image,

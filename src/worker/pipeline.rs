@@ -23,7 +23,7 @@ use super::{Held, Worker};
 use crate::blobs::{BlobError, BlobKey};
 use crate::db::DbError;
 use crate::db::models::{BlobKeys, File, NewTaskResult, Task, TaskStatus};
-use crate::document::{self, DocumentError, Limits, OcrPolicy, PageInput};
+use crate::document::{self, DocumentError, Limits, PageInput, ReadOptions};
 use crate::ocr::{Engine, PageResult};
 use crate::render::{DocumentInfo, Format, PdfError, txt};
 use crate::tasks::{PageWarning, TaskOptions};
@@ -98,7 +98,7 @@ pub(super) async fn run(
     // Claims count as attempts too: a task taken over after a crash has fewer retries left.
     let mut attempt = task.attempts.max(1) as u32;
     let (file, source, pages) = retrying(worker, task, &mut attempt, || {
-        recognise(worker, engine, task, owner, options.ocr)
+        recognise(worker, engine, task, owner, options.read_options())
     })
     .await?;
     let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
@@ -106,6 +106,7 @@ pub(super) async fn run(
     // Off the async threads: the searchable PDF reads and encodes the document again.
     let rendered = {
         let (engine, formats) = (engine.clone(), options.formats.clone());
+        let password = options.password.clone();
         let (filename, limits) = (file.filename.clone(), worker.options.limits);
         let pages = pages.clone();
         tokio::task::spawn_blocking(move || {
@@ -115,6 +116,7 @@ pub(super) async fn run(
                 languages: engine.languages(),
                 source: &source.path,
                 limits,
+                password: password.as_ref(),
             };
             formats
                 .iter()
@@ -230,7 +232,7 @@ async fn recognise(
     engine: &Arc<dyn Engine>,
     task: &Task,
     owner: &str,
-    policy: OcrPolicy,
+    reading: ReadOptions,
 ) -> Result<(File, Source, Vec<PageResult>), TaskError> {
     let file = {
         let mut conn = worker.app.db.get().await?;
@@ -259,7 +261,8 @@ async fn recognise(
     let start_reader = |done: usize| {
         let (tx, rx) = mpsc::channel(1);
         let limits = worker.options.limits;
-        read_pages(engine.clone(), source.clone(), limits, policy, done, tx).map(|()| rx)
+        let reading = reading.clone();
+        read_pages(engine.clone(), source.clone(), limits, reading, done, tx).map(|()| rx)
     };
     let mut rx = start_reader(pages.len())?;
     // Known from the start for PDFs and single images, at the end for TIFF.
@@ -485,7 +488,7 @@ fn read_pages(
     engine: Arc<dyn Engine>,
     source: PathBuf,
     limits: Limits,
-    policy: OcrPolicy,
+    reading: ReadOptions,
     done: usize,
     tx: mpsc::Sender<PageMessage>,
 ) -> Result<(), TaskError> {
@@ -493,7 +496,7 @@ fn read_pages(
         .name("ocrd-pages".into())
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut pages = document::open(&source, limits, policy)?;
+                let mut pages = document::open(&source, limits, &reading)?;
                 if let Some(total) = pages.page_count()
                     && tx.blocking_send(PageMessage::Total(total)).is_err()
                 {

@@ -19,11 +19,12 @@ function render() {
     bar.max = total;
     bar.value = task.pages_done;
     bar.hidden = false;
+    const failed = new Set(task.warnings.map((w) => w.page - 1));
     pages.replaceChildren(...Array.from({ length: total }, (_, i) => {
       const done = i < task.pages_done;
       const current = !done && i === task.pages_done && task.status === 'processing';
-      const state = done ? 'done' : current ? 'current' : 'pending';
-      const words = { done: 'done', current: 'in progress', pending: 'waiting' }[state];
+      const state = failed.has(i) ? 'failed' : done ? 'done' : current ? 'current' : 'pending';
+      const words = { failed: 'could not be read', done: 'done', current: 'in progress', pending: 'waiting' }[state];
       return el('li', { class: `page-chip ${state}`, title: `Page ${i + 1}: ${words}` },
         el('span', { 'aria-hidden': 'true' }, String(i + 1)),
         el('span', { class: 'visually-hidden' }, `Page ${i + 1}: ${words}`));
@@ -44,6 +45,13 @@ function render() {
     document.getElementById('error-message').textContent = task.error.message;
   }
   error.hidden = !task.error;
+
+  document.getElementById('warning-list').replaceChildren(...task.warnings.map((w) => {
+    const [title] = TASK_ERRORS[w.code] ?? ['The page could not be read'];
+    return el('li', {}, el('strong', {}, `Page ${w.page}: `), `${title}. `,
+      el('span', { class: 'muted' }, 'Code ', el('code', {}, w.code), `: ${w.message}`));
+  }));
+  document.getElementById('warnings').hidden = task.warnings.length === 0;
 
   const steps = [['Uploaded', task.created_at], ['Started', task.started_at]];
   if (task.finished_at) steps.push([STATUS_LABELS[task.status] ?? 'Finished', task.finished_at]);

@@ -19,7 +19,12 @@ document.getElementById('max-size').textContent = formatBytes(maxBytes);
 
 function options() {
   const formats = [...form.querySelectorAll('input[name=formats]:checked')].map((i) => i.value);
-  return { engine: form.engine.value, formats: formats.join(','), ocr: form.querySelector('input[name=ocr]:checked').value };
+  return {
+    engine: form.engine.value,
+    formats: formats.join(','),
+    ocr: form.querySelector('input[name=ocr]:checked').value,
+    password: form.password.value,
+  };
 }
 
 /** The row of one file: name, size, progress bar, and what happened. */
@@ -57,6 +62,7 @@ function send(file, row, opts) {
   data.append('engine', opts.engine);
   if (opts.formats) data.append('formats', opts.formats);
   data.append('ocr', opts.ocr);
+  if (opts.password) data.append('password', opts.password);
   data.append('file', file, file.name);
   const xhr = new XMLHttpRequest();
   xhr.open('POST', '/api/tasks');

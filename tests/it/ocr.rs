@@ -174,6 +174,7 @@ fn hocr_is_well_formed_and_matches_the_json() {
         languages: &["en"],
         source: &source,
         limits: Default::default(),
+        password: None,
     };
     let html = String::from_utf8(
         Format::Hocr

@@ -7,6 +7,10 @@ use std::process::{Command, Output};
 use crate::ocr::{eval_dir, repo};
 
 fn ocrd_ocr(dir: &Path, args: &[&str]) -> Output {
+    ocrd_ocr_with(dir, args, &[])
+}
+
+fn ocrd_ocr_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocrd"));
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OCRD_")) {
         cmd.env_remove(key);
@@ -16,6 +20,7 @@ fn ocrd_ocr(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("OCRD_OCR__MODELS_DIR", repo().join("models"))
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("running ocrd")
 }
@@ -195,4 +200,41 @@ fn missing_models_name_the_fetch_script() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("scripts/fetch-models.sh"));
+}
+
+#[test]
+fn a_searchable_pdf_is_written_and_encrypted_pdfs_open_with_their_password() {
+    let dir = tempfile::tempdir().unwrap();
+    snippet().save(dir.path().join("snippet.png")).unwrap();
+    let out = ocrd_ocr(dir.path(), &["--format", "pdf", "-o", "snippet.pdf", "snippet.png"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = Command::new("pdftotext")
+        .args(["-layout", "snippet.pdf", "-"])
+        .current_dir(dir.path())
+        .output()
+        .expect("pdftotext (Debian's poppler-utils; make test installs it) must run");
+    assert!(text.status.success());
+    // Each line's words are on one line of the PDF's text, spaces and all.
+    let text = String::from_utf8(text.stdout).unwrap();
+    let squeezed: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_snippet_text(&squeezed.join("\n"), Path::new("snippet.pdf"));
+
+    let fixture = repo().join("tests/fixtures/pdf/encrypted_text.pdf");
+    let fixture = fixture.to_str().unwrap();
+    let locked = ocrd_ocr(dir.path(), &[fixture]);
+    assert_eq!(locked.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&locked.stderr);
+    assert!(stderr.contains("password-protected"), "{stderr}");
+    let wrong = ocrd_ocr(dir.path(), &["--password", "guess", fixture]);
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("the password does not open this PDF"), "{stderr}");
+    let opened = ocrd_ocr_with(dir.path(), &[fixture], &[("PDF_PASSWORD", "secret")]);
+    assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
+    assert_eq!(
+        String::from_utf8(opened.stdout).unwrap().trim(),
+        "Confidential minutes of 12 March 2024\nBudget approved: 48,500 EUR"
+    );
 }

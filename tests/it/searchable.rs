@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use image::RgbImage;
 use ocrd::db::models::{Task, TaskStatus};
-use ocrd::document::{self, Limits, OcrPolicy, PageInput};
+use ocrd::document::{self, Limits, OcrPolicy, PageInput, ReadOptions};
 use ocrd::render::Format;
 use ocrd::tasks::TaskOptions;
 
@@ -131,7 +131,7 @@ fn draw(pdf: &[u8]) -> Vec<RgbImage> {
 }
 
 fn draw_file(path: &Path) -> Vec<RgbImage> {
-    document::open(path, Limits::default(), OcrPolicy::Force)
+    document::open(path, Limits::default(), &ReadOptions::policy(OcrPolicy::Force))
         .unwrap()
         .map(|page| match page.unwrap() {
             PageInput::Image(image) => image,
@@ -165,6 +165,7 @@ async fn run(install: &Install, name: &str, body: Vec<u8>, ocr: OcrPolicy) -> Ta
     let options = TaskOptions {
         formats: vec![Format::Json, Format::Pdf],
         ocr,
+        ..TaskOptions::default()
     };
     let task = install.submit_with(&install.user.id, name, body, options).await;
     let (stop, worker) = start_worker(install, crate::ocr::engine());

@@ -19,7 +19,7 @@ use crate::db::DbError;
 use crate::db::models::{File, Task, TaskResult, TaskStatus};
 use crate::error::{ApiError, Code};
 use crate::render::Format;
-use crate::tasks::{DeleteError, OcrPolicy, Submission, SubmitError, TaskOptions};
+use crate::tasks::{DeleteError, OcrPolicy, Password, Submission, SubmitError, TaskOptions};
 
 /// Longest value of a non-file form field, and most such fields.
 const FIELD_LIMIT: usize = 1024;
@@ -38,6 +38,9 @@ pub struct UploadForm {
     /// Default: html, txt and json.
     formats: Option<String>,
     ocr: Option<OcrPolicy>,
+    /// The password of an encrypted PDF. It is kept with the task; the searchable PDF comes
+    /// out without it.
+    password: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -173,6 +176,10 @@ pub async fn create(
             "ocr" => {
                 let value = read_field(&mut field, "ocr").await?;
                 options.ocr = value.trim().parse().map_err(ApiError::invalid)?;
+            }
+            "password" => {
+                let value = read_field(&mut field, "password").await?;
+                options.password = (!value.is_empty()).then(|| Password::new(value));
             }
             "file" => {
                 let filename = field
@@ -452,7 +459,10 @@ pub async fn page_image(
     let temp = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
     app.blobs.download_to(&key, temp.path()).await?;
     let limits = app.config.document_limits();
-    let png = web::block(move || page_png(temp.path(), page, limits))
+    let password = TaskOptions::parse(&task.options)
+        .unwrap_or_default()
+        .password;
+    let png = web::block(move || page_png(temp.path(), page, limits, password))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| match e {
@@ -468,8 +478,13 @@ fn page_png(
     path: &std::path::Path,
     page: u32,
     limits: crate::document::Limits,
+    password: Option<Password>,
 ) -> Result<Vec<u8>, Option<crate::document::DocumentError>> {
-    let input = crate::document::open(path, limits, crate::tasks::OcrPolicy::Force)?
+    let reading = crate::document::ReadOptions {
+        policy: OcrPolicy::Force,
+        password,
+    };
+    let input = crate::document::open(path, limits, &reading)?
         .nth(page as usize - 1)
         .ok_or(None)??;
     let crate::document::PageInput::Image(image) = input else {
