@@ -23,7 +23,8 @@ pub struct OcrArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// Output format: txt, hocr, json or pdf (searchable: the pages with their text).
+    /// Output format: txt, hocr, json, pdf (searchable: the pages with their text) or alto
+    /// (ALTO XML v4).
     #[arg(long, short = 'f', default_value = "txt", value_parser = parse_format)]
     pub format: Format,
 

@@ -75,9 +75,7 @@ impl PdfPages {
             catch_unwind(AssertUnwindSafe(|| {
                 text_layer::extract(page, scale, width, height)
             }))
-            .map_err(|_| {
-                DocumentError::Undecodable("reading the text of the page failed".into())
-            })
+            .map_err(|_| DocumentError::Undecodable("reading the text of the page failed".into()))
         };
         let text = match self.policy {
             OcrPolicy::Force => None,
@@ -114,9 +112,7 @@ impl PdfPages {
                 },
             )
         }))
-        .map_err(|_| {
-            DocumentError::Undecodable("the PDF renderer failed on the page".into())
-        })?;
+        .map_err(|_| DocumentError::Undecodable("the PDF renderer failed on the page".into()))?;
         let (width, height) = (u32::from(pixmap.width()), u32::from(pixmap.height()));
         // Drawn on opaque white, so the premultiplied RGBA is plain RGBA.
         let rgb: Vec<u8> = pixmap
@@ -167,7 +163,11 @@ impl PageFrame {
     pub fn display_size(&self) -> (f32, f32) {
         let [x0, y0, x1, y1] = self.visible;
         let (w, h) = (x1 - x0, y1 - y0);
-        if self.rotation % 180 == 90 { (h, w) } else { (w, h) }
+        if self.rotation % 180 == 90 {
+            (h, w)
+        } else {
+            (w, h)
+        }
     }
 
     /// The `cm` operands that map display space (points from the bottom-left corner of the

@@ -1,6 +1,7 @@
-//! Renderers: the page model to hOCR, plain text, JSON and searchable PDF. Each takes the pages
-//! of one document in order and returns the whole output.
+//! Renderers: the page model to hOCR, ALTO, plain text, JSON and searchable PDF. Each takes the
+//! pages of one document in order and returns the whole output.
 
+pub mod alto;
 pub mod hocr;
 pub mod json;
 pub mod pdf;
@@ -36,10 +37,17 @@ pub enum Format {
     Hocr,
     Json,
     Pdf,
+    Alto,
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [Format::Hocr, Format::Txt, Format::Json, Format::Pdf];
+    pub const ALL: [Format; 5] = [
+        Format::Hocr,
+        Format::Txt,
+        Format::Json,
+        Format::Pdf,
+        Format::Alto,
+    ];
 
     pub fn extension(self) -> &'static str {
         match self {
@@ -47,6 +55,7 @@ impl Format {
             Format::Hocr => "html",
             Format::Json => "json",
             Format::Pdf => "pdf",
+            Format::Alto => "xml",
         }
     }
 
@@ -56,6 +65,7 @@ impl Format {
             Format::Hocr => "text/html; charset=utf-8",
             Format::Json => "application/json",
             Format::Pdf => "application/pdf",
+            Format::Alto => "application/xml; charset=utf-8",
         }
     }
 
@@ -70,6 +80,7 @@ impl Format {
             Format::Hocr => hocr::render(pages, info).into_bytes(),
             Format::Json => json::render(pages, info).into_bytes(),
             Format::Pdf => pdf::render(pages, info)?,
+            Format::Alto => alto::render(pages, info).into_bytes(),
         })
     }
 }
@@ -82,8 +93,9 @@ impl std::str::FromStr for Format {
             "hocr" | "html" => Ok(Format::Hocr),
             "json" => Ok(Format::Json),
             "pdf" => Ok(Format::Pdf),
+            "alto" | "xml" => Ok(Format::Alto),
             other => Err(format!(
-                "unknown format `{other}` (expected txt, hocr, json or pdf)"
+                "unknown format `{other}` (expected txt, hocr, json, pdf or alto)"
             )),
         }
     }
@@ -169,6 +181,57 @@ mod tests {
         assert!(html.contains(
             "title=\"image &quot;scan&lt;1&gt;.png&quot;; bbox 0 0 200 100; ppageno 0\""
         ));
+    }
+
+    #[test]
+    fn alto_has_every_word_in_order_with_positions_and_escaped_content() {
+        let xml = alto::render(&[page()], &info());
+        let mut reader = quick_xml::Reader::from_str(&xml);
+        let (mut strings, mut spaces, mut depth, mut max_depth) = (Vec::new(), 0, 0, 0);
+        loop {
+            match reader.read_event().expect("ALTO must parse") {
+                quick_xml::events::Event::Start(_) => {
+                    depth += 1;
+                    max_depth = max_depth.max(depth);
+                }
+                quick_xml::events::Event::End(_) => depth -= 1,
+                quick_xml::events::Event::Empty(e) => {
+                    let attr = |name: &str| {
+                        let a = e.try_get_attribute(name).unwrap().unwrap();
+                        String::from_utf8(a.value.into_owned()).unwrap()
+                    };
+                    match e.name().as_ref() {
+                        b"String" => strings.push((
+                            attr("CONTENT"),
+                            ["HPOS", "VPOS", "WIDTH", "HEIGHT"]
+                                .map(|n| attr(n).parse::<u32>().unwrap()),
+                            attr("WC"),
+                        )),
+                        b"SP" => spaces += 1,
+                        _ => {}
+                    }
+                }
+                quick_xml::events::Event::Eof => break,
+                _ => {}
+            }
+        }
+        assert_eq!(depth, 0, "every element closes");
+        // alto > Layout > Page > PrintSpace > TextBlock > TextLine
+        assert_eq!(max_depth, 6);
+        let contents: Vec<&str> = strings.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(
+            contents,
+            ["Fish", "&amp;", "&lt;chips&gt;", "&quot;quoted&quot;"]
+        );
+        assert_eq!(
+            strings[2].1,
+            [70, 10, 70, 20],
+            "HPOS VPOS WIDTH HEIGHT of <chips>"
+        );
+        assert_eq!(strings[0].2, "0.91");
+        assert_eq!(spaces, 2, "a space between the words of each line");
+        assert!(xml.contains("xmlns=\"http://www.loc.gov/standards/alto/ns-v4#\""));
+        assert!(xml.contains("<MeasurementUnit>pixel</MeasurementUnit>"));
     }
 
     #[test]

@@ -257,7 +257,13 @@ fn flate_image(image: &RgbImage) -> Stream {
     } else {
         ("DeviceRGB", image.as_raw().clone())
     };
-    image_xobject(width, height, colour_space, "FlateDecode", deflate(&samples))
+    image_xobject(
+        width,
+        height,
+        colour_space,
+        "FlateDecode",
+        deflate(&samples),
+    )
 }
 
 fn image_xobject(
@@ -293,7 +299,10 @@ fn text_layer(page: &PageResult, frame: &PageFrame, font: &str, glyphs: &Glyphs)
     for line in page.lines() {
         for (i, word) in line.words.iter().enumerate() {
             let (codes, n) = glyphs.encode(&word.text);
-            let (w, h) = (word.bbox.width() as f32 * sx, word.bbox.height() as f32 * sy);
+            let (w, h) = (
+                word.bbox.width() as f32 * sx,
+                word.bbox.height() as f32 * sy,
+            );
             if n == 0 || w <= 0.0 || h <= 0.0 {
                 continue;
             }
@@ -437,14 +446,32 @@ mod tests {
 
     #[test]
     fn display_space_maps_onto_the_corners_of_a_turned_page() {
-        let apply = |m: [f32; 6], (x, y): (f32, f32)| (m[0] * x + m[2] * y + m[4], m[1] * x + m[3] * y + m[5]);
+        let apply = |m: [f32; 6], (x, y): (f32, f32)| {
+            (m[0] * x + m[2] * y + m[4], m[1] * x + m[3] * y + m[5])
+        };
         let visible = [10.0, 20.0, 110.0, 220.0]; // 100 wide, 200 high
-        for (rotation, shown_top_left) in [(0, (10.0, 220.0)), (90, (10.0, 20.0)), (180, (110.0, 20.0)), (270, (110.0, 220.0))] {
+        for (rotation, shown_top_left) in [
+            (0, (10.0, 220.0)),
+            (90, (10.0, 20.0)),
+            (180, (110.0, 20.0)),
+            (270, (110.0, 220.0)),
+        ] {
             let frame = PageFrame { visible, rotation };
             let (w, h) = frame.display_size();
-            assert_eq!((w, h), if rotation % 180 == 0 { (100.0, 200.0) } else { (200.0, 100.0) });
+            assert_eq!(
+                (w, h),
+                if rotation % 180 == 0 {
+                    (100.0, 200.0)
+                } else {
+                    (200.0, 100.0)
+                }
+            );
             // The top-left corner as shown is where the page's turned corner is.
-            assert_eq!(apply(frame.display_to_user(), (0.0, h)), shown_top_left, "rotation {rotation}");
+            assert_eq!(
+                apply(frame.display_to_user(), (0.0, h)),
+                shown_top_left,
+                "rotation {rotation}"
+            );
         }
     }
 
@@ -470,7 +497,13 @@ mod tests {
         // Code 1 is the space between words.
         assert_eq!((hex.as_str(), n), ("0002000300040005", 4));
         let cmap = glyphs.to_unicode();
-        for entry in ["<0001> <0020>", "<0002> <0041>", "<0003> <00E9>", "<0004> <4E2D>", "<0005> <D83DDE00>"] {
+        for entry in [
+            "<0001> <0020>",
+            "<0002> <0041>",
+            "<0003> <00E9>",
+            "<0004> <4E2D>",
+            "<0005> <D83DDE00>",
+        ] {
             assert!(cmap.contains(entry), "{entry} missing from\n{cmap}");
         }
     }

@@ -33,10 +33,16 @@ use crate::tasks::{PageWarning, TaskOptions};
 pub enum TaskError {
     /// Retrying cannot help (bad input, a bug): the task fails at once.
     #[error("{code}: {message}")]
-    Permanent { code: Cow<'static, str>, message: String },
+    Permanent {
+        code: Cow<'static, str>,
+        message: String,
+    },
     /// A dependency is unavailable: retried with backoff while attempts remain.
     #[error("{code}: {message}")]
-    Transient { code: Cow<'static, str>, message: String },
+    Transient {
+        code: Cow<'static, str>,
+        message: String,
+    },
     /// This worker no longer holds the task; whoever does will finish it.
     #[error("lease lost")]
     LeaseLost,
@@ -371,7 +377,11 @@ async fn store_page(
 
 /// Fails the task when more of its `total` pages failed than `max_failed_page_ratio` allows,
 /// with the code of the last failed page.
-fn check_failed_pages(worker: &Worker, pages: &[PageResult], total: usize) -> Result<(), TaskError> {
+fn check_failed_pages(
+    worker: &Worker,
+    pages: &[PageResult],
+    total: usize,
+) -> Result<(), TaskError> {
     let mut failures = pages.iter().filter_map(|p| p.failure.as_ref());
     let Some(last) = failures.next_back() else {
         return Ok(());
@@ -460,7 +470,11 @@ async fn download(worker: &Worker, file: &File, to: &Path) -> Result<(), TaskErr
 }
 
 /// One page through the engine; an error or a crash is that page's failure.
-fn recognise_page(engine: &dyn Engine, image: &RgbImage, index: usize) -> Result<PageResult, TaskError> {
+fn recognise_page(
+    engine: &dyn Engine,
+    image: &RgbImage,
+    index: usize,
+) -> Result<PageResult, TaskError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.recognize(image))) {
         Ok(Ok(page)) => Ok(page),
         Ok(Err(e)) => Err(TaskError::permanent(

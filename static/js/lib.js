@@ -132,7 +132,7 @@ export function badge(status) {
   return el('span', { class: 'badge', 'data-status': status }, STATUS_LABELS[status] ?? status);
 }
 
-export const FORMAT_LABELS = { txt: 'Text', html: 'hOCR', json: 'JSON', pdf: 'PDF' };
+export const FORMAT_LABELS = { txt: 'Text', html: 'hOCR', json: 'JSON', pdf: 'PDF', xml: 'ALTO' };
 
 export function downloadLinks(task) {
   return task.formats.map((format) => el('a', {

@@ -1479,16 +1479,20 @@ async fn retry_requeues_a_cancelled_task_and_page_images_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_a_searchable_pdf() {
+async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_searchable_pdf_and_alto() {
     let _turn = crate::worker::one_at_a_time().await;
     let api = Api::start(|_| {}).await;
     let _worker = api.install.spawn_worker("w", &[]);
     let user = api.signed_in().await;
-    let pdf = std::fs::read(crate::ocr::repo().join("tests/fixtures/pdf/encrypted_text.pdf")).unwrap();
+    let pdf =
+        std::fs::read(crate::ocr::repo().join("tests/fixtures/pdf/encrypted_text.pdf")).unwrap();
     let form = reqwest::multipart::Form::new()
-        .text("formats", "txt,pdf")
+        .text("formats", "txt,pdf,alto")
         .text("password", "secret")
-        .part("file", reqwest::multipart::Part::bytes(pdf).file_name("minutes.pdf"));
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(pdf).file_name("minutes.pdf"),
+        );
     let created = user
         .client
         .post(api.url("/api/tasks"))
@@ -1499,9 +1503,17 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_a_searchabl
         .unwrap();
     assert_eq!(created.status(), StatusCode::ACCEPTED);
     let raw = created.text().await.unwrap();
-    assert!(!raw.contains("secret"), "the password is never sent back: {raw}");
-    let id = serde_json::from_str::<Value>(&raw).unwrap()["id"].as_str().unwrap().to_owned();
-    api.install.wait_finished(std::slice::from_ref(&id), Duration::from_secs(300)).await;
+    assert!(
+        !raw.contains("secret"),
+        "the password is never sent back: {raw}"
+    );
+    let id = serde_json::from_str::<Value>(&raw).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.install
+        .wait_finished(std::slice::from_ref(&id), Duration::from_secs(300))
+        .await;
 
     let task: Value = user
         .client
@@ -1513,9 +1525,26 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_a_searchabl
         .await
         .unwrap();
     assert_eq!(task["status"], "completed", "{task}");
-    assert_eq!(task["formats"], json!(["txt", "pdf"]));
+    assert_eq!(task["formats"], json!(["txt", "pdf", "xml"]));
     assert_eq!(task["warnings"], json!([]), "no page failed");
     assert!(!task.to_string().contains("secret"));
+
+    let alto = user
+        .client
+        .get(api.url(&format!("/api/tasks/{id}/result?format=xml")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alto.status(), StatusCode::OK);
+    assert_eq!(
+        alto.headers()["content-type"],
+        "application/xml; charset=utf-8"
+    );
+    let alto = alto.text().await.unwrap();
+    assert!(
+        alto.contains("CONTENT=\"Confidential\"") && alto.contains("CONTENT=\"48,500\""),
+        "{alto}"
+    );
 
     let pdf = user
         .client
@@ -1525,8 +1554,14 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_a_searchabl
         .unwrap();
     assert_eq!(pdf.status(), StatusCode::OK);
     assert_eq!(pdf.headers()["content-type"], "application/pdf");
-    let disposition = pdf.headers()["content-disposition"].to_str().unwrap().to_owned();
-    assert!(disposition.starts_with("attachment") && disposition.contains("minutes.pdf"), "{disposition}");
+    let disposition = pdf.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment") && disposition.contains("minutes.pdf"),
+        "{disposition}"
+    );
     let body = pdf.bytes().await.unwrap();
     assert!(body.starts_with(b"%PDF-"));
     // Decrypted: it opens without the password.
@@ -1538,6 +1573,11 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_a_searchabl
         .next()
         .unwrap()
         .unwrap();
-    let ocrd::document::PageInput::Text(page) = page else { panic!("a text page") };
-    assert_eq!(page.lines().next().unwrap().text(), "Confidential minutes of 12 March 2024");
+    let ocrd::document::PageInput::Text(page) = page else {
+        panic!("a text page")
+    };
+    assert_eq!(
+        page.lines().next().unwrap().text(),
+        "Confidential minutes of 12 March 2024"
+    );
 }

@@ -205,9 +205,12 @@ fn hocr_is_well_formed_and_matches_the_json() {
     }
     assert_eq!(depth, 0);
 
-    let json: serde_json::Value =
-        serde_json::from_slice(&Format::Json.render(std::slice::from_ref(&page), &info).unwrap())
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(
+        &Format::Json
+            .render(std::slice::from_ref(&page), &info)
+            .unwrap(),
+    )
+    .unwrap();
     let json_words: usize = json["pages"][0]["blocks"]
         .as_array()
         .unwrap()

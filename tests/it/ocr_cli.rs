@@ -206,8 +206,15 @@ fn missing_models_name_the_fetch_script() {
 fn a_searchable_pdf_is_written_and_encrypted_pdfs_open_with_their_password() {
     let dir = tempfile::tempdir().unwrap();
     snippet().save(dir.path().join("snippet.png")).unwrap();
-    let out = ocrd_ocr(dir.path(), &["--format", "pdf", "-o", "snippet.pdf", "snippet.png"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ocrd_ocr(
+        dir.path(),
+        &["--format", "pdf", "-o", "snippet.pdf", "snippet.png"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = Command::new("pdftotext")
         .args(["-layout", "snippet.pdf", "-"])
         .current_dir(dir.path())
@@ -230,9 +237,16 @@ fn a_searchable_pdf_is_written_and_encrypted_pdfs_open_with_their_password() {
     assert!(stderr.contains("password-protected"), "{stderr}");
     let wrong = ocrd_ocr(dir.path(), &["--password", "guess", fixture]);
     let stderr = String::from_utf8_lossy(&wrong.stderr);
-    assert!(stderr.contains("the password does not open this PDF"), "{stderr}");
+    assert!(
+        stderr.contains("the password does not open this PDF"),
+        "{stderr}"
+    );
     let opened = ocrd_ocr_with(dir.path(), &[fixture], &[("PDF_PASSWORD", "secret")]);
-    assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
     assert_eq!(
         String::from_utf8(opened.stdout).unwrap().trim(),
         "Confidential minutes of 12 March 2024\nBudget approved: 48,500 EUR"

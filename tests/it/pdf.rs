@@ -493,7 +493,10 @@ async fn a_worker_killed_mid_document_resumes_after_the_stored_pages() {
 /// A few words cut from a sample page: quick to recognise.
 fn snippet() -> RgbImage {
     let (path, _) = sample_pages().into_iter().next().unwrap();
-    image::open(path).unwrap().crop_imm(150, 150, 1200, 220).to_rgb8()
+    image::open(path)
+        .unwrap()
+        .crop_imm(150, 150, 1200, 220)
+        .to_rgb8()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,12 +505,22 @@ async fn a_page_that_cannot_be_drawn_costs_that_page_until_too_many_fail() {
     let snippet = snippet();
     let pages_with_bombs = |bombs: &[usize]| -> Vec<TestPage> {
         (1..=10)
-            .map(|n| if bombs.contains(&n) { TestPage::Bomb(8000) } else { TestPage::Scan(&snippet) })
+            .map(|n| {
+                if bombs.contains(&n) {
+                    TestPage::Bomb(8000)
+                } else {
+                    TestPage::Scan(&snippet)
+                }
+            })
             .collect()
     };
     // 1 of 10 is within the default ratio of 0.1; 2 of 10 is not.
-    let one = install.submit_bytes("one-bad.pdf", mixed_pdf(&pages_with_bombs(&[4]), 300.0)).await;
-    let two = install.submit_bytes("two-bad.pdf", mixed_pdf(&pages_with_bombs(&[4, 7]), 300.0)).await;
+    let one = install
+        .submit_bytes("one-bad.pdf", mixed_pdf(&pages_with_bombs(&[4]), 300.0))
+        .await;
+    let two = install
+        .submit_bytes("two-bad.pdf", mixed_pdf(&pages_with_bombs(&[4, 7]), 300.0))
+        .await;
     let (stop, worker) = start_worker(&install, crate::ocr::engine());
     let done = install
         .wait_finished(&[one.id.clone(), two.id.clone()], Duration::from_secs(600))
@@ -520,7 +533,10 @@ async fn a_page_that_cannot_be_drawn_costs_that_page_until_too_many_fail() {
     assert_eq!((one.pages_done, one.pages_total), (10, Some(10)));
     let warnings = one.page_warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert_eq!((warnings[0].page, warnings[0].code.as_str()), (4, "too_many_pixels"));
+    assert_eq!(
+        (warnings[0].page, warnings[0].code.as_str()),
+        (4, "too_many_pixels")
+    );
     println!("partial success: {warnings:?}");
     let text = install.result_text(&one.id).await;
     let parts: Vec<&str> = text.split('\u{c}').collect();
@@ -594,7 +610,10 @@ async fn a_page_that_times_out_is_skipped_and_the_rest_is_read() {
     assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
     let warnings = task.page_warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert_eq!((warnings[0].page, warnings[0].code.as_str()), (2, "page_timeout"));
+    assert_eq!(
+        (warnings[0].page, warnings[0].code.as_str()),
+        (2, "page_timeout")
+    );
     assert_eq!(warnings[0].message, "page 2 took longer than 15 s");
     let text = install.result_text(&task.id).await;
     let parts: Vec<&str> = text.split('\u{c}').collect();
@@ -634,7 +653,12 @@ async fn long_pdf(install: &Install, page: &RgbImage, n: usize) -> (f64, f64, f6
     let peak = peak_rss_mib(worker.pid());
     worker.kill();
     let done = &done[0];
-    assert_eq!(done.status, TaskStatus::Completed, "{done:?}\n{}", worker.log_text());
+    assert_eq!(
+        done.status,
+        TaskStatus::Completed,
+        "{done:?}\n{}",
+        worker.log_text()
+    );
     assert_eq!(done.pages_done as usize, n);
     let took = (done.finished_at.unwrap() - done.started_at.unwrap()).as_seconds_f64();
     (peak, n as f64 / took, size)
@@ -645,7 +669,12 @@ async fn a_300_page_pdf_runs_in_flat_memory() {
     let install = Install::distributed(|_| {}).await;
     // An A4 page at 100 dpi with a few lines of text on it.
     let mut page = RgbImage::from_pixel(827, 1169, image::Rgb([255, 255, 255]));
-    image::imageops::overlay(&mut page, &image::imageops::resize(&snippet(), 600, 110, image::imageops::FilterType::Triangle), 100, 120);
+    image::imageops::overlay(
+        &mut page,
+        &image::imageops::resize(&snippet(), 600, 110, image::imageops::FilterType::Triangle),
+        100,
+        120,
+    );
     let (small_peak, small_rate, small_size) = long_pdf(&install, &page, 30).await;
     let (peak, rate, size) = long_pdf(&install, &page, 300).await;
     println!(
@@ -674,26 +703,45 @@ async fn an_encrypted_pdf_is_read_with_the_password_given_for_its_task() {
         password: Some(ocrd::tasks::Password::new(password)),
         ..TaskOptions::default()
     };
-    let right = install.submit_with(&install.user.id, "minutes.pdf", pdf.clone(), with("secret")).await;
-    let wrong = install.submit_with(&install.user.id, "minutes.pdf", pdf, with("guess")).await;
-    assert!(!format!("{:?}", with("secret")).contains("secret"), "passwords are not printed");
+    let right = install
+        .submit_with(&install.user.id, "minutes.pdf", pdf.clone(), with("secret"))
+        .await;
+    let wrong = install
+        .submit_with(&install.user.id, "minutes.pdf", pdf, with("guess"))
+        .await;
+    assert!(
+        !format!("{:?}", with("secret")).contains("secret"),
+        "passwords are not printed"
+    );
     let (stop, worker) = start_worker(&install, crate::ocr::engine());
     let done = install
-        .wait_finished(&[right.id.clone(), wrong.id.clone()], Duration::from_secs(300))
+        .wait_finished(
+            &[right.id.clone(), wrong.id.clone()],
+            Duration::from_secs(300),
+        )
         .await;
     stop.cancel();
     worker.await.unwrap();
     assert_eq!(done[0].status, TaskStatus::Completed, "{:?}", done[0]);
     let text = install.result_text(&done[0].id).await;
-    assert_eq!(text.trim(), "Confidential minutes of 12 March 2024\nBudget approved: 48,500 EUR");
+    assert_eq!(
+        text.trim(),
+        "Confidential minutes of 12 March 2024\nBudget approved: 48,500 EUR"
+    );
     // The searchable PDF opens without the password.
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), install.result_bytes(&done[0].id, "pdf").await).unwrap();
     let reading = ocrd::document::ReadOptions::policy(OcrPolicy::Skip);
     let mut pages = ocrd::document::open(file.path(), Default::default(), &reading).unwrap();
-    assert!(matches!(pages.next(), Some(Ok(ocrd::document::PageInput::Text(_)))));
+    assert!(matches!(
+        pages.next(),
+        Some(Ok(ocrd::document::PageInput::Text(_)))
+    ));
 
     assert_eq!(done[1].status, TaskStatus::Failed);
     assert_eq!(done[1].error_code.as_deref(), Some("encrypted"));
-    assert_eq!(done[1].error_message.as_deref(), Some("the password does not open this PDF"));
+    assert_eq!(
+        done[1].error_message.as_deref(),
+        Some("the password does not open this PDF")
+    );
 }

@@ -49,7 +49,10 @@ fn pdftotext_words(pdf: &[u8]) -> Vec<((f64, f64), Vec<PdfWord>)> {
                 pages.push(((attr(&e, "width"), attr(&e, "height")), Vec::new()));
             }
             Event::Start(e) if e.name().as_ref() == b"word" => {
-                word = Some((["xMin", "yMin", "xMax", "yMax"].map(|n| attr(&e, n)), String::new()));
+                word = Some((
+                    ["xMin", "yMin", "xMax", "yMax"].map(|n| attr(&e, n)),
+                    String::new(),
+                ));
             }
             Event::Text(t) => {
                 if let Some((_, text)) = &mut word {
@@ -85,7 +88,11 @@ fn pdftotext_words(pdf: &[u8]) -> Vec<((f64, f64), Vec<PdfWord>)> {
 /// Checks that every word of the JSON result's OCR'd pages is in the PDF's text with the same
 /// text, each edge within `tolerance` points of its box. Returns how many words were checked
 /// and the largest edge distance.
-fn assert_words_at_their_boxes(json: &serde_json::Value, pdf: &[u8], tolerance: f64) -> (usize, f64) {
+fn assert_words_at_their_boxes(
+    json: &serde_json::Value,
+    pdf: &[u8],
+    tolerance: f64,
+) -> (usize, f64) {
     let pdf_pages = pdftotext_words(pdf);
     let pages = json["pages"].as_array().unwrap();
     assert_eq!(pdf_pages.len(), pages.len(), "one PDF page per page");
@@ -96,15 +103,26 @@ fn assert_words_at_their_boxes(json: &serde_json::Value, pdf: &[u8], tolerance: 
         }
         let sx = width_pt / page["width"].as_f64().unwrap();
         let sy = height_pt / page["height"].as_f64().unwrap();
-        for word in page["blocks"].as_array().unwrap().iter()
+        for word in page["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
             .flat_map(|b| b["lines"].as_array().unwrap())
             .flat_map(|l| l["words"].as_array().unwrap())
         {
             let text = word["text"].as_str().unwrap();
-            let b: Vec<f64> = word["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let b: Vec<f64> = word["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
             let want = [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy];
             let distance = |got: &[f64; 4]| {
-                got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max)
+                got.iter()
+                    .zip(&want)
+                    .map(|(g, w)| (g - w).abs())
+                    .fold(0.0, f64::max)
             };
             let nearest = found
                 .iter()
@@ -131,13 +149,17 @@ fn draw(pdf: &[u8]) -> Vec<RgbImage> {
 }
 
 fn draw_file(path: &Path) -> Vec<RgbImage> {
-    document::open(path, Limits::default(), &ReadOptions::policy(OcrPolicy::Force))
-        .unwrap()
-        .map(|page| match page.unwrap() {
-            PageInput::Image(image) => image,
-            PageInput::Text(_) => unreachable!("force draws every page"),
-        })
-        .collect()
+    document::open(
+        path,
+        Limits::default(),
+        &ReadOptions::policy(OcrPolicy::Force),
+    )
+    .unwrap()
+    .map(|page| match page.unwrap() {
+        PageInput::Image(image) => image,
+        PageInput::Text(_) => unreachable!("force draws every page"),
+    })
+    .collect()
 }
 
 /// Pixels that differ by more than 8 levels in a channel, and the mean difference, over the
@@ -167,7 +189,9 @@ async fn run(install: &Install, name: &str, body: Vec<u8>, ocr: OcrPolicy) -> Ta
         ocr,
         ..TaskOptions::default()
     };
-    let task = install.submit_with(&install.user.id, name, body, options).await;
+    let task = install
+        .submit_with(&install.user.id, name, body, options)
+        .await;
     let (stop, worker) = start_worker(install, crate::ocr::engine());
     let done = install
         .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
@@ -194,16 +218,26 @@ async fn a_scanned_pdf_gets_an_invisible_text_layer_at_the_word_boxes() {
     let pdf = install.result_bytes(&task.id, "pdf").await;
 
     let (words, worst) = assert_words_at_their_boxes(&json, &pdf, 2.0);
-    println!("searchable pdf (scan): {words} words found by pdftotext, each edge within {worst:.3} pt");
+    println!(
+        "searchable pdf (scan): {words} words found by pdftotext, each edge within {worst:.3} pt"
+    );
     assert!(words > 300, "only {words} words on two pages");
 
     // The scan's own pages are kept, and the text layer draws nothing.
     for (i, (before, after)) in draw(&scan).iter().zip(&draw(&pdf)).enumerate() {
         let (differing, mean) = difference(before, after);
-        println!("searchable pdf (scan) page {}: {differing} pixels differ, mean {mean:.4}", i + 1);
+        println!(
+            "searchable pdf (scan) page {}: {differing} pixels differ, mean {mean:.4}",
+            i + 1
+        );
         assert_eq!(differing, 0, "page {}: the text layer is visible", i + 1);
     }
-    assert!(pdf.len() < scan.len() * 2, "the scan is not re-encoded: {} → {} bytes", scan.len(), pdf.len());
+    assert!(
+        pdf.len() < scan.len() * 2,
+        "the scan is not re-encoded: {} → {} bytes",
+        scan.len(),
+        pdf.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +250,9 @@ async fn an_image_becomes_a_pdf_page_with_its_pixels_and_words() {
         serde_json::from_str(&install.result_file(&task.id, "json").await).unwrap();
     let pdf = install.result_bytes(&task.id, "pdf").await;
     let (words, worst) = assert_words_at_their_boxes(&json, &pdf, 2.0);
-    println!("searchable pdf (png): {words} words found by pdftotext, each edge within {worst:.3} pt");
+    println!(
+        "searchable pdf (png): {words} words found by pdftotext, each edge within {worst:.3} pt"
+    );
     assert!(words > 150, "only {words} words");
 
     // Placed at 300 dpi, the page draws back at the image's own size, pixel for pixel.
@@ -225,8 +261,10 @@ async fn an_image_becomes_a_pdf_page_with_its_pixels_and_words() {
     assert_eq!(drawn.len(), 1);
     let (differing, mean) = difference(&original, &drawn[0]);
     println!("searchable pdf (png): {differing} pixels differ from the PNG, mean {mean:.4}");
-    assert!(mean < 0.5 && differing * 1000 < (original.width() * original.height()) as usize,
-        "the page image changed: {differing} pixels, mean {mean}");
+    assert!(
+        mean < 0.5 && differing * 1000 < (original.width() * original.height()) as usize,
+        "the page image changed: {differing} pixels, mean {mean}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +291,13 @@ async fn born_digital_pages_are_kept_and_only_scanned_ones_get_text() {
     // The typed page is as it was: the same words at the same places.
     let (before, after) = (&pdftotext_words(&mixed)[0].1, &pdftotext_words(&pdf)[0].1);
     let typed: Vec<(&str, [f64; 4])> = before.iter().map(|w| (w.text.as_str(), w.bbox)).collect();
-    assert_eq!(typed, after.iter().map(|w| (w.text.as_str(), w.bbox)).collect::<Vec<_>>());
+    assert_eq!(
+        typed,
+        after
+            .iter()
+            .map(|w| (w.text.as_str(), w.bbox))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(typed.first().map(|w| w.0), Some("Invoice"));
     for (i, (a, b)) in draw(&mixed).iter().zip(&draw(&pdf)).enumerate() {
         assert_eq!(difference(a, b).0, 0, "page {} looks different", i + 1);

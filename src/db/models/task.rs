@@ -4,9 +4,9 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::{File, NewFile, NewTaskResult, TaskResult, new_id, now, text_enum, utc_time};
-use crate::tasks::PageWarning;
 use crate::db::schema::{files, results, tasks};
 use crate::db::{DbConn, DbError};
+use crate::tasks::PageWarning;
 use crate::with_conn;
 
 text_enum!(
@@ -391,8 +391,8 @@ impl Task {
         let at = now();
         let row = result.into_row(id, at);
         // A list of plain structs always serialises.
-        let warnings = (!warnings.is_empty())
-            .then(|| serde_json::to_string(warnings).unwrap_or_default());
+        let warnings =
+            (!warnings.is_empty()).then(|| serde_json::to_string(warnings).unwrap_or_default());
         Ok(with_conn!(conn, |c| c
             .transaction::<_, diesel::result::Error, _>(async |tx| {
                 let Some(task) = diesel::update(Self::leased_by(id, worker))

@@ -34,8 +34,8 @@ pub struct UploadForm {
     file: Vec<u8>,
     /// `ppocr` (default: the server's `ocr.engine`).
     engine: Option<String>,
-    /// Comma-separated result formats: `html` (hOCR), `txt`, `json`, `pdf` (searchable PDF).
-    /// Default: html, txt and json.
+    /// Comma-separated result formats: `html` (hOCR), `txt`, `json`, `pdf` (searchable PDF),
+    /// `alto` (ALTO XML v4, downloaded as `format=xml`). Default: html, txt and json.
     formats: Option<String>,
     ocr: Option<OcrPolicy>,
     /// The password of an encrypted PDF. It is kept with the task; the searchable PDF comes
@@ -101,7 +101,7 @@ fn parse_formats(value: &str) -> Result<Vec<Format>, ApiError> {
     }
     if formats.is_empty() {
         return Err(ApiError::invalid(
-            "formats: name at least one of html, txt, json, pdf",
+            "formats: name at least one of html, txt, json, pdf, alto",
         ));
     }
     Ok(formats)
