@@ -127,6 +127,11 @@ struct User {
 }
 
 impl User {
+    /// `GET` with this user's session.
+    async fn get(&self, url: String) -> reqwest::Response {
+        self.client.get(url).send().await.unwrap()
+    }
+
     /// `POST /api/tasks` with this user's session and CSRF token.
     async fn upload(&self, tasks_url: String, name: &str, bytes: Vec<u8>) -> reqwest::Response {
         self.client
@@ -1516,11 +1521,8 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_searchable_
         .await;
 
     let task: Value = user
-        .client
         .get(api.url(&format!("/api/tasks/{id}")))
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -1530,11 +1532,8 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_searchable_
     assert!(!task.to_string().contains("secret"));
 
     let alto = user
-        .client
         .get(api.url(&format!("/api/tasks/{id}/result?format=xml")))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(alto.status(), StatusCode::OK);
     assert_eq!(
         alto.headers()["content-type"],
@@ -1547,11 +1546,8 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_searchable_
     );
 
     let pdf = user
-        .client
         .get(api.url(&format!("/api/tasks/{id}/result?format=pdf")))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(pdf.status(), StatusCode::OK);
     assert_eq!(pdf.headers()["content-type"], "application/pdf");
     let disposition = pdf.headers()["content-disposition"]
