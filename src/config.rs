@@ -259,15 +259,18 @@ pub enum EngineKind {
     /// PP-OCR detection + recognition: the fast CPU default.
     #[default]
     Ppocr,
+    /// A Qwen3-VL vision-language model exported to ONNX: the highest quality, for GPUs.
+    Qwen3vl,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 1] = [EngineKind::Ppocr];
+    pub const ALL: [EngineKind; 2] = [EngineKind::Ppocr, EngineKind::Qwen3vl];
 
     /// The name used in configuration and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Ppocr => "ppocr",
+            EngineKind::Qwen3vl => "qwen3vl",
         }
     }
 
@@ -275,6 +278,7 @@ impl EngineKind {
     pub fn description(self) -> &'static str {
         match self {
             EngineKind::Ppocr => "PP-OCR: fast, on CPUs",
+            EngineKind::Qwen3vl => "Qwen3-VL: highest quality, on GPUs",
         }
     }
 }
@@ -311,6 +315,33 @@ pub struct OcrConfig {
     /// Resolution PDF pages are rendered at for OCR (lowered for pages over
     /// `limits.max_pixels`).
     pub pdf_dpi: u32,
+    /// The Qwen3-VL engine (`engine = "qwen3vl"`).
+    pub qwen3vl: Qwen3VlConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Qwen3VlConfig {
+    /// The exported model directory (`tools/qwen3vl_export`); default `{models_dir}/qwen3vl`.
+    pub model_dir: Option<PathBuf>,
+    /// Largest image the model sees, in pixels; bigger pages are scaled down (the model's own
+    /// limit applies too). Memory and time grow with it.
+    pub max_pixels: u64,
+    /// Most tokens generated for one page.
+    pub max_new_tokens: usize,
+    /// The instruction; empty uses the model's default (`qwenvl html`: HTML with boxes).
+    pub prompt: String,
+}
+
+impl Default for Qwen3VlConfig {
+    fn default() -> Self {
+        Qwen3VlConfig {
+            model_dir: None,
+            max_pixels: 1_048_576,
+            max_new_tokens: 2048,
+            prompt: String::new(),
+        }
+    }
 }
 
 impl Default for OcrConfig {
@@ -324,11 +355,19 @@ impl Default for OcrConfig {
             classify_orientation: false,
             gpus: Vec::new(),
             pdf_dpi: 300,
+            qwen3vl: Qwen3VlConfig::default(),
         }
     }
 }
 
 impl OcrConfig {
+    pub fn qwen3vl_dir(&self) -> PathBuf {
+        self.qwen3vl
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| self.models_dir.join("qwen3vl"))
+    }
+
     pub fn runtime_library(&self) -> PathBuf {
         self.runtime
             .clone()

@@ -37,6 +37,10 @@ pub struct OcrArgs {
     #[arg(long, value_parser = super::parse_engine)]
     pub engine: Option<EngineKind>,
 
+    /// The Qwen3-VL export to load; default `ocr.qwen3vl.model_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+
     /// PDF pages with their own text: `auto` uses that text and recognises the other pages,
     /// `force` recognises every page, `skip` only reads text layers.
     #[arg(long, default_value = "auto", value_parser = parse_policy)]
@@ -140,6 +144,9 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     let mut ocr_config = config.ocr.clone();
     if let Some(engine) = args.engine {
         ocr_config.engine = engine;
+    }
+    if let Some(dir) = &args.model_dir {
+        ocr_config.qwen3vl.model_dir = Some(dir.clone());
     }
     let device = match config.ocr.gpus.first() {
         Some(&id) => ocr::runtime::Device::Cuda(id),

@@ -25,6 +25,10 @@ pub struct WorkArgs {
     #[arg(long, value_parser = super::parse_engine)]
     pub engine: Option<EngineKind>,
 
+    /// The Qwen3-VL export to load; default `ocr.qwen3vl.model_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<std::path::PathBuf>,
+
     /// CUDA devices, e.g. `0,1`: one engine per device, tasks spread across them.
     /// Default `ocr.gpus`; none runs on the CPU.
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
@@ -41,6 +45,9 @@ pub fn work(mut config: Config, args: WorkArgs) -> anyhow::Result<()> {
     }
     if let Some(engine) = args.engine {
         config.ocr.engine = engine;
+    }
+    if let Some(dir) = args.model_dir {
+        config.ocr.qwen3vl.model_dir = Some(dir);
     }
     if let Some(gpus) = args.gpus {
         config.ocr.gpus = gpus;

@@ -6,6 +6,7 @@
 mod model;
 pub mod order;
 pub mod ppocr;
+pub mod qwen3vl;
 pub mod runtime;
 
 pub use model::{BBox, Block, Line, PageFailure, PageResult, PageSource, Word};
@@ -71,5 +72,8 @@ pub fn load_engine(
                 options,
             )?))
         }
+        crate::config::EngineKind::Qwen3vl => Ok(std::sync::Arc::new(
+            qwen3vl::load_configured(config, device)?,
+        )),
     }
 }

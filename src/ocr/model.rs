@@ -69,6 +69,9 @@ pub struct Line {
     pub words: Vec<Word>,
     pub bbox: BBox,
     pub confidence: f32,
+    /// The words' boxes are estimated from the line's (an engine that gives line boxes only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated_words: bool,
 }
 
 impl Line {

@@ -149,6 +149,7 @@ fn rows(mut pieces: Vec<Piece>) -> Vec<Line> {
                 words,
                 bbox,
                 confidence,
+                estimated_words: false,
             })
         })
         .collect()

@@ -7,6 +7,8 @@
 //!       "lines": [ { "text": "…", "confidence": 0.98, "bbox": [..], "geometry": {..},
 //!         "words": [ { "text": "…", "confidence": 0.99, "bbox": [..], "geometry": {..} } ] } ] } ] } ] }
 //! ```
+//! A line whose word boxes were estimated from its own box (Qwen3-VL gives block boxes only)
+//! has `"estimated_words": true`.
 //! A page that could not be read (the task completed without it) has no blocks and
 //! `"failure": {"code": "page_timeout", "message": "…"}`.
 //! `bbox` is in page pixels (`x1`,`y1` exclusive). `rotation` is 180 for a page whose text was
@@ -52,6 +54,9 @@ struct Block {
 struct Line {
     text: String,
     confidence: f32,
+    /// Word boxes estimated from the line's (an engine that boxes lines only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    estimated_words: bool,
     bbox: [u32; 4],
     geometry: Geometry,
     words: Vec<Word>,
@@ -118,6 +123,7 @@ pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
                                     Line {
                                         text: line.text(),
                                         confidence: line.confidence,
+                                        estimated_words: line.estimated_words,
                                         bbox,
                                         geometry,
                                         words: line

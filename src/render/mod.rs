@@ -116,6 +116,7 @@ mod tests {
             bbox: BBox::union(words.iter().map(|w| w.bbox)).unwrap(),
             words,
             confidence: 0.9,
+            estimated_words: false,
         };
         let first = line(vec![
             word("Fish", 10, 50),

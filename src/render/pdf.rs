@@ -488,6 +488,7 @@ mod tests {
                         bbox: Default::default(),
                         confidence: 1.0,
                     }],
+                    estimated_words: false,
                 }],
             }],
             ..PageResult::default()

@@ -13,6 +13,7 @@ mod ocr;
 mod ocr_cli;
 mod pdf;
 mod queue;
+mod qwen3vl;
 mod redis;
 mod searchable;
 mod support;
