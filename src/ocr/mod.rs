@@ -72,8 +72,8 @@ pub fn load_engine(
                 options,
             )?))
         }
-        crate::config::EngineKind::Qwen3vl => Ok(std::sync::Arc::new(
-            qwen3vl::load_configured(config, device)?,
-        )),
+        crate::config::EngineKind::Qwen3vl => Ok(std::sync::Arc::new(qwen3vl::load_configured(
+            config, device,
+        )?)),
     }
 }

@@ -169,10 +169,9 @@ async fn dashboard(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse 
 async fn upload(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>) -> HttpResponse {
     match signed_in(&req, &assets).await {
         Ok(current) => {
-            let engines: Vec<(&str, &str)> = crate::config::EngineKind::ALL
-                .iter()
-                .map(|e| (e.as_str(), e.description()))
-                .collect();
+            // Workers run the configured engine only.
+            let served = app.config.ocr.engine;
+            let engines = vec![(served.as_str(), served.description())];
             let context = context! {
                 "nav" => "upload",
                 "max_upload_bytes" => app.config.limits.max_upload_bytes,

@@ -101,6 +101,16 @@ pub(super) async fn run(
     let (task, owner) = (held.task, held.owner);
     let options = TaskOptions::parse(&task.options)
         .map_err(|e| TaskError::permanent("bad_options", format!("task options: {e}")))?;
+    if task.engine != engine.name() {
+        return Err(TaskError::permanent(
+            "engine_unavailable",
+            format!(
+                "the task asks for the {} engine; this worker runs {}",
+                task.engine,
+                engine.name()
+            ),
+        ));
+    }
     // Claims count as attempts too: a task taken over after a crash has fewer retries left.
     let mut attempt = task.attempts.max(1) as u32;
     let (file, source, pages) = retrying(worker, task, &mut attempt, || {

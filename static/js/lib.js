@@ -225,6 +225,7 @@ export const TASK_ERRORS = {
   encrypted: ['The PDF is password-protected', 'Save a copy without a password and upload that.'],
   page_timeout: ['A page took too long', 'The page may be unusually large or complex. Retry, or split the document.'],
   engine_error: ['The OCR engine failed', 'Retry; if it fails again, tell your administrator.'],
+  engine_unavailable: ['This engine is not available', 'Upload the document again with the engine this server offers.'],
   render_failed: ['The results could not be written', 'Retry; if it fails again, ask for other formats than PDF.'],
   internal: ['Something went wrong inside ocrd', 'Retry; the error was logged for your administrator.'],
   poison: ['The task kept failing', 'It was stopped after several attempts. Retry later or tell your administrator.'],

@@ -1491,6 +1491,31 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_searchable_
     let user = api.signed_in().await;
     let pdf =
         std::fs::read(crate::ocr::repo().join("tests/fixtures/pdf/encrypted_text.pdf")).unwrap();
+    // Workers run the configured engine: another is refused at the door.
+    let other = reqwest::multipart::Form::new()
+        .text("engine", "qwen3vl")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(pdf.clone()).file_name("minutes.pdf"),
+        );
+    let refused = user
+        .client
+        .post(api.url("/api/tasks"))
+        .header("X-CSRF-Token", &user.csrf)
+        .multipart(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "invalid_request");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`qwen3vl` is not served here"),
+        "{refused}"
+    );
     let form = reqwest::multipart::Form::new()
         .text("formats", "txt,pdf,alto")
         .text("password", "secret")

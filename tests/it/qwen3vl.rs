@@ -23,9 +23,12 @@ pub fn fixture() -> PathBuf {
 /// `OCRD_TEST_DEVICE`: `cpu` (default) or `cuda:N`.
 pub fn test_device() -> Device {
     match std::env::var("OCRD_TEST_DEVICE").as_deref() {
-        Ok(d) if d.starts_with("cuda") => {
-            Device::Cuda(d.trim_start_matches("cuda").trim_start_matches(':').parse().unwrap_or(0))
-        }
+        Ok(d) if d.starts_with("cuda") => Device::Cuda(
+            d.trim_start_matches("cuda")
+                .trim_start_matches(':')
+                .parse()
+                .unwrap_or(0),
+        ),
         _ => Device::Cpu,
     }
 }
@@ -45,8 +48,9 @@ pub fn engine() -> Arc<Qwen3Vl> {
                 prompt: String::new(),
             };
             Arc::new(
-                Qwen3Vl::load(&default_library(&models_dir()), options)
-                    .expect("the tiny Qwen3-VL export loads (scripts/fetch-models.sh for the runtime)"),
+                Qwen3Vl::load(&default_library(&models_dir()), options).expect(
+                    "the tiny Qwen3-VL export loads (scripts/fetch-models.sh for the runtime)",
+                ),
             )
         })
         .clone()
@@ -76,7 +80,11 @@ fn reference_pixels(name: &str) -> Vec<f32> {
 }
 
 fn ints(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
 }
 
 fn rows<const N: usize, T: Copy>(v: &Value, get: impl Fn(&Value) -> T) -> Vec<[T; N]> {
@@ -96,14 +104,25 @@ fn preprocessing_matches_transformers() {
     for (name, r) in references() {
         let input = engine.vision_input(&image(&name)).unwrap();
         let grid = ints(&r["grid_thw"]);
-        assert_eq!([1, input.grid.0 as i64, input.grid.1 as i64], grid[..], "{name}: grid_thw");
+        assert_eq!(
+            [1, input.grid.0 as i64, input.grid.1 as i64],
+            grid[..],
+            "{name}: grid_thw"
+        );
         let shape = ints(&r["pixel_values_shape"]);
         assert_eq!(
-            [input.patches() as i64, engine.config().vision.patch_values() as i64],
+            [
+                input.patches() as i64,
+                engine.config().vision.patch_values() as i64
+            ],
             shape[..],
             "{name}: pixel_values shape"
         );
-        assert_eq!(input.interp_indices, rows::<4, i64>(&r["interp_indices"], |v| v.as_i64().unwrap()), "{name}");
+        assert_eq!(
+            input.interp_indices,
+            rows::<4, i64>(&r["interp_indices"], |v| v.as_i64().unwrap()),
+            "{name}"
+        );
         let weights = rows::<4, f32>(&r["interp_weights"], |v| v.as_f64().unwrap() as f32);
         let worst = input
             .interp_weights
@@ -112,20 +131,38 @@ fn preprocessing_matches_transformers() {
             .zip(weights.iter().flatten())
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(worst < 1e-6, "{name}: interpolation weights differ by {worst}");
-        assert_eq!(input.rotary_pos_ids, rows::<2, i64>(&r["rotary_pos_ids"], |v| v.as_i64().unwrap()), "{name}");
+        assert!(
+            worst < 1e-6,
+            "{name}: interpolation weights differ by {worst}"
+        );
+        assert_eq!(
+            input.rotary_pos_ids,
+            rows::<2, i64>(&r["rotary_pos_ids"], |v| v.as_i64().unwrap()),
+            "{name}"
+        );
 
         let (ids, positions, delta) = engine.prompt_for(&input).unwrap();
         let want: Vec<u32> = ints(&r["input_ids"]).iter().map(|&i| i as u32).collect();
         assert_eq!(ids, want, "{name}: prompt ids");
         for (axis, want) in r["position_ids"].as_array().unwrap().iter().enumerate() {
-            assert_eq!(positions[axis], ints(want), "{name}: position ids, axis {axis}");
+            assert_eq!(
+                positions[axis],
+                ints(want),
+                "{name}: position ids, axis {axis}"
+            );
         }
-        assert_eq!(delta, r["rope_delta"].as_i64().unwrap(), "{name}: rope delta");
+        assert_eq!(
+            delta,
+            r["rope_delta"].as_i64().unwrap(),
+            "{name}: rope delta"
+        );
 
         if name == "resized" {
             // PIL's bicubic and ours differ in the last bits: only the shapes must agree.
-            println!("qwen3vl preprocessing, {name}: resized to {:?}, shapes equal", input.resized);
+            println!(
+                "qwen3vl preprocessing, {name}: resized to {:?}, shapes equal",
+                input.resized
+            );
             continue;
         }
         let reference = reference_pixels(&name);
@@ -156,13 +193,21 @@ fn greedy_decoding_reproduces_transformers_token_for_token() {
     for (name, r) in references() {
         let want: Vec<u32> = ints(&r["generated"]).iter().map(|&i| i as u32).collect();
         assert!(want.len() >= 32);
-        let answer = engine.generate(&reference_input(&name, &r), want.len()).unwrap();
-        assert_eq!(answer.generation.tokens, want, "{name}: tokens differ from transformers");
+        let answer = engine
+            .generate(&reference_input(&name, &r), want.len())
+            .unwrap();
+        assert_eq!(
+            answer.generation.tokens, want,
+            "{name}: tokens differ from transformers"
+        );
         if name != "resized" {
             // And from our own preprocessing of the PNG.
             let ours = engine.vision_input(&image(&name)).unwrap();
             let again = engine.generate(&ours, want.len()).unwrap();
-            assert_eq!(again.generation.tokens, want, "{name}: tokens from our preprocessing");
+            assert_eq!(
+                again.generation.tokens, want,
+                "{name}: tokens from our preprocessing"
+            );
         }
         println!(
             "qwen3vl parity, {name}: {} tokens identical to transformers (prefill {:.1} ms, decode {:.0} tokens/s)",
@@ -189,11 +234,19 @@ fn deepstack_features_change_the_logits() {
             ))
         })
         .unwrap();
-    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
     assert_eq!(diff(&with, &again), 0.0, "the prefill is deterministic");
     let changed = diff(&with, &without);
     println!("qwen3vl: zeroing DeepStack moves the prefill logits by up to {changed:.4}");
-    assert!(changed > 1e-2, "DeepStack is not wired: logits moved by only {changed}");
+    assert!(
+        changed > 1e-2,
+        "DeepStack is not wired: logits moved by only {changed}"
+    );
 }
 
 #[test]
@@ -202,7 +255,11 @@ fn a_page_runs_end_to_end_into_the_page_model() {
     let page = image("wide");
     let result = engine.recognize(&page).unwrap();
     assert_eq!((result.width, result.height), page.dimensions());
-    assert!(result.words().all(|w| w.bbox.x1 <= result.width && w.bbox.y1 <= result.height));
+    assert!(
+        result
+            .words()
+            .all(|w| w.bbox.x1 <= result.width && w.bbox.y1 <= result.height)
+    );
 }
 
 fn ocrd(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -234,7 +291,11 @@ fn ocrd_ocr_with_the_qwen3vl_engine_writes_valid_hocr() {
             page.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let html = String::from_utf8(out.stdout).unwrap();
     let mut reader = quick_xml::Reader::from_str(&html);
     let (mut pages, mut depth) = (0, 0i32);
@@ -250,12 +311,66 @@ fn ocrd_ocr_with_the_qwen3vl_engine_writes_valid_hocr() {
             _ => {}
         }
     }
-    assert_eq!((pages, depth), (1, 0), "one page, every element closed:\n{html}");
+    assert_eq!(
+        (pages, depth),
+        (1, 0),
+        "one page, every element closed:\n{html}"
+    );
     assert!(html.contains("ocrd 0.1.0 (qwen3vl)"), "{html}");
 
     // A directory without an export names the tool.
-    let out = ocrd(dir.path(), &["ocr", "--engine", "qwen3vl", "--model-dir", ".", page.to_str().unwrap()]);
+    let out = ocrd(
+        dir.path(),
+        &[
+            "ocr",
+            "--engine",
+            "qwen3vl",
+            "--model-dir",
+            ".",
+            page.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ocrd-model.json not found") && stderr.contains("tools/qwen3vl_export"), "{stderr}");
+    assert!(
+        stderr.contains("ocrd-model.json not found") && stderr.contains("tools/qwen3vl_export"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_for_another_engine_fails_clearly_on_a_worker() {
+    use bytes::Bytes;
+    let install = crate::install::Install::embedded(|_| {}).await;
+    let png = std::fs::read(fixture().join("reference/square.png")).unwrap();
+    let submission = ocrd::tasks::Submission {
+        user_id: &install.user.id,
+        filename: "square.png",
+        engine: Some(ocrd::config::EngineKind::Qwen3vl),
+        options: Default::default(),
+        idempotency_key: None,
+    };
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(png))]);
+    let (task, _) = ocrd::tasks::submit(&install.app, submission, body)
+        .await
+        .unwrap();
+    let (stop, worker) = crate::all_in_one::start_worker(&install, crate::ocr::engine());
+    let done = install
+        .wait_finished(
+            std::slice::from_ref(&task.id),
+            std::time::Duration::from_secs(120),
+        )
+        .await;
+    stop.cancel();
+    worker.await.unwrap();
+    assert_eq!(
+        done[0].error_code.as_deref(),
+        Some("engine_unavailable"),
+        "{:?}",
+        done[0]
+    );
+    assert_eq!(
+        done[0].error_message.as_deref(),
+        Some("the task asks for the qwen3vl engine; this worker runs ppocr")
+    );
 }

@@ -242,9 +242,7 @@ impl Sessions {
     ) -> Result<Vec<f32>, OcrError> {
         let (embeds, deepstack) = self.prompt_inputs(config, ids, image, with_deepstack)?;
         let cache = self.empty_cache(config)?;
-        Ok(self
-            .step(config, embeds, positions, deepstack, 0, cache)?
-            .0)
+        Ok(self.step(config, embeds, positions, deepstack, 0, cache)?.0)
     }
 
     /// Greedy decoding after the prompt `ids` (positions from [`super::prompt::rope_positions`])

@@ -28,12 +28,7 @@ impl Frame {
         };
         let (w, h) = (f64::from(self.page.0), f64::from(self.page.1));
         let px = |v: f64, s: f64, side: f64| (v / s * side).clamp(0.0, side).round() as u32;
-        BBox::new(
-            px(x0, sx, w),
-            px(y0, sy, h),
-            px(x1, sx, w),
-            px(y1, sy, h),
-        )
+        BBox::new(px(x0, sx, w), px(y0, sy, h), px(x1, sx, w), px(y1, sy, h))
     }
 }
 
@@ -105,7 +100,12 @@ fn line(bbox: BBox, words: &[&str], confidence: f32) -> Line {
             at += len + 1;
             Word {
                 text: (*w).to_owned(),
-                bbox: BBox::new(x0, bbox.y0, x1.max(x0 + 1).min(bbox.x1.max(x0 + 1)), bbox.y1),
+                bbox: BBox::new(
+                    x0,
+                    bbox.y0,
+                    x1.max(x0 + 1).min(bbox.x1.max(x0 + 1)),
+                    bbox.y1,
+                ),
                 confidence,
             }
         })
@@ -132,7 +132,10 @@ fn boxed_elements(html: &str) -> Vec<([f64; 4], String)> {
             .take_while(|c| c.is_ascii_alphanumeric())
             .collect::<String>()
             .to_ascii_lowercase();
-        match (name.is_empty(), attribute(tag, "data-bbox").and_then(parse_box)) {
+        match (
+            name.is_empty(),
+            attribute(tag, "data-bbox").and_then(parse_box),
+        ) {
             (false, Some(bbox)) => {
                 let (inner, after_element) = element_body(body, &name);
                 found.push((bbox, inner.to_owned()));
@@ -282,7 +285,10 @@ mod tests {
         assert_eq!(page.blocks.len(), 2);
         assert_eq!(page.blocks[0].bbox, BBox::new(200, 50, 1000, 100));
         let text: Vec<String> = page.lines().map(Line::text).collect();
-        assert_eq!(text, ["Annual & Final Report", "First line", "second line A"]);
+        assert_eq!(
+            text,
+            ["Annual & Final Report", "First line", "second line A"]
+        );
         let second = &page.blocks[1];
         assert_eq!(second.lines[0].bbox, BBox::new(200, 150, 1800, 250));
         assert_eq!(second.lines[1].bbox, BBox::new(200, 250, 1800, 350));
@@ -298,9 +304,18 @@ mod tests {
         assert_eq!(page.blocks.len(), 1);
         assert_eq!(page.blocks[0].bbox, BBox::new(0, 0, 2000, 1000));
         assert_eq!(page.lines().count(), 2);
-        for junk in ["<p data-bbox=\"1 2 3\">x", "<<<>>>", "<p data-bbox=\"a b c d\">", "&#xFFFFFFFF; &", "<div data-bbox=\"0 0 10 10\"><div>in</div>"] {
+        for junk in [
+            "<p data-bbox=\"1 2 3\">x",
+            "<<<>>>",
+            "<p data-bbox=\"a b c d\">",
+            "&#xFFFFFFFF; &",
+            "<div data-bbox=\"0 0 10 10\"><div>in</div>",
+        ] {
             let page = parse(junk, frame(), 0.5);
-            assert!(page.words().all(|w| w.bbox.x1 <= 2000 && w.bbox.y1 <= 1000), "{junk}");
+            assert!(
+                page.words().all(|w| w.bbox.x1 <= 2000 && w.bbox.y1 <= 1000),
+                "{junk}"
+            );
         }
     }
 }

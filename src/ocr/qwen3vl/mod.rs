@@ -149,11 +149,7 @@ impl Qwen3Vl {
     }
 
     /// Greedy generation for an image input, up to `max_new_tokens`.
-    pub fn generate(
-        &self,
-        input: &VisionInput,
-        max_new_tokens: usize,
-    ) -> Result<Answer, OcrError> {
+    pub fn generate(&self, input: &VisionInput, max_new_tokens: usize) -> Result<Answer, OcrError> {
         let (ids, positions, delta) = self.prompt_for(input)?;
         // Byte-level tokens can split a character: the stream only gives whole ones.
         let mut stream = self.tokenizer.decode_stream(true);
@@ -161,13 +157,19 @@ impl Qwen3Vl {
         let mut bad = None;
         let generation = self.with_sessions(|sessions, config| {
             let image = sessions.vision(input, config)?;
-            sessions.generate(config, &ids, positions, delta, &image, max_new_tokens, |token| {
-                match stream.step(token) {
+            sessions.generate(
+                config,
+                &ids,
+                positions,
+                delta,
+                &image,
+                max_new_tokens,
+                |token| match stream.step(token) {
                     Ok(Some(piece)) => text.push_str(&piece),
                     Ok(None) => {}
                     Err(e) => bad = Some(e.to_string()),
-                }
-            })
+                },
+            )
         })?;
         if let Some(e) = bad {
             return Err(OcrError::Inference(format!("detokenising: {e}")));

@@ -159,10 +159,7 @@ fn from_resized(image: &RgbImage, vision: &VisionConfig, pre: &PreprocessConfig)
         resized: (image.height(), image.width()),
         interp_indices,
         interp_weights,
-        rotary_pos_ids: patches
-            .iter()
-            .map(|&(r, c)| [r as i64, c as i64])
-            .collect(),
+        rotary_pos_ids: patches.iter().map(|&(r, c)| [r as i64, c as i64]).collect(),
     }
 }
 
@@ -195,7 +192,10 @@ mod tests {
         assert_eq!(r(80, 112), (64, 128));
         // Too large: scaled into max_pixels.
         let (h, w) = r(1000, 700);
-        assert!(u64::from(h) * u64::from(w) <= 65536 && h % 32 == 0 && w % 32 == 0, "{h}×{w}");
+        assert!(
+            u64::from(h) * u64::from(w) <= 65536 && h % 32 == 0 && w % 32 == 0,
+            "{h}×{w}"
+        );
         // Too small: scaled up to min_pixels.
         assert_eq!(r(10, 10), (32, 32));
         assert!(smart_resize(10, 3000, 32, 1024, 65536).is_err());
@@ -205,7 +205,16 @@ mod tests {
     fn patches_come_block_by_block() {
         assert_eq!(
             merge_block_order(2, 4, 2),
-            [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3)]
+            [
+                (0, 0),
+                (0, 1),
+                (1, 0),
+                (1, 1),
+                (0, 2),
+                (0, 3),
+                (1, 2),
+                (1, 3)
+            ]
         );
     }
 }

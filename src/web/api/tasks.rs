@@ -15,6 +15,7 @@ use super::{TaskView, json};
 use crate::app::App;
 use crate::auth::CurrentUser;
 use crate::blobs::{BlobKey, sanitize_filename};
+use crate::config::EngineKind;
 use crate::db::DbError;
 use crate::db::models::{File, Task, TaskResult, TaskStatus};
 use crate::error::{ApiError, Code};
@@ -32,7 +33,7 @@ pub struct UploadForm {
     /// The document: PNG, JPEG, TIFF, WebP, BMP or PDF (sniffed from its bytes).
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
-    /// `ppocr` (default: the server's `ocr.engine`).
+    /// The server's `ocr.engine` (`ppocr` or `qwen3vl`), the default; another is refused.
     engine: Option<String>,
     /// Comma-separated result formats: `html` (hOCR), `txt`, `json`, `pdf` (searchable PDF),
     /// `alto` (ALTO XML v4, downloaded as `format=xml`). Default: html, txt and json.
@@ -163,12 +164,20 @@ pub async fn create(
         match name.as_str() {
             "engine" => {
                 let value = read_field(&mut field, "engine").await?;
-                engine = Some(
-                    value
-                        .trim()
-                        .parse()
-                        .map_err(|e: String| ApiError::invalid(format!("engine: {e}")))?,
-                );
+                let chosen: EngineKind = value
+                    .trim()
+                    .parse()
+                    .map_err(|e: String| ApiError::invalid(format!("engine: {e}")))?;
+                // One queue feeds every worker, and they all run the configured engine.
+                let served = app.config.ocr.engine;
+                if chosen != served {
+                    return Err(ApiError::invalid(format!(
+                        "engine: `{}` is not served here; this install's workers run `{}` (ocr.engine)",
+                        chosen.as_str(),
+                        served.as_str()
+                    )));
+                }
+                engine = Some(chosen);
             }
             "formats" => {
                 options.formats = parse_formats(&read_field(&mut field, "formats").await?)?
