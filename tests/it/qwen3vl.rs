@@ -2,7 +2,8 @@
 //! `tests/fixtures/qwen3vl-tiny` (`tools/qwen3vl_export/export.py --tiny-random`): the same
 //! preprocessing tensors, prompt and 3-D positions, and the same greedy tokens.
 //!
-//! `OCRD_TEST_DEVICE=cuda:0` runs them on a GPU (`scripts/gpu-check.sh`).
+//! `OCRD_TEST_DEVICE=cuda:0` runs them on a GPU, with `OCRD_TEST_RUNTIME` naming the
+//! onnxruntime-gpu library (`scripts/gpu-check.sh` sets both).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,8 +48,11 @@ pub fn engine() -> Arc<Qwen3Vl> {
                 max_new_tokens: 64,
                 prompt: String::new(),
             };
+            let library = std::env::var_os("OCRD_TEST_RUNTIME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| default_library(&models_dir()));
             Arc::new(
-                Qwen3Vl::load(&default_library(&models_dir()), options).expect(
+                Qwen3Vl::load(&library, options).expect(
                     "the tiny Qwen3-VL export loads (scripts/fetch-models.sh for the runtime)",
                 ),
             )
@@ -141,18 +145,18 @@ fn preprocessing_matches_transformers() {
             "{name}"
         );
 
-        let (ids, positions, delta) = engine.prompt_for(&input).unwrap();
+        let prompt = engine.prompt_for(&input).unwrap();
         let want: Vec<u32> = ints(&r["input_ids"]).iter().map(|&i| i as u32).collect();
-        assert_eq!(ids, want, "{name}: prompt ids");
+        assert_eq!(prompt.ids, want, "{name}: prompt ids");
         for (axis, want) in r["position_ids"].as_array().unwrap().iter().enumerate() {
             assert_eq!(
-                positions[axis],
+                prompt.positions[axis],
                 ints(want),
                 "{name}: position ids, axis {axis}"
             );
         }
         assert_eq!(
-            delta,
+            prompt.rope_delta,
             r["rope_delta"].as_i64().unwrap(),
             "{name}: rope delta"
         );
@@ -223,14 +227,14 @@ fn deepstack_features_change_the_logits() {
     let engine = engine();
     let (name, r) = references().into_iter().next().unwrap();
     let input = reference_input(&name, &r);
-    let (ids, positions, _) = engine.prompt_for(&input).unwrap();
+    let prompt = engine.prompt_for(&input).unwrap();
     let (with, again, without) = engine
         .with_sessions(|sessions, config| {
             let image = sessions.vision(&input, config)?;
             Ok((
-                sessions.prefill_logits(config, &ids, positions.clone(), &image, true)?,
-                sessions.prefill_logits(config, &ids, positions.clone(), &image, true)?,
-                sessions.prefill_logits(config, &ids, positions.clone(), &image, false)?,
+                sessions.prefill_logits(config, &prompt, &image, true)?,
+                sessions.prefill_logits(config, &prompt, &image, true)?,
+                sessions.prefill_logits(config, &prompt, &image, false)?,
             ))
         })
         .unwrap();
@@ -373,4 +377,36 @@ async fn a_task_for_another_engine_fails_clearly_on_a_worker() {
         done[0].error_message.as_deref(),
         Some("the task asks for the qwen3vl engine; this worker runs ppocr")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_the_qwen3vl_engine_completes_tasks() {
+    let install = crate::install::Install::embedded(|c| {
+        c.ocr.engine = ocrd::config::EngineKind::Qwen3vl;
+        c.ocr.qwen3vl.model_dir = Some(fixture());
+    })
+    .await;
+    // The engine as the worker would load it from that configuration.
+    let loaded = ocrd::ocr::load_engine(&install.app.config.ocr, Device::Cpu).unwrap();
+    assert_eq!(loaded.name(), "qwen3vl");
+    let png = std::fs::read(fixture().join("reference/wide.png")).unwrap();
+    let task = install.submit_bytes("wide.png", png).await;
+    assert_eq!(task.engine, "qwen3vl");
+    let (stop, worker) = crate::all_in_one::start_worker(&install, loaded);
+    let done = install
+        .wait_finished(
+            std::slice::from_ref(&task.id),
+            std::time::Duration::from_secs(300),
+        )
+        .await;
+    stop.cancel();
+    worker.await.unwrap();
+    assert_eq!(
+        done[0].status,
+        ocrd::db::models::TaskStatus::Completed,
+        "{:?}",
+        done[0]
+    );
+    let hocr = install.result_file(&task.id, "html").await;
+    assert!(hocr.contains("ocrd 0.1.0 (qwen3vl)") && hocr.contains("ocr_page"));
 }

@@ -15,6 +15,7 @@ use ort::value::{DynValue, Tensor};
 
 use super::model::ModelConfig;
 use super::preprocess::VisionInput;
+use super::prompt::Prompt;
 use crate::ocr::OcrError;
 use crate::ocr::runtime::Device;
 
@@ -235,33 +236,31 @@ impl Sessions {
     pub fn prefill_logits(
         &mut self,
         config: &ModelConfig,
-        ids: &[u32],
-        positions: [Vec<i64>; 3],
+        prompt: &Prompt,
         image: &VisionOutput,
         with_deepstack: bool,
     ) -> Result<Vec<f32>, OcrError> {
-        let (embeds, deepstack) = self.prompt_inputs(config, ids, image, with_deepstack)?;
+        let (embeds, deepstack) = self.prompt_inputs(config, &prompt.ids, image, with_deepstack)?;
         let cache = self.empty_cache(config)?;
+        let positions = prompt.positions.clone();
         Ok(self.step(config, embeds, positions, deepstack, 0, cache)?.0)
     }
 
-    /// Greedy decoding after the prompt `ids` (positions from [`super::prompt::rope_positions`])
-    /// until an end-of-sequence token or `max_new_tokens`. `on_token` sees each token as it
-    /// comes.
-    #[allow(clippy::too_many_arguments)]
+    /// Greedy decoding after `prompt` until an end-of-sequence token or `max_new_tokens`.
+    /// `on_token` sees each token as it comes.
     pub fn generate(
         &mut self,
         config: &ModelConfig,
-        ids: &[u32],
-        positions: [Vec<i64>; 3],
-        rope_delta: i64,
+        prompt: &Prompt,
         image: &VisionOutput,
         max_new_tokens: usize,
         mut on_token: impl FnMut(u32),
     ) -> Result<Generation, OcrError> {
         let started = Instant::now();
+        let ids = &prompt.ids;
         let (embeds, deepstack) = self.prompt_inputs(config, ids, image, true)?;
         let cache = self.empty_cache(config)?;
+        let positions = prompt.positions.clone();
         let (mut logits, mut cache) = self.step(config, embeds, positions, deepstack, 0, cache)?;
         let prefill = started.elapsed();
         let started = Instant::now();
@@ -283,7 +282,7 @@ impl Sessions {
             if tokens.len() == max_new_tokens {
                 break;
             }
-            let position = length as i64 + rope_delta;
+            let position = length as i64 + prompt.rope_delta;
             let embeds = self.embed(&[token])?;
             (logits, cache) = self.step(
                 config,

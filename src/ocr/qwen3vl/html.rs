@@ -20,7 +20,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn to_page(&self, [x0, y0, x1, y1]: [f64; 4]) -> BBox {
+    fn page_box(self, [x0, y0, x1, y1]: [f64; 4]) -> BBox {
         let (sx, sy) = if self.scale > 0 {
             (f64::from(self.scale), f64::from(self.scale))
         } else {
@@ -37,7 +37,7 @@ pub fn parse(answer: &str, frame: Frame, confidence: f32) -> PageResult {
     let (width, height) = frame.page;
     let mut blocks: Vec<Block> = boxed_elements(answer)
         .into_iter()
-        .filter_map(|(bbox, inner)| block(frame.to_page(bbox), &text_of(&inner), confidence))
+        .filter_map(|(bbox, inner)| block(frame.page_box(bbox), &text_of(&inner), confidence))
         .collect();
     if blocks.is_empty() {
         // No boxes: the whole answer, over the whole page.

@@ -25,6 +25,7 @@ use super::{Engine, OcrError, PageResult};
 pub use generate::{Generation, Sessions, VisionOutput};
 pub use model::ModelConfig;
 pub use preprocess::VisionInput;
+pub use prompt::Prompt;
 
 /// How the engine runs.
 #[derive(Clone, Debug)]
@@ -119,11 +120,8 @@ impl Qwen3Vl {
         )
     }
 
-    /// The prompt ids for an image input, its rope positions and delta.
-    pub fn prompt_for(
-        &self,
-        input: &VisionInput,
-    ) -> Result<(Vec<u32>, [Vec<i64>; 3], i64), OcrError> {
+    /// The prompt for an image input.
+    pub fn prompt_for(&self, input: &VisionInput) -> Result<Prompt, OcrError> {
         let ids = prompt::prompt_ids(
             &self.tokenizer,
             &self.config.tokens,
@@ -131,12 +129,16 @@ impl Qwen3Vl {
             self.prompt(),
         )?;
         let m = self.config.vision.merge_size;
-        let (positions, delta) = prompt::rope_positions(
+        let (positions, rope_delta) = prompt::rope_positions(
             &ids,
             self.config.tokens.image_pad,
             (input.grid.0 / m, input.grid.1 / m),
         );
-        Ok((ids, positions, delta))
+        Ok(Prompt {
+            ids,
+            positions,
+            rope_delta,
+        })
     }
 
     /// Runs the sessions under their lock.
@@ -150,7 +152,7 @@ impl Qwen3Vl {
 
     /// Greedy generation for an image input, up to `max_new_tokens`.
     pub fn generate(&self, input: &VisionInput, max_new_tokens: usize) -> Result<Answer, OcrError> {
-        let (ids, positions, delta) = self.prompt_for(input)?;
+        let prompt = self.prompt_for(input)?;
         // Byte-level tokens can split a character: the stream only gives whole ones.
         let mut stream = self.tokenizer.decode_stream(true);
         let mut text = String::new();
@@ -159,9 +161,7 @@ impl Qwen3Vl {
             let image = sessions.vision(input, config)?;
             sessions.generate(
                 config,
-                &ids,
-                positions,
-                delta,
+                &prompt,
                 &image,
                 max_new_tokens,
                 |token| match stream.step(token) {

@@ -7,6 +7,16 @@
 
 use tokenizers::Tokenizer;
 
+/// A prompt ready for the decoder: its ids, their rope positions `[time, height, width]`, and
+/// the delta that continues them while decoding (token `k` after the prompt sits at
+/// `ids.len() + k + rope_delta` on every axis).
+#[derive(Clone, Debug)]
+pub struct Prompt {
+    pub ids: Vec<u32>,
+    pub positions: [Vec<i64>; 3],
+    pub rope_delta: i64,
+}
+
 use super::model::TokenIds;
 use crate::ocr::OcrError;
 
