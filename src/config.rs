@@ -368,10 +368,18 @@ impl OcrConfig {
             .unwrap_or_else(|| self.models_dir.join("qwen3vl"))
     }
 
+    /// `ocr.runtime`; by default the GPU runtime of `scripts/fetch-models.sh --gpu` when GPUs
+    /// are requested and it is there, else the CPU one.
     pub fn runtime_library(&self) -> PathBuf {
-        self.runtime
-            .clone()
-            .unwrap_or_else(|| crate::ocr::runtime::default_library(&self.models_dir))
+        if let Some(runtime) = &self.runtime {
+            return runtime.clone();
+        }
+        let gpu = crate::ocr::runtime::default_gpu_library(&self.models_dir);
+        if !self.gpus.is_empty() && gpu.exists() {
+            gpu
+        } else {
+            crate::ocr::runtime::default_library(&self.models_dir)
+        }
     }
 }
 

@@ -43,7 +43,37 @@ pub fn default_library(models_dir: &Path) -> PathBuf {
     models_dir.join("runtime").join("libonnxruntime.so")
 }
 
+/// The GPU build `scripts/fetch-models.sh --gpu` installs, with CUDA and cuDNN beside it.
+pub fn default_gpu_library(models_dir: &Path) -> PathBuf {
+    models_dir.join("runtime-gpu").join("libonnxruntime.so")
+}
+
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+/// The directory of the loaded library: CUDA and cuDNN may sit beside it, as pip lays them out.
+static LIBRARY_DIR: OnceLock<PathBuf> = OnceLock::new();
+static CUDA_PRELOADED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Loads the CUDA and cuDNN libraries that `fetch-models.sh --gpu` put beside the runtime
+/// (`nvidia/cu13/lib`, `nvidia/cudnn/lib`), once, so no `LD_LIBRARY_PATH` is needed. Where
+/// they are not there, the system's are used.
+fn preload_cuda() -> Result<(), OcrError> {
+    let loaded = CUDA_PRELOADED.get_or_init(|| {
+        let Some(dir) = LIBRARY_DIR.get() else {
+            return Ok(());
+        };
+        let (cuda, cudnn) = (dir.join("nvidia/cu13/lib"), dir.join("nvidia/cudnn/lib"));
+        let cuda = cuda.is_dir().then_some(cuda);
+        let cudnn = cudnn.is_dir().then_some(cudnn);
+        ort::ep::cuda::preload_dylibs(cuda.as_deref(), cudnn.as_deref()).map_err(|e| {
+            format!(
+                "cannot load the CUDA libraries in {}: {e}; they need the NVIDIA driver's \
+                 libcuda.so.1 (driver 580 or newer): is it installed?",
+                dir.join("nvidia").display()
+            )
+        })
+    });
+    loaded.clone().map_err(OcrError::Runtime)
+}
 
 /// Loads the ONNX Runtime library once per process.
 pub fn environment(library: &Path) -> Result<&'static Environment, OcrError> {
@@ -53,6 +83,9 @@ pub fn environment(library: &Path) -> Result<&'static Environment, OcrError> {
                 "ONNX Runtime library {} not found; run scripts/fetch-models.sh (or set ocr.runtime)",
                 library.display()
             ));
+        }
+        if let Some(dir) = library.parent() {
+            let _ = LIBRARY_DIR.set(dir.to_path_buf());
         }
         ort::init_from(library)
             .map_err(|e| {
@@ -89,6 +122,7 @@ pub fn session(
         .with_intra_threads(options.intra_threads)
         .map_err(|e| fail(e.to_string()))?;
     if let Device::Cuda(id) = options.device {
+        preload_cuda()?;
         let cuda = ort::ep::CUDA::default()
             .with_device_id(id as i32)
             .build()
