@@ -28,6 +28,21 @@ pub fn start_worker(
     (token, handle)
 }
 
+/// Runs a worker with `engine` until every task in `ids` has finished (or `timeout`), then
+/// stops it; the tasks as they ended.
+pub async fn run_worker_until_finished(
+    install: &Install,
+    engine: Arc<dyn Engine>,
+    ids: &[String],
+    timeout: std::time::Duration,
+) -> Vec<ocrd::db::models::Task> {
+    let (stop, worker) = start_worker(install, engine);
+    let done = install.wait_finished(ids, timeout).await;
+    stop.cancel();
+    worker.await.unwrap();
+    done
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_tasks_complete_on_the_embedded_defaults() {
     let install = Install::embedded(|_| {}).await;

@@ -13,7 +13,7 @@ use ocrd::ocr::{Engine, OcrError, PageResult};
 use ocrd::render::Format;
 use ocrd::tasks::{OcrPolicy, TaskOptions};
 
-use crate::all_in_one::start_worker;
+use crate::all_in_one::{run_worker_until_finished, start_worker};
 use crate::install::{Install, sample_pages};
 
 /// A page of a test PDF: typed text (Helvetica, one string per line), a scanned image, or a
@@ -181,12 +181,13 @@ async fn a_five_page_scanned_pdf_gives_five_pages_in_order() {
     let images: Vec<RgbImage> = pages.iter().map(|(image, _)| image.clone()).collect();
     let pdf = image_pdf(&images, 300.0);
     let task = install.submit_bytes("scan.pdf", pdf).await;
-    let (stop, worker) = start_worker(&install, crate::ocr::engine());
-    let done = install
-        .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
-        .await;
-    stop.cancel();
-    worker.await.unwrap();
+    let done = run_worker_until_finished(
+        &install,
+        crate::ocr::engine(),
+        std::slice::from_ref(&task.id),
+        Duration::from_secs(600),
+    )
+    .await;
     let task = &done[0];
     assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
     assert_eq!((task.pages_done, task.pages_total), (5, Some(5)));
@@ -521,12 +522,13 @@ async fn a_page_that_cannot_be_drawn_costs_that_page_until_too_many_fail() {
     let two = install
         .submit_bytes("two-bad.pdf", mixed_pdf(&pages_with_bombs(&[4, 7]), 300.0))
         .await;
-    let (stop, worker) = start_worker(&install, crate::ocr::engine());
-    let done = install
-        .wait_finished(&[one.id.clone(), two.id.clone()], Duration::from_secs(600))
-        .await;
-    stop.cancel();
-    worker.await.unwrap();
+    let done = run_worker_until_finished(
+        &install,
+        crate::ocr::engine(),
+        &[one.id.clone(), two.id.clone()],
+        Duration::from_secs(600),
+    )
+    .await;
 
     let one = &done[0];
     assert_eq!(one.status, TaskStatus::Completed, "{one:?}");
@@ -713,15 +715,13 @@ async fn an_encrypted_pdf_is_read_with_the_password_given_for_its_task() {
         !format!("{:?}", with("secret")).contains("secret"),
         "passwords are not printed"
     );
-    let (stop, worker) = start_worker(&install, crate::ocr::engine());
-    let done = install
-        .wait_finished(
-            &[right.id.clone(), wrong.id.clone()],
-            Duration::from_secs(300),
-        )
-        .await;
-    stop.cancel();
-    worker.await.unwrap();
+    let done = run_worker_until_finished(
+        &install,
+        crate::ocr::engine(),
+        &[right.id.clone(), wrong.id.clone()],
+        Duration::from_secs(300),
+    )
+    .await;
     assert_eq!(done[0].status, TaskStatus::Completed, "{:?}", done[0]);
     let text = install.result_text(&done[0].id).await;
     assert_eq!(

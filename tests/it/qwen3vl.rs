@@ -14,6 +14,7 @@ use ocrd::ocr::qwen3vl::{Qwen3Vl, Qwen3VlOptions, VisionInput};
 use ocrd::ocr::runtime::{Device, SessionOptions, default_library};
 use serde_json::Value;
 
+use crate::all_in_one::run_worker_until_finished;
 use crate::install::models_dir;
 use crate::ocr::repo;
 
@@ -282,19 +283,14 @@ fn ocrd_ocr_with_the_qwen3vl_engine_writes_valid_hocr() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = fixture();
     let page = crate::ocr::eval_dir().join("page_000.png");
-    let out = ocrd(
-        dir.path(),
-        &[
-            "ocr",
-            "--engine",
-            "qwen3vl",
-            "--model-dir",
-            fixture.to_str().unwrap(),
-            "-f",
-            "hocr",
-            page.to_str().unwrap(),
-        ],
-    );
+    let page = page.to_str().unwrap();
+    let run = |model_dir: &str, format: &[&str]| {
+        let mut args = vec!["ocr", "--engine", "qwen3vl", "--model-dir", model_dir];
+        args.extend(format);
+        args.push(page);
+        ocrd(dir.path(), &args)
+    };
+    let out = run(fixture.to_str().unwrap(), &["-f", "hocr"]);
     assert!(
         out.status.success(),
         "{}",
@@ -323,17 +319,7 @@ fn ocrd_ocr_with_the_qwen3vl_engine_writes_valid_hocr() {
     assert!(html.contains("ocrd 0.1.0 (qwen3vl)"), "{html}");
 
     // A directory without an export names the tool.
-    let out = ocrd(
-        dir.path(),
-        &[
-            "ocr",
-            "--engine",
-            "qwen3vl",
-            "--model-dir",
-            ".",
-            page.to_str().unwrap(),
-        ],
-    );
+    let out = run(".", &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -358,15 +344,13 @@ async fn a_task_for_another_engine_fails_clearly_on_a_worker() {
     let (task, _) = ocrd::tasks::submit(&install.app, submission, body)
         .await
         .unwrap();
-    let (stop, worker) = crate::all_in_one::start_worker(&install, crate::ocr::engine());
-    let done = install
-        .wait_finished(
-            std::slice::from_ref(&task.id),
-            std::time::Duration::from_secs(120),
-        )
-        .await;
-    stop.cancel();
-    worker.await.unwrap();
+    let done = run_worker_until_finished(
+        &install,
+        crate::ocr::engine(),
+        std::slice::from_ref(&task.id),
+        std::time::Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(
         done[0].error_code.as_deref(),
         Some("engine_unavailable"),
@@ -392,15 +376,13 @@ async fn a_worker_with_the_qwen3vl_engine_completes_tasks() {
     let png = std::fs::read(fixture().join("reference/wide.png")).unwrap();
     let task = install.submit_bytes("wide.png", png).await;
     assert_eq!(task.engine, "qwen3vl");
-    let (stop, worker) = crate::all_in_one::start_worker(&install, loaded);
-    let done = install
-        .wait_finished(
-            std::slice::from_ref(&task.id),
-            std::time::Duration::from_secs(300),
-        )
-        .await;
-    stop.cancel();
-    worker.await.unwrap();
+    let done = run_worker_until_finished(
+        &install,
+        loaded,
+        std::slice::from_ref(&task.id),
+        std::time::Duration::from_secs(300),
+    )
+    .await;
     assert_eq!(
         done[0].status,
         ocrd::db::models::TaskStatus::Completed,

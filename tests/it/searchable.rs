@@ -11,7 +11,7 @@ use ocrd::document::{self, Limits, OcrPolicy, PageInput, ReadOptions};
 use ocrd::render::Format;
 use ocrd::tasks::TaskOptions;
 
-use crate::all_in_one::start_worker;
+use crate::all_in_one::run_worker_until_finished;
 use crate::install::{Install, sample_pages};
 use crate::pdf::{TestPage, image_pdf, mixed_pdf};
 
@@ -192,12 +192,13 @@ async fn run(install: &Install, name: &str, body: Vec<u8>, ocr: OcrPolicy) -> Ta
     let task = install
         .submit_with(&install.user.id, name, body, options)
         .await;
-    let (stop, worker) = start_worker(install, crate::ocr::engine());
-    let done = install
-        .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(600))
-        .await;
-    stop.cancel();
-    worker.await.unwrap();
+    let done = run_worker_until_finished(
+        install,
+        crate::ocr::engine(),
+        std::slice::from_ref(&task.id),
+        Duration::from_secs(600),
+    )
+    .await;
     let task = done.into_iter().next().unwrap();
     assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
     task
