@@ -120,11 +120,10 @@ pub(super) async fn run(
     let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
 
     // Off the async threads: the searchable PDF reads and encodes the document again.
-    let rendered = {
+    let (pages, rendered) = {
         let (engine, formats) = (engine.clone(), options.formats.clone());
         let password = options.password.clone();
         let (filename, limits) = (file.filename.clone(), worker.options.limits);
-        let pages = pages.clone();
         tokio::task::spawn_blocking(move || {
             let info = DocumentInfo {
                 source_name: &filename,
@@ -134,10 +133,11 @@ pub(super) async fn run(
                 limits,
                 password: password.as_ref(),
             };
-            formats
+            let rendered = formats
                 .iter()
                 .map(|&format| Ok((format, Bytes::from(format.render(&pages, &info)?))))
-                .collect::<Result<Vec<(Format, Bytes)>, PdfError>>()
+                .collect::<Result<Vec<(Format, Bytes)>, PdfError>>();
+            rendered.map(|rendered| (pages, rendered))
         })
         .await
         .map_err(|_| TaskError::permanent("internal", "rendering the results crashed"))?
