@@ -72,16 +72,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Peak resident set of this process (`VmHWM`), in MB.
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Runs `work` over the pages with `workers` threads; returns wall seconds and per-page results.
 fn run_pages<T: Send>(
     pages: &[PathBuf],
@@ -147,7 +137,7 @@ fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
             pages_per_s: pages.len() as f64 / wall,
             median_s: median(results.iter().map(|(t, _)| *t).collect()),
             cer: mean_cer(pages, &results),
-            peak_rss_mb: peak_rss_mb(),
+            peak_rss_mb: ocrd::eval::peak_rss_mib("self").unwrap_or(0.0),
             column_cer: None,
         }
     })
@@ -246,20 +236,15 @@ fn run_measured(command: &mut Command) -> (String, u64) {
         let _ = stdout.read_to_string(&mut text);
         text
     });
-    let status_file = format!("/proc/{}/status", child.id());
+    let pid = child.id().to_string();
     let mut peak = 0;
     while child
         .try_wait()
         .expect("waiting for the baseline")
         .is_none()
     {
-        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
-        if let Some(kb) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(kb);
+        if let Some(mib) = ocrd::eval::peak_rss_mib(&pid) {
+            peak = peak.max((mib * 1024.0) as u64);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

@@ -20,15 +20,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 /// Mean prefill milliseconds and decode tokens per second over `ROUNDS` runs of `input`.
 fn measure(engine: &Qwen3Vl, input: &ocrd::ocr::qwen3vl::VisionInput, tokens: usize) -> (f64, f64) {
     let prompt = engine.prompt_for(input).expect("prompt");
@@ -120,5 +111,6 @@ fn main() {
         "ocrd qwen3vl (tiny, CPU), a whole page ({} image tokens), 256 new: prefill {prefill:.1} ms, decode {rate:.0} tokens/s",
         input.tokens(&engine.config().vision)
     );
-    println!("peak RSS {:.0} MiB", peak_rss_mib());
+    let peak = ocrd::eval::peak_rss_mib("self").unwrap_or(f64::NAN);
+    println!("peak RSS {peak:.0} MiB");
 }

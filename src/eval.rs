@@ -1,5 +1,16 @@
-//! Accuracy metrics, shared by the tests and the benchmarks: character error rate (CER) from a
-//! Levenshtein distance over characters.
+//! Measurements shared by the tests and the benchmarks: character error rate (CER) from a
+//! Levenshtein distance over characters, and a process's peak memory.
+
+/// Peak resident memory (`VmHWM`) of process `pid` (`"self"` for this one), in MiB; `None`
+/// when the process is gone or the kernel does not say.
+pub fn peak_rss_mib(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+}
 
 /// Runs of whitespace become one space; the ends are trimmed.
 pub fn normalize_whitespace(text: &str) -> String {

@@ -263,10 +263,24 @@ async fn bad_pdfs_fail_with_their_codes_and_the_worker_stays_up() {
     worker.await.unwrap();
 }
 
-/// An engine that counts the pages it is asked to recognise.
+/// The real engine, counting the pages it is asked to recognise; with `stall_on`, it hangs on
+/// that call (counted from 1) until released.
 struct Counting {
     inner: std::sync::Arc<dyn Engine>,
     calls: AtomicUsize,
+    stall_on: Option<usize>,
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl Counting {
+    fn new(stall_on: Option<usize>) -> std::sync::Arc<Counting> {
+        std::sync::Arc::new(Counting {
+            inner: crate::ocr::engine(),
+            calls: AtomicUsize::new(0),
+            stall_on,
+            released: Default::default(),
+        })
+    }
 }
 
 impl Engine for Counting {
@@ -277,7 +291,13 @@ impl Engine for Counting {
         self.inner.languages()
     }
     fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.stall_on == Some(call) {
+            let until = std::time::Instant::now() + Duration::from_secs(300);
+            while !self.released.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         self.inner.recognize(page)
     }
 }
@@ -305,10 +325,7 @@ struct Outcome {
 /// Runs `pdf` once per policy, one after the other, through a worker whose engine counts
 /// its calls.
 async fn run_policies(install: &Install, pdf: &[u8], policies: &[OcrPolicy]) -> Vec<Outcome> {
-    let engine = std::sync::Arc::new(Counting {
-        inner: crate::ocr::engine(),
-        calls: AtomicUsize::new(0),
-    });
+    let engine = Counting::new(None);
     let (stop, worker) = start_worker(install, engine.clone());
     let mut outcomes = Vec::new();
     for &policy in policies {
@@ -559,32 +576,6 @@ async fn a_page_that_cannot_be_drawn_costs_that_page_until_too_many_fail() {
     assert!(two.page_warnings().is_empty());
 }
 
-/// An engine that hangs on its `stall_on`-th call until released, and reads the others.
-struct Stalling {
-    inner: std::sync::Arc<dyn Engine>,
-    calls: AtomicUsize,
-    stall_on: usize,
-    released: std::sync::atomic::AtomicBool,
-}
-
-impl Engine for Stalling {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn languages(&self) -> &[&'static str] {
-        self.inner.languages()
-    }
-    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.stall_on {
-            let until = std::time::Instant::now() + Duration::from_secs(300);
-            while !self.released.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        self.inner.recognize(page)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_times_out_is_skipped_and_the_rest_is_read() {
     let install = Install::embedded(|c| {
@@ -594,12 +585,7 @@ async fn a_page_that_times_out_is_skipped_and_the_rest_is_read() {
     .await;
     let snippet = snippet();
     let pdf = image_pdf(&vec![snippet; 4], 300.0);
-    let engine = std::sync::Arc::new(Stalling {
-        inner: crate::ocr::engine(),
-        calls: AtomicUsize::new(0),
-        stall_on: 2,
-        released: Default::default(),
-    });
+    let engine = Counting::new(Some(2));
     let task = install.submit_bytes("stall.pdf", pdf).await;
     let (stop, worker) = start_worker(&install, engine.clone());
     let done = install
@@ -625,17 +611,6 @@ async fn a_page_that_times_out_is_skipped_and_the_rest_is_read() {
     }
 }
 
-/// Peak resident memory of a running process (`VmHWM`), in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
-    kib / 1024.0
-}
-
 /// Runs an `n`-page scanned PDF through a fresh worker process: its peak RSS in MiB, the
 /// pages per second from start to finish of the task, and the file's size in MiB.
 async fn long_pdf(install: &Install, page: &RgbImage, n: usize) -> (f64, f64, f64) {
@@ -652,7 +627,8 @@ async fn long_pdf(install: &Install, page: &RgbImage, n: usize) -> (f64, f64, f6
     let done = install
         .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(1800))
         .await;
-    let peak = peak_rss_mib(worker.pid());
+    let peak = ocrd::eval::peak_rss_mib(&worker.pid().to_string())
+        .unwrap_or_else(|| panic!("no VmHWM for the worker process {}", worker.pid()));
     worker.kill();
     let done = &done[0];
     assert_eq!(
