@@ -305,12 +305,7 @@ async fn recognise(
         let page = match message {
             Some(PageMessage::Total(total)) => {
                 known_total = Some(total);
-                let mut conn = worker.app.db.get().await?;
-                let (done, total) = (pages.len() as i32, Some(total as i32));
-                match Task::set_progress(&mut conn, &task.id, owner, done, total).await? {
-                    Some(updated) => worker.app.events.task_updated(&updated).await,
-                    None => return Err(lease_lost(worker, task).await),
-                }
+                publish_progress(worker, task, owner, pages.len(), known_total).await?;
                 continue;
             }
             Some(PageMessage::Page(Ok(page))) => page,
@@ -374,8 +369,20 @@ async fn store_page(
     if let Some(total) = known_total {
         check_failed_pages(worker, pages, total)?;
     }
+    publish_progress(worker, task, owner, pages.len(), known_total).await
+}
+
+/// Records `done` of `total` pages on the task and tells the listeners; fails once this worker
+/// no longer holds the task.
+async fn publish_progress(
+    worker: &Worker,
+    task: &Task,
+    owner: &str,
+    done: usize,
+    total: Option<usize>,
+) -> Result<(), TaskError> {
     let mut conn = worker.app.db.get().await?;
-    let (done, total) = (pages.len() as i32, known_total.map(|t| t as i32));
+    let (done, total) = (done as i32, total.map(|t| t as i32));
     match Task::set_progress(&mut conn, &task.id, owner, done, total).await? {
         Some(updated) => {
             worker.app.events.task_updated(&updated).await;
