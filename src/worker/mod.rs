@@ -270,18 +270,28 @@ impl Worker {
         self.app.events.task_updated(&task).await;
         let started = Instant::now();
 
-        let work = pipeline::run(self, engine, &held);
-        let heartbeat = self.heartbeat(&held);
-        let grace_over = async {
+        let mut work = std::pin::pin!(pipeline::run(self, engine, &held));
+        let mut heartbeat = std::pin::pin!(self.heartbeat(&held));
+        let mut grace_over = std::pin::pin!(async {
             shutdown.cancelled().await;
             tokio::time::sleep(self.options.shutdown_grace).await;
-        };
-        let outcome = tokio::select! {
-            outcome = work => outcome,
-            () = heartbeat => Err(TaskError::LeaseLost),
-            () = grace_over => {
-                self.release(&held).await;
-                return Step::Done;
+        });
+        let mut lease_lost = false;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                // The lease is gone (the task was deleted, cancelled or taken over). The
+                // pipeline is not dropped mid-write: it stops at its next write, which checks
+                // the lease and removes what it stored for a deleted task. Dropped, a blob
+                // write in flight could land after the deletion removed everything else.
+                () = &mut heartbeat, if !lease_lost => {
+                    tracing::info!(task = %id, "lease lost; stopping at the next page");
+                    lease_lost = true;
+                }
+                () = &mut grace_over => {
+                    self.release(&held).await;
+                    return Step::Done;
+                }
             }
         };
         match outcome {
