@@ -40,6 +40,8 @@ pub struct App {
     pub sessions: Sessions,
     /// Failed logins, per account and per client address.
     pub login_throttle: Throttle,
+    /// The multi-threaded runtime that built the App: see [`App::finish`].
+    runtime: tokio::runtime::Handle,
 }
 
 impl App {
@@ -80,6 +82,7 @@ impl App {
             ),
         };
         Ok(App {
+            runtime: tokio::runtime::Handle::current(),
             config: Arc::new(config),
             db,
             blobs,
@@ -89,6 +92,16 @@ impl App {
             sessions,
             login_throttle,
         })
+    }
+
+    /// Runs `work` to completion as a task of its own, even if the caller stops waiting: for
+    /// steps that must not stop halfway (store then record, delete rows then objects). An
+    /// `Err` means the task panicked or the runtime is shutting down.
+    pub fn finish<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.runtime.spawn(work)
     }
 
     /// Checks every port with a round trip; the readiness probe.

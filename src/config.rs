@@ -94,6 +94,10 @@ pub struct ServerConfig {
     /// Development: read `templates/` and `static/` from this directory on every request
     /// instead of the copies built into the binary, so edits show on reload. Empty: built in.
     pub dev_assets_dir: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers; a slower one gets 408 and is cut off.
+    pub client_request_timeout_secs: u64,
+    /// Seconds an upload may send nothing before it is cut off (408); what it sent is dropped.
+    pub upload_idle_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +108,8 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             trust_proxy_headers: false,
             dev_assets_dir: None,
+            client_request_timeout_secs: 10,
+            upload_idle_secs: 30,
         }
     }
 }
@@ -443,7 +449,9 @@ impl Default for WorkerConfig {
 pub struct LimitsConfig {
     /// Largest upload, in bytes; a larger one is refused with 413 and nothing is kept.
     pub max_upload_bytes: u64,
-    /// Largest page, in pixels; larger images are refused before they are decoded.
+    /// Largest page, in pixels; larger images are refused before they are decoded. The
+    /// default takes a US Legal page at 600 dpi (42.8 MP; A4 is 34.8 MP) and refuses
+    /// decompression bombs (a 10 KB PNG can claim 81 MP).
     pub max_pixels: u64,
     /// Most pages in one document.
     pub max_pages: usize,
@@ -453,7 +461,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_upload_bytes: 200 << 20,
-            max_pixels: 100_000_000,
+            max_pixels: 48_000_000,
             max_pages: 1000,
         }
     }

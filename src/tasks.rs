@@ -7,7 +7,7 @@
 //! push loses nothing: the task is `queued` in the database and the reconciler pushes it.
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
@@ -132,6 +132,9 @@ pub enum SubmitError {
     Blob(BlobError),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The storing task panicked, or the runtime is shutting down.
+    #[error("storing the upload was aborted: {0}")]
+    Aborted(String),
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -166,6 +169,11 @@ pub struct Submission<'a> {
 /// The type is sniffed from the first bytes before anything is stored, so an unsupported or
 /// empty file leaves nothing behind; a body over `limits.max_upload_bytes` is cut off and its
 /// partial upload aborted.
+///
+/// Storing and recording run as a task of their own, fed the body through a channel: a caller
+/// dropped mid-upload (a client that hangs up) ends the body with an error, so the partial
+/// upload is aborted; a caller dropped after the last byte leaves a complete, recorded task.
+/// Either way nothing is left half-written.
 pub async fn submit<S, E>(
     app: &App,
     submission: Submission<'_>,
@@ -176,14 +184,102 @@ where
     E: Into<BoxError>,
 {
     if let Some(key) = submission.idempotency_key {
-        let mut conn = app.db.get().await?;
-        if let Some(task) =
-            Task::find_by_idempotency_key(&mut conn, submission.user_id, key).await?
-        {
+        let (user_id, key) = (submission.user_id.to_owned(), key.to_owned());
+        let found = app
+            .db
+            .run(move |c| {
+                async move { Task::find_by_idempotency_key(c, &user_id, &key).await }.boxed()
+            })
+            .await?;
+        if let Some(task) = found {
             return Ok((task, false));
         }
     }
-    let mut body = std::pin::pin!(body.map(|chunk| chunk.map_err(Into::into)));
+    let (sender, chunks) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let owned = OwnedSubmission::from(&submission);
+    let detached = app.clone();
+    let stored =
+        app.finish(async move { store_and_record(&detached, owned, body_of(chunks)).await });
+    let mut body = std::pin::pin!(body);
+    let mut stored = std::pin::pin!(stored);
+    loop {
+        // Pump the client's body into the channel until it ends, or until the stored side
+        // answers early (a wrong type, too large, a storage error).
+        let chunk = tokio::select! {
+            outcome = &mut stored => return outcome.unwrap_or_else(|e| Err(SubmitError::Aborted(e.to_string()))),
+            chunk = body.next() => chunk,
+        };
+        let item = match chunk {
+            Some(Ok(bytes)) => Chunk::Data(bytes),
+            Some(Err(e)) => Chunk::Failed(e.into()),
+            None => Chunk::End,
+        };
+        let last = !matches!(item, Chunk::Data(_));
+        tokio::select! {
+            outcome = &mut stored => return outcome.unwrap_or_else(|e| Err(SubmitError::Aborted(e.to_string()))),
+            sent = sender.send(item) => if sent.is_err() { break },
+        }
+        if last {
+            break;
+        }
+    }
+    stored
+        .await
+        .unwrap_or_else(|e| Err(SubmitError::Aborted(e.to_string())))
+}
+
+/// One message from the caller's body to the storing task.
+enum Chunk {
+    Data(Bytes),
+    Failed(BoxError),
+    End,
+}
+
+/// The body as the storing task reads it: a channel closed without [`Chunk::End`] means the
+/// caller went away, which is an error, never a shorter file.
+fn body_of(
+    chunks: tokio::sync::mpsc::Receiver<Chunk>,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
+    futures::stream::unfold(Some(chunks), |chunks| async move {
+        let mut chunks = chunks?;
+        match chunks.recv().await {
+            Some(Chunk::Data(bytes)) => Some((Ok(bytes), Some(chunks))),
+            Some(Chunk::Failed(e)) => Some((Err(e), None)),
+            Some(Chunk::End) => None,
+            None => Some((Err("the client went away mid-upload".into()), None)),
+        }
+    })
+}
+
+/// [`Submission`] with its own strings, for the storing task.
+struct OwnedSubmission {
+    user_id: String,
+    filename: String,
+    engine: Option<EngineKind>,
+    options: TaskOptions,
+    idempotency_key: Option<String>,
+}
+
+impl From<&Submission<'_>> for OwnedSubmission {
+    fn from(s: &Submission<'_>) -> Self {
+        OwnedSubmission {
+            user_id: s.user_id.to_owned(),
+            filename: Some(crate::names::clean(s.filename, 255))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "upload".into()),
+            engine: s.engine,
+            options: s.options.clone(),
+            idempotency_key: s.idempotency_key.map(str::to_owned),
+        }
+    }
+}
+
+async fn store_and_record(
+    app: &App,
+    submission: OwnedSubmission,
+    body: impl Stream<Item = Result<Bytes, BoxError>> + Send,
+) -> Result<(Task, bool), SubmitError> {
+    let mut body = std::pin::pin!(body);
     // Enough of the head to sniff the type.
     let mut head: Vec<Bytes> = Vec::new();
     let mut head_len = 0;
@@ -223,13 +319,13 @@ where
 
     let file_id = new_id();
     let at = now();
-    let key = BlobKey::upload(submission.user_id, at, &file_id, submission.filename);
+    let key = BlobKey::upload(&submission.user_id, at, &file_id, &submission.filename);
     let stored = app.blobs.put_stream(&key, limited).await?;
     let file = NewFile {
         id: file_id,
-        user_id: submission.user_id.to_owned(),
+        user_id: submission.user_id,
         blob_key: key.to_string(),
-        filename: submission.filename.to_owned(),
+        filename: submission.filename,
         content_type: kind.media_type().to_owned(),
         size_bytes: stored.size as i64,
         sha256: stored.sha256,
@@ -242,7 +338,7 @@ where
         &file,
         engine,
         &submission.options,
-        submission.idempotency_key,
+        submission.idempotency_key.as_deref(),
     )
     .await;
     match &queued {
@@ -263,16 +359,24 @@ pub async fn enqueue(
     idempotency_key: Option<&str>,
 ) -> Result<(Task, bool), SubmitError> {
     let options = options.to_json();
-    let new = NewTask {
-        engine: engine.as_str(),
-        options: &options,
-        priority: 0,
-        max_attempts: app.config.worker.max_attempts as i32,
-        idempotency_key,
-    };
-    let mut conn = app.db.get().await?;
-    let (task, created) = Task::create(&mut conn, file, new).await?;
-    drop(conn);
+    let max_attempts = app.config.worker.max_attempts as i32;
+    let (file, idempotency_key) = (file.clone(), idempotency_key.map(str::to_owned));
+    let (task, created) = app
+        .db
+        .run(move |c| {
+            async move {
+                let new = NewTask {
+                    engine: engine.as_str(),
+                    options: &options,
+                    priority: 0,
+                    max_attempts,
+                    idempotency_key: idempotency_key.as_deref(),
+                };
+                Task::create(c, &file, new).await
+            }
+            .boxed()
+        })
+        .await?;
     if created {
         announce_queued(app, &task).await;
     }
@@ -316,14 +420,40 @@ impl From<DbError> for DeleteError {
 /// Deletes a user's task: cancels it if it is still running (its worker stops at the next
 /// heartbeat and cleans up what it uploads after this), then removes its rows, its result
 /// objects and, when no other task uses it, the uploaded file.
+///
+/// It runs to the end as a task of its own, even if the caller stops waiting, so that rows are
+/// never gone while their objects stay.
 pub async fn delete(app: &App, user_id: &str, task_id: &str) -> Result<(), DeleteError> {
-    let mut conn = app.db.get().await?;
-    let task = Task::find_for_user(&mut conn, user_id, task_id).await?;
-    if let Some(cancelled) = Task::cancel(&mut conn, &task.id).await? {
+    if !crate::db::models::is_id(task_id) {
+        return Err(DeleteError::NotFound);
+    }
+    let (detached, user_id, task_id) = (app.clone(), user_id.to_owned(), task_id.to_owned());
+    app.finish(async move { delete_detached(&detached, user_id, task_id).await })
+        .await
+        .unwrap_or_else(|e| Err(DeleteError::Db(DbError::Aborted(e.to_string()))))
+}
+
+async fn delete_detached(app: &App, user_id: String, task_id: String) -> Result<(), DeleteError> {
+    let (task, cancelled) = {
+        let (user_id, task_id) = (user_id.clone(), task_id.clone());
+        app.db
+            .run(move |c| {
+                async move {
+                    let task = Task::find_for_user(c, &user_id, &task_id).await?;
+                    let cancelled = Task::cancel(c, &task.id).await?;
+                    Ok::<_, DbError>((task, cancelled))
+                }
+                .boxed()
+            })
+            .await?
+    };
+    if let Some(cancelled) = cancelled {
         app.events.task_updated(&cancelled).await;
     }
-    let (task, result, file) = Task::delete_for_user(&mut conn, user_id, task_id).await?;
-    drop(conn);
+    let (task, result, file) = app
+        .db
+        .run(move |c| async move { Task::delete_for_user(c, &user_id, &task.id).await }.boxed())
+        .await?;
     // Every format's key, not only those recorded: a worker may have uploaded some before
     // it noticed the cancellation.
     let mut keys: Vec<BlobKey> = Format::ALL

@@ -11,6 +11,7 @@ pub mod throttle;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
+use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use sha2::{Digest, Sha256};
 
@@ -85,17 +86,27 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
             .map(|(_, token)| token.trim())
             .ok_or_else(ApiError::unauthenticated)?;
         let hash = token_hash(token);
-        let mut conn = app.db.get().await?;
-        let (token, user) = ApiToken::authenticate(&mut conn, &hash)
+        let found = hash.clone();
+        let user = app
+            .db
+            .run(move |c| {
+                async move {
+                    let Some((token, user)) = ApiToken::authenticate(c, &found).await? else {
+                        return Ok(None);
+                    };
+                    // Last use to the minute: no write on every request.
+                    let stale = token.last_used_at.is_none_or(|at| {
+                        crate::db::models::now() - at > chrono::TimeDelta::seconds(60)
+                    });
+                    if stale && let Err(e) = ApiToken::touch(c, &token.id).await {
+                        tracing::debug!(error = %e, "could not record the token's last use");
+                    }
+                    Ok::<_, DbError>(Some(user))
+                }
+                .boxed()
+            })
             .await?
             .ok_or_else(ApiError::unauthenticated)?;
-        // Last use to the minute: no write on every request.
-        let stale = token
-            .last_used_at
-            .is_none_or(|at| crate::db::models::now() - at > chrono::TimeDelta::seconds(60));
-        if stale && let Err(e) = ApiToken::touch(&mut conn, &token.id).await {
-            tracing::debug!(error = %e, "could not record the token's last use");
-        }
         return Ok(CurrentUser {
             user,
             via: Via::Token { hash },
@@ -111,8 +122,12 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
         .await
         .map_err(sessions_unavailable)?
         .ok_or_else(ApiError::unauthenticated)?;
-    let mut conn = app.db.get().await?;
-    let user = match User::find(&mut conn, &session.user_id).await {
+    let user_id = session.user_id.clone();
+    let user = match app
+        .db
+        .run(move |c| async move { User::find(c, &user_id).await }.boxed())
+        .await
+    {
         Ok(user) if session_holds(&session, &user) => user,
         Ok(_) | Err(DbError::NotFound) => return Err(ApiError::unauthenticated()),
         Err(e) => return Err(e.into()),
@@ -170,18 +185,27 @@ pub async fn create_user(
     let hash = password::hash_async(password.to_owned())
         .await
         .map_err(AccountError::Hash)?;
-    let mut conn = app.db.get().await.map_err(AccountError::Db)?;
-    let role = match role {
-        Some(role) => role,
-        None if User::count(&mut conn).await.map_err(AccountError::Db)? == 0 => Role::Admin,
-        None => Role::User,
-    };
-    let new = NewUser {
-        email,
-        password_hash: &hash,
-        role,
-    };
-    match User::create(&mut conn, new).await {
+    let email = email.to_owned();
+    let created = app
+        .db
+        .run(move |c| {
+            async move {
+                let role = match role {
+                    Some(role) => role,
+                    None if User::count(c).await? == 0 => Role::Admin,
+                    None => Role::User,
+                };
+                let new = NewUser {
+                    email: &email,
+                    password_hash: &hash,
+                    role,
+                };
+                User::create(c, new).await
+            }
+            .boxed()
+        })
+        .await;
+    match created {
         Ok(user) => Ok(user),
         Err(DbError::Conflict(_)) => Err(AccountError::EmailTaken),
         Err(e) => Err(AccountError::Db(e)),
@@ -238,8 +262,11 @@ pub async fn issue_reset_link(
     ttl: chrono::TimeDelta,
 ) -> Result<(String, chrono::NaiveDateTime), DbError> {
     let token = sessions::random_token();
-    let mut conn = app.db.get().await?;
-    let expires_at = PasswordReset::create(&mut conn, &user.id, &token_hash(&token), ttl).await?;
+    let (user_id, hash) = (user.id.clone(), token_hash(&token));
+    let expires_at = app
+        .db
+        .run(move |c| async move { PasswordReset::create(c, &user_id, &hash, ttl).await }.boxed())
+        .await?;
     Ok((
         format!("{}/reset/{token}", app.config.server.base_url()),
         expires_at,
@@ -249,34 +276,34 @@ pub async fn issue_reset_link(
 /// Whether the credentials a request came with still hold (a session not logged out, a token
 /// not revoked, an account not disabled): long-lived connections check this periodically.
 pub async fn still_valid(app: &App, current: &CurrentUser) -> bool {
+    let find_user = |id: String| {
+        app.db
+            .run(move |c| async move { User::find(c, &id).await }.boxed())
+    };
+    // An outage is not a reason to drop live views: only a definite "no" ends them.
     let valid = match &current.via {
-        Via::Session { id, .. } => match (app.sessions.get(id).await, app.db.get().await) {
-            (Ok(Some(session)), Ok(mut conn)) => {
-                match User::find(&mut conn, &session.user_id).await {
-                    Ok(user) => session_holds(&session, &user),
-                    Err(DbError::NotFound) => false,
-                    Err(_) => true,
-                }
-            }
-            (Ok(None), _) => false,
-            // An outage is not a reason to drop live views.
-            _ => true,
-        },
-        Via::Token { hash } => match app.db.get().await {
-            Ok(mut conn) => matches!(ApiToken::authenticate(&mut conn, hash).await, Ok(Some(_))),
+        Via::Session { id, .. } => match app.sessions.get(id).await {
+            Ok(Some(session)) => match find_user(session.user_id.clone()).await {
+                Ok(user) => session_holds(&session, &user),
+                Err(e) => !matches!(e, DbError::NotFound),
+            },
+            Ok(None) => false,
             Err(_) => true,
         },
+        Via::Token { hash } => {
+            let hash = hash.clone();
+            let found = app
+                .db
+                .run(move |c| async move { ApiToken::authenticate(c, &hash).await }.boxed())
+                .await;
+            !matches!(found, Ok(None))
+        }
     };
     if !valid {
         return false;
     }
-    match app.db.get().await {
-        Ok(mut conn) => match User::find(&mut conn, &current.user.id).await {
-            Ok(user) => !user.disabled && user.role == current.user.role,
-            Err(DbError::NotFound) => false,
-            // An outage is not a reason to drop live views.
-            Err(_) => true,
-        },
-        Err(_) => true,
+    match find_user(current.user.id.clone()).await {
+        Ok(user) => !user.disabled && user.role == current.user.role,
+        Err(e) => !matches!(e, DbError::NotFound),
     }
 }

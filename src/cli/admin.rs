@@ -3,6 +3,7 @@
 use std::io::Read;
 
 use anyhow::Context;
+use futures::FutureExt;
 
 use crate::app::App;
 use crate::auth::password;
@@ -55,8 +56,11 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 );
             }
             AdminCommand::ListUsers => {
-                let mut conn = app.db.get().await?;
-                for user in User::list(&mut conn, 1000, None).await? {
+                let users = app
+                    .db
+                    .run(|c| async move { User::list(c, 1000, None).await }.boxed())
+                    .await?;
+                for user in users {
                     let state = if user.disabled { "disabled" } else { "active" };
                     println!(
                         "{}\t{}\t{}\t{state}",
@@ -68,11 +72,12 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             }
             AdminCommand::ResetPassword { email, hours } => {
                 let email = normalize_email(&email);
-                let mut conn = app.db.get().await?;
-                let user = User::find_by_email(&mut conn, &email)
+                let found = email.clone();
+                let user = app
+                    .db
+                    .run(move |c| async move { User::find_by_email(c, &found).await }.boxed())
                     .await?
                     .with_context(|| format!("no account with email {email}"))?;
-                drop(conn);
                 let ttl = chrono::TimeDelta::hours(i64::from(hours.clamp(1, 24 * 30)));
                 let (url, expires_at) = crate::auth::issue_reset_link(&app, &user, ttl).await?;
                 println!("{url}");

@@ -121,6 +121,12 @@ pub fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
 /// Builds the ports, waiting with backoff while the database or storage is unreachable, so a
 /// supervisor restarting the process does not turn an outage into a crash loop.
 async fn build_app(config: Config) -> Result<App, AppError> {
+    crate::process::prepare(&config.data_dir).map_err(|e| {
+        AppError::Config(crate::config::ConfigError::Invalid {
+            key: "data_dir",
+            reason: format!("{}: {e}", config.data_dir.display()),
+        })
+    })?;
     let outage = Outage::new("a dependency (database or storage)");
     let mut failures = 0;
     loop {

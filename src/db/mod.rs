@@ -3,6 +3,14 @@
 //! Both run through diesel-async. A [`DbPool`] holds one of two pools, and every query body is
 //! written once inside [`with_conn!`], which expands it for whichever connection type the pool
 //! holds. Models (in [`models`]) are associated async functions taking `&mut DbConn`.
+//!
+//! **Cancel safety.** Callers reach a connection only through [`DbPool::run`], which runs the
+//! whole operation (checkout, queries, return to the pool) as a task of its own on the
+//! multi-threaded runtime that built the pool. A caller that is dropped mid-query (a client
+//! that hangs up, an extractor that failed beside it, a timeout, a `select!`) only stops
+//! waiting: the operation finishes and the connection goes back whole. This matters most for
+//! SQLite, whose diesel-async wrapper blocks the thread when an unfinished query future is
+//! dropped, and panics doing so on actix's current-thread workers.
 
 pub mod models;
 pub mod schema;
@@ -20,6 +28,7 @@ use diesel_async::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
+use futures::future::BoxFuture;
 
 use crate::config::{Config, DatabaseTarget};
 
@@ -46,6 +55,9 @@ pub enum DbError {
     Connect(String),
     #[error("database migration failed: {0}")]
     Migration(String),
+    /// The operation's task panicked or its runtime is shutting down.
+    #[error("database operation aborted: {0}")]
+    Aborted(String),
 }
 
 impl From<diesel::result::Error> for DbError {
@@ -119,14 +131,20 @@ fn build_pool<M: deadpool::managed::Manager>(
         .map_err(|e| DbError::Connect(e.to_string()))
 }
 
-/// A pool of connections to one of the two backends.
+/// A pool of connections to one of the two backends, and the runtime its operations run on.
 #[derive(Clone)]
-pub enum DbPool {
+pub struct DbPool {
+    pools: Pools,
+    runtime: tokio::runtime::Handle,
+}
+
+#[derive(Clone)]
+enum Pools {
     Postgres(Pool<AsyncPgConnection>),
     Sqlite(Pool<SqliteConn>),
 }
 
-/// A pooled connection; use it through [`with_conn!`].
+/// A pooled connection, lent by [`DbPool::run`]; use it through [`with_conn!`].
 // Connections are checked out briefly, one per request or job: boxing the larger variant would
 // cost an allocation per checkout to save a few hundred bytes of stack.
 #[allow(clippy::large_enum_variant)]
@@ -174,7 +192,20 @@ impl DbPool {
 
     pub fn postgres(url: &str, size: usize) -> Result<DbPool, DbError> {
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
-        Ok(DbPool::Postgres(build_pool(manager, size)?))
+        Self::new(Pools::Postgres(build_pool(manager, size)?))
+    }
+
+    /// Operations run on the current runtime, which must be multi-threaded: a query of a
+    /// runtime's last moments is then still finished (or dropped) where blocking is allowed.
+    fn new(pools: Pools) -> Result<DbPool, DbError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| DbError::Connect(format!("no tokio runtime: {e}")))?;
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(DbError::Connect(
+                "the database pool needs a multi-threaded tokio runtime".into(),
+            ));
+        }
+        Ok(DbPool { pools, runtime })
     }
 
     /// SQLite in WAL mode with foreign keys on; the file and its directory are created.
@@ -202,22 +233,43 @@ impl DbPool {
             .boxed()
         });
         let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, config);
-        Ok(DbPool::Sqlite(build_pool(manager, size)?))
+        Self::new(Pools::Sqlite(build_pool(manager, size)?))
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            DbPool::Postgres(_) => "postgres",
-            DbPool::Sqlite(_) => "sqlite",
+        match self.pools {
+            Pools::Postgres(_) => "postgres",
+            Pools::Sqlite(_) => "sqlite",
         }
     }
 
+    /// A connection held by the caller. Only for code that is never cancelled midway on a
+    /// current-thread runtime (tests, one-off tools); everything else uses [`DbPool::run`].
     pub async fn get(&self) -> Result<DbConn, DbError> {
-        match self {
-            DbPool::Postgres(pool) => pool.get().await.map(DbConn::Postgres),
-            DbPool::Sqlite(pool) => pool.get().await.map(DbConn::Sqlite),
+        match &self.pools {
+            Pools::Postgres(pool) => pool.get().await.map(DbConn::Postgres),
+            Pools::Sqlite(pool) => pool.get().await.map(DbConn::Sqlite),
         }
         .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// Runs `op` on a pooled connection, to completion even if the caller stops waiting (see
+    /// the module doc). Write it as `move |c| async move { Model::f(c, &arg).await }.boxed()`.
+    pub async fn run<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut DbConn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.clone();
+        let task = self.runtime.spawn(async move {
+            let mut conn = pool.get().await?;
+            op(&mut conn).await
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(DbError::Aborted(e.to_string()).into()),
+        }
     }
 
     /// Applies pending migrations and returns the versions it applied.
@@ -236,16 +288,26 @@ impl DbPool {
                 .map(|versions| versions.iter().map(|v| v.to_string()).collect())
                 .map_err(|e| DbError::Migration(e.to_string()))
         }
-        match self.get().await? {
-            DbConn::Postgres(conn) => run(conn, POSTGRES_MIGRATIONS),
-            DbConn::Sqlite(conn) => run(conn, SQLITE_MIGRATIONS),
-        }
+        let pool = self.clone();
+        let task = self.runtime.spawn(async move {
+            match pool.get().await? {
+                DbConn::Postgres(conn) => run(conn, POSTGRES_MIGRATIONS),
+                DbConn::Sqlite(conn) => run(conn, SQLITE_MIGRATIONS),
+            }
+        });
+        task.await
+            .unwrap_or_else(|e| Err(DbError::Aborted(e.to_string())))
     }
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), DbError> {
-        let mut conn = self.get().await?;
-        with_conn!(&mut conn, |c| c.batch_execute("SELECT 1").await)?;
-        Ok(())
+        self.run(|conn| {
+            async move {
+                with_conn!(conn, |c| c.batch_execute("SELECT 1").await)?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
     }
 }

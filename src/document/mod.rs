@@ -109,9 +109,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        let limits = crate::config::LimitsConfig::default();
         Limits {
-            max_pixels: 100_000_000,
-            max_pages: 1000,
+            max_pixels: limits.max_pixels,
+            max_pages: limits.max_pages,
             pdf_dpi: 300,
         }
     }

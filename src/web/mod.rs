@@ -10,11 +10,12 @@ mod metrics;
 pub mod openapi;
 mod ops;
 mod pages;
+mod previews;
 mod ws;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -29,6 +30,12 @@ pub use metrics::HttpMetrics;
 
 /// Largest JSON body the API reads (uploads are multipart and limited separately).
 const JSON_LIMIT: usize = 64 << 10;
+/// Longest path and query string, and most header bytes, a request may have (actix's own
+/// limits are far higher).
+const MAX_URI: usize = 8 << 10;
+const MAX_HEADER_BYTES: usize = 32 << 10;
+/// How long an idle keep-alive connection stays open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What every handler can reach besides the `App`.
 #[derive(Clone)]
@@ -82,12 +89,15 @@ pub fn serve(
     let assets = assets::Assets::new(app.config.server.dev_assets_dir.clone())
         .map_err(|e| std::io::Error::other(format!("web templates: {e}")))?;
     let assets = web::Data::new(assets);
+    let previews = web::Data::new(previews::Previews::default());
+    let client_request_timeout = Duration::from_secs(app.config.server.client_request_timeout_secs);
     let app = web::Data::new(app);
     let server = HttpServer::new(move || {
         let cors = cors(&app.config.server.cors_origins);
         HttpApp::new()
             .app_data(app.clone())
             .app_data(assets.clone())
+            .app_data(previews.clone())
             .app_data(web::Data::new(state.clone()))
             .app_data(
                 web::JsonConfig::default()
@@ -123,9 +133,14 @@ pub fn serve(
                     .add(("Referrer-Policy", "same-origin"))
                     .add(("X-Frame-Options", "DENY")),
             )
+            .wrap(middleware::from_fn(limit_request_head))
             .wrap(middleware::from_fn(observe))
     })
     .disable_signals()
+    // Headers must arrive within this (slow-header clients get 408 and are cut off); an idle
+    // keep-alive connection is closed after KEEP_ALIVE.
+    .client_request_timeout(client_request_timeout)
+    .keep_alive(KEEP_ALIVE)
     .listen(listener)?
     .run();
     Ok(server)
@@ -175,6 +190,37 @@ async fn observe(
             .insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
+}
+
+/// Refuses a request with a path and query over [`MAX_URI`] or headers over
+/// [`MAX_HEADER_BYTES`] before any handler or extractor sees it.
+async fn limit_request_head(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    let refused = if uri > MAX_URI {
+        Some(ApiError::new(
+            Code::UriTooLong,
+            format!("the path and query are {uri} bytes; at most {MAX_URI} are read"),
+        ))
+    } else if headers > MAX_HEADER_BYTES {
+        Some(ApiError::new(
+            Code::HeadersTooLarge,
+            format!("the headers are {headers} bytes; at most {MAX_HEADER_BYTES} are read"),
+        ))
+    } else {
+        None
+    };
+    match refused {
+        Some(error) => Ok(req.error_response(error)),
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
 }
 
 /// A path as logs may show it: a password reset link's token is a credential.

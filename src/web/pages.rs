@@ -8,6 +8,7 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures::FutureExt;
 use serde::Serialize;
 
 use super::api::TaskView;
@@ -215,10 +216,14 @@ async fn task_page(req: &HttpRequest, app: &App, assets: &Assets, template: &str
         Ok(current) => current,
         Err(response) => return response,
     };
-    let id = req.match_info().get("id").unwrap_or_default();
-    let found = match app.db.get().await {
-        Ok(mut conn) => Task::find_named_for_user(&mut conn, &current.user.id, id).await,
-        Err(e) => Err(e),
+    let id = req.match_info().get("id").unwrap_or_default().to_owned();
+    let user_id = current.user.id.clone();
+    let found = if crate::db::models::is_id(&id) {
+        app.db
+            .run(move |c| async move { Task::find_named_for_user(c, &user_id, &id).await }.boxed())
+            .await
+    } else {
+        Err(DbError::NotFound)
     };
     let (task, filename) = match found {
         Ok(found) => found,
@@ -281,10 +286,10 @@ async fn reset(
     token: web::Path<String>,
 ) -> HttpResponse {
     let hash = crate::auth::token_hash(token.trim());
-    let valid = match app.db.get().await {
-        Ok(mut conn) => PasswordReset::user_of(&mut conn, &hash).await,
-        Err(e) => Err(e),
-    };
+    let valid = app
+        .db
+        .run(move |c| async move { PasswordReset::user_of(c, &hash).await }.boxed())
+        .await;
     match valid {
         Ok(Some(_)) => {
             let context = context! {"token" => token.as_str(), "min_password_length" => app.config.auth.min_password_length};

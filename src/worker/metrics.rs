@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -132,8 +133,9 @@ impl Metrics {
 
     /// Reads the queue figures from the database (the truth, whichever queue runs).
     pub async fn refresh_queue(&self, db: &DbPool) -> Result<(), DbError> {
-        let mut conn = db.get().await?;
-        let (waiting, oldest) = Task::queue_stats(&mut conn).await?;
+        let (waiting, oldest) = db
+            .run(|c| async move { Task::queue_stats(c).await }.boxed())
+            .await?;
         let lag = oldest
             .and_then(|at| (now() - at).to_std().ok())
             .unwrap_or_default();

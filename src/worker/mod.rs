@@ -32,7 +32,6 @@ pub use pipeline::TaskError;
 use crate::app::App;
 use crate::config::Config;
 use crate::db::models::Task;
-use crate::db::{DbConn, DbError};
 use crate::document::Limits;
 use crate::ocr::Engine;
 use crate::outage::Outage;
@@ -199,15 +198,6 @@ impl Worker {
         self.options.lease + self.options.lease / 3
     }
 
-    /// Runs one database call on a pooled connection.
-    async fn db<T>(
-        &self,
-        call: impl AsyncFnOnce(&mut DbConn) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        let mut conn = self.app.db.get().await?;
-        call(&mut conn).await
-    }
-
     async fn handle(
         &self,
         engine: &Arc<dyn Engine>,
@@ -227,7 +217,12 @@ impl Worker {
         let owner = format!("{}#{:08x}", self.id, fastrand::u32(..));
         let lease = self.options.lease;
         let task = match self
-            .db(async |c| Task::claim(c, &id, &owner, lease).await)
+            .app
+            .db
+            .run({
+                let (id, owner) = (id.clone(), owner.clone());
+                move |c| async move { Task::claim(c, &id, &owner, lease).await }.boxed()
+            })
             .await
         {
             Ok(Some(task)) => {
@@ -322,8 +317,11 @@ impl Worker {
         let (id, owner, lease) = (&held.task.id, held.owner, self.options.lease);
         loop {
             tokio::time::sleep(lease / 3).await;
+            let (id, owner) = (id.clone(), owner.to_owned());
             match self
-                .db(async |c| Task::heartbeat(c, id, owner, lease).await)
+                .app
+                .db
+                .run(move |c| async move { Task::heartbeat(c, &id, &owner, lease).await }.boxed())
                 .await
             {
                 Ok(true) => {
@@ -344,11 +342,16 @@ impl Worker {
 
     async fn finish_failed(&self, held: &Held<'_>, code: &str, message: &str) {
         tracing::warn!(task = %held.task.id, code, message, "failed");
-        let (id, owner) = (&held.task.id, held.owner);
+        let (id, owner) = (held.task.id.clone(), held.owner.to_owned());
+        let (code_owned, message) = (code.to_owned(), message.to_owned());
         // Before the failure is recorded, for the same reason as before completing.
         pipeline::drop_checkpoints(self, held.task).await;
         match self
-            .db(async |c| Task::fail(c, id, owner, code, message).await)
+            .app
+            .db
+            .run(move |c| {
+                async move { Task::fail(c, &id, &owner, &code_owned, &message).await }.boxed()
+            })
             .await
         {
             Ok(Some(task)) => {
@@ -364,9 +367,13 @@ impl Worker {
 
     /// Fails a task the queue keeps redelivering, without claiming it.
     async fn give_up(&self, delivery: &Delivery, message: &str) -> Step {
-        let id = &delivery.task_id;
+        let (id, owned) = (delivery.task_id.clone(), message.to_owned());
         match self
-            .db(async |c| Task::fail_unclaimed(c, id, "poison", message).await)
+            .app
+            .db
+            .run(move |c| {
+                async move { Task::fail_unclaimed(c, &id, "poison", &owned).await }.boxed()
+            })
             .await
         {
             Ok(Some(task)) => {
@@ -392,8 +399,16 @@ impl Worker {
     /// queue, so another worker starts it at once instead of after the lease.
     async fn release(&self, held: &Held<'_>) {
         tracing::warn!(task = %held.task.id, "shutdown grace period over; handing the task back");
-        let (id, owner) = (&held.task.id, held.owner);
-        match self.db(async |c| Task::release(c, id, owner).await).await {
+        let (id, owner) = (held.task.id.clone(), held.owner.to_owned());
+        let released = self
+            .app
+            .db
+            .run({
+                let id = id.clone();
+                move |c| async move { Task::release(c, &id, &owner).await }.boxed()
+            })
+            .await;
+        match released {
             Ok(Some(task)) => self.app.events.task_updated(&task).await,
             Ok(None) => {}
             Err(e) => {

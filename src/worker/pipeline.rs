@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use image::RgbImage;
 use tokio::sync::mpsc;
 
@@ -183,13 +184,19 @@ pub(super) async fn run(
         // Before the commit: a crash after it must not leave checkpoints nobody removes (a
         // crash before it only costs the next holder the pages).
         delete_checkpoints(worker, &checkpoints).await;
-        let mut conn = worker.app.db.get().await?;
-        match Task::complete(&mut conn, &task.id, owner, result, &warnings).await? {
+        let (id, holder, warnings) = (task.id.clone(), owner.to_owned(), warnings.clone());
+        let completed = worker
+            .app
+            .db
+            .run(move |c| {
+                async move { Task::complete(c, &id, &holder, result, &warnings).await }.boxed()
+            })
+            .await?;
+        match completed {
             Some((done, _)) => Ok(done),
             None => {
                 // Deleted or cancelled meanwhile: nobody will ever point at these objects.
                 // (Taken over instead: the new holder writes the same keys.)
-                drop(conn);
                 if deleted_or_cancelled(worker, task).await {
                     for key in keys.0.values() {
                         if let Ok(key) = BlobKey::parse(key) {
@@ -251,8 +258,13 @@ async fn recognise(
     reading: ReadOptions,
 ) -> Result<(File, Source, Vec<PageResult>), TaskError> {
     let file = {
-        let mut conn = worker.app.db.get().await?;
-        match File::find(&mut conn, &task.file_id).await {
+        let id = task.file_id.clone();
+        let found = worker
+            .app
+            .db
+            .run(move |c| async move { File::find(c, &id).await }.boxed())
+            .await;
+        match found {
             Err(DbError::NotFound) => {
                 return Err(TaskError::permanent(
                     "source_missing",
@@ -329,14 +341,24 @@ async fn recognise(
     }
     check_failed_pages(worker, &pages, pages.len())?;
     let total = pages.len() as i32;
-    let mut conn = worker.app.db.get().await?;
-    if Task::set_progress(&mut conn, &task.id, owner, total, Some(total))
-        .await?
-        .is_none()
-    {
+    let (id, holder, file_id) = (task.id.clone(), owner.to_owned(), file.id.clone());
+    let held = worker
+        .app
+        .db
+        .run(move |c| {
+            async move {
+                let held = Task::set_progress(c, &id, &holder, total, Some(total)).await?;
+                if held.is_some() {
+                    File::set_page_count(c, &file_id, total).await?;
+                }
+                Ok::<_, DbError>(held.is_some())
+            }
+            .boxed()
+        })
+        .await?;
+    if !held {
         return Err(lease_lost(worker, task).await);
     }
-    File::set_page_count(&mut conn, &file.id, total).await?;
     // `dir` goes with the result, and is dropped on every early return above.
     Ok((
         file,
@@ -381,9 +403,14 @@ async fn publish_progress(
     done: usize,
     total: Option<usize>,
 ) -> Result<(), TaskError> {
-    let mut conn = worker.app.db.get().await?;
     let (done, total) = (done as i32, total.map(|t| t as i32));
-    match Task::set_progress(&mut conn, &task.id, owner, done, total).await? {
+    let (id, holder) = (task.id.clone(), owner.to_owned());
+    let updated = worker
+        .app
+        .db
+        .run(move |c| async move { Task::set_progress(c, &id, &holder, done, total).await }.boxed())
+        .await?;
+    match updated {
         Some(updated) => {
             worker.app.events.task_updated(&updated).await;
             Ok(())
@@ -438,10 +465,13 @@ async fn load_checkpoints(worker: &Worker, task: &Task) -> Result<Vec<PageResult
 
 /// Whether the task was deleted or cancelled (rather than taken over by another worker).
 async fn deleted_or_cancelled(worker: &Worker, task: &Task) -> bool {
-    let Ok(mut conn) = worker.app.db.get().await else {
-        return false;
-    };
-    match Task::find(&mut conn, &task.id).await {
+    let id = task.id.clone();
+    let found = worker
+        .app
+        .db
+        .run(move |c| async move { Task::find(c, &id).await }.boxed())
+        .await;
+    match found {
         Err(DbError::NotFound) => true,
         Ok(now) => now.status == TaskStatus::Cancelled,
         Err(_) => false,

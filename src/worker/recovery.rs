@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Worker;
@@ -42,14 +43,21 @@ impl Worker {
     }
 
     async fn recover(&self, grace: Duration) -> Result<(), crate::db::DbError> {
-        let mut conn = self.app.db.get().await?;
-        for task in Task::requeue_expired(&mut conn).await? {
+        let requeued = self
+            .app
+            .db
+            .run(|c| async move { Task::requeue_expired(c).await }.boxed())
+            .await?;
+        for task in requeued {
             tracing::info!(task = %task.id, "lease expired; task requeued");
             self.app.events.task_updated(&task).await;
         }
         let before = now() - TimeDelta::from_std(grace).unwrap_or(TimeDelta::zero());
-        let queued = Task::queued_ids(&mut conn, before, BATCH).await?;
-        drop(conn);
+        let queued = self
+            .app
+            .db
+            .run(move |c| async move { Task::queued_ids(c, before, BATCH).await }.boxed())
+            .await?;
         self.metrics.refresh_queue(&self.app.db).await?;
         if queued.is_empty() {
             return Ok(());

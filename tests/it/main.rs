@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod db;
 mod events;
+mod hostile;
 mod install;
 mod ocr;
 mod ocr_cli;

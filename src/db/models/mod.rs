@@ -25,6 +25,12 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Whether `s` could be an id of ours. Ids from clients are checked before a query: no row
+/// has any other, and PostgreSQL refuses some strings outright (a NUL byte).
+pub fn is_id(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
+}
+
 /// The current UTC time at the precision both backends store (microseconds).
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)

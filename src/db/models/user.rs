@@ -85,6 +85,10 @@ impl User {
 
     pub async fn find_by_email(conn: &mut DbConn, email: &str) -> Result<Option<User>, DbError> {
         let email = normalize_email(email);
+        // No account has one, and PostgreSQL refuses the string.
+        if email.contains('\0') {
+            return Ok(None);
+        }
         Ok(with_conn!(conn, |c| users::table
             .filter(users::email.eq(&email))
             .select(User::as_select())

@@ -3,6 +3,7 @@
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -147,8 +148,10 @@ pub async fn login(
         }
     }
     let user = {
-        let mut conn = app.db.get().await?;
-        User::find_by_email(&mut conn, &email).await?
+        let email = email.clone();
+        app.db
+            .run(move |c| async move { User::find_by_email(c, &email).await }.boxed())
+            .await?
     };
     // Verify against a dummy hash for unknown emails: the answer takes as long either way.
     let stored = user.as_ref().map_or_else(
@@ -291,18 +294,29 @@ fn check_password(app: &App, plain: &str, email: &str) -> Result<(), ApiError> {
 
 /// Checks the policy, hashes and stores a new password for an account.
 async fn set_password(app: &App, user_id: &str, plain: &str) -> Result<User, ApiError> {
-    let mut conn = app.db.get().await?;
-    let user = User::find(&mut conn, user_id).await?;
+    let id = user_id.to_owned();
+    let user = app
+        .db
+        .run(move |c| async move { User::find(c, &id).await }.boxed())
+        .await?;
     check_password(app, plain, &user.email)?;
-    drop(conn);
     let hash = password::hash_async(plain.to_owned())
         .await
         .map_err(ApiError::internal)?;
-    let mut conn = app.db.get().await?;
-    User::set_password_hash(&mut conn, user_id, &hash).await?;
-    // A reset link issued before must not undo the change.
-    PasswordReset::delete_for_user(&mut conn, user_id).await?;
-    Ok(User::find(&mut conn, user_id).await?)
+    let id = user_id.to_owned();
+    let user = app
+        .db
+        .run(move |c| {
+            async move {
+                User::set_password_hash(c, &id, &hash).await?;
+                // A reset link issued before must not undo the change.
+                PasswordReset::delete_for_user(c, &id).await?;
+                User::find(c, &id).await
+            }
+            .boxed()
+        })
+        .await?;
+    Ok(user)
 }
 
 /// Sets a new password with a one-time link from `ocrd admin reset-password`. The link is used
@@ -323,19 +337,26 @@ pub async fn reset_password(
             "this reset link is unknown, used or expired; ask an administrator for a new one",
         )
     };
-    let user = {
-        let mut conn = app.db.get().await?;
-        let user_id = PasswordReset::user_of(&mut conn, &hash)
-            .await?
-            .ok_or_else(invalid)?;
-        User::find(&mut conn, &user_id).await?
-    };
+    let link = hash.clone();
+    let user = app
+        .db
+        .run(move |c| {
+            async move {
+                match PasswordReset::user_of(c, &link).await? {
+                    Some(user_id) => User::find(c, &user_id).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+            .boxed()
+        })
+        .await?
+        .ok_or_else(invalid)?;
     check_password(&app, &body.password, &user.email)?;
     let new_hash = password::hash_async(body.password.clone())
         .await
         .map_err(ApiError::internal)?;
-    let mut conn = app.db.get().await?;
-    PasswordReset::consume(&mut conn, &hash, &new_hash)
+    app.db
+        .run(move |c| async move { PasswordReset::consume(c, &hash, &new_hash).await }.boxed())
         .await?
         .ok_or_else(invalid)?;
     Ok(HttpResponse::NoContent().finish())

@@ -7,7 +7,7 @@ use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -17,14 +17,17 @@ use crate::auth::CurrentUser;
 use crate::blobs::{BlobKey, sanitize_filename};
 use crate::config::EngineKind;
 use crate::db::DbError;
-use crate::db::models::{File, Task, TaskResult, TaskStatus};
+use crate::db::models::{File, Task, TaskResult, TaskStatus, is_id};
 use crate::error::{ApiError, Code};
 use crate::render::Format;
 use crate::tasks::{DeleteError, OcrPolicy, Password, Submission, SubmitError, TaskOptions};
+use crate::web::previews::{PreviewError, Previews};
 
 /// Longest value of a non-file form field, and most such fields.
 const FIELD_LIMIT: usize = 1024;
 const MAX_FIELDS: usize = 16;
+/// What a multipart body may add to the file: boundaries, part headers and the other fields.
+const FORM_OVERHEAD: u64 = (FIELD_LIMIT * MAX_FIELDS) as u64 + (64 << 10);
 
 /// The multipart form of `POST /api/tasks`. Send the option fields before `file`.
 #[derive(ToSchema)]
@@ -76,9 +79,34 @@ const BROWSER_IMAGES: [&str; 4] = ["image/png", "image/jpeg", "image/webp", "ima
 /// Longest side of a converted page image: enough for the viewer, small enough to send.
 const PAGE_IMAGE_MAX_SIDE: u32 = 2400;
 
-async fn read_field(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
+/// The next item of a multipart stream, or `request_timeout` once it has sent nothing for
+/// `idle`.
+async fn next_within<S: futures::Stream + Unpin>(
+    stream: &mut S,
+    idle: Duration,
+) -> Result<Option<S::Item>, ApiError> {
+    tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| stalled(idle))
+}
+
+fn stalled(idle: Duration) -> ApiError {
+    ApiError::new(
+        Code::RequestTimeout,
+        format!(
+            "the upload sent nothing for {} s and was cut off; nothing was kept",
+            idle.as_secs()
+        ),
+    )
+}
+
+async fn read_field(
+    field: &mut actix_multipart::Field,
+    name: &str,
+    idle: Duration,
+) -> Result<String, ApiError> {
     let mut value = Vec::new();
-    while let Some(chunk) = field.next().await {
+    while let Some(chunk) = next_within(field, idle).await? {
         let chunk = chunk.map_err(|e| ApiError::invalid(format!("multipart: {e}")))?;
         if value.len() + chunk.len() > FIELD_LIMIT {
             return Err(ApiError::invalid(format!(
@@ -121,12 +149,26 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// Why the file part of an upload ended early.
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    #[error("{0}")]
+    Multipart(String),
+    #[error("no bytes for {0:?}")]
+    Stalled(Duration),
+}
+
 fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::Empty => ApiError::new(Code::EmptyFile, "the file is empty"),
         SubmitError::UnsupportedType => ApiError::new(Code::UnsupportedType, e.to_string()),
         SubmitError::TooLarge(_) => ApiError::new(Code::PayloadTooLarge, e.to_string()),
-        SubmitError::Body(e) => ApiError::invalid(format!("reading the upload: {e}")),
+        SubmitError::Body(e) => match e.downcast::<UploadError>().map(|e| *e) {
+            Ok(UploadError::Stalled(idle)) => stalled(idle),
+            Ok(e) => ApiError::invalid(format!("reading the upload: {e}")),
+            Err(e) => ApiError::invalid(format!("reading the upload: {e}")),
+        },
+        SubmitError::Aborted(e) => ApiError::internal(e),
         SubmitError::Blob(e) => e.into(),
         SubmitError::Db(e) => e.into(),
     }
@@ -150,11 +192,22 @@ pub async fn create(
     current: CurrentUser,
     mut form: Multipart,
 ) -> Result<HttpResponse, ApiError> {
+    // A declared length over the limit is refused before a byte of the body is read.
+    let max = app.config.limits.max_upload_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max.saturating_add(FORM_OVERHEAD)) {
+        return Err(submit_error(SubmitError::TooLarge(max)));
+    }
+    let idle = Duration::from_secs(app.config.server.upload_idle_secs);
     let key = idempotency_key(&req)?;
     let mut options = TaskOptions::default();
     let mut engine = None;
     let mut fields = 0;
-    while let Some(field) = form.next().await {
+    while let Some(field) = next_within(&mut form, idle).await? {
         let mut field = field.map_err(|e| ApiError::invalid(format!("multipart: {e}")))?;
         fields += 1;
         if fields > MAX_FIELDS {
@@ -163,7 +216,7 @@ pub async fn create(
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
             "engine" => {
-                let value = read_field(&mut field, "engine").await?;
+                let value = read_field(&mut field, "engine", idle).await?;
                 let chosen: EngineKind = value
                     .trim()
                     .parse()
@@ -180,24 +233,23 @@ pub async fn create(
                 engine = Some(chosen);
             }
             "formats" => {
-                options.formats = parse_formats(&read_field(&mut field, "formats").await?)?
+                options.formats = parse_formats(&read_field(&mut field, "formats", idle).await?)?
             }
             "ocr" => {
-                let value = read_field(&mut field, "ocr").await?;
+                let value = read_field(&mut field, "ocr", idle).await?;
                 options.ocr = value.trim().parse().map_err(ApiError::invalid)?;
             }
             "password" => {
-                let value = read_field(&mut field, "password").await?;
+                let value = read_field(&mut field, "password", idle).await?;
                 options.password = (!value.is_empty()).then(|| Password::new(value));
             }
             "file" => {
                 let filename = field
                     .content_disposition()
                     .and_then(|d| d.get_filename())
-                    .map(str::to_owned)
-                    .filter(|n| !n.trim().is_empty())
+                    .map(|n| crate::names::clean(n, 255))
+                    .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| "upload".into());
-                let filename: String = filename.chars().take(255).collect();
                 let submission = Submission {
                     user_id: &current.user.id,
                     filename: &filename,
@@ -205,7 +257,17 @@ pub async fn create(
                     options,
                     idempotency_key: key.as_deref(),
                 };
-                let body = field.map_err(|e| std::io::Error::other(e.to_string()));
+                // A stalled upload ends in an error, which aborts what was stored of it.
+                let body = futures::stream::unfold(field, move |mut field| async move {
+                    match tokio::time::timeout(idle, field.next()).await {
+                        Ok(Some(chunk)) => Some((
+                            chunk.map_err(|e| UploadError::Multipart(e.to_string())),
+                            field,
+                        )),
+                        Ok(None) => None,
+                        Err(_) => Some((Err(UploadError::Stalled(idle)), field)),
+                    }
+                });
                 let (task, created) = crate::tasks::submit(&app, submission, body)
                     .await
                     .map_err(submit_error)?;
@@ -217,8 +279,7 @@ pub async fn create(
                 let filename = if created {
                     filename
                 } else {
-                    let mut conn = app.db.get().await?;
-                    File::find(&mut conn, &task.file_id).await?.filename
+                    find_file(&app, &task.file_id).await?.filename
                 };
                 return Ok(json(status, &TaskView::new(&task, &filename)));
             }
@@ -247,24 +308,33 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit: 1 to 100"));
     }
-    let mut conn = app.db.get().await?;
-    // One more than asked tells whether there is a next page.
-    let mut tasks = Task::list_for_user(
-        &mut conn,
-        &current.user.id,
-        status,
-        limit + 1,
-        query.cursor.as_deref(),
-    )
-    .await?;
-    let next_cursor = if tasks.len() as i64 > limit {
-        tasks.truncate(limit as usize);
-        tasks.last().map(|t| t.id.clone())
-    } else {
-        None
-    };
-    let ids: Vec<&str> = tasks.iter().map(|t| t.file_id.as_str()).collect();
-    let names = File::names(&mut conn, &ids).await?;
+    let cursor = query.cursor.clone().filter(|c| !c.is_empty());
+    if cursor.as_deref().is_some_and(|c| !is_id(c)) {
+        return Err(ApiError::invalid(
+            "cursor: pass next_cursor of the previous page",
+        ));
+    }
+    let user_id = current.user.id.clone();
+    let (tasks, names, next_cursor) = app
+        .db
+        .run(move |c| {
+            async move {
+                // One more than asked tells whether there is a next page.
+                let mut tasks =
+                    Task::list_for_user(c, &user_id, status, limit + 1, cursor.as_deref()).await?;
+                let next_cursor = if tasks.len() as i64 > limit {
+                    tasks.truncate(limit as usize);
+                    tasks.last().map(|t| t.id.clone())
+                } else {
+                    None
+                };
+                let ids: Vec<&str> = tasks.iter().map(|t| t.file_id.as_str()).collect();
+                let names = File::names(c, &ids).await?;
+                Ok::<_, DbError>((tasks, names, next_cursor))
+            }
+            .boxed()
+        })
+        .await?;
     Ok(json(
         StatusCode::OK,
         &TaskList {
@@ -275,12 +345,26 @@ pub async fn list(
 }
 
 async fn own_task(app: &App, current: &CurrentUser, id: &str) -> Result<(Task, String), ApiError> {
-    let mut conn = app.db.get().await?;
-    match Task::find_named_for_user(&mut conn, &current.user.id, id).await {
+    if !is_id(id) {
+        return Err(ApiError::task_not_found());
+    }
+    let (user_id, id) = (current.user.id.clone(), id.to_owned());
+    let found = app
+        .db
+        .run(move |c| async move { Task::find_named_for_user(c, &user_id, &id).await }.boxed())
+        .await;
+    match found {
         Ok(found) => Ok(found),
         Err(DbError::NotFound) => Err(ApiError::task_not_found()),
         Err(e) => Err(e.into()),
     }
+}
+
+async fn find_file(app: &App, id: &str) -> Result<File, DbError> {
+    let id = id.to_owned();
+    app.db
+        .run(move |c| async move { File::find(c, &id).await }.boxed())
+        .await
 }
 
 /// One task.
@@ -324,12 +408,14 @@ pub async fn result(
     if task.status != TaskStatus::Completed {
         return Err(not_ready());
     }
-    let result = {
-        let mut conn = app.db.get().await?;
-        match TaskResult::find_by_task(&mut conn, &task.id).await {
-            Err(DbError::NotFound) => return Err(not_ready()),
-            found => found?,
-        }
+    let task_id = task.id.clone();
+    let result = match app
+        .db
+        .run(move |c| async move { TaskResult::find_by_task(c, &task_id).await }.boxed())
+        .await
+    {
+        Err(DbError::NotFound) => return Err(not_ready()),
+        found => found?,
     };
     let key = result
         .blob_keys
@@ -409,8 +495,12 @@ pub async fn retry(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (task, filename) = own_task(&app, &current, &id).await?;
-    let mut conn = app.db.get().await?;
-    let task = Task::retry(&mut conn, &task.id).await?.ok_or_else(|| {
+    let task_id = task.id.clone();
+    let retried = app
+        .db
+        .run(move |c| async move { Task::retry(c, &task_id).await }.boxed())
+        .await?;
+    let task = retried.ok_or_else(|| {
         ApiError::new(
             Code::NotRetryable,
             format!(
@@ -419,7 +509,6 @@ pub async fn retry(
             ),
         )
     })?;
-    drop(conn);
     crate::tasks::announce_queued(&app, &task).await;
     Ok(json(StatusCode::ACCEPTED, &TaskView::new(&task, &filename)))
 }
@@ -433,16 +522,14 @@ pub async fn retry(
 ))]
 pub async fn page_image(
     app: web::Data<App>,
+    previews: web::Data<Previews>,
     current: CurrentUser,
     path: web::Path<(String, u32)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, page) = path.into_inner();
     let (task, _) = own_task(&app, &current, &id).await?;
-    let file = {
-        let mut conn = app.db.get().await?;
-        File::find(&mut conn, &task.file_id).await?
-    };
-    let no_page = || {
+    let file = find_file(&app, &task.file_id).await?;
+    let no_page = move || {
         ApiError::new(
             Code::PageNotFound,
             format!("the document has no page {page}"),
@@ -465,18 +552,27 @@ pub async fn page_image(
             .streaming(blob.body.map_err(|e| std::io::Error::other(e.to_string()))));
     }
     // Converted: the upload streams to a private temp file, and one page is decoded from it.
-    let temp = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
-    app.blobs.download_to(&key, temp.path()).await?;
     let limits = app.config.document_limits();
     let password = TaskOptions::parse(&task.options)
         .unwrap_or_default()
         .password;
-    let png = web::block(move || page_png(temp.path(), page, limits, password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| match e {
+    let fetch = async {
+        let temp = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
+        app.blobs.download_to(&key, temp.path()).await?;
+        Ok(temp)
+    };
+    let convert = move |temp: tempfile::NamedTempFile| {
+        page_png(temp.path(), page, limits, password).map_err(|e| match e {
             None => no_page(),
             Some(e) => ApiError::new(Code::Undecodable, e.to_string()),
+        })
+    };
+    let png = previews
+        .get_or_make(format!("{}:{page}", file.id), fetch, convert)
+        .await
+        .map_err(|e| match e {
+            PreviewError::Failed(e) => e,
+            PreviewError::Panicked(e) => ApiError::internal(e),
         })?;
     Ok(response.content_type("image/png").body(png))
 }
@@ -501,14 +597,13 @@ fn page_png(
             "the page has no image".into(),
         )));
     };
-    let image = if image.width().max(image.height()) > PAGE_IMAGE_MAX_SIDE {
-        image::DynamicImage::ImageRgb8(image)
-            .resize(
-                PAGE_IMAGE_MAX_SIDE,
-                PAGE_IMAGE_MAX_SIDE,
-                image::imageops::FilterType::Triangle,
-            )
-            .into_rgb8()
+    let (width, height) = image.dimensions();
+    let image = if width.max(height) > PAGE_IMAGE_MAX_SIDE {
+        // An integer box filter: no full-size floating-point copy of a large scan, and each
+        // source pixel still counts (no aliasing when shrinking a lot).
+        let scale = f64::from(PAGE_IMAGE_MAX_SIDE) / f64::from(width.max(height));
+        let fit = |side: u32| ((f64::from(side) * scale).round() as u32).max(1);
+        image::imageops::thumbnail(&image, fit(width), fit(height))
     } else {
         image
     };

@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -66,24 +67,29 @@ pub async fn create(
     current: CurrentUser,
     body: web::Json<CreateTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body.name.trim();
+    let name = crate::names::clean(&body.name, usize::MAX);
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("name: 1 to 100 characters"));
     }
     let token = new_token();
     let prefix: String = token.chars().take(12).collect();
-    let mut conn = app.db.get().await?;
-    let created = ApiToken::create(
-        &mut conn,
-        NewApiToken {
-            user_id: &current.user.id,
-            name,
-            prefix: &prefix,
-            token_hash: &token_hash(&token),
-            expires_at: None,
-        },
-    )
-    .await?;
+    let (user_id, name, hash) = (current.user.id.clone(), name, token_hash(&token));
+    let created = app
+        .db
+        .run(move |c| {
+            async move {
+                let new = NewApiToken {
+                    user_id: &user_id,
+                    name: &name,
+                    prefix: &prefix,
+                    token_hash: &hash,
+                    expires_at: None,
+                };
+                ApiToken::create(c, new).await
+            }
+            .boxed()
+        })
+        .await?;
     Ok(json(
         StatusCode::CREATED,
         &CreatedToken {
@@ -96,8 +102,11 @@ pub async fn create(
 /// The signed-in user's tokens (never the tokens themselves).
 #[utoipa::path(get, path = "/api/tokens", tag = "tokens", responses((status = 200, body = TokenList), (status = 401)))]
 pub async fn list(app: web::Data<App>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
-    let mut conn = app.db.get().await?;
-    let tokens = ApiToken::list_for_user(&mut conn, &current.user.id).await?;
+    let user_id = current.user.id.clone();
+    let tokens = app
+        .db
+        .run(move |c| async move { ApiToken::list_for_user(c, &user_id).await }.boxed())
+        .await?;
     Ok(json(
         StatusCode::OK,
         &TokenList {
@@ -115,8 +124,15 @@ pub async fn delete(
     current: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = app.db.get().await?;
-    match ApiToken::delete(&mut conn, &current.user.id, &id).await {
+    let (user_id, id) = (current.user.id.clone(), id.into_inner());
+    if !crate::db::models::is_id(&id) {
+        return Err(ApiError::new(Code::TokenNotFound, "no such token"));
+    }
+    let deleted = app
+        .db
+        .run(move |c| async move { ApiToken::delete(c, &user_id, &id).await }.boxed())
+        .await;
+    match deleted {
         Ok(()) => Ok(HttpResponse::NoContent().finish()),
         Err(DbError::NotFound) => Err(ApiError::new(Code::TokenNotFound, "no such token")),
         Err(e) => Err(e.into()),
