@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: run dev test lint build bench bench-api models
+.PHONY: run dev test lint build bench bench-api models fuzz chaos
 
 # Start ocrd on the embedded defaults (SQLite, in-process queue, local blobs in ./data), with the
 # models fetched first.
@@ -36,6 +36,17 @@ bench: models
 	target/tools-venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 	cargo bench --bench ppocr
 	cargo bench --bench qwen3vl
+
+# Fuzzing with libFuzzer (cargo-fuzz, nightly toolchain): every target in fuzz/ for
+# FUZZ_SECONDS (default 600) each; prints executions per target. `make test` runs the short
+# version (seeds, mutations, past findings).
+fuzz:
+	scripts/fuzz.sh
+
+# The kill storm at full size: 200 tasks, 100 worker kills, 2 Redis restarts, a 10 s storage
+# cut (`make test` runs 40 tasks and 15 kills).
+chaos:
+	OCRD_CHAOS_TASKS=200 OCRD_CHAOS_KILLS=100 scripts/test.sh chaos:: -- --nocapture
 
 # The HTTP API under wrk: GET /api/tasks/{id} with a token against GET /healthz, req/s and p99.
 bench-api:

@@ -11,6 +11,7 @@ pub mod document;
 pub mod error;
 pub mod eval;
 pub mod events;
+pub mod fuzz;
 pub mod names;
 pub mod ocr;
 pub mod outage;

@@ -5,9 +5,9 @@
 //! lying header is refused cheaply. Supported: PNG, JPEG, TIFF (every page), WebP, BMP and PDF
 //! (every page, rendered at `pdf_dpi`).
 
-mod pdf;
+pub(crate) mod pdf;
 mod text_layer;
-mod tiff_pages;
+pub(crate) mod tiff_pages;
 
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;

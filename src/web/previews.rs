@@ -5,8 +5,8 @@
 //! with it), and results are kept in a cache of at most [`CACHE_BYTES`]: a page asked for
 //! again, by a viewer or by an attacker, costs a copy, not a decode.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -20,6 +20,8 @@ const CACHE_BYTES: usize = 64 << 20;
 pub struct Previews {
     permits: Arc<Semaphore>,
     cache: Arc<Mutex<Cache>>,
+    /// One lock per page being made, so that concurrent asks for it wait for one conversion.
+    making: Arc<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Oldest first; evicted from the front.
@@ -66,6 +68,7 @@ impl Default for Previews {
         Previews {
             permits: Arc::new(Semaphore::new(CONVERSIONS)),
             cache: Arc::new(Mutex::new(Cache::default())),
+            making: Arc::default(),
         }
     }
 }
@@ -76,6 +79,17 @@ impl Previews {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
+    }
+
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut making = self.making.lock().unwrap_or_else(|e| e.into_inner());
+        making.retain(|_, lock| lock.strong_count() > 0);
+        if let Some(lock) = making.get(key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        making.insert(key.to_owned(), Arc::downgrade(&lock));
+        lock
     }
 
     /// The preview under `key`: cached, or made by `fetch` (async, e.g. a download) and then
@@ -93,6 +107,7 @@ impl Previews {
         if let Some(hit) = self.cached(&key) {
             return Ok(hit);
         }
+        let turn = self.lock_for(&key).lock_owned().await;
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -104,7 +119,7 @@ impl Previews {
         let input = fetch.await.map_err(PreviewError::Failed)?;
         let cache = Arc::clone(&self.cache);
         let made = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _held = (permit, turn);
             let png = Bytes::from(convert(input)?);
             cache
                 .lock()

@@ -545,9 +545,21 @@ async fn security_cases() {
         .send()
         .await
         .unwrap();
-    assert_eq!(injected.status(), StatusCode::OK);
+    // Not a task id, so never part of a query.
+    assert_eq!(injected.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
-        injected.json::<Value>().await.unwrap()["tasks"],
+        injected.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_request"
+    );
+    let foreign = b
+        .client
+        .get(api.url(&format!("/api/tasks?cursor={id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::OK);
+    assert_eq!(
+        foreign.json::<Value>().await.unwrap()["tasks"],
         json!([]),
         "B sees nothing of A's"
     );

@@ -4,6 +4,7 @@ mod all_in_one;
 mod api;
 mod blobs;
 mod browser;
+mod chaos;
 mod cli;
 mod config;
 mod db;

@@ -308,7 +308,7 @@ async fn storage_outage_is_retried_then_fails_cleanly_when_too_long() {
 
 /// Stores a file the way an older client or a direct upload might have, past the API's checks,
 /// and queues it: the worker is the last line of defence.
-async fn enqueue_raw(install: &Install, name: &str, body: Vec<u8>) -> String {
+pub async fn enqueue_raw(install: &Install, name: &str, body: Vec<u8>) -> String {
     let file_id = new_id();
     let at = now();
     let key = BlobKey::upload(&install.user.id, at, &file_id, name);
