@@ -22,7 +22,7 @@ if ! rustup toolchain list | grep -q '^nightly'; then
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz from crates.io"
-    cargo install cargo-fuzz --locked --version 0.13.1
+    cargo install cargo-fuzz --locked --version 0.13.2
 fi
 
 # The corpus: seeds first, then larger real files (truncated to max_len by libFuzzer).
@@ -44,10 +44,10 @@ for target in $targets; do
     esac
 done
 
-# No sanitizer: ocrd's own code is safe Rust, where a bug is a panic that libFuzzer catches
+# Release with overflow checks and debug assertions; no sanitizer: ocrd's own code is safe Rust, where a bug is a panic that libFuzzer catches
 # without one; this runs several times faster. FUZZ_SANITIZER=address brings ASan back.
 sanitizer="${FUZZ_SANITIZER:-none}"
-cargo +nightly fuzz build --fuzz-dir fuzz -O -s "$sanitizer" $targets
+cargo +nightly fuzz build --fuzz-dir fuzz -O -a -s "$sanitizer"
 
 status=0
 report=()
@@ -55,7 +55,7 @@ for target in $targets; do
     log="fuzz/artifacts/$target.log"
     mkdir -p "fuzz/artifacts/$target"
     echo "fuzz: $target for ${seconds}s"
-    if cargo +nightly fuzz run --fuzz-dir fuzz -O -s "$sanitizer" "$target" "fuzz/corpus/$target" -- \
+    if cargo +nightly fuzz run --fuzz-dir fuzz -O -a -s "$sanitizer" "$target" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
         -max_len=131072 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$target/" \
         >"$log" 2>&1; then

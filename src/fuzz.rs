@@ -87,7 +87,13 @@ pub fn decode_pdf(data: &[u8]) {
         _ => OcrPolicy::Auto,
     };
     let options = ReadOptions::policy(policy);
-    if let Ok(pages) = document::pdf::PdfPages::new(data.to_vec(), limits(), &options) {
+    // Two pages at 36 dpi: drawing is the slow part, and its code is the same at any scale.
+    let limits = Limits {
+        max_pages: 2,
+        pdf_dpi: 36,
+        ..limits()
+    };
+    if let Ok(pages) = document::pdf::PdfPages::new(data.to_vec(), limits, &options) {
         for page in pages {
             let _ = page;
         }

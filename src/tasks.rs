@@ -206,7 +206,7 @@ where
         // Pump the client's body into the channel until it ends, or until the stored side
         // answers early (a wrong type, too large, a storage error).
         let chunk = tokio::select! {
-            outcome = &mut stored => return outcome.unwrap_or_else(|e| Err(SubmitError::Aborted(e.to_string()))),
+            outcome = &mut stored => return joined(outcome),
             chunk = body.next() => chunk,
         };
         let item = match chunk {
@@ -216,16 +216,21 @@ where
         };
         let last = !matches!(item, Chunk::Data(_));
         tokio::select! {
-            outcome = &mut stored => return outcome.unwrap_or_else(|e| Err(SubmitError::Aborted(e.to_string()))),
+            outcome = &mut stored => return joined(outcome),
             sent = sender.send(item) => if sent.is_err() { break },
         }
         if last {
             break;
         }
     }
-    stored
-        .await
-        .unwrap_or_else(|e| Err(SubmitError::Aborted(e.to_string())))
+    joined(stored.await)
+}
+
+type Submitted = Result<(Task, bool), SubmitError>;
+
+/// The storing task's outcome; a panic in it is an error like the others.
+fn joined(outcome: Result<Submitted, tokio::task::JoinError>) -> Submitted {
+    outcome.unwrap_or_else(|e| Err(SubmitError::Aborted(e.to_string())))
 }
 
 /// One message from the caller's body to the storing task.

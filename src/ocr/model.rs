@@ -34,12 +34,13 @@ impl BBox {
         })
     }
 
+    // Saturating: the fields are public, so a box deserialised from elsewhere may be inverted.
     pub fn width(&self) -> u32 {
-        self.x1 - self.x0
+        self.x1.saturating_sub(self.x0)
     }
 
     pub fn height(&self) -> u32 {
-        self.y1 - self.y0
+        self.y1.saturating_sub(self.y0)
     }
 
     pub fn contains(&self, other: &BBox) -> bool {
@@ -147,20 +148,33 @@ impl PageResult {
     /// Maps every box onto the page turned by 180°: for a page read turned, back onto the image.
     pub fn turn_boxes(&mut self) {
         let (w, h) = (self.width, self.height);
-        let turn = |b: &mut BBox| {
-            *b = BBox::new(
+        self.map_boxes(|b| {
+            BBox::new(
                 w.saturating_sub(b.x1),
                 h.saturating_sub(b.y1),
                 w.saturating_sub(b.x0),
                 h.saturating_sub(b.y0),
             )
-        };
+        });
+    }
+
+    /// Maps a page read at `1/factor` of its size back onto the `width`×`height` original.
+    pub fn scale_up(&mut self, factor: u32, width: u32, height: u32) {
+        self.width = width;
+        self.height = height;
+        self.map_boxes(|b| {
+            BBox::new(b.x0 * factor, b.y0 * factor, b.x1 * factor, b.y1 * factor)
+                .clamp(width, height)
+        });
+    }
+
+    fn map_boxes(&mut self, map: impl Fn(BBox) -> BBox) {
         for block in &mut self.blocks {
-            turn(&mut block.bbox);
+            block.bbox = map(block.bbox);
             for line in &mut block.lines {
-                turn(&mut line.bbox);
+                line.bbox = map(line.bbox);
                 for word in &mut line.words {
-                    turn(&mut word.bbox);
+                    word.bbox = map(word.bbox);
                 }
             }
         }

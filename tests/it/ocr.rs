@@ -314,3 +314,37 @@ fn a_cuda_request_that_cannot_be_met_fails_loudly() {
     println!("{error}");
     assert!(error.contains("CUDA"), "{error}");
 }
+
+/// A 600-dpi scan (here a 200-dpi page scaled up 3×, 35 MP) is read at a third of its size,
+/// with the same text as the page itself, and its boxes on the large image.
+#[test]
+fn a_600_dpi_page_reads_like_the_same_page_at_200_dpi() {
+    let engine = engine();
+    let path = eval_dir().join("page_000.png");
+    let page = load(&path);
+    assert_eq!(page.dimensions(), (1654, 2339), "a 200-dpi page");
+    let large = image::imageops::resize(&page, 1654 * 3, 2339 * 3, image::imageops::Triangle);
+    let (small, big) = (
+        engine.recognize(&page).unwrap(),
+        engine.recognize(&large).unwrap(),
+    );
+    let truth = std::fs::read_to_string(path.with_extension("gt.txt")).unwrap();
+    let (cer_small, cer_big) = (
+        cer(&page_text(&small), &truth),
+        cer(&page_text(&big), &truth),
+    );
+    println!("200 dpi: CER {cer_small:.4}; 600 dpi: CER {cer_big:.4}");
+    assert!(
+        cer_big <= cer_small + 0.003,
+        "{cer_big:.4} against {cer_small:.4}"
+    );
+    assert_eq!((big.width, big.height), large.dimensions());
+    let union = |r: &PageResult| BBox::union(r.words().map(|w| w.bbox)).unwrap();
+    let (a, b) = (union(&small), union(&big));
+    for (x, y) in [(a.x0, b.x0), (a.y0, b.y0), (a.x1, b.x1), (a.y1, b.y1)] {
+        assert!(
+            (i64::from(x) * 3 - i64::from(y)).abs() <= 12,
+            "text area {a:?} at 200 dpi, {b:?} at 600 dpi"
+        );
+    }
+}

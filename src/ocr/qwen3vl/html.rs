@@ -73,11 +73,12 @@ fn block(bbox: BBox, text: &str, confidence: f32) -> Option<Block> {
         .iter()
         .enumerate()
         .map(|(i, words)| {
-            let y0 = bbox.y0 + i as u32 * line_height;
+            // Inside the block box, however many lines a flat box holds.
+            let y0 = (bbox.y0 + i as u32 * line_height).min(bbox.y1);
             let y1 = if i as u32 + 1 == n {
-                bbox.y1.max(y0)
+                bbox.y1
             } else {
-                y0 + line_height
+                (y0 + line_height).min(bbox.y1)
             };
             line(BBox::new(bbox.x0, y0, bbox.x1, y1), words, confidence)
         })
@@ -95,17 +96,13 @@ fn line(bbox: BBox, words: &[&str], confidence: f32) -> Line {
         .iter()
         .map(|w| {
             let len = w.chars().count();
-            let x0 = bbox.x0 + (at as f64 * per_char).round() as u32;
-            let x1 = bbox.x0 + ((at + len) as f64 * per_char).round() as u32;
+            // Inside the line box, which may be zero wide (a box on the page's edge).
+            let x0 = (bbox.x0 + (at as f64 * per_char).round() as u32).min(bbox.x1);
+            let x1 = (bbox.x0 + ((at + len) as f64 * per_char).round() as u32).min(bbox.x1);
             at += len + 1;
             Word {
                 text: (*w).to_owned(),
-                bbox: BBox::new(
-                    x0,
-                    bbox.y0,
-                    x1.max(x0 + 1).min(bbox.x1.max(x0 + 1)),
-                    bbox.y1,
-                ),
+                bbox: BBox::new(x0, bbox.y0, x1.max(x0), bbox.y1),
                 confidence,
             }
         })
