@@ -402,7 +402,8 @@ pub struct WorkerConfig {
     /// Attempts per task: claims after interrupted runs, and retries after transient failures
     /// (database, queue or storage unavailable).
     pub max_attempts: u32,
-    /// A task delivered by the queue more often than this is failed with code `poison`.
+    /// A task delivered by the queue more often than this (plus one per page its earlier
+    /// runs stored) is failed with code `poison`.
     pub max_deliveries: u32,
     /// First retry delay after a transient failure; it doubles per attempt, with jitter.
     pub retry_base_ms: u64,

@@ -206,11 +206,17 @@ impl Worker {
     ) -> Step {
         let id = delivery.task_id.clone();
         if delivery.deliveries > self.options.max_deliveries {
-            let message = format!(
-                "the queue delivered this task {} times without it finishing; it is not retried again",
-                delivery.deliveries
-            );
-            return self.give_up(&delivery, &message).await;
+            // Each page stored so far earns one more delivery: a long document whose workers
+            // keep being stopped (spot instances, rolling restarts) advances and is no poison,
+            // while a task that kills its worker at the same page still runs out.
+            let stored = self.stored_pages(&id).await;
+            if delivery.deliveries > self.options.max_deliveries + stored {
+                let message = format!(
+                    "the queue delivered this task {} times without it finishing ({stored} pages stored); it is not retried again",
+                    delivery.deliveries
+                );
+                return self.give_up(&delivery, &message).await;
+            }
         }
         // A lease belongs to one claim, not to the process: two slots can never both hold a
         // task, even when one took it over from the other after a lost heartbeat.
@@ -310,6 +316,17 @@ impl Worker {
             }
         }
         Step::Done
+    }
+
+    /// Pages of the task that earlier runs finished (0 when it cannot be read).
+    async fn stored_pages(&self, id: &str) -> u64 {
+        let id = id.to_owned();
+        let found = self
+            .app
+            .db
+            .run(move |c| async move { Task::find(c, &id).await }.boxed())
+            .await;
+        found.map_or(0, |task| task.pages_done.max(0) as u64)
     }
 
     /// Renews the lease every third of its length; returns once the lease is lost.

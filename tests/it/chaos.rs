@@ -141,8 +141,11 @@ async fn a_kill_storm_loses_nothing_and_does_nothing_twice() {
     let redis_url = redis.url();
     let install = Install::distributed(|c| {
         c.redis.url = Secret::new(redis_url);
-        // Kills cost attempts; a task may be killed several times.
+        // Kills cost attempts and deliveries: at a kill every 2 s or so, a task may be
+        // killed many times before it ends (production's defaults, 3 and 5, are for rarer
+        // deaths, and would rightly call such a task poison).
         c.worker.max_attempts = 30;
+        c.worker.max_deliveries = 30;
     })
     .await;
     let through_outage = [("OCRD_STORAGE__ENDPOINT", outage.endpoint())];

@@ -144,6 +144,17 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A JSON `POST` with the browser's session and CSRF token.
+    async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.browser
+            .post(self.url(path))
+            .header("X-CSRF-Token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The server answers an ordinary request, and no server thread has panicked.
     async fn assert_healthy(&self) {
         assert_eq!(
@@ -937,7 +948,10 @@ async fn the_data_dir_and_its_files_are_private() {
     server
         .upload("page.png", std::fs::read(page).unwrap())
         .await;
-    let files = walk_files(&server.data_dir);
+    let files: Vec<String> = crate::support::walk(&server.data_dir)
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
     assert!(
         files.iter().any(|f| f.ends_with("ocrd.db"))
             && files.iter().any(|f| f.ends_with("page.png")),
@@ -945,19 +959,6 @@ async fn the_data_dir_and_its_files_are_private() {
     );
     let open = open_to_others(&server.data_dir);
     assert!(open.is_empty(), "readable by others: {open:?}");
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<String> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk_files(&path));
-        } else {
-            files.push(path.display().to_string());
-        }
-    }
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -982,25 +983,15 @@ async fn file_and_token_names_lose_control_and_bidi_characters() {
         .unwrap();
     assert_eq!(task["filename"], "evilgnp.exe", "{task}");
     let token: Value = server
-        .browser
-        .post(server.url("/api/tokens"))
-        .header("X-CSRF-Token", &server.csrf)
-        .json(&json!({"name": "ci\u{0}bot\u{2066}\u{7}"}))
-        .send()
+        .post_json("/api/tokens", json!({"name": "ci\u{0}bot\u{2066}\u{7}"}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(token["name"], "cibot", "{token}");
     let only_controls = server
-        .browser
-        .post(server.url("/api/tokens"))
-        .header("X-CSRF-Token", &server.csrf)
-        .json(&json!({"name": "\u{0}\u{202e}"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/api/tokens", json!({"name": "\u{0}\u{202e}"}))
+        .await;
     assert_eq!(only_controls.status(), StatusCode::BAD_REQUEST);
     server.assert_healthy().await;
 }

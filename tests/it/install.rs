@@ -144,6 +144,10 @@ impl Install {
                 c.worker.max_attempts.to_string(),
             ),
             (
+                "OCRD_WORKER__MAX_DELIVERIES",
+                c.worker.max_deliveries.to_string(),
+            ),
+            (
                 "OCRD_WORKER__RETRY_BASE_MS",
                 c.worker.retry_base_ms.to_string(),
             ),

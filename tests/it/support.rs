@@ -57,7 +57,8 @@ fn template_name() -> &'static str {
     })
 }
 
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+/// Every file below `dir`.
+pub fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

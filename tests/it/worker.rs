@@ -451,18 +451,9 @@ async fn sigterm_finishes_the_running_task_or_hands_it_back() {
 async fn a_task_the_queue_keeps_redelivering_is_poison() {
     let install = Install::distributed(|c| c.worker.max_deliveries = 2).await;
     let task = install.submit_file(&sample_pages()[0].0).await;
-    // Three consumers took the entry and vanished without a trace.
-    for ghost in ["ghost-1", "ghost-2", "ghost-3"] {
-        let got = install
-            .app
-            .queue
-            .pop(ghost, Duration::ZERO, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(got.map(|d| d.task_id), Some(task.id.clone()));
-    }
+    vanishing_consumers(&install, &task.id).await;
     let _turn = one_at_a_time().await;
-    let _worker = install.spawn_worker("w", &[("OCRD_WORKER__MAX_DELIVERIES", "2")]);
+    let _worker = install.spawn_worker("w", &[]);
     let done = install
         .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(120))
         .await;
@@ -474,6 +465,44 @@ async fn a_task_the_queue_keeps_redelivering_is_poison() {
         done[0]
     );
     assert_eq!(done[0].attempts, 0, "never claimed");
+}
+
+/// Three consumers take the task's entry and vanish without a trace: 3 deliveries.
+async fn vanishing_consumers(install: &Install, task_id: &str) {
+    for ghost in ["ghost-1", "ghost-2", "ghost-3"] {
+        let got = install
+            .app
+            .queue
+            .pop(ghost, Duration::ZERO, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(got.map(|d| d.task_id).as_deref(), Some(task_id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_runs_stored_pages_earns_more_deliveries() {
+    let install = Install::distributed(|c| c.worker.max_deliveries = 2).await;
+    let task = install.submit_file(&sample_pages()[1].0).await;
+    // Earlier runs stored three pages: three more deliveries than max_deliveries are allowed.
+    {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use ocrd::db::schema::tasks;
+        let mut conn = install.app.db.get().await.unwrap();
+        ocrd::with_conn!(&mut conn, |c| diesel::update(tasks::table.find(&task.id))
+            .set(tasks::pages_done.eq(3))
+            .execute(c)
+            .await)
+        .unwrap();
+    }
+    vanishing_consumers(&install, &task.id).await;
+    let _turn = one_at_a_time().await;
+    let _worker = install.spawn_worker("w", &[]);
+    let done = install
+        .wait_finished(std::slice::from_ref(&task.id), Duration::from_secs(300))
+        .await;
+    assert_eq!(done[0].status, TaskStatus::Completed, "{:?}", done[0]);
 }
 
 #[test]
