@@ -4,9 +4,9 @@
 //! written once inside [`with_conn!`], which expands it for whichever connection type the pool
 //! holds. Models (in [`models`]) are associated async functions taking `&mut DbConn`.
 //!
-//! **Cancel safety.** Callers reach a connection only through [`DbPool::run`], which runs the
-//! whole operation (checkout, queries, return to the pool) as a task of its own on the
-//! multi-threaded runtime that built the pool. A caller that is dropped mid-query (a client
+//! **Cancel safety.** Request and worker code reach a connection through [`DbPool::run`],
+//! which runs the whole operation (checkout, queries, return to the pool) as a task of its own
+//! on the multi-threaded runtime that built the pool. A caller that is dropped mid-query (a client
 //! that hangs up, an extractor that failed beside it, a timeout, a `select!`) only stops
 //! waiting: the operation finishes and the connection goes back whole. This matters most for
 //! SQLite, whose diesel-async wrapper blocks the thread when an unfinished query future is
