@@ -328,10 +328,40 @@ mod tests {
         files.iter().map(|f| std::fs::read(f).unwrap()).collect()
     }
 
+    thread_local! {
+        /// Panics on this thread, caught or not: libFuzzer counts a panic that a
+        /// `catch_unwind` inside ocrd recovers from as a finding too.
+        static PANICS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn count_panics() {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                PANICS.with(|n| n.set(n.get() + 1));
+                previous(info);
+            }));
+        });
+    }
+
+    /// Runs `target` on `input`; fails the test if anything panicked, even if it was caught.
+    fn run(name: &str, target: super::Target, input: &[u8]) {
+        let before = PANICS.with(|n| n.get());
+        target(input);
+        assert_eq!(
+            PANICS.with(|n| n.get()),
+            before,
+            "fuzz target {name} panicked on an input of {} bytes",
+            input.len()
+        );
+    }
+
     /// The short version of `make fuzz`: every target over its seeds, 32 mutations of each
     /// (truncations, flipped and inserted bytes), and every past finding.
     #[test]
     fn every_target_survives_its_seeds_their_mutations_and_past_findings() {
+        count_panics();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
         let mut rng = fastrand::Rng::with_seed(0x0c7d);
         for (name, target) in TARGETS {
@@ -339,7 +369,7 @@ mod tests {
             assert!(!seeds.is_empty(), "fuzz/seeds/{name} is empty");
             let mut runs = 0;
             for seed in &seeds {
-                target(seed);
+                run(name, *target, seed);
                 for _ in 0..32 {
                     let mut input = seed.clone();
                     match rng.u8(..3) {
@@ -356,13 +386,13 @@ mod tests {
                             input.splice(at..at, junk);
                         }
                     }
-                    target(&input);
+                    run(name, *target, &input);
                     runs += 1;
                 }
             }
             let findings = inputs(&root.join("regressions").join(name));
             for finding in &findings {
-                target(finding);
+                run(name, *target, finding);
             }
             println!(
                 "fuzz {name}: {} seeds, {runs} mutations, {} past findings",

@@ -20,8 +20,9 @@ use image::RgbImage;
 use super::{DocumentError, Limits, OcrPolicy, PageInput, Password, ReadOptions, text_layer};
 use crate::ocr::{PageResult, PageSource};
 
-/// hayro's bitmaps are at most this many pixels a side.
-const MAX_SIDE: f32 = u16::MAX as f32;
+/// hayro's bitmaps are at most `u16::MAX` pixels a side, and its rasteriser rounds a side up
+/// to whole tiles in a `u16` (a side of 65,535 panicked in vello: a fuzz finding): stay clear.
+const MAX_SIDE: f32 = (u16::MAX - 255) as f32;
 
 pub struct PdfPages {
     pdf: Pdf,
