@@ -26,14 +26,7 @@ struct Api {
 impl Api {
     async fn start(tweak: impl FnOnce(&mut ocrd::config::Config)) -> Api {
         let install = Install::distributed(tweak).await;
-        let (server, addr) = ocrd::web::bind(
-            "127.0.0.1:0",
-            install.app.clone(),
-            None,
-            ocrd::web::Scope::Full,
-        )
-        .unwrap();
-        tokio::spawn(server);
+        let addr = install.serve();
         Api {
             install,
             base: format!("http://{addr}"),

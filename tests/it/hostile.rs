@@ -64,14 +64,7 @@ impl Server {
             Backend::Embedded => Install::embedded(tweak).await,
             Backend::Distributed => Install::distributed(tweak).await,
         };
-        let (server, addr) = ocrd::web::bind(
-            "127.0.0.1:0",
-            install.app.clone(),
-            None,
-            ocrd::web::Scope::Full,
-        )
-        .unwrap();
-        tokio::spawn(server);
+        let addr = install.serve();
         let base = format!("http://{addr}");
         let browser = reqwest::Client::builder()
             .cookie_store(true)

@@ -114,6 +114,19 @@ impl Install {
         }
     }
 
+    /// Serves this install's pages and API in process on a random port; its address.
+    pub fn serve(&self) -> std::net::SocketAddr {
+        let (server, addr) = ocrd::web::bind(
+            "127.0.0.1:0",
+            self.app.clone(),
+            None,
+            ocrd::web::Scope::Full,
+        )
+        .unwrap();
+        tokio::spawn(server);
+        addr
+    }
+
     pub fn temp_root(&self) -> PathBuf {
         self.config.worker_temp_dir()
     }
