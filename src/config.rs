@@ -314,8 +314,13 @@ pub struct OcrConfig {
     pub runtime: Option<PathBuf>,
     /// Inference threads; 0 uses every core.
     pub threads: usize,
-    /// Detect upside-down lines (PP-OCR's 0°/180° classifier) and read them turned.
+    /// Also classify every line as upright or upside down (PP-OCR's 0°/180° classifier), for
+    /// pages that mix both; whole pages are turned without it.
     pub classify_orientation: bool,
+    /// The scripts pages are read in, unless a task asks for others: `latin` (default),
+    /// `greek`, `cyrillic`, `cjk`, a comma-separated mix, or `all`. PP-OCR only decodes
+    /// characters of these scripts (and digits, punctuation and symbols).
+    pub lang: crate::ocr::lang::Lang,
     /// CUDA device ids for workers; empty runs on the CPU. `ocrd work --gpus` overrides it.
     pub gpus: Vec<u32>,
     /// Resolution PDF pages are rendered at for OCR (lowered for pages over
@@ -359,6 +364,7 @@ impl Default for OcrConfig {
             runtime: None,
             threads: 0,
             classify_orientation: false,
+            lang: crate::ocr::lang::Lang::default(),
             gpus: Vec::new(),
             pdf_dpi: 300,
             qwen3vl: Qwen3VlConfig::default(),

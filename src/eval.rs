@@ -1,5 +1,6 @@
 //! Measurements shared by the tests and the benchmarks: character error rate (CER) from a
-//! Levenshtein distance over characters, and a process's peak memory.
+//! Levenshtein distance over characters, its case-folded form and bag-of-words F1 for
+//! receipts, and a process's peak memory.
 
 /// Peak resident memory (`VmHWM`) of process `pid` (`"self"` for this one), in MiB; `None`
 /// when the process is gone or the kernel does not say.
@@ -43,6 +44,45 @@ pub fn cer(hypothesis: &str, reference: &str) -> f64 {
     levenshtein(&h, &r) as f64 / r.len() as f64
 }
 
+/// Case-folded CER with all whitespace removed (CER_ci): for ground truth whose case and
+/// spacing follow annotators rather than the page, as on the SROIE receipts.
+pub fn cer_ci(hypothesis: &str, reference: &str) -> f64 {
+    let fold = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let (h, r) = (fold(hypothesis), fold(reference));
+    if r.is_empty() {
+        return if h.is_empty() { 0.0 } else { 1.0 };
+    }
+    levenshtein(&h, &r) as f64 / r.len() as f64
+}
+
+/// Bag-of-words F1: the multiset overlap of case-folded whitespace-separated tokens, blind to
+/// reading order (a receipt's labels against its right-aligned amounts).
+pub fn bag_of_words_f1(hypothesis: &str, reference: &str) -> f64 {
+    use std::collections::HashMap;
+    let bag = |s: &str| -> HashMap<String, usize> {
+        let mut bag = HashMap::new();
+        for token in s.split_whitespace() {
+            *bag.entry(token.to_lowercase()).or_default() += 1;
+        }
+        bag
+    };
+    let (h, r) = (bag(hypothesis), bag(reference));
+    let (nh, nr) = (h.values().sum::<usize>(), r.values().sum::<usize>());
+    if nh == 0 || nr == 0 {
+        return if nh == nr { 1.0 } else { 0.0 };
+    }
+    let common: usize = h
+        .iter()
+        .map(|(token, n)| (*n).min(r.get(token).copied().unwrap_or(0)))
+        .sum();
+    2.0 * common as f64 / (nh + nr) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +100,15 @@ mod tests {
         assert_eq!(cer("a  b\n c ", "a b c"), 0.0);
         assert!((cer("theFuture", "the Future") - 0.1).abs() < 1e-9);
         assert_eq!(cer("", ""), 0.0);
+    }
+
+    #[test]
+    fn receipt_metrics_ignore_case_spacing_and_order() {
+        assert_eq!(cer_ci("Total : 12.50", "TOTAL: 12.50"), 0.0);
+        assert!((cer_ci("TOTAL 12.5", "TOTAL 12.50") - 1.0 / 10.0).abs() < 1e-9);
+        assert_eq!(bag_of_words_f1("12.50 total", "TOTAL 12.50"), 1.0);
+        // Two of three tokens each way: F1 = 2/3.
+        assert!((bag_of_words_f1("a b x", "a b c") - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(bag_of_words_f1("", "a"), 0.0);
     }
 }

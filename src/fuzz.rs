@@ -254,6 +254,7 @@ fn page_models(bytes: &mut Bytes<'_>) -> Vec<PageResult> {
             width,
             height,
             rotation: [0, 90, 180, 270][usize::from(bytes.u8() % 4)],
+            skew: f32::from(bytes.u8()) / 10.0 - 12.8,
             blocks,
             source: if bytes.u8().is_multiple_of(2) {
                 PageSource::Ocr

@@ -16,6 +16,7 @@ use crate::config::EngineKind;
 use crate::db::DbError;
 use crate::db::models::{NewFile, NewTask, Task, new_id, now};
 use crate::document::Kind;
+use crate::ocr::lang::Lang;
 use crate::render::Format;
 
 /// Per-task options, stored with the task as JSON.
@@ -28,6 +29,9 @@ pub struct TaskOptions {
     /// The password of an encrypted PDF, kept with the task so that any worker can open it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<Password>,
+    /// The scripts the document is written in; `None` takes the worker's `ocr.lang`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<Lang>,
 }
 
 impl Default for TaskOptions {
@@ -36,6 +40,7 @@ impl Default for TaskOptions {
             formats: vec![Format::Hocr, Format::Txt, Format::Json],
             ocr: OcrPolicy::Auto,
             password: None,
+            lang: None,
         }
     }
 }
@@ -102,6 +107,13 @@ impl TaskOptions {
         crate::document::ReadOptions {
             policy: self.ocr,
             password: self.password.clone(),
+        }
+    }
+
+    /// What the engine is asked for each page.
+    pub fn page_options(&self) -> crate::ocr::PageOptions {
+        crate::ocr::PageOptions {
+            lang: self.lang.clone(),
         }
     }
 

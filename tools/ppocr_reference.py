@@ -276,11 +276,13 @@ def process_pages(engine: Engine, pages: list[Path], quiet: bool = False) -> lis
         h, w = img.shape[:2]
         r = {"page": page.name, "path": str(page), "width": w, "height": h, "lines": lines,
              "seconds": dt, "cpu_seconds": dc}
+        hyp = "\n".join(l["text"] for l in lines)
+        hyp_col = "\n".join(l["text"] for l in column_order(lines, w))
+        # The texts themselves, for callers that score them their own way (the Rust bench).
+        r["text"], r["text_column"] = hyp, hyp_col
         gt = gt_path(page)
         if gt.is_file():
             ref = gt.read_text(encoding="utf-8")
-            hyp = "\n".join(l["text"] for l in lines)
-            hyp_col = "\n".join(l["text"] for l in column_order(lines, w))
             r["cer"] = cer(hyp, ref)
             r["cer_column"] = cer(hyp_col, ref)
             r["cer_raw"] = cer(hyp, ref.strip("\n"), normalize=False)

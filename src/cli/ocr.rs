@@ -37,6 +37,11 @@ pub struct OcrArgs {
     #[arg(long, value_parser = super::parse_engine)]
     pub engine: Option<EngineKind>,
 
+    /// The scripts the documents are written in: latin, greek, cyrillic, cjk (comma-separated)
+    /// or all; default `ocr.lang`.
+    #[arg(long, value_parser = parse_lang)]
+    pub lang: Option<ocr::lang::Lang>,
+
     /// The Qwen3-VL export to load; default `ocr.qwen3vl.model_dir`.
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
@@ -53,6 +58,10 @@ pub struct OcrArgs {
 }
 
 fn parse_policy(s: &str) -> Result<OcrPolicy, String> {
+    s.parse()
+}
+
+fn parse_lang(s: &str) -> Result<ocr::lang::Lang, String> {
     s.parse()
 }
 
@@ -148,6 +157,9 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.model_dir {
         ocr_config.qwen3vl.model_dir = Some(dir.clone());
     }
+    if let Some(lang) = &args.lang {
+        ocr_config.lang = lang.clone();
+    }
     let device = match config.ocr.gpus.first() {
         Some(&id) => ocr::runtime::Device::Cuda(id),
         None => ocr::runtime::Device::Cpu,
@@ -202,7 +214,7 @@ pub fn run(config: &Config, args: OcrArgs) -> anyhow::Result<ExitCode> {
                         // A panic inside an engine fails that page, not the whole run.
                         PageInput::Image(image) => {
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                engine.recognize(&image)
+                                engine.recognize(&image, &ocr::PageOptions::default())
                             }))
                             .unwrap_or_else(|_| {
                                 Err(ocr::OcrError::Inference("the engine panicked".into()))

@@ -121,6 +121,7 @@ pub fn extract(page: &Page<'_>, scale: f32, width: u32, height: u32) -> Option<P
         width,
         height,
         rotation: 0,
+        skew: 0.0,
         blocks: layout(pieces(collector.glyphs, width, height)),
         source: crate::ocr::PageSource::TextLayer,
         failure: None,

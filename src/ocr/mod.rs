@@ -3,6 +3,7 @@
 //! Engines are `Send + Sync` and used through `Arc<dyn Engine>`, so the worker and the CLI never
 //! know which one runs. [`runtime`] holds what every ONNX engine shares.
 
+pub mod lang;
 mod model;
 pub mod order;
 pub mod ppocr;
@@ -24,6 +25,17 @@ pub enum OcrError {
     /// Running a model failed.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The page asks for something the loaded models cannot do (a script they lack).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What a task asks of the engine for each of its pages.
+#[derive(Clone, Debug, Default)]
+pub struct PageOptions {
+    /// The scripts the page is written in; `None` takes the engine's configured `ocr.lang`.
+    /// Engines that cannot limit their output to scripts ignore it.
+    pub lang: Option<lang::Lang>,
 }
 
 impl From<ort::Error> for OcrError {
@@ -40,7 +52,7 @@ pub trait Engine: Send + Sync {
     fn languages(&self) -> &[&'static str];
 
     /// Recognises one page. Blocks, lines and words come back in reading order.
-    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError>;
+    fn recognize(&self, page: &RgbImage, options: &PageOptions) -> Result<PageResult, OcrError>;
 
     /// How many pages are worth recognising at once (more only queue for the same sessions).
     fn parallelism(&self) -> usize {
@@ -58,6 +70,7 @@ pub fn load_engine(
             let mut options = ppocr::PpOcrConfig::new(&config.models_dir);
             options.model_set = config.model_set.clone();
             options.classify_orientation = config.classify_orientation;
+            options.lang = config.lang.clone();
             options.session.device = device;
             if config.threads > 0 {
                 options.sessions = config.threads;

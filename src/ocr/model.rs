@@ -94,10 +94,15 @@ pub struct Block {
 pub struct PageResult {
     pub width: u32,
     pub height: u32,
-    /// Degrees (0 or 180) the page's text was turned: 180 for a page scanned upside down.
-    /// Reading order follows the text; boxes are on the page image as given.
+    /// Degrees (0, 90, 180 or 270) the page was turned clockwise to read it: 180 for a page
+    /// scanned upside down, 90 for one whose lines run upwards. Reading order follows the
+    /// text; boxes are on the page image as given.
     #[serde(default)]
     pub rotation: u16,
+    /// The skew of the text lines in degrees, counter-clockwise positive, measured on the
+    /// page once turned; reading order follows the lines. 0 where the engine does not say.
+    #[serde(default)]
+    pub skew: f32,
     pub blocks: Vec<Block>,
     /// Where the text came from.
     #[serde(default)]
@@ -143,19 +148,6 @@ impl PageResult {
 
     pub fn words(&self) -> impl Iterator<Item = &Word> {
         self.lines().flat_map(|l| l.words.iter())
-    }
-
-    /// Maps every box onto the page turned by 180°: for a page read turned, back onto the image.
-    pub fn turn_boxes(&mut self) {
-        let (w, h) = (self.width, self.height);
-        self.map_boxes(|b| {
-            BBox::new(
-                w.saturating_sub(b.x1),
-                h.saturating_sub(b.y1),
-                w.saturating_sub(b.x0),
-                h.saturating_sub(b.y0),
-            )
-        });
     }
 
     /// Maps a page read at `1/factor` of its size back onto the `width`×`height` original.

@@ -22,6 +22,17 @@ pub fn layout(pieces: Vec<Piece>) -> Vec<Block> {
     blocks
 }
 
+/// Sets every line's box to its words' and every block's to its lines': for pieces whose boxes
+/// were given in another frame than their words' (a skewed page is ordered level).
+pub fn fit_boxes(blocks: &mut [Block]) {
+    for block in blocks {
+        for line in &mut block.lines {
+            line.bbox = BBox::union(line.words.iter().map(|w| w.bbox)).unwrap_or(line.bbox);
+        }
+        block.bbox = BBox::union(block.lines.iter().map(|l| l.bbox)).unwrap_or(block.bbox);
+    }
+}
+
 fn flow(mut pieces: Vec<Piece>, blocks: &mut Vec<Block>) {
     let Some((gap_start, gap_end)) = find_gutter(&pieces) else {
         blocks.extend(paragraphs(rows(pieces)));

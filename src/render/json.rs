@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! { "version": 1, "engine": "ppocr", "pages": [ {
-//!     "page": 1, "width": W, "height": H, "rotation": 0, "source": "ocr", "confidence": 0.97,
+//!     "page": 1, "width": W, "height": H, "rotation": 0, "skew": -1.25, "source": "ocr",
+//!     "confidence": 0.97,
 //!     "blocks": [ { "bbox": [x0,y0,x1,y1], "geometry": {..},
 //!       "lines": [ { "text": "…", "confidence": 0.98, "bbox": [..], "geometry": {..},
 //!         "words": [ { "text": "…", "confidence": 0.99, "bbox": [..], "geometry": {..} } ] } ] } ] } ] }
@@ -11,8 +12,10 @@
 //! has `"estimated_words": true`.
 //! A page that could not be read (the task completed without it) has no blocks and
 //! `"failure": {"code": "page_timeout", "message": "…"}`.
-//! `bbox` is in page pixels (`x1`,`y1` exclusive). `rotation` is 180 for a page whose text was
-//! upside down (read turned, so the reading order is the text's); boxes are always on the page
+//! `bbox` is in page pixels (`x1`,`y1` exclusive). `rotation` is the clockwise turn (0, 90, 180
+//! or 270 degrees) that makes the page upright: 180 for a page scanned upside down, 90 for one
+//! whose lines run upwards. `skew` is the angle of its lines in degrees, counter-clockwise
+//! positive, once turned. Reading order is the upright page's; boxes are always on the page
 //! image as given. `geometry` is the same box as ratios of the
 //! page size, Textract-style: `{"left","top","width","height"}`, each in 0..=1. Confidences are
 //! in 0..=1.
@@ -35,6 +38,7 @@ struct Page {
     width: u32,
     height: u32,
     rotation: u16,
+    skew: f32,
     /// `ocr`, or `text_layer` for a born-digital PDF page read from its own text.
     source: PageSource,
     confidence: Option<f32>,
@@ -104,6 +108,7 @@ pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
                 width: page.width,
                 height: page.height,
                 rotation: page.rotation,
+                skew: page.skew,
                 source: page.source,
                 confidence: page.mean_confidence(),
                 failure: page.failure.clone(),

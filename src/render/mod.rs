@@ -128,6 +128,7 @@ mod tests {
             width: 200,
             height: 100,
             rotation: 0,
+            skew: 0.0,
             source: Default::default(),
             failure: None,
             blocks: vec![

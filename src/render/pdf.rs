@@ -299,20 +299,33 @@ fn text_layer(page: &PageResult, frame: &PageFrame, font: &str, glyphs: &Glyphs)
     for line in page.lines() {
         for (i, word) in line.words.iter().enumerate() {
             let (codes, n) = glyphs.encode(&word.text);
-            let (w, h) = (
-                word.bbox.width() as f32 * sx,
-                word.bbox.height() as f32 * sy,
+            let (x0, x1) = (word.bbox.x0 as f32 * sx, word.bbox.x1 as f32 * sx);
+            let (top, bottom) = (
+                height_pt - word.bbox.y0 as f32 * sy,
+                height_pt - word.bbox.y1 as f32 * sy,
             );
-            if n == 0 || w <= 0.0 || h <= 0.0 {
+            // The text runs as the page was read: on a page read turned, across the box the
+            // other way. `size` is the box across the text, `length` along it.
+            let (size, length) = match page.rotation {
+                90 | 270 => (x1 - x0, top - bottom),
+                _ => (top - bottom, x1 - x0),
+            };
+            if n == 0 || size <= 0.0 || length <= 0.0 {
                 continue;
             }
-            let x = word.bbox.x0 as f32 * sx;
-            // The em box spans the word's box: the baseline sits a descent above its bottom.
-            let baseline = height_pt - word.bbox.y1 as f32 * sy - DESCENT as f32 / 1000.0 * h;
-            let stretch = 100.0 * w / (n as f32 * GLYPH_ADVANCE / 1000.0 * h);
+            // The em box spans the word's box: the baseline sits a descent above its bottom
+            // (its bottom as the text is read).
+            let descent = -(DESCENT as f32) / 1000.0 * size;
+            let matrix = match page.rotation {
+                90 => format!("0 1 -1 0 {:.3} {bottom:.3}", x1 - descent),
+                180 => format!("-1 0 0 -1 {x1:.3} {:.3}", top - descent),
+                270 => format!("0 -1 1 0 {:.3} {top:.3}", x0 + descent),
+                _ => format!("1 0 0 1 {x0:.3} {:.3}", bottom + descent),
+            };
+            let stretch = 100.0 * length / (n as f32 * GLYPH_ADVANCE / 1000.0 * size);
             let _ = write!(
                 out,
-                "/{font} {h:.3} Tf {stretch:.3} Tz 1 0 0 1 {x:.3} {baseline:.3} Tm <{codes}> Tj"
+                "/{font} {size:.3} Tf {stretch:.3} Tz {matrix} Tm <{codes}> Tj"
             );
             // A space after each word but the last of its line: copied text has its spaces,
             // and extraction never runs two touching words together.

@@ -25,7 +25,7 @@ use crate::blobs::{BlobError, BlobKey};
 use crate::db::DbError;
 use crate::db::models::{BlobKeys, File, NewTaskResult, Task, TaskStatus};
 use crate::document::{self, DocumentError, Limits, PageInput, ReadOptions};
-use crate::ocr::{Engine, PageResult};
+use crate::ocr::{Engine, PageOptions, PageResult};
 use crate::render::{DocumentInfo, Format, PdfError, txt};
 use crate::tasks::{PageWarning, TaskOptions};
 
@@ -115,7 +115,7 @@ pub(super) async fn run(
     // Claims count as attempts too: a task taken over after a crash has fewer retries left.
     let mut attempt = task.attempts.max(1) as u32;
     let (file, source, pages) = retrying(worker, task, &mut attempt, || {
-        recognise(worker, engine, task, owner, options.read_options())
+        recognise(worker, engine, task, owner, &options)
     })
     .await?;
     let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
@@ -255,7 +255,7 @@ async fn recognise(
     engine: &Arc<dyn Engine>,
     task: &Task,
     owner: &str,
-    reading: ReadOptions,
+    options: &TaskOptions,
 ) -> Result<(File, Source, Vec<PageResult>), TaskError> {
     let file = {
         let id = task.file_id.clone();
@@ -289,7 +289,7 @@ async fn recognise(
     let start_reader = |done: usize| {
         let (tx, rx) = mpsc::channel(1);
         let limits = worker.options.limits;
-        let reading = reading.clone();
+        let reading = (options.read_options(), options.page_options());
         read_pages(engine.clone(), source.clone(), limits, reading, done, tx).map(|()| rx)
     };
     let mut rx = start_reader(pages.len())?;
@@ -520,9 +520,11 @@ async fn download(worker: &Worker, file: &File, to: &Path) -> Result<(), TaskErr
 fn recognise_page(
     engine: &dyn Engine,
     image: &RgbImage,
+    options: &PageOptions,
     index: usize,
 ) -> Result<PageResult, TaskError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.recognize(image))) {
+    let recognise = || engine.recognize(image, options);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(recognise)) {
         Ok(Ok(page)) => Ok(page),
         Ok(Err(e)) => Err(TaskError::permanent(
             "engine_error",
@@ -549,7 +551,7 @@ fn read_pages(
     engine: Arc<dyn Engine>,
     source: PathBuf,
     limits: Limits,
-    reading: ReadOptions,
+    (reading, page_options): (ReadOptions, PageOptions),
     done: usize,
     tx: mpsc::Sender<PageMessage>,
 ) -> Result<(), TaskError> {
@@ -569,7 +571,9 @@ fn read_pages(
                     let result = match page {
                         // A born-digital page: its own text, no OCR.
                         Ok(PageInput::Text(text)) => Ok(text),
-                        Ok(PageInput::Image(image)) => recognise_page(&*engine, &image, index),
+                        Ok(PageInput::Image(image)) => {
+                            recognise_page(&*engine, &image, &page_options, index)
+                        }
                         // A PDF page that cannot be drawn costs that page; a TIFF that breaks
                         // ends there.
                         Err(e) if independent => Err(TaskError::permanent(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use image::RgbImage;
 use ocrd::db::models::TaskStatus;
 use ocrd::events::Event;
-use ocrd::ocr::{Engine, OcrError, PageResult};
+use ocrd::ocr::{Engine, OcrError, PageOptions, PageResult};
 use ocrd::worker::{Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -117,14 +117,14 @@ impl Engine for Faulty {
     fn languages(&self) -> &[&'static str] {
         self.inner.languages()
     }
-    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
+    fn recognize(&self, page: &RgbImage, options: &PageOptions) -> Result<PageResult, OcrError> {
         match page.width() {
             PANIC_WIDTH => panic!("injected engine panic"),
             HANG_WIDTH => {
                 std::thread::sleep(Duration::from_secs(600));
-                self.inner.recognize(page)
+                self.inner.recognize(page, options)
             }
-            _ => self.inner.recognize(page),
+            _ => self.inner.recognize(page, options),
         }
     }
 }

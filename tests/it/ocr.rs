@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use ocrd::eval::cer;
+use ocrd::ocr::lang::Lang;
 use ocrd::ocr::ppocr::{PpOcr, PpOcrConfig};
 use ocrd::ocr::runtime::default_library;
 use ocrd::ocr::{BBox, Engine, PageResult};
@@ -52,7 +53,7 @@ fn page_text(page: &PageResult) -> String {
 }
 
 #[test]
-fn mean_cer_on_the_sample_pages_is_at_most_one_percent() {
+fn mean_cer_on_the_sample_pages_is_at_most_0_15_percent() {
     let engine = engine();
     let mut pages: Vec<PathBuf> = std::fs::read_dir(eval_dir())
         .unwrap()
@@ -63,7 +64,7 @@ fn mean_cer_on_the_sample_pages_is_at_most_one_percent() {
     assert_eq!(pages.len(), 10);
     let mut total = 0.0;
     for path in &pages {
-        let result = engine.recognize(&load(path)).unwrap();
+        let result = engine.recognize(&load(path), &Default::default()).unwrap();
         let truth = std::fs::read_to_string(path.with_extension("gt.txt")).unwrap();
         let page_cer = cer(&page_text(&result), &truth);
         println!(
@@ -74,7 +75,7 @@ fn mean_cer_on_the_sample_pages_is_at_most_one_percent() {
     }
     let mean = total / pages.len() as f64;
     println!("mean CER over {} pages: {mean:.4}", pages.len());
-    assert!(mean <= 0.01, "mean CER {mean:.4} > 0.01");
+    assert!(mean <= 0.0015, "mean CER {mean:.4} > 0.0015");
 }
 
 /// The Python reference (`tools/ppocr_reference.py fixtures`) ran the same model files through
@@ -92,8 +93,10 @@ fn agrees_with_the_python_reference_pipeline() {
         let fixture: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let page = eval_dir().join(fixture["page"].as_str().unwrap());
-        let (ours, rotation) = engine.lines(&load(&page)).unwrap();
-        assert_eq!(rotation, 0);
+        // The reference decodes every class, as `all` does.
+        let reading = engine.lines(&load(&page), &Lang::all()).unwrap();
+        assert_eq!(reading.frame.rotation, 0);
+        let ours = reading.lines;
         let theirs = fixture["lines"].as_array().unwrap();
 
         let (n_ours, n_theirs) = (ours.len() as f64, theirs.len() as f64);
@@ -165,7 +168,7 @@ fn iou(a: &BBox, b: &BBox) -> f64 {
 #[test]
 fn hocr_is_well_formed_and_matches_the_json() {
     let page = engine()
-        .recognize(&load(&eval_dir().join("page_002.png")))
+        .recognize(&load(&eval_dir().join("page_002.png")), &Default::default())
         .unwrap();
     let source = eval_dir().join("page_002.png");
     let info = DocumentInfo {
@@ -240,63 +243,173 @@ fn hocr_is_well_formed_and_matches_the_json() {
     }
 }
 
+/// Page `index` of the skew set's manifest: `(orientation_deg, skew_deg)`.
+fn skew_manifest() -> Vec<(u16, f32)> {
+    let path = repo().join("../shared/eval/skew/manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the skewed sample pages are missing: {}: {e}",
+            path.display()
+        )
+    });
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["orientation_deg"].as_u64().unwrap() as u16,
+                p["skew_deg"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect()
+}
+
+/// Pages skewed by up to 4 degrees either way, and pages turned by 90 and 270, read in the
+/// upright reading order: the orientation and skew are found and reported, and the text is as
+/// good as on upright pages.
 #[test]
-fn orientation_classifier_reads_upside_down_lines() {
+fn skewed_and_turned_pages_read_like_upright_ones() {
+    let engine = engine();
+    let dir = repo().join("../shared/eval/skew");
+    let manifest = skew_manifest();
+    assert_eq!(manifest.len(), 12);
+    let mut total = 0.0;
+    let mut failures = Vec::new();
+    for (i, &(orientation, skew)) in manifest.iter().enumerate() {
+        let path = dir.join(format!("page_{i:03}.png"));
+        let result = engine.recognize(&load(&path), &Default::default()).unwrap();
+        let truth = std::fs::read_to_string(path.with_extension("gt.txt")).unwrap();
+        let page_cer = cer(&page_text(&result), &truth);
+        println!(
+            "page_{i:03}: CER {page_cer:.4}; turned {} (truth {orientation}), skew {:.2} (truth {skew:.2})",
+            result.rotation, result.skew
+        );
+        total += page_cer;
+        if page_cer > 0.01 {
+            failures.push(format!("page_{i:03}: CER {page_cer:.4}"));
+        }
+        if result.rotation != orientation {
+            failures.push(format!(
+                "page_{i:03}: turned {}, not {orientation}",
+                result.rotation
+            ));
+        }
+        if (result.skew - skew).abs() > 0.3 {
+            failures.push(format!("page_{i:03}: skew {} against {skew}", result.skew));
+        }
+    }
+    let mean = total / manifest.len() as f64;
+    println!(
+        "mean CER over {} skewed and turned pages: {mean:.4}",
+        manifest.len()
+    );
+    assert!(mean <= 0.003, "mean CER {mean:.4} > 0.003");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Reads `page` upright and `turned` (the same page turned or skewed, `map` taking a point of
+/// the upright page to where it lands): nearly every word read on the turned image has a box
+/// around where the same word of the upright page lands.
+fn assert_boxes_follow(
+    name: &str,
+    page: &image::RgbImage,
+    turned: &image::RgbImage,
+    map: &dyn Fn(f32, f32) -> (f32, f32),
+) {
+    let upright = engine().recognize(page, &Default::default()).unwrap();
+    let moved = engine().recognize(turned, &Default::default()).unwrap();
+    assert_eq!((moved.width, moved.height), turned.dimensions());
+    let targets: Vec<(&str, (f32, f32))> = upright
+        .words()
+        .map(|w| {
+            let b = w.bbox;
+            let centre = map((b.x0 + b.x1) as f32 / 2.0, (b.y0 + b.y1) as f32 / 2.0);
+            (w.text.as_str(), centre)
+        })
+        .collect();
+    let words: Vec<_> = moved.words().collect();
+    let on_target = words
+        .iter()
+        .filter(|w| {
+            let b = w.bbox;
+            targets.iter().any(|(text, (x, y))| {
+                *text == w.text
+                    && (b.x0 as f32 - 2.0..=b.x1 as f32 + 2.0).contains(x)
+                    && (b.y0 as f32 - 2.0..=b.y1 as f32 + 2.0).contains(y)
+            })
+        })
+        .count();
+    let share = on_target as f64 / words.len().max(1) as f64;
+    println!(
+        "{name}: {on_target} of {} words on target (rotation {}, skew {})",
+        words.len(),
+        moved.rotation,
+        moved.skew
+    );
+    assert!(
+        words.len() * 10 >= targets.len() * 9,
+        "{name}: {} words of {}",
+        words.len(),
+        targets.len()
+    );
+    assert!(
+        share >= 0.95,
+        "{name}: only {share:.3} of the words are where the upright page puts them"
+    );
+}
+
+/// Boxes stay on the words of the image as given, whichever way it was turned or skewed.
+#[test]
+fn boxes_stay_on_the_words_of_turned_and_skewed_pages() {
+    let page = load(&eval_dir().join("page_004.png"));
+    let (w, h) = (page.width() as f32, page.height() as f32);
+    // The image crate turns clockwise: rotate270 is a quarter turn counter-clockwise.
+    let ccw = |x: f32, y: f32| (y, w - x);
+    assert_boxes_follow("90 ccw", &page, &image::imageops::rotate270(&page), &ccw);
+    let cw = |x: f32, y: f32| (h - y, x);
+    assert_boxes_follow("90 cw", &page, &image::imageops::rotate90(&page), &cw);
+    let half = |x: f32, y: f32| (w - x, h - y);
+    assert_boxes_follow("180", &page, &image::imageops::rotate180(&page), &half);
+    // 3 degrees counter-clockwise about the centre, on a white page of the same size.
+    let theta = 3.0f32.to_radians();
+    let skewed = imageproc::geometric_transformations::rotate_about_center(
+        &page,
+        -theta,
+        imageproc::geometric_transformations::Interpolation::Bilinear,
+        imageproc::geometric_transformations::Border::Constant(image::Rgb([255, 255, 255])),
+    );
+    let (cx, cy, (sin, cos)) = (w / 2.0, h / 2.0, theta.sin_cos());
+    let tilt = |x: f32, y: f32| {
+        let (dx, dy) = (x - cx, y - cy);
+        (cx + dx * cos + dy * sin, cy - dx * sin + dy * cos)
+    };
+    assert_boxes_follow("skewed 3 degrees", &page, &skewed, &tilt);
+}
+
+/// The per-line classifier (`ocr.classify_orientation`) leaves upright text as it is.
+#[test]
+fn the_line_classifier_leaves_upright_text_alone() {
     let page = load(&eval_dir().join("page_000.png"));
     let snippet = image::imageops::crop_imm(&page, 0, 0, page.width(), 400).to_image();
-    let upside_down = image::imageops::rotate180(&snippet);
-    let upright = page_text(&engine().recognize(&snippet).unwrap());
-
+    let upright = page_text(&engine().recognize(&snippet, &Default::default()).unwrap());
     let models = repo().join("models");
     let mut config = PpOcrConfig::new(&models);
     config.classify_orientation = true;
     let classifying = PpOcr::load(&default_library(&models), config).unwrap();
-    let turned_page = classifying.recognize(&upside_down).unwrap();
-    assert_eq!(turned_page.rotation, 180, "the page was read turned");
-    // Boxes stay on the image as given: the first line read is where the upright page's first
-    // line lands once the image is turned.
-    let first = turned_page.lines().next().unwrap().bbox;
-    let upright_first = engine()
-        .recognize(&snippet)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .bbox;
-    let (w, h) = snippet.dimensions();
-    let expected = [
-        w - upright_first.x1,
-        h - upright_first.y1,
-        w - upright_first.x0,
-        h - upright_first.y0,
-    ];
-    let got = [first.x0, first.y0, first.x1, first.y1];
-    assert!(
-        got.iter().zip(expected).all(|(&g, e)| g.abs_diff(e) <= 8),
-        "first line at {got:?}, expected about {expected:?}"
-    );
-    let turned = page_text(&turned_page);
-    let plain = page_text(&engine().recognize(&upside_down).unwrap());
-    println!(
-        "upside down: CER {:.4} with the classifier, {:.4} without",
-        cer(&turned, &upright),
-        cer(&plain, &upright)
-    );
-    assert!(
-        cer(&turned, &upright) < 0.02,
-        "with the classifier:\n{turned}"
-    );
-    assert!(
-        cer(&plain, &upright) > 0.3,
-        "without it the lines read wrong:\n{plain}"
-    );
-    // Upright text stays as it is.
-    assert!(
-        cer(
-            &page_text(&classifying.recognize(&snippet).unwrap()),
-            &upright
-        ) < 0.01
-    );
+    for (name, image) in [
+        ("upright", snippet.clone()),
+        ("upside down", image::imageops::rotate180(&snippet)),
+    ] {
+        let read = classifying.recognize(&image, &Default::default()).unwrap();
+        let text = page_text(&read);
+        println!(
+            "{name}: CER {:.4} against the upright page",
+            cer(&text, &upright)
+        );
+        assert!(cer(&text, &upright) < 0.01, "{name}:\n{text}");
+    }
 }
 
 /// A GPU that cannot be used is an error, never a silent fall-back to the CPU. The CPU build of
@@ -325,8 +438,8 @@ fn a_600_dpi_page_reads_like_the_same_page_at_200_dpi() {
     assert_eq!(page.dimensions(), (1654, 2339), "a 200-dpi page");
     let large = image::imageops::resize(&page, 1654 * 3, 2339 * 3, image::imageops::Triangle);
     let (small, big) = (
-        engine.recognize(&page).unwrap(),
-        engine.recognize(&large).unwrap(),
+        engine.recognize(&page, &Default::default()).unwrap(),
+        engine.recognize(&large, &Default::default()).unwrap(),
     );
     let truth = std::fs::read_to_string(path.with_extension("gt.txt")).unwrap();
     let (cer_small, cer_big) = (

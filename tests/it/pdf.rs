@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::RgbImage;
 use ocrd::db::models::TaskStatus;
-use ocrd::ocr::{Engine, OcrError, PageResult};
+use ocrd::ocr::{Engine, OcrError, PageOptions, PageResult};
 use ocrd::render::Format;
 use ocrd::tasks::{OcrPolicy, TaskOptions};
 
@@ -290,7 +290,7 @@ impl Engine for Counting {
     fn languages(&self) -> &[&'static str] {
         self.inner.languages()
     }
-    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
+    fn recognize(&self, page: &RgbImage, options: &PageOptions) -> Result<PageResult, OcrError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if self.stall_on == Some(call) {
             let until = std::time::Instant::now() + Duration::from_secs(300);
@@ -298,7 +298,7 @@ impl Engine for Counting {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        self.inner.recognize(page)
+        self.inner.recognize(page, options)
     }
 }
 

@@ -258,7 +258,7 @@ fn deepstack_features_change_the_logits() {
 fn a_page_runs_end_to_end_into_the_page_model() {
     let engine = engine();
     let page = image("wide");
-    let result = engine.recognize(&page).unwrap();
+    let result = engine.recognize(&page, &Default::default()).unwrap();
     assert_eq!((result.width, result.height), page.dimensions());
     assert!(
         result

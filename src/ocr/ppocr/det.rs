@@ -14,8 +14,10 @@ use super::Quad;
 
 #[derive(Clone, Debug)]
 pub struct DetConfig {
-    /// The longer image side is scaled down to this (never up).
-    pub limit_side_len: u32,
+    /// Pages are scaled down (never up) to at most this many pixels for detection. The
+    /// default, 960 × 672, is an A4 page with its longer side at 960; measured on the sample
+    /// sets (docs/models.md).
+    pub max_pixels: u32,
     pub thresh: f32,
     pub box_thresh: f32,
     pub unclip_ratio: f32,
@@ -26,7 +28,7 @@ pub struct DetConfig {
 impl Default for DetConfig {
     fn default() -> Self {
         DetConfig {
-            limit_side_len: 960,
+            max_pixels: 960 * 672,
             thresh: 0.3,
             box_thresh: 0.6,
             unclip_ratio: 1.5,
@@ -39,15 +41,12 @@ impl Default for DetConfig {
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// The model input size for a `width`×`height` page: scaled so the longer side is at most
-/// `limit`, both sides rounded to a multiple of 32 (at least 32).
-pub fn input_size(width: u32, height: u32, limit: u32) -> (u32, u32) {
-    let longer = width.max(height) as f32;
-    let ratio = if longer > limit as f32 {
-        limit as f32 / longer
-    } else {
-        1.0
-    };
+/// The model input size for a `width`×`height` page: scaled down (never up) to at most
+/// `max_pixels`, both sides rounded to a multiple of 32 (at least 32). An area rather than a
+/// longest side: a long narrow receipt keeps the resolution of a page of the same area.
+pub fn input_size(width: u32, height: u32, max_pixels: u32) -> (u32, u32) {
+    let area = width as f32 * height as f32;
+    let ratio = (max_pixels as f32 / area.max(1.0)).sqrt().min(1.0);
     let round32 = |v: u32| (((v as f32 * ratio) / 32.0).round() as u32 * 32).max(32);
     (round32(width), round32(height))
 }
@@ -56,7 +55,7 @@ pub fn input_size(width: u32, height: u32, limit: u32) -> (u32, u32) {
 /// Resized by bilinear sampling straight into the tensor (as OpenCV's `INTER_LINEAR`), with no
 /// intermediate image.
 pub fn preprocess(page: &RgbImage, config: &DetConfig) -> Array4<f32> {
-    let (w, h) = input_size(page.width(), page.height(), config.limit_side_len);
+    let (w, h) = input_size(page.width(), page.height(), config.max_pixels);
     let (src_w, src_h) = page.dimensions();
     let (sx, sy) = (src_w as f32 / w as f32, src_h as f32 / h as f32);
     let raw = page.as_raw();
@@ -165,19 +164,8 @@ pub(crate) fn dist(a: (f32, f32), b: (f32, f32)) -> f32 {
 /// Integer points, as in PaddleOCR (imageproc's hull is only reliable on integers).
 fn mini_box(points: &[Point<i32>]) -> (Quad, f32) {
     let rect = min_area_rect(points);
-    let mut corners: Vec<(f32, f32)> = rect.iter().map(|p| (p.x as f32, p.y as f32)).collect();
-    corners.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // The two leftmost corners are the left edge: the upper one is top-left.
-    let (tl, bl) = if corners[0].1 <= corners[1].1 {
-        (corners[0], corners[1])
-    } else {
-        (corners[1], corners[0])
-    };
-    let (tr, br) = if corners[2].1 <= corners[3].1 {
-        (corners[2], corners[3])
-    } else {
-        (corners[3], corners[2])
-    };
+    let corners: Quad = std::array::from_fn(|i| (rect[i].x as f32, rect[i].y as f32));
+    let [tl, tr, br, bl] = super::orient::corner_order(&corners).map(|i| corners[i]);
     let short = dist(tl, tr).min(dist(tl, bl));
     ([tl, tr, br, bl], short)
 }
@@ -269,9 +257,13 @@ mod tests {
 
     #[test]
     fn input_sizes_are_multiples_of_32() {
-        assert_eq!(input_size(1654, 2339, 960), (672, 960));
-        assert_eq!(input_size(100, 20, 960), (96, 32));
-        assert_eq!(input_size(10, 10, 960), (32, 32));
+        let limit = 960 * 672;
+        assert_eq!(input_size(1654, 2339, limit), (672, 960), "A4 at 200 dpi");
+        assert_eq!(input_size(932, 2225, limit), (512, 1248), "a long receipt");
+        assert_eq!(input_size(100, 20, limit), (96, 32), "never scaled up");
+        assert_eq!(input_size(10, 10, limit), (32, 32));
+        let (w, h) = input_size(60_000, 60_000, limit);
+        assert!(w * h <= limit + 64 * 1000, "{w}×{h}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod cls;
 pub mod det;
+pub mod orient;
 pub mod rec;
 
 use std::path::{Path, PathBuf};
@@ -16,10 +17,12 @@ use ndarray::Axis;
 use ort::session::Session;
 use ort::value::TensorRef;
 
+use super::lang::Lang;
 use super::order::{self, Piece};
 use super::runtime::{self, SessionOptions};
-use super::{BBox, Engine, OcrError, PageResult, PageSource, Word};
+use super::{BBox, Engine, OcrError, PageOptions, PageResult, PageSource, Word};
 use det::DetConfig;
+use orient::Frame;
 use rec::{LineCrop, RecConfig};
 
 /// Corners of a text box in page pixels: top-left, top-right, bottom-right, bottom-left.
@@ -38,10 +41,12 @@ pub struct PpOcrConfig {
     pub session: SessionOptions,
     /// Sessions per model: how many pages or batches run at once.
     pub sessions: usize,
-    /// Run the 0°/180° line orientation classifier (`ppocr/cls.onnx`) before recognition: for
-    /// documents scanned upside down. Off by default, as in PaddleOCR: it costs a model call
-    /// per line.
+    /// Run the 0°/180° orientation classifier (`ppocr/cls.onnx`) on every line, for pages
+    /// that mix upright and upside-down lines. Whole pages are turned without it (the
+    /// classifier sees a sample of each page's lines); this costs a model call per six lines.
     pub classify_orientation: bool,
+    /// The scripts pages are read in unless a task asks for others.
+    pub lang: Lang,
 }
 
 impl PpOcrConfig {
@@ -60,6 +65,7 @@ impl PpOcrConfig {
             },
             sessions: cores,
             classify_orientation: false,
+            lang: Lang::default(),
         }
     }
 
@@ -78,10 +84,17 @@ pub struct DetectedLine {
     pub words: Vec<Word>,
 }
 
+/// A page's lines and the frame they were read in (orientation and skew).
+#[derive(Clone, Debug)]
+pub struct PageReading {
+    pub lines: Vec<DetectedLine>,
+    pub frame: Frame,
+}
+
 pub struct PpOcr {
     det: SessionPool,
     rec: SessionPool,
-    cls: Option<SessionPool>,
+    cls: SessionPool,
     /// `classes[k - 1]` is the character of model class `k` (class 0 is the CTC blank).
     classes: Vec<char>,
     config: PpOcrConfig,
@@ -100,10 +113,8 @@ impl PpOcr {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(SessionPool::new(sessions))
         };
-        let cls = match config.classify_orientation {
-            true => Some(build(config.models_dir.join("ppocr").join("cls.onnx"))?),
-            false => None,
-        };
+        let cls = build(config.models_dir.join("ppocr").join("cls.onnx"))?;
+        check_lang(&config.lang, &classes, &config.model_set)?;
         Ok(PpOcr {
             det: build(dir.join("det.onnx"))?,
             rec: build(dir.join("rec.onnx"))?,
@@ -116,7 +127,7 @@ impl PpOcr {
     /// Text boxes on the page.
     fn detect(&self, page: &RgbImage) -> Result<Vec<Quad>, OcrError> {
         let (map_w, map_h) =
-            det::input_size(page.width(), page.height(), self.config.det.limit_side_len);
+            det::input_size(page.width(), page.height(), self.config.det.max_pixels);
         let prob = self.det.with(|session| -> Result<Vec<f32>, OcrError> {
             let input = det::preprocess(page, &self.config.det);
             let outputs = session.run(ort::inputs![TensorRef::from_array_view(&input)?])?;
@@ -140,48 +151,74 @@ impl PpOcr {
     }
 
     /// Every detected line with its text, in detection order (before reading order), without
-    /// lines below the confidence threshold.
+    /// lines below the confidence threshold, and the frame the page was read in: its
+    /// orientation and skew. Boxes are on the page as given.
     ///
-    /// With the orientation classifier on, a page whose lines are mostly upside down is turned
-    /// before reading, so that its reading order is right too; the rotation is returned (0 or
-    /// 180), and these boxes are those of the turned page.
-    pub fn lines(&self, page: &RgbImage) -> Result<(Vec<DetectedLine>, u16), OcrError> {
+    /// A page whose lines mostly run up or down is read turned by 90 degrees; the orientation
+    /// classifier then tells, from a sample of the longest lines, whether the page so turned is
+    /// upside down. Both only reorder the corners of the detected boxes: no pixel is turned.
+    pub fn lines(&self, page: &RgbImage, lang: &Lang) -> Result<PageReading, OcrError> {
+        let mut frame = Frame::new(0, page.width(), page.height());
         if page.width() == 0 || page.height() == 0 {
-            return Ok((Vec::new(), 0));
+            return Ok(PageReading {
+                lines: Vec::new(),
+                frame,
+            });
         }
-        let mut crops: Vec<LineCrop> = self.detect(page)?.into_iter().map(LineCrop::new).collect();
-        if let Some(cls) = &self.cls {
-            let turned = Self::orient(cls, page, &mut crops)?;
-            if turned * 2 > crops.len() {
-                let upright = image::imageops::rotate180(page);
-                let mut crops: Vec<LineCrop> = self
-                    .detect(&upright)?
-                    .into_iter()
-                    .map(LineCrop::new)
-                    .collect();
-                Self::orient(cls, &upright, &mut crops)?;
-                return Ok((self.read_lines(&upright, crops)?, 180));
-            }
+        let mut quads = self.detect(page)?;
+        if orient::sideways(&quads) {
+            frame = Frame::new(90, page.width(), page.height());
+            quads = self
+                .detect(&image::imageops::rotate90(page))?
+                .into_iter()
+                .map(|q| q.map(|p| frame.page(p)))
+                .collect();
         }
-        Ok((self.read_lines(page, crops)?, 0))
+        let oriented = |frame: &Frame| -> Vec<LineCrop> {
+            quads
+                .iter()
+                .map(|q| LineCrop::new(frame.orient(q)))
+                .collect()
+        };
+        let mut crops = oriented(&frame);
+        if self.upside_down(page, &crops)? {
+            frame = Frame::new(frame.rotation + 180, page.width(), page.height());
+            crops = oriented(&frame);
+        }
+        if self.config.classify_orientation {
+            self.classify_lines(page, &mut crops)?;
+        }
+        let level: Vec<Quad> = crops.iter().map(|c| c.quad).collect();
+        frame.angle = orient::text_angle(&frame, &level);
+        let allowed: Vec<bool> = std::iter::once(true)
+            .chain(self.classes.iter().map(|&c| lang.allows(c)))
+            .collect();
+        Ok(PageReading {
+            lines: self.read_lines(page, crops, &allowed)?,
+            frame,
+        })
     }
 
     fn read_lines(
         &self,
         page: &RgbImage,
         crops: Vec<LineCrop>,
+        allowed: &[bool],
     ) -> Result<Vec<DetectedLine>, OcrError> {
         let (width, height) = page.dimensions();
-        let lines = self.read(page, &crops)?;
+        let margin = self.config.rec.end_margin;
+        let read: Vec<LineCrop> = crops.iter().map(|c| c.widened(margin)).collect();
+        let lines = self.read(page, &read, allowed)?;
         Ok(crops
             .into_iter()
+            .zip(read)
             .zip(lines)
             .filter(|(_, line)| line.score() >= self.config.rec.drop_score)
-            .map(|(crop, line)| {
+            .map(|((crop, read), line)| {
                 let words = rec::words(&line)
                     .into_iter()
                     .map(|w| Word {
-                        bbox: quad_bbox(&rec::span_box(&crop.quad, w.start, w.end), width, height),
+                        bbox: quad_bbox(&rec::span_box(&read.quad, w.start, w.end), width, height),
                         text: w.text,
                         confidence: w.confidence,
                     })
@@ -196,27 +233,49 @@ impl PpOcr {
             .collect())
     }
 
-    /// Turns the lines the orientation classifier reads as upside down; returns how many.
-    fn orient(
-        cls: &SessionPool,
-        page: &RgbImage,
-        crops: &mut [LineCrop],
-    ) -> Result<usize, OcrError> {
-        const BATCH: usize = 6;
-        let mut turned = 0;
-        for chunk in crops.chunks_mut(BATCH) {
+    /// Whether the page, read with these crops, is upside down: the orientation classifier's
+    /// verdict on the longest lines, which carry the most evidence. One model call per page.
+    fn upside_down(&self, page: &RgbImage, crops: &[LineCrop]) -> Result<bool, OcrError> {
+        let mut longest: Vec<&LineCrop> = crops.iter().filter(|c| c.width >= c.height).collect();
+        longest.sort_by(|a, b| b.width.total_cmp(&a.width));
+        // The middle of each line at the classifier's own aspect ratio: a whole long line
+        // squeezed into its input would be a smear.
+        let sample: Vec<LineCrop> = longest
+            .into_iter()
+            .take(cls::PAGE_SAMPLE)
+            .map(|c| c.window(cls::WIDTH as f32 / cls::HEIGHT as f32))
+            .collect();
+        if sample.is_empty() {
+            return Ok(false);
+        }
+        let input = cls::preprocess(page, &sample.iter().collect::<Vec<_>>());
+        self.cls.with(|session| -> Result<bool, OcrError> {
+            let outputs = session.run(ort::inputs![TensorRef::from_array_view(&input)?])?;
+            Ok(cls::mostly_turned(outputs[0].try_extract_array::<f32>()?))
+        })
+    }
+
+    /// Turns the single lines the orientation classifier reads as upside down (mixed pages).
+    fn classify_lines(&self, page: &RgbImage, crops: &mut [LineCrop]) -> Result<(), OcrError> {
+        for chunk in crops.chunks_mut(cls::PAGE_SAMPLE) {
             let members: Vec<&LineCrop> = chunk.iter().collect();
             let input = cls::preprocess(page, &members);
-            turned += cls.with(|session| -> Result<usize, OcrError> {
+            self.cls.with(|session| -> Result<(), OcrError> {
                 let outputs = session.run(ort::inputs![TensorRef::from_array_view(&input)?])?;
-                Ok(cls::apply(chunk, outputs[0].try_extract_array::<f32>()?))
+                cls::apply(chunk, outputs[0].try_extract_array::<f32>()?);
+                Ok(())
             })?;
         }
-        Ok(turned)
+        Ok(())
     }
 
     /// Recognises every crop; batches run in parallel, one per free session.
-    fn read(&self, page: &RgbImage, crops: &[LineCrop]) -> Result<Vec<rec::RecLine>, OcrError> {
+    fn read(
+        &self,
+        page: &RgbImage,
+        crops: &[LineCrop],
+        allowed: &[bool],
+    ) -> Result<Vec<rec::RecLine>, OcrError> {
         let rec = &self.config.rec;
         let batches = rec::batches(
             crops,
@@ -237,7 +296,7 @@ impl PpOcr {
                             };
                             let members: Vec<&LineCrop> =
                                 batch.iter().map(|&k| &crops[k]).collect();
-                            let lines = self.read_batch(page, &members)?;
+                            let lines = self.read_batch(page, &members, allowed)?;
                             done.extend(batch.iter().copied().zip(lines));
                         }
                     })
@@ -265,6 +324,7 @@ impl PpOcr {
         &self,
         page: &RgbImage,
         crops: &[&LineCrop],
+        allowed: &[bool],
     ) -> Result<Vec<rec::RecLine>, OcrError> {
         // Sampled inside the borrow, so at most one input tensor per session is alive.
         self.rec.with(|session| {
@@ -285,7 +345,7 @@ impl PpOcr {
                     let line = line
                         .into_dimensionality::<ndarray::Ix2>()
                         .map_err(|e| OcrError::Inference(e.to_string()))?;
-                    Ok(rec::decode(line, &self.classes, content))
+                    Ok(rec::decode(line, &self.classes, allowed, content))
                 })
                 .collect::<Result<Vec<_>, OcrError>>()
         })
@@ -305,14 +365,21 @@ impl Engine for PpOcr {
         self.config.sessions.max(1)
     }
 
-    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
+    fn recognize(&self, page: &RgbImage, options: &PageOptions) -> Result<PageResult, OcrError> {
+        let lang = match &options.lang {
+            Some(lang) => {
+                check_lang(lang, &self.classes, &self.config.model_set)?;
+                lang
+            }
+            None => &self.config.lang,
+        };
         let factor = read_factor(page.width(), page.height());
         if factor == 1 {
-            return self.recognize_as_is(page);
+            return self.recognize_as_is(page, lang);
         }
         // An integer box filter: each output pixel is the mean of a factor × factor square.
         let small = image::imageops::thumbnail(page, page.width() / factor, page.height() / factor);
-        let mut result = self.recognize_as_is(&small)?;
+        let mut result = self.recognize_as_is(&small, lang)?;
         result.scale_up(factor, page.width(), page.height());
         Ok(result)
     }
@@ -334,31 +401,34 @@ fn read_factor(width: u32, height: u32) -> u32 {
 }
 
 impl PpOcr {
-    fn recognize_as_is(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
-        let (lines, rotation) = self.lines(page)?;
+    fn recognize_as_is(&self, page: &RgbImage, lang: &Lang) -> Result<PageResult, OcrError> {
+        let PageReading { lines, frame } = self.lines(page, lang)?;
+        // Reading order is found on the level page; the boxes given out stay on the image.
         let pieces = lines
             .into_iter()
-            .filter_map(|line| {
-                let bbox = BBox::union(line.words.iter().map(|w| w.bbox))?;
-                Some(Piece {
-                    bbox,
-                    words: line.words,
-                })
+            .filter(|line| !line.words.is_empty())
+            .map(|line| Piece {
+                bbox: frame.level_box(&line.quad),
+                words: line.words,
             })
             .collect();
-        let mut result = PageResult {
+        let mut blocks = order::layout(pieces);
+        order::fit_boxes(&mut blocks);
+        Ok(PageResult {
             width: page.width(),
             height: page.height(),
-            rotation,
-            blocks: order::layout(pieces),
+            rotation: frame.rotation,
+            // Rounded to what the estimate can tell; `+ 0.0` turns -0 into 0.
+            skew: (frame.skew_degrees() * 100.0).round() / 100.0 + 0.0,
+            blocks,
             source: PageSource::Ocr,
             failure: None,
-        };
-        if rotation == 180 {
-            // Read on the turned page; boxes go back onto the image as given.
-            result.turn_boxes();
-        }
-        Ok(result)
+        })
+    }
+
+    /// The recognition dictionary: `classes[k - 1]` is the character of class `k`.
+    pub fn classes(&self) -> &[char] {
+        &self.classes
     }
 }
 
@@ -368,6 +438,23 @@ fn quad_bbox(quad: &Quad, width: u32, height: u32) -> BBox {
     let floor = |v: f32| v.max(0.0).floor() as u32;
     let ceil = |v: f32| v.max(0.0).ceil() as u32;
     BBox::new(floor(x0), floor(y0), ceil(x1), ceil(y1)).clamp(width, height)
+}
+
+/// Refuses scripts the model set cannot read, rather than reading them as something else.
+fn check_lang(lang: &Lang, classes: &[char], model_set: &str) -> Result<(), OcrError> {
+    match lang.missing_from(classes).as_slice() {
+        [] => Ok(()),
+        missing => {
+            let names: Vec<String> = missing
+                .iter()
+                .map(|s| format!("{s:?}").to_lowercase())
+                .collect();
+            Err(OcrError::Unsupported(format!(
+                "the PP-OCR model set {model_set} reads no {} characters (lang {lang})",
+                names.join(" or ")
+            )))
+        }
+    }
 }
 
 /// One character per line, then the space class PP-OCR appends.

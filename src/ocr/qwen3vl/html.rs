@@ -51,6 +51,7 @@ pub fn parse(answer: &str, frame: Frame, confidence: f32) -> PageResult {
         width,
         height,
         rotation: 0,
+        skew: 0.0,
         blocks,
         source: PageSource::Ocr,
         failure: None,

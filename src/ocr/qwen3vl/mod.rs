@@ -21,7 +21,7 @@ use image::RgbImage;
 use tokenizers::Tokenizer;
 
 use super::runtime::{self, Device, SessionOptions};
-use super::{Engine, OcrError, PageResult};
+use super::{Engine, OcrError, PageOptions, PageResult};
 pub use generate::{Generation, Sessions, VisionOutput};
 pub use model::ModelConfig;
 pub use preprocess::VisionInput;
@@ -192,7 +192,7 @@ impl Engine for Qwen3Vl {
         &["en", "zh", "ja", "ko", "de", "fr", "es"]
     }
 
-    fn recognize(&self, page: &RgbImage) -> Result<PageResult, OcrError> {
+    fn recognize(&self, page: &RgbImage, _: &PageOptions) -> Result<PageResult, OcrError> {
         let input = self.vision_input(page)?;
         let answer = self.generate(&input, self.options.max_new_tokens)?;
         if !answer.generation.finished {

@@ -42,6 +42,11 @@ pub struct UploadForm {
     /// `alto` (ALTO XML v4, downloaded as `format=xml`). Default: html, txt and json.
     formats: Option<String>,
     ocr: Option<OcrPolicy>,
+    /// The scripts the document is written in: `latin`, `greek`, `cyrillic`, `cjk`, a
+    /// comma-separated mix, or `all`. Default: the server's `ocr.lang` (`latin` unless
+    /// configured). PP-OCR decodes only these scripts' characters, plus digits, punctuation and
+    /// symbols; Qwen3-VL ignores it.
+    lang: Option<String>,
     /// The password of an encrypted PDF. It is kept with the task; the searchable PDF comes
     /// out without it.
     password: Option<String>,
@@ -238,6 +243,11 @@ pub async fn create(
             "ocr" => {
                 let value = read_field(&mut field, "ocr", idle).await?;
                 options.ocr = value.trim().parse().map_err(ApiError::invalid)?;
+            }
+            "lang" => {
+                let value = read_field(&mut field, "lang", idle).await?;
+                let lang = value.parse().map_err(|e: String| ApiError::invalid(e))?;
+                options.lang = Some(lang);
             }
             "password" => {
                 let value = read_field(&mut field, "password", idle).await?;
