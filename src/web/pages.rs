@@ -178,6 +178,7 @@ async fn upload(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>
                 "max_upload_bytes" => app.config.limits.max_upload_bytes,
                 "engines" => engines,
                 "default_engine" => app.config.ocr.engine.as_str(),
+                "default_lang" => app.config.ocr.lang.to_string(),
             };
             page(
                 &assets,
@@ -331,7 +332,7 @@ mod tests {
             for signed_in in [false, true] {
                 let mut context = context! {
                     "registration" => "open", "min_password_length" => 10, "token" => "x",
-                    "max_upload_bytes" => 1000, "default_engine" => "ppocr",
+                    "max_upload_bytes" => 1000, "default_engine" => "ppocr", "default_lang" => "latin",
                     "engines" => [("ppocr", "PP-OCR")], "task" => task,
                     "task_json" => "{}", "title" => "Not found", "code" => "not_found",
                     "message" => "<gone>",

@@ -23,6 +23,7 @@ function options() {
     engine: form.engine.value,
     formats: formats.join(','),
     ocr: form.querySelector('input[name=ocr]:checked').value,
+    lang: form.lang.value,
     password: form.password.value,
   };
 }
@@ -62,6 +63,7 @@ function send(file, row, opts) {
   data.append('engine', opts.engine);
   if (opts.formats) data.append('formats', opts.formats);
   data.append('ocr', opts.ocr);
+  if (opts.lang) data.append('lang', opts.lang);
   if (opts.password) data.append('password', opts.password);
   data.append('file', file, file.name);
   const xhr = new XMLHttpRequest();

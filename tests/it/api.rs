@@ -1607,3 +1607,100 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_searchable_
         "Confidential minutes of 12 March 2024"
     );
 }
+
+/// `lang` at upload: checked at the door, carried to the worker, and used there. Masked to
+/// Latin (the default), a receipt has none of the full-width strays the unmasked decoder reads
+/// on it; a script the models lack fails the task with a message that says so. The JSON
+/// result of a page turned sideways and skewed says how it was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_choose_the_scripts_read_and_the_json_reports_orientation_and_skew() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let api = Api::start(|_| {}).await;
+    let _worker = api.install.spawn_worker("w", &[]);
+    let user = api.signed_in().await;
+    let eval = crate::ocr::repo().join("../shared/eval");
+    let receipt = std::fs::read(eval.join("real-public/001.jpg")).unwrap();
+    let turned = std::fs::read(eval.join("skew/page_005.png")).unwrap();
+    let submit = |lang: Option<&'static str>, name: &'static str, bytes: Vec<u8>| {
+        let mut form = reqwest::multipart::Form::new().text("formats", "txt,json");
+        if let Some(lang) = lang {
+            form = form.text("lang", lang);
+        }
+        let form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        );
+        user.client
+            .post(api.url("/api/tasks"))
+            .header("X-CSRF-Token", &user.csrf)
+            .multipart(form)
+            .send()
+    };
+
+    let refused = submit(Some("klingon"), "r.jpg", receipt.clone())
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "invalid_request", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lang must be latin, english"),
+        "{refused}"
+    );
+
+    let mut ids = Vec::new();
+    for (lang, name, bytes) in [
+        (None, "receipt.jpg", receipt.clone()),
+        (Some("all"), "receipt.jpg", receipt.clone()),
+        (Some("cyrillic"), "receipt.jpg", receipt),
+        (None, "sideways.png", turned),
+    ] {
+        let created = submit(lang, name, bytes).await.unwrap();
+        assert_eq!(created.status(), StatusCode::ACCEPTED);
+        let created: Value = created.json().await.unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    api.install
+        .wait_finished(&ids, Duration::from_secs(300))
+        .await;
+    let text = |id: String| {
+        let user = &user;
+        let url = api.url(&format!("/api/tasks/{id}/result?format=txt"));
+        async move { user.get(url).await.text().await.unwrap() }
+    };
+    let full_width = |s: &str| s.chars().any(|c| ('\u{3000}'..='\u{ffef}').contains(&c));
+    let (latin, all) = (text(ids[0].clone()).await, text(ids[1].clone()).await);
+    assert!(latin.contains("TIME"), "{latin}");
+    assert!(!full_width(&latin), "read as Latin:\n{latin}");
+    assert!(
+        full_width(&all),
+        "read unmasked, the receipt has strays:\n{all}"
+    );
+
+    let cyrillic: Value = user
+        .get(api.url(&format!("/api/tasks/{}", ids[2])))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        cyrillic
+            .to_string()
+            .contains("reads no cyrillic characters"),
+        "{cyrillic}"
+    );
+
+    let json: Value = user
+        .get(api.url(&format!("/api/tasks/{}/result?format=json", ids[3])))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let page = &json["pages"][0];
+    assert_eq!(page["rotation"], 90, "{page}");
+    let skew = page["skew"].as_f64().unwrap();
+    assert!((skew - -0.44).abs() < 0.3, "skew {skew}");
+}

@@ -304,3 +304,53 @@ async fn born_digital_pages_are_kept_and_only_scanned_ones_get_text() {
         assert_eq!(difference(a, b).0, 0, "page {} looks different", i + 1);
     }
 }
+
+/// On pages read turned (a page scanned sideways, or upside down), the invisible text runs
+/// along the lines: pdftotext finds every word at its box, and the text comes out in reading
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turned_pages_get_their_text_layer_along_the_lines() {
+    let install = Install::embedded(|_| {}).await;
+    let sideways = crate::ocr::repo().join("../shared/eval/skew/page_005.png");
+    let (upright, _) = sample_pages().into_iter().nth(2).unwrap();
+    let upside_down = image::imageops::rotate180(&image::open(&upright).unwrap().to_rgb8());
+    let mut png = std::io::Cursor::new(Vec::new());
+    upside_down
+        .write_to(&mut png, image::ImageFormat::Png)
+        .unwrap();
+    for (name, body, rotation) in [
+        ("sideways.png", std::fs::read(&sideways).unwrap(), 90),
+        ("upside-down.png", png.into_inner(), 180),
+    ] {
+        let task = run(&install, name, body, OcrPolicy::Auto).await;
+        let json: serde_json::Value =
+            serde_json::from_str(&install.result_file(&task.id, "json").await).unwrap();
+        assert_eq!(json["pages"][0]["rotation"], rotation, "{name}");
+        let pdf = install.result_bytes(&task.id, "pdf").await;
+        let (words, worst) = assert_words_at_their_boxes(&json, &pdf, 2.0);
+        println!("searchable pdf ({name}): {words} words found, each edge within {worst:.3} pt");
+        assert!(words > 150, "{name}: only {words} words");
+        // The text layer in content order, one word per piece: the page's own reading order.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &pdf).unwrap();
+        let raw = Command::new("pdftotext")
+            .arg("-raw")
+            .arg(file.path())
+            .arg("-")
+            .output()
+            .expect("pdftotext runs");
+        let text = String::from_utf8_lossy(&raw.stdout).into_owned();
+        let json_text: Vec<&str> = json["pages"][0]["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["lines"].as_array().unwrap())
+            .map(|l| l["text"].as_str().unwrap())
+            .collect();
+        let agreement = ocrd::eval::cer(&text, &json_text.join("\n"));
+        assert!(
+            agreement < 0.01,
+            "{name}: CER {agreement:.4} against the JSON:\n{text}"
+        );
+    }
+}
