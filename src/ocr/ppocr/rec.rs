@@ -17,7 +17,9 @@ pub struct RecConfig {
     /// Narrowest input; shorter lines are padded to this width.
     pub min_width: u32,
     /// Blank columns after every line: CTC needs a few timesteps after the last character to
-    /// close it. Measured on the sample pages: CER 0.0022 without, 0.0014 with 16.
+    /// close it. Measured on the sample pages: CER 0.0022 without, 0.0014 with 16, when lines
+    /// were read to the end of their box only; with `end_margin`'s real pixels after the line,
+    /// none measured as well (docs/models.md), so it is 0.
     pub end_padding: u32,
     /// Lines per model call, grouped by similar width. On the CPU, one line per call measured
     /// fastest (no padding, better cache use: 4.6 against 4.2 pages/s with 6); batching pays
@@ -39,7 +41,7 @@ impl Default for RecConfig {
         RecConfig {
             height: 48,
             min_width: 96,
-            end_padding: 16,
+            end_padding: 0,
             batch_size: 1,
             max_width: 4096,
             drop_score: 0.5,
