@@ -154,9 +154,11 @@ impl PpOcr {
     /// lines below the confidence threshold, and the frame the page was read in: its
     /// orientation and skew. Boxes are on the page as given.
     ///
-    /// A page whose lines mostly run up or down is read turned by 90 degrees; the orientation
-    /// classifier then tells, from a sample of the longest lines, whether the page so turned is
-    /// upside down. Both only reorder the corners of the detected boxes: no pixel is turned.
+    /// A page whose lines mostly run up or down is detected again turned by 90 degrees (the
+    /// detector finds vertical lines less reliably); the orientation classifier then tells,
+    /// from a sample of the longest lines, whether the page so turned is upside down. Turning
+    /// only reorders the corners of the boxes, which stay in the page as given: the recogniser
+    /// samples each line along its own direction, and the skew only levels the reading order.
     pub fn lines(&self, page: &RgbImage, lang: &Lang) -> Result<PageReading, OcrError> {
         let mut frame = Frame::new(0, page.width(), page.height());
         if page.width() == 0 || page.height() == 0 {
