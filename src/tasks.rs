@@ -19,9 +19,11 @@ use crate::document::Kind;
 use crate::ocr::lang::Lang;
 use crate::render::Format;
 
-/// Per-task options, stored with the task as JSON.
+/// Per-task options, stored with the task as JSON. Fields unknown to this version are ignored,
+/// so that during a rolling upgrade an older worker still runs tasks a newer server stored
+/// (it reads them with its defaults for what it does not know).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TaskOptions {
     /// The result formats to produce.
     pub formats: Vec<Format>,
@@ -505,4 +507,31 @@ async fn delete_detached(app: &App, user_id: String, task_id: String) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_round_trip_and_tolerate_fields_of_newer_versions() {
+        let options = TaskOptions {
+            lang: Some("latin,greek".parse().expect("valid")),
+            ..TaskOptions::default()
+        };
+        let json = options.to_json();
+        assert!(json.contains(r#""lang":"latin,greek""#), "{json}");
+        assert_eq!(TaskOptions::parse(&json).expect("parses"), options);
+        // Written by a newer server: what this worker does not know is left out.
+        let newer = r#"{"formats":["txt"],"lang":"english","priority":5}"#;
+        let parsed = TaskOptions::parse(newer).expect("parses");
+        assert_eq!(parsed.formats, vec![Format::Txt]);
+        assert_eq!(
+            parsed.page_options().lang,
+            Some("english".parse().expect("valid"))
+        );
+        // Written before `lang` existed: the worker's own `ocr.lang` applies.
+        assert_eq!(TaskOptions::parse("{}").expect("parses").lang, None);
+        assert!(TaskOptions::parse(r#"{"lang":"klingon"}"#).is_err());
+    }
 }

@@ -42,8 +42,8 @@ pub struct UploadForm {
     /// `alto` (ALTO XML v4, downloaded as `format=xml`). Default: html, txt and json.
     formats: Option<String>,
     ocr: Option<OcrPolicy>,
-    /// The scripts the document is written in: `latin`, `greek`, `cyrillic`, `cjk`, a
-    /// comma-separated mix, or `all`. Default: the server's `ocr.lang` (`latin` unless
+    /// The scripts the document is written in: `latin`, `english` (Latin without accents),
+    /// `greek`, `cyrillic`, `cjk`, a comma-separated mix, or `all`. Default: the server's `ocr.lang` (`latin` unless
     /// configured). PP-OCR decodes only these scripts' characters, plus digits, punctuation and
     /// symbols; Qwen3-VL ignores it.
     lang: Option<String>,
