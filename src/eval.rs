@@ -38,10 +38,15 @@ pub fn levenshtein(a: &[char], b: &[char]) -> usize {
 pub fn cer(hypothesis: &str, reference: &str) -> f64 {
     let h: Vec<char> = normalize_whitespace(hypothesis).chars().collect();
     let r: Vec<char> = normalize_whitespace(reference).chars().collect();
-    if r.is_empty() {
-        return if h.is_empty() { 0.0 } else { 1.0 };
+    error_rate(&h, &r)
+}
+
+/// Edits per reference character; an empty reference scores 0 against nothing, else 1.
+fn error_rate(hypothesis: &[char], reference: &[char]) -> f64 {
+    if reference.is_empty() {
+        return if hypothesis.is_empty() { 0.0 } else { 1.0 };
     }
-    levenshtein(&h, &r) as f64 / r.len() as f64
+    levenshtein(hypothesis, reference) as f64 / reference.len() as f64
 }
 
 /// Case-folded CER with all whitespace removed (CER_ci): for ground truth whose case and
@@ -53,11 +58,7 @@ pub fn cer_ci(hypothesis: &str, reference: &str) -> f64 {
             .flat_map(char::to_lowercase)
             .collect()
     };
-    let (h, r) = (fold(hypothesis), fold(reference));
-    if r.is_empty() {
-        return if h.is_empty() { 0.0 } else { 1.0 };
-    }
-    levenshtein(&h, &r) as f64 / r.len() as f64
+    error_rate(&fold(hypothesis), &fold(reference))
 }
 
 /// Bag-of-words F1: the multiset overlap of case-folded whitespace-separated tokens, blind to

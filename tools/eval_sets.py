@@ -21,19 +21,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "eval"
 sys.path.insert(0, str(REPO / "tools"))
-from ppocr_reference import levenshtein  # noqa: E402
-
-
-def cer(hypothesis: str, reference: str) -> float:
-    norm = lambda s: re.sub(r"\s+", " ", s).strip()  # noqa: E731
-    h, r = norm(hypothesis), norm(reference)
-    return levenshtein(h, r) / max(1, len(r))
+from ppocr_reference import cer, gt_path  # noqa: E402
 
 
 def cer_ci(hypothesis: str, reference: str) -> float:
+    """CER case-folded with all whitespace removed, as for the receipts."""
     fold = lambda s: re.sub(r"\s+", "", s).lower()  # noqa: E731
-    h, r = fold(hypothesis), fold(reference)
-    return levenshtein(h, r) / max(1, len(r))
+    return cer(fold(hypothesis), fold(reference), normalize=False)
 
 
 def main() -> None:
@@ -57,7 +51,7 @@ def main() -> None:
                 text = "\n".join(
                     line["text"] for block in result["blocks"] for line in block["lines"]
                 )
-                truth = page.with_name(page.stem + ".gt.txt").read_text(encoding="utf-8")
+                truth = gt_path(page).read_text(encoding="utf-8")
                 scores = cer(text, truth), cer_ci(text, truth)
                 totals = [t + s for t, s in zip(totals, scores)]
                 print(f"{name}/{page.stem}: CER {scores[0]:.4f} CER_ci {scores[1]:.4f} "

@@ -37,8 +37,8 @@ pub struct OcrArgs {
     #[arg(long, value_parser = super::parse_engine)]
     pub engine: Option<EngineKind>,
 
-    /// The scripts the documents are written in: latin, greek, cyrillic, cjk (comma-separated)
-    /// or all; default `ocr.lang`.
+    /// The scripts the documents are written in: latin, english (Latin without accents),
+    /// greek, cyrillic, cjk (comma-separated) or all; default `ocr.lang`.
     #[arg(long, value_parser = parse_lang)]
     pub lang: Option<ocr::lang::Lang>,
 

@@ -120,7 +120,7 @@ impl std::str::FromStr for Lang {
                 "cyrillic" => &[Script::Cyrillic],
                 "cjk" => &[Script::Cjk],
                 _ => {
-                    let shown: String = name.chars().filter(|c| !c.is_control()).take(40).collect();
+                    let shown = crate::names::clean(name, 40);
                     return Err(format!("lang must be {LANG_NAMES}, not `{shown}`"));
                 }
             });
@@ -192,6 +192,14 @@ mod tests {
         assert!("klingon".parse::<Lang>().is_err());
         assert!("".parse::<Lang>().is_err());
         assert!("latin,".parse::<Lang>().is_err());
+        // The refused name is echoed without its control and bidi characters, and short.
+        let refused = format!("lat\u{202e}in\u{0}x{}", "y".repeat(100))
+            .parse::<Lang>()
+            .expect_err("not a script");
+        assert!(
+            !refused.contains(['\u{202e}', '\u{0}']) && refused.len() < 150,
+            "{refused}"
+        );
         let english: Lang = "english".parse().expect("valid");
         assert_eq!(english.to_string(), "english");
         assert!(english.allows('e') && english.allows('£') && !english.allows('é'));

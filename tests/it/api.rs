@@ -1621,7 +1621,7 @@ async fn uploads_choose_the_scripts_read_and_the_json_reports_orientation_and_sk
     let eval = crate::ocr::repo().join("../shared/eval");
     let receipt = std::fs::read(eval.join("real-public/001.jpg")).unwrap();
     let turned = std::fs::read(eval.join("skew/page_005.png")).unwrap();
-    let submit = |lang: Option<&'static str>, name: &'static str, bytes: Vec<u8>| {
+    let submit = |lang: Option<String>, name: &'static str, bytes: Vec<u8>| {
         let mut form = reqwest::multipart::Form::new().text("formats", "txt,json");
         if let Some(lang) = lang {
             form = form.text("lang", lang);
@@ -1637,19 +1637,32 @@ async fn uploads_choose_the_scripts_read_and_the_json_reports_orientation_and_sk
             .send()
     };
 
-    let refused = submit(Some("klingon"), "r.jpg", receipt.clone())
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-    let refused: Value = refused.json().await.unwrap();
-    assert_eq!(refused["error"]["code"], "invalid_request", "{refused}");
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("lang must be latin, english"),
-        "{refused}"
-    );
+    // Unknown, empty, broken and hostile names are refused before anything is stored, and
+    // the message echoes none of their control or bidi characters.
+    for bad in [
+        "klingon".to_owned(),
+        String::new(),
+        ",".to_owned(),
+        "latin,,greek".to_owned(),
+        "lat\u{0}in".to_owned(),
+        "\u{202e}cjk".to_owned(),
+        "latin,".repeat(100),
+    ] {
+        let refused = submit(Some(bad.clone()), "r.jpg", receipt.clone())
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        let refused: Value = refused.json().await.unwrap();
+        assert_eq!(refused["error"]["code"], "invalid_request", "{refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("lang must be latin, english"),
+            "{bad:?}: {refused}"
+        );
+        assert!(!message.contains(['\u{0}', '\u{202e}']), "{refused}");
+    }
+    let listed: Value = user.get(api.url("/api/tasks")).await.json().await.unwrap();
+    assert_eq!(listed["tasks"], json!([]), "nothing was stored: {listed}");
 
     let mut ids = Vec::new();
     for (lang, name, bytes) in [
@@ -1658,7 +1671,7 @@ async fn uploads_choose_the_scripts_read_and_the_json_reports_orientation_and_sk
         (Some("cyrillic"), "receipt.jpg", receipt),
         (None, "sideways.png", turned),
     ] {
-        let created = submit(lang, name, bytes).await.unwrap();
+        let created = submit(lang.map(str::to_owned), name, bytes).await.unwrap();
         assert_eq!(created.status(), StatusCode::ACCEPTED);
         let created: Value = created.json().await.unwrap();
         ids.push(created["id"].as_str().unwrap().to_owned());

@@ -553,18 +553,5 @@ impl Drop for PrivateRedis {
 
 /// The ten sample pages, sorted, with their ground truth.
 pub fn sample_pages() -> Vec<(PathBuf, String)> {
-    let dir = crate::ocr::eval_dir();
-    let mut pages: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
-    pages.sort();
-    pages
-        .into_iter()
-        .map(|p| {
-            let truth = std::fs::read_to_string(p.with_extension("gt.txt")).unwrap();
-            (p, truth)
-        })
-        .collect()
+    crate::ocr::eval_set("public")
 }

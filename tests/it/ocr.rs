@@ -44,6 +44,26 @@ pub fn engine() -> Arc<PpOcr> {
         .clone()
 }
 
+/// The pages of sample set `name` (a folder of `../shared/eval`) with their ground truth, in
+/// name order.
+pub fn eval_set(name: &str) -> Vec<(PathBuf, String)> {
+    let dir = repo().join("../shared/eval").join(name);
+    let listing = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the sample pages are missing: {}: {e}", dir.display()));
+    let mut pages: Vec<PathBuf> = listing
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
+        .collect();
+    pages.sort();
+    pages
+        .into_iter()
+        .map(|p| {
+            let truth = std::fs::read_to_string(p.with_extension("gt.txt")).unwrap();
+            (p, truth)
+        })
+        .collect()
+}
+
 fn load(path: &Path) -> image::RgbImage {
     image::open(path).unwrap().into_rgb8()
 }
@@ -55,18 +75,12 @@ fn page_text(page: &PageResult) -> String {
 #[test]
 fn mean_cer_on_the_sample_pages_is_at_most_0_15_percent() {
     let engine = engine();
-    let mut pages: Vec<PathBuf> = std::fs::read_dir(eval_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
-    pages.sort();
+    let pages = eval_set("public");
     assert_eq!(pages.len(), 10);
     let mut total = 0.0;
-    for path in &pages {
+    for (path, truth) in &pages {
         let result = engine.recognize(&load(path), &Default::default()).unwrap();
-        let truth = std::fs::read_to_string(path.with_extension("gt.txt")).unwrap();
-        let page_cer = cer(&page_text(&result), &truth);
+        let page_cer = cer(&page_text(&result), truth);
         println!(
             "{}: CER {page_cer:.4}",
             path.file_name().unwrap().to_string_lossy()
@@ -501,21 +515,14 @@ fn line_final_punctuation_is_read() {
 #[test]
 fn real_receipts_read_within_the_measured_error() {
     let engine = engine();
-    let dir = repo().join("../shared/eval/real-public");
-    let mut receipts: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("the receipts are missing: {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
-        .collect();
-    receipts.sort();
+    let receipts = eval_set("real-public");
     assert_eq!(receipts.len(), 10);
     let (mut cer_sum, mut f1_sum) = (0.0, 0.0);
-    for path in &receipts {
+    for (path, truth) in &receipts {
         let text = page_text(&engine.recognize(&load(path), &Default::default()).unwrap());
-        let truth = std::fs::read_to_string(path.with_extension("gt.txt")).unwrap();
         let (c, f1) = (
-            ocrd::eval::cer_ci(&text, &truth),
-            ocrd::eval::bag_of_words_f1(&text, &truth),
+            ocrd::eval::cer_ci(&text, truth),
+            ocrd::eval::bag_of_words_f1(&text, truth),
         );
         println!(
             "{}: CER_ci {c:.4}, bag-of-words F1 {f1:.4}",

@@ -427,11 +427,6 @@ impl PpOcr {
             failure: None,
         })
     }
-
-    /// The recognition dictionary: `classes[k - 1]` is the character of class `k`.
-    pub fn classes(&self) -> &[char] {
-        &self.classes
-    }
 }
 
 /// The axis-aligned page box around a quad.
