@@ -99,6 +99,9 @@ fn main() {
         };
         config.database.url = Secret::new(url.to_string());
         config.database.pool_size = 16;
+        // The limiter runs (its cost is part of every request) but never refuses.
+        config.rate_limits.api_per_second = 1_000_000;
+        config.rate_limits.api_burst = 1_000_000;
         config.redis.url = Secret::new(redis_url);
         config.redis.key_prefix = format!("{name}:");
         let app = App::build(config).await.unwrap();
@@ -121,6 +124,7 @@ fn main() {
                 prefix: "ocrd_bench",
                 token_hash: &ocrd::auth::token_hash(&token),
                 expires_at: None,
+                scopes: "read,write",
             },
         )
         .await

@@ -49,13 +49,16 @@ python_env() {
   fi
 }
 
-# Debian packages the tests drive: Chromium through chromedriver (browser tests) and
-# pdftotext from poppler-utils (the searchable PDF's text layer).
+# Debian packages the tests drive: Chromium through chromedriver (browser tests), pdftotext
+# from poppler-utils (the searchable PDF's text layer), nginx (the shipped reverse-proxy
+# configuration, run in front of ocrd) and openssl (the TLS tests' certificates).
 system_packages() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   command -v pdftotext >/dev/null || missing+=(poppler-utils)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v openssl >/dev/null || missing+=(openssl)
   [ ${#missing[@]} = 0 ] && return 0
   echo "test services: installing ${missing[*]} (Debian packages) for the tests"
   local as=()

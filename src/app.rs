@@ -10,6 +10,7 @@ use crate::auth::throttle::Throttle;
 use crate::blobs::{BlobError, Blobs};
 use crate::config::Config;
 use crate::db::{DbError, DbPool};
+use crate::edge::Limiter;
 use crate::events::Events;
 use crate::queue::{LocalQueue, Queue, QueueError, RedisQueue};
 use crate::redis_pool::{self, RedisError};
@@ -38,8 +39,13 @@ pub struct App {
     pub queue: Queue,
     pub events: Events,
     pub sessions: Sessions,
-    /// Failed logins, per account and per client address.
+    /// Failed logins, per account and client address, and per address.
     pub login_throttle: Throttle,
+    /// Rate limits (`rate_limits.*`), shared by every instance on one Redis.
+    pub limiter: Limiter,
+    /// This process's HTTP metrics, shared by its listeners (the operations listener exports
+    /// the public one's).
+    pub http_metrics: Arc<crate::web::HttpMetrics>,
     /// The multi-threaded runtime that built the App: see [`App::finish`].
     runtime: tokio::runtime::Handle,
 }
@@ -56,7 +62,7 @@ impl App {
         let auth = &config.auth;
         let session_ttl = std::time::Duration::from_secs(auth.session_ttl_secs);
         let window = std::time::Duration::from_secs(auth.login_window_secs);
-        let (redis, queue, events, sessions, login_throttle) = match config.redis_url()? {
+        let (redis, queue, events, sessions, login_throttle, limiter) = match config.redis_url()? {
             Some(url) => {
                 let size = config.database.pool_size.max(4);
                 let pool = redis_pool::pool(url, size)?;
@@ -70,15 +76,17 @@ impl App {
                 let queue = Queue::Redis(RedisQueue::new(pool.clone(), blocking, prefix));
                 let events = Events::redis(pool.clone(), url, prefix);
                 let sessions = Sessions::redis(pool.clone(), prefix, session_ttl);
-                let throttle = Throttle::redis(pool.clone(), prefix, auth.login_attempts, window);
-                (Some(pool), queue, events, sessions, throttle)
+                let throttle = Throttle::redis(pool.clone(), prefix, window);
+                let limiter = Limiter::redis(pool.clone(), prefix, &config.rate_limits);
+                (Some(pool), queue, events, sessions, throttle, limiter)
             }
             None => (
                 None,
                 Queue::Local(LocalQueue::new()),
                 Events::local(),
                 Sessions::local(session_ttl),
-                Throttle::local(auth.login_attempts, window),
+                Throttle::local(window),
+                Limiter::local(&config.rate_limits),
             ),
         };
         Ok(App {
@@ -91,6 +99,8 @@ impl App {
             events,
             sessions,
             login_throttle,
+            http_metrics: Arc::new(crate::web::HttpMetrics::new(limiter.limited_counter())),
+            limiter,
         })
     }
 

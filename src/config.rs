@@ -56,6 +56,7 @@ pub struct Config {
     pub ocr: OcrConfig,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
+    pub rate_limits: RateLimitConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
 }
@@ -71,6 +72,7 @@ impl Default for Config {
             ocr: OcrConfig::default(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
+            rate_limits: RateLimitConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
@@ -82,15 +84,35 @@ impl Default for Config {
 pub struct ServerConfig {
     /// Address the HTTP server listens on (`serve`, `all-in-one`).
     pub bind: String,
-    /// The address people reach ocrd at, e.g. `https://ocr.example.com`. An `https://` URL marks
-    /// session cookies `Secure` (TLS ends at the reverse proxy).
+    /// The address people reach ocrd at, e.g. `https://ocr.example.com`: links in mails and
+    /// the target of the HTTP→HTTPS redirect. Default: derived from `bind`.
     pub public_url: Option<String>,
+    /// Serve HTTPS on `bind` with this certificate chain (PEM, leaf first) and key (PEM).
+    /// Both files are watched and reloaded when they change or on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// With TLS: also listen here (e.g. `0.0.0.0:80`) and answer every request with a 301 to
+    /// the same path on `public_url`.
+    pub redirect_http: Option<String>,
+    /// `Strict-Transport-Security: max-age=…` sent on HTTPS responses; 0 sends none.
+    pub hsts_max_age_secs: u64,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For`, `X-Forwarded-Proto`,
+    /// `X-Forwarded-Host` and `Forwarded` headers are believed. Empty: none, the peer is the
+    /// client.
+    pub trusted_proxies: Vec<String>,
+    /// Host names (optionally `host:port`) requests may name in `Host`; others get 421.
+    /// Empty: the host of `public_url`, the host of `bind`, and `localhost` on a loopback bind
+    /// (IP addresses too on a wildcard bind).
+    pub allowed_hosts: Vec<String>,
+    /// When set, `/metrics` and `/readyz` on the public listener need
+    /// `Authorization: Bearer <metrics_token>`. Secret.
+    pub metrics_token: Secret,
+    /// When set, `/metrics` and `/readyz` move to a listener of their own here (e.g.
+    /// `127.0.0.1:9090`) and leave the public one.
+    pub ops_bind: Option<String>,
     /// Origins allowed to call the API from a browser (CORS), e.g. `https://app.example.com`.
     /// Empty: same origin only.
     pub cors_origins: Vec<String>,
-    /// Take the client address from `X-Forwarded-For`/`Forwarded` (set by your reverse proxy)
-    /// for login throttling. Only enable it behind a proxy that sets these headers.
-    pub trust_proxy_headers: bool,
     /// Development: read `templates/` and `static/` from this directory on every request
     /// instead of the copies built into the binary, so edits show on reload. Empty: built in.
     pub dev_assets_dir: Option<PathBuf>,
@@ -98,6 +120,12 @@ pub struct ServerConfig {
     pub client_request_timeout_secs: u64,
     /// Seconds an upload may send nothing before it is cut off (408); what it sent is dropped.
     pub upload_idle_secs: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    pub keep_alive_secs: u64,
+    /// Most open connections per server thread (one thread per core); more wait to be accepted.
+    pub max_connections: usize,
+    /// Most TLS handshakes in progress per server thread.
+    pub max_tls_handshakes: usize,
 }
 
 impl Default for ServerConfig {
@@ -105,28 +133,101 @@ impl Default for ServerConfig {
         ServerConfig {
             bind: "127.0.0.1:8080".into(),
             public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            redirect_http: None,
+            hsts_max_age_secs: 63_072_000,
+            trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
+            metrics_token: Secret::default(),
+            ops_bind: None,
             cors_origins: Vec::new(),
-            trust_proxy_headers: false,
             dev_assets_dir: None,
             client_request_timeout_secs: 10,
             upload_idle_secs: 30,
+            keep_alive_secs: 15,
+            max_connections: 10_000,
+            max_tls_handshakes: 256,
         }
     }
 }
 
 impl ServerConfig {
-    /// Whether browsers reach ocrd over TLS, so cookies can be `Secure`.
-    pub fn is_https(&self) -> bool {
-        self.public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
+    /// `trusted_proxies` parsed; a bare address is one host.
+    pub fn proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            "server.trusted_proxies",
+                            format!("`{entry}` is not an address or CIDR like 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect()
     }
 
-    /// Where people reach ocrd, without a trailing slash: `public_url`, else the bind address.
+    /// Whether `bind` serves HTTPS itself.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// Whether browsers reach ocrd over TLS (here or at a proxy), so cookies can be `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.tls()
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// Where people reach ocrd, without a trailing slash: `public_url`, else the bind address
+    /// (`bound`, the address really bound, when known: port 0 picks one).
     pub fn base_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", self.bind),
+            None => {
+                let scheme = if self.tls() { "https" } else { "http" };
+                format!("{scheme}://{}", self.bind)
+            }
+        }
+    }
+}
+
+/// Requests a client may make, per class; 0 turns a limit off. Counted per client address and
+/// per account or token, in Redis when configured (so every `serve` shares them), else in
+/// process. Over a limit: 429 with `Retry-After`, `RateLimit` and `RateLimit-Policy`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `api`: sustained requests per second under `/api`, and the burst allowed above it.
+    pub api_per_second: u32,
+    pub api_burst: u32,
+    /// `uploads`: files per minute, and bytes per minute (at least `limits.max_upload_bytes`).
+    pub uploads_per_minute: u32,
+    pub upload_bytes_per_minute: u64,
+    /// `auth`: sign-ins, registrations and password resets per minute per client address.
+    pub auth_per_minute: u32,
+    /// `ws`: WebSocket connections open at once per client address and per account.
+    pub ws_per_address: u32,
+    pub ws_per_user: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            api_per_second: 20,
+            api_burst: 100,
+            uploads_per_minute: 60,
+            upload_bytes_per_minute: 1 << 30,
+            auth_per_minute: 20,
+            ws_per_address: 50,
+            ws_per_user: 20,
         }
     }
 }
@@ -151,9 +252,12 @@ pub struct AuthConfig {
     pub invite_code: Secret,
     /// Lifetime of a login session.
     pub session_ttl_secs: u64,
-    /// Failed logins allowed per account and per client address within `login_window_secs`;
-    /// the next attempt gets 429.
+    /// Failed logins allowed per account from one client address within `login_window_secs`;
+    /// the next attempt from that address gets 429, for twice as long each time it goes on.
+    /// Other addresses (the owner's) still get in.
     pub login_attempts: u32,
+    /// Failed logins allowed per client address, whatever the accounts, in the same window.
+    pub login_attempts_per_address: u32,
     pub login_window_secs: u64,
     /// Shortest password accepted.
     pub min_password_length: usize,
@@ -166,6 +270,7 @@ impl Default for AuthConfig {
             invite_code: Secret::default(),
             session_ttl_secs: 7 * 24 * 3600,
             login_attempts: 5,
+            login_attempts_per_address: 20,
             login_window_secs: 60,
             min_password_length: 10,
         }
@@ -559,6 +664,58 @@ impl Config {
             return Err(ConfigError::invalid(
                 "ocr.pdf_dpi",
                 "must be between 36 and 1200 (300 suits OCR)",
+            ));
+        }
+        self.server.proxy_nets()?;
+        let server = &self.server;
+        if server.tls_cert.is_some() != server.tls_key.is_some() {
+            return Err(ConfigError::invalid(
+                "server.tls_key",
+                "and server.tls_cert go together: set both for HTTPS, or neither",
+            ));
+        }
+        if server.redirect_http.is_some()
+            && !(server.tls()
+                && server
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://")))
+        {
+            return Err(ConfigError::invalid(
+                "server.redirect_http",
+                "needs TLS (server.tls_cert) and an https:// server.public_url to redirect to",
+            ));
+        }
+        if let Some(url) = &server.public_url {
+            let parsed = Url::parse(url).map_err(|e| {
+                ConfigError::invalid("server.public_url", format!("is not a URL: {e}"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+                return Err(ConfigError::invalid(
+                    "server.public_url",
+                    "must be an http:// or https:// URL with a host",
+                ));
+            }
+        }
+        if server.allowed_hosts.iter().any(|h| h.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "server.allowed_hosts",
+                "has an empty entry",
+            ));
+        }
+        let limits = &self.rate_limits;
+        if limits.api_per_second > 0 && limits.api_burst == 0 {
+            return Err(ConfigError::invalid(
+                "rate_limits.api_burst",
+                "must be at least 1 while rate_limits.api_per_second is on",
+            ));
+        }
+        if limits.upload_bytes_per_minute > 0
+            && limits.upload_bytes_per_minute < self.limits.max_upload_bytes
+        {
+            return Err(ConfigError::invalid(
+                "rate_limits.upload_bytes_per_minute",
+                "must be at least limits.max_upload_bytes (or 0 for no limit), or the largest uploads could never pass",
             ));
         }
         for origin in &self.server.cors_origins {

@@ -54,6 +54,7 @@ codes! {
     PageNotFound => (NOT_FOUND, "page_not_found", "The document has no page with this number."),
     EmailTaken => (CONFLICT, "email_taken", "An account with this email exists."),
     NotRetryable => (CONFLICT, "not_retryable", "Only a failed or cancelled task can be retried."),
+    HostNotAllowed => (MISDIRECTED_REQUEST, "host_not_allowed", "The Host header names a host this server does not answer for (server.allowed_hosts)."),
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout", "The upload stalled for longer than server.upload_idle_secs; nothing was kept."),
     UriTooLong => (URI_TOO_LONG, "uri_too_long", "The path and query are longer than 8 KiB."),
     HeadersTooLarge => (REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "The request's headers are larger than 32 KiB together."),
@@ -72,6 +73,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
+    /// More headers for the answer (a rate limit's `RateLimit`, …).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -91,6 +94,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -159,6 +163,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let Some(secs) = self.retry_after {
             response.insert_header(("Retry-After", secs.to_string()));
+        }
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.as_str()));
         }
         let body = Body {
             error: Inner {

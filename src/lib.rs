@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod document;
+pub mod edge;
 pub mod error;
 pub mod eval;
 pub mod events;

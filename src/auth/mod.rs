@@ -22,6 +22,37 @@ use crate::error::{ApiError, Code};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "ocrd_session";
+/// Its name over TLS: browsers keep a `__Host-` cookie only if it is `Secure`, for `/`, and
+/// bound to this host, so a sibling subdomain cannot plant or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-ocrd_session";
+
+/// The session cookie a request carries, under either name.
+pub fn session_cookie(req: &HttpRequest) -> Option<actix_web::cookie::Cookie<'static>> {
+    req.cookie(SECURE_SESSION_COOKIE)
+        .or_else(|| req.cookie(SESSION_COOKIE))
+}
+
+/// Whether cookies for this request must be `Secure` (and `__Host-`): it came over TLS, here
+/// or at a trusted proxy, or the install is served over HTTPS.
+pub fn secure_cookies(req: &HttpRequest, app: &App) -> bool {
+    crate::edge::Client::of(req).https || app.config.server.is_https()
+}
+
+/// A session cookie with `value`; secure ones get the `__Host-` name.
+pub fn session_cookie_named(value: String, secure: bool) -> actix_web::cookie::Cookie<'static> {
+    use actix_web::cookie::{Cookie, SameSite};
+    let name = if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    };
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .finish()
+}
 /// The header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
 /// API tokens start with this, so leaked ones are easy to spot and scan for.
@@ -30,9 +61,11 @@ pub const TOKEN_PREFIX: &str = "ocrd_";
 /// How a request proved who it is.
 #[derive(Clone, Debug)]
 pub enum Via {
-    /// The SHA-256 of the token, to check it again later (WebSocket).
+    /// The SHA-256 of the token, to check it again later (WebSocket), and whether it may
+    /// use the account's admin rights (its `admin` scope).
     Token {
         hash: String,
+        admin: bool,
     },
     Session {
         id: String,
@@ -87,7 +120,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
             .ok_or_else(ApiError::unauthenticated)?;
         let hash = token_hash(token);
         let found = hash.clone();
-        let user = app
+        let (token, mut user) = app
             .db
             .run(move |c| {
                 async move {
@@ -101,20 +134,31 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
                     if stale && let Err(e) = ApiToken::touch(c, &token.id).await {
                         tracing::debug!(error = %e, "could not record the token's last use");
                     }
-                    Ok::<_, DbError>(Some(user))
+                    Ok::<_, DbError>(Some((token, user)))
                 }
                 .boxed()
             })
             .await?
             .ok_or_else(ApiError::unauthenticated)?;
+        let needed = if req.method().is_safe() {
+            "read"
+        } else {
+            "write"
+        };
+        if !token.allows(needed) {
+            return Err(ApiError::new(
+                Code::Forbidden,
+                format!("This API token lacks the `{needed}` scope."),
+            ));
+        }
+        let admin = token.allows("admin");
+        user.role = effective_role(user.role, admin);
         return Ok(CurrentUser {
             user,
-            via: Via::Token { hash },
+            via: Via::Token { hash, admin },
         });
     }
-    let cookie = req
-        .cookie(SESSION_COOKIE)
-        .ok_or_else(ApiError::unauthenticated)?;
+    let cookie = session_cookie(req).ok_or_else(ApiError::unauthenticated)?;
     let session_id = cookie.value().to_owned();
     let session = app
         .sessions
@@ -228,24 +272,22 @@ fn session_holds(session: &sessions::Session, user: &User) -> bool {
         )
 }
 
-/// Starts a session for `user`: the cookie to set, and the session (with its CSRF token).
+/// Starts a session for `user`: the cookie to set (`Secure` and `__Host-` when `secure`), and
+/// the session (with its CSRF token).
 pub async fn start_session(
     app: &App,
     user: &User,
+    secure: bool,
 ) -> Result<(actix_web::cookie::Cookie<'static>, sessions::Session), ApiError> {
-    use actix_web::cookie::{Cookie, SameSite, time};
     let (id, session) = app
         .sessions
         .create(&user.id, credential_stamp(&user.password_hash))
         .await
         .map_err(sessions_unavailable)?;
-    let cookie = Cookie::build(SESSION_COOKIE, id)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(app.config.server.is_https())
-        .max_age(time::Duration::seconds(app.sessions.ttl().as_secs() as i64))
-        .finish();
+    let mut cookie = session_cookie_named(id, secure);
+    cookie.set_max_age(actix_web::cookie::time::Duration::seconds(
+        app.sessions.ttl().as_secs() as i64,
+    ));
     Ok((cookie, session))
 }
 
@@ -273,6 +315,11 @@ pub async fn issue_reset_link(
     ))
 }
 
+/// The role a token acts with: without its `admin` scope, an admin's token is a user's.
+fn effective_role(role: Role, admin_scope: bool) -> Role {
+    if admin_scope { role } else { Role::User }
+}
+
 /// Whether the credentials a request came with still hold (a session not logged out, a token
 /// not revoked, an account not disabled): long-lived connections check this periodically.
 pub async fn still_valid(app: &App, current: &CurrentUser) -> bool {
@@ -290,7 +337,7 @@ pub async fn still_valid(app: &App, current: &CurrentUser) -> bool {
             Ok(None) => false,
             Err(_) => true,
         },
-        Via::Token { hash } => {
+        Via::Token { hash, .. } => {
             let hash = hash.clone();
             let found = app
                 .db
@@ -302,8 +349,12 @@ pub async fn still_valid(app: &App, current: &CurrentUser) -> bool {
     if !valid {
         return false;
     }
+    let admin_scope = match current.via {
+        Via::Token { admin, .. } => admin,
+        Via::Session { .. } => true,
+    };
     match find_user(current.user.id.clone()).await {
-        Ok(user) => !user.disabled && user.role == current.user.role,
+        Ok(user) => !user.disabled && effective_role(user.role, admin_scope) == current.user.role,
         Err(e) => !matches!(e, DbError::NotFound),
     }
 }

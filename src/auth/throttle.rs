@@ -1,5 +1,7 @@
-//! Login throttling: attempts counted per key (an account, a client address) in a
-//! fixed window, in Redis so that every `serve` process shares the count, or in process.
+//! Login throttling: failed attempts counted per key (an account from one address, an
+//! address) in a window, in Redis so that every `serve` process shares the count, or in
+//! process. Past the limit the key is locked for the window, and each further attempt while
+//! locked doubles the lock (up to 1024 windows): guessing gets slower the longer it goes on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,15 +9,22 @@ use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
 
-/// `INCR`, and on the first attempt of a window its expiry; returns the count and the TTL.
+/// `INCR`, the window's expiry on the first attempt, a growing lock past the limit; returns
+/// the count and the TTL. ARGV = limit, window (s).
 const ATTEMPT_SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \
-    if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end \
+    local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]) \
+    if n == 1 then redis.call('EXPIRE', KEYS[1], window) end \
+    if n > limit then redis.call('EXPIRE', KEYS[1], window * 2 ^ math.min(n - limit - 1, 10)) end \
     return {n, redis.call('TTL', KEYS[1])}";
+
+/// How long a key is locked after its `over`th attempt past the limit.
+fn lock(window: Duration, over: u32) -> Duration {
+    window * 2u32.pow(over.saturating_sub(1).min(10))
+}
 
 #[derive(Clone, Debug)]
 pub struct Throttle {
     store: Store,
-    limit: u32,
     window: Duration,
 }
 
@@ -29,35 +38,28 @@ enum Store {
 }
 
 impl Throttle {
-    pub fn local(limit: u32, window: Duration) -> Throttle {
+    pub fn local(window: Duration) -> Throttle {
         Throttle {
             store: Store::Local(Arc::default()),
-            limit,
             window,
         }
     }
 
-    pub fn redis(
-        pool: deadpool_redis::Pool,
-        key_prefix: &str,
-        limit: u32,
-        window: Duration,
-    ) -> Throttle {
+    pub fn redis(pool: deadpool_redis::Pool, key_prefix: &str, window: Duration) -> Throttle {
         Throttle {
             store: Store::Redis {
                 pool,
                 prefix: format!("{key_prefix}login-failures:"),
             },
-            limit,
             window,
         }
     }
 
     /// Counts an attempt for `key` before the password is checked, so parallel guesses cannot
-    /// all slip in. `Err(seconds)` once the window's attempts are used up: how long until the
-    /// next may come. A store that cannot answer lets the attempt through: throttling is a
-    /// brake, and the password check still runs.
-    pub async fn attempt(&self, key: &str) -> Result<(), u64> {
+    /// all slip in. `Err(seconds)` once more than `limit` came in the window: how long until
+    /// the next may come. A store that cannot answer lets the attempt through: throttling is
+    /// a brake, and the password check still runs.
+    pub async fn attempt(&self, key: &str, limit: u32) -> Result<(), u64> {
         match &self.store {
             Store::Redis { pool, prefix } => {
                 let Ok(mut conn) = pool.get().await else {
@@ -68,11 +70,12 @@ impl Throttle {
                     .arg(ATTEMPT_SCRIPT)
                     .arg(1)
                     .arg(format!("{prefix}{key}"))
+                    .arg(limit)
                     .arg(self.window.as_secs().max(1))
                     .query_async(&mut *conn)
                     .await;
                 match counted {
-                    Ok((n, ttl)) if n > self.limit => Err(ttl.max(1) as u64),
+                    Ok((n, ttl)) if n > limit => Err(ttl.max(1) as u64),
                     _ => Ok(()),
                 }
             }
@@ -82,7 +85,8 @@ impl Throttle {
                 map.retain(|_, (_, until)| *until > now);
                 let entry = map.entry(key.to_owned()).or_insert((0, now + self.window));
                 entry.0 += 1;
-                if entry.0 > self.limit {
+                if entry.0 > limit {
+                    entry.1 = now + lock(self.window, entry.0 - limit);
                     Err(entry.1.duration_since(now).as_secs().max(1))
                 } else {
                     Ok(())

@@ -202,11 +202,40 @@ async fn run(
         ))
     });
     let worker_metrics = worker.as_ref().map(|w| w.metrics());
-    let bound = crate::web::bind(http_addr, app, worker_metrics, scope);
+    let config = app.config.clone();
+    let bound = crate::web::bind(http_addr, app.clone(), worker_metrics.clone(), scope);
     let (server, bound) = bound.with_context(|| format!("binding {http_addr}"))?;
-    tracing::info!(addr = %bound, "{mode}: listening");
-    let server_handle = server.handle();
+    let scheme = if scope == Scope::Full && config.server.tls() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %bound, "{mode}: listening ({scheme})");
+    let mut handles = vec![server.handle()];
     let mut server = tokio::spawn(server);
+    if scope == Scope::Full {
+        warn_if_exposed(&config.server, bound);
+        let mut extra = Vec::new();
+        if let (Some(addr), Some(public_url)) =
+            (&config.server.redirect_http, &config.server.public_url)
+        {
+            let (redirect, at) = crate::web::bind_redirect(addr, public_url)
+                .with_context(|| format!("binding server.redirect_http {addr}"))?;
+            tracing::info!(addr = %at, to = %public_url, "redirecting HTTP to HTTPS");
+            extra.push(redirect);
+        }
+        if let Some(addr) = &config.server.ops_bind {
+            let (ops, at) = crate::web::bind(addr, app.clone(), worker_metrics, Scope::Operations)
+                .with_context(|| format!("binding server.ops_bind {addr}"))?;
+            tracing::info!(addr = %at, "operations listener (/healthz, /readyz, /metrics)");
+            extra.push(ops);
+        }
+        for listener in extra {
+            handles.push(listener.handle());
+            tokio::spawn(listener);
+        }
+    }
+    drop(app);
 
     let shutdown = CancellationToken::new();
     let mut work = match worker {
@@ -239,8 +268,24 @@ async fn run(
         // Let running tasks finish or be handed back before the process ends.
         let _ = work.await;
     }
-    server_handle.stop(true).await;
+    for handle in handles {
+        handle.stop(true).await;
+    }
     Ok(())
+}
+
+/// A listener on a public address that neither speaks TLS nor sits behind a configured proxy
+/// sends passwords and session cookies in the clear.
+fn warn_if_exposed(server: &crate::config::ServerConfig, bound: std::net::SocketAddr) {
+    if !bound.ip().is_loopback() && !server.tls() && server.trusted_proxies.is_empty() {
+        tracing::warn!(
+            addr = %bound,
+            "listening on a non-loopback address without TLS and without trusted proxies: \
+             passwords and session cookies cross the network in the clear. Set server.tls_cert \
+             and server.tls_key, or put a TLS proxy in front and list it in \
+             server.trusted_proxies, or bind to 127.0.0.1"
+        );
+    }
 }
 
 async fn shutdown_signal() -> &'static str {

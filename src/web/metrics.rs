@@ -22,21 +22,25 @@ struct Route {
     route: String,
 }
 
+#[derive(Debug)]
 pub struct HttpMetrics {
+    /// `ocrd_*`, with the HTTP series under `ocrd_http_*`.
     registry: Registry,
     requests: Family<Requests, Counter>,
     latency: Family<Route, Histogram>,
 }
 
-impl Default for HttpMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HttpMetrics {
-    pub fn new() -> HttpMetrics {
-        let mut registry = Registry::with_prefix("ocrd_http");
+    /// `rate_limited`: the limiter's refusals by class, exported as
+    /// `ocrd_rate_limited_total{class}`.
+    pub fn new(rate_limited: Family<crate::edge::ratelimit::ClassLabel, Counter>) -> HttpMetrics {
+        let mut root = Registry::with_prefix("ocrd");
+        root.register(
+            "rate_limited",
+            "Requests refused by a rate limit (rate_limits.*), by class",
+            rate_limited,
+        );
+        let registry = root.sub_registry_with_prefix("http");
         let requests = Family::<Requests, Counter>::default();
         let latency = Family::<Route, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -52,7 +56,7 @@ impl HttpMetrics {
             latency.clone(),
         );
         HttpMetrics {
-            registry,
+            registry: root,
             requests,
             latency,
         }

@@ -34,8 +34,6 @@ const JSON_LIMIT: usize = 64 << 10;
 /// limits are far higher).
 const MAX_URI: usize = 8 << 10;
 const MAX_HEADER_BYTES: usize = 32 << 10;
-/// How long an idle keep-alive connection stays open.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What every handler can reach besides the `App`.
 #[derive(Clone)]
@@ -45,6 +43,8 @@ pub struct WebState {
     pub worker_metrics: Option<Arc<crate::worker::Metrics>>,
     /// The one event subscription of this process, fanned out to its sockets.
     pub events: tokio::sync::broadcast::Sender<crate::events::Event>,
+    /// What this server offers.
+    pub scope: Scope,
 }
 
 /// What a server offers.
@@ -56,7 +56,8 @@ pub enum Scope {
     Operations,
 }
 
-/// Binds `addr` and builds the server. Returns it (to be awaited) and the bound address.
+/// Binds `addr` and builds the server (HTTPS when `server.tls_cert` is set and this is the
+/// full server). Returns it (to be awaited) and the bound address.
 pub fn bind(
     addr: &str,
     app: App,
@@ -80,10 +81,25 @@ pub fn serve(
         Scope::Operations => tokio::sync::broadcast::channel(1).0,
     };
     let state = WebState {
-        metrics: Arc::new(HttpMetrics::new()),
+        metrics: app.http_metrics.clone(),
         worker_metrics,
         events,
+        scope,
     };
+    let server_config = &app.config.server;
+    let tls = match scope {
+        Scope::Full if server_config.tls() => Some(tls_config(server_config)?),
+        _ => None,
+    };
+    let edge = match scope {
+        Scope::Full => crate::edge::Edge::public(server_config, tls.is_some()),
+        Scope::Operations => crate::edge::Edge::operations(server_config),
+    }
+    .map_err(std::io::Error::other)?;
+    let edge = web::Data::new(edge);
+    let keep_alive = Duration::from_secs(server_config.keep_alive_secs);
+    let max_connections = server_config.max_connections;
+    let max_tls_handshakes = server_config.max_tls_handshakes;
     // Built now, so that the first login of an unknown email is not slower than the others.
     let _ = crate::auth::password::dummy_hash();
     let assets = assets::Assets::new(app.config.server.dev_assets_dir.clone())
@@ -99,6 +115,7 @@ pub fn serve(
             .app_data(assets.clone())
             .app_data(previews.clone())
             .app_data(web::Data::new(state.clone()))
+            .app_data(edge.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(JSON_LIMIT)
@@ -127,23 +144,66 @@ pub fn serve(
             }))
             .wrap(cors)
             .wrap(middleware::Compress::default())
-            .wrap(
-                middleware::DefaultHeaders::new()
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "same-origin"))
-                    .add(("X-Frame-Options", "DENY")),
-            )
             .wrap(middleware::from_fn(limit_request_head))
+            .wrap(middleware::from_fn(crate::edge::guard))
             .wrap(middleware::from_fn(observe))
     })
     .disable_signals()
     // Headers must arrive within this (slow-header clients get 408 and are cut off); an idle
-    // keep-alive connection is closed after KEEP_ALIVE.
+    // keep-alive connection is closed after keep_alive_secs.
     .client_request_timeout(client_request_timeout)
-    .keep_alive(KEEP_ALIVE)
+    .keep_alive(keep_alive)
+    .max_connections(max_connections)
+    .max_connection_rate(max_tls_handshakes);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
+}
+
+/// The TLS configuration of `server.tls_cert`/`tls_key`, reloaded while the server runs.
+fn tls_config(server: &crate::config::ServerConfig) -> std::io::Result<rustls::ServerConfig> {
+    let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else {
+        return Err(std::io::Error::other(
+            "server.tls_cert and server.tls_key are both needed",
+        ));
+    };
+    let certificates = crate::edge::tls::Certificates::load(cert, key)
+        .map(Arc::new)
+        .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
+    crate::edge::tls::watch(&certificates);
+    Ok(crate::edge::tls::server_config(certificates))
+}
+
+/// The HTTP→HTTPS listener of `server.redirect_http`: every request gets a 301 to the same
+/// path on `public_url`. The target's host comes from the configuration, never the request.
+pub fn bind_redirect(addr: &str, public_url: &str) -> std::io::Result<(Server, SocketAddr)> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    let base = public_url.trim_end_matches('/').to_owned();
+    let server = HttpServer::new(move || {
+        let base = base.clone();
+        HttpApp::new().default_service(web::to(move |req: actix_web::HttpRequest| {
+            let target = format!(
+                "{base}{}",
+                req.uri().path_and_query().map_or("/", |p| p.as_str())
+            );
+            async move {
+                actix_web::HttpResponse::MovedPermanently()
+                    .insert_header((actix_web::http::header::LOCATION, target))
+                    .insert_header(("X-Content-Type-Options", "nosniff"))
+                    .finish()
+            }
+        }))
+    })
+    .disable_signals()
+    .workers(1)
+    .client_request_timeout(Duration::from_secs(10))
+    .keep_alive(Duration::from_secs(5))
     .listen(listener)?
     .run();
-    Ok(server)
+    Ok((server, bound))
 }
 
 /// A bad JSON body: 413 when too large, 415 when not JSON, 400 otherwise.

@@ -92,7 +92,9 @@ pub async fn docs_page() -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
         ))
         .body(DOCS_HTML)
 }

@@ -20,10 +20,6 @@ use crate::db::DbError;
 use crate::db::models::{PasswordReset, Task};
 use crate::error::{ApiError, Code, escape_markup};
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-    form-action 'self'; frame-ancestors 'none'";
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(dashboard))
         .route("/login", web::get().to(login))
@@ -97,7 +93,7 @@ fn page(
     match assets.render(name, &context) {
         Ok(html) => HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
-            .insert_header(("Content-Security-Policy", CSP))
+            .insert_header(("Content-Security-Policy", crate::edge::CSP))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(html),
         Err(e) => {

@@ -15,11 +15,16 @@ use tokio::sync::broadcast;
 use super::WebState;
 use crate::app::App;
 use crate::auth::{CurrentUser, Via, authenticate, still_valid};
+use crate::edge::Client;
+use crate::edge::ratelimit::SocketLease;
 use crate::error::{ApiError, Code};
 use crate::events::{Event, Events};
 
 const PING_EVERY: Duration = Duration::from_secs(10);
 const SILENT_FOR: Duration = Duration::from_secs(30);
+/// A socket's slot under `rate_limits.ws_*` lasts this long unless renewed (every ping): the
+/// slots of a killed process free themselves.
+const LEASE: Duration = Duration::from_secs(60);
 
 /// This process's fan-out of the events port.
 pub fn fan_out(events: &Events) -> broadcast::Sender<Event> {
@@ -32,6 +37,7 @@ pub fn fan_out(events: &Events) -> broadcast::Sender<Event> {
     (status = 101, description = "WebSocket: text messages `{\"type\":\"task.updated\",\"task\":{…}}`"),
     (status = 401),
     (status = 403, description = "`forbidden`: a cookie-authenticated upgrade from a foreign Origin"),
+    (status = 429, description = "`too_many_requests`: too many sockets open from this address or account"),
 ))]
 pub async fn connect(
     req: HttpRequest,
@@ -40,28 +46,34 @@ pub async fn connect(
     state: web::Data<WebState>,
 ) -> Result<HttpResponse, ApiError> {
     let current = authenticate(&req).await?;
+    let client = Client::of(&req);
     // Browsers send cookies with cross-site WebSocket upgrades and CORS does not apply to
     // them: a cookie-authenticated socket must come from one of our own pages.
-    if matches!(current.via, Via::Session { .. }) && !origin_allowed(&req, &app) {
+    if matches!(current.via, Via::Session { .. }) && !origin_allowed(&req, &client, &app) {
         return Err(ApiError::new(
             Code::Forbidden,
-            "WebSocket from a foreign origin",
+            "This WebSocket comes from a foreign origin.",
         ));
     }
+    let lease = app
+        .limiter
+        .open_socket(&client.address_key(), &current.user.id, LEASE)
+        .await?;
     let (response, session, messages) = actix_ws::handle(&req, body)
-        .map_err(|e| ApiError::invalid(format!("not a WebSocket upgrade: {e}")))?;
+        .map_err(|e| ApiError::invalid(format!("This is not a WebSocket upgrade: {e}.")))?;
     let events = state.events.subscribe();
-    actix_web::rt::spawn(pump(session, messages, events, app, current));
+    actix_web::rt::spawn(pump(session, messages, events, app, current, lease));
     Ok(response)
 }
 
 /// No `Origin` (not a browser), our own origin, `server.public_url`'s, or a configured one.
-fn origin_allowed(req: &HttpRequest, app: &App) -> bool {
+/// "Our own" is the client's scheme and host as the edge resolved them: forwarded headers
+/// count only from trusted proxies.
+fn origin_allowed(req: &HttpRequest, client: &Client, app: &App) -> bool {
     let Some(origin) = req.headers().get("Origin").and_then(|o| o.to_str().ok()) else {
         return true;
     };
-    let info = req.connection_info();
-    let own = format!("{}://{}", info.scheme(), info.host());
+    let own = client.origin();
     let public = app
         .config
         .server
@@ -79,6 +91,7 @@ async fn pump(
     mut events: broadcast::Receiver<Event>,
     app: web::Data<App>,
     current: CurrentUser,
+    lease: SocketLease,
 ) {
     let (user_id, admin) = (current.user.id.clone(), current.user.is_admin());
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -122,6 +135,7 @@ async fn pump(
                 if session.ping(b"").await.is_err() {
                     return;
                 }
+                lease.renew().await;
             }
         }
     };

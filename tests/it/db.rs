@@ -129,15 +129,15 @@ both_backends! {
         let dave = user(&mut conn, "dave@example.com").await;
         let erin = user(&mut conn, "erin@example.com").await;
         let token = ApiToken::create(&mut conn, NewApiToken {
-            user_id: &dave.id, name: "ci", prefix: "ocrd_ab", token_hash: "hash-1", expires_at: None,
+            user_id: &dave.id, name: "ci", prefix: "ocrd_ab", token_hash: "hash-1", expires_at: None, scopes: "read,write",
         }).await.unwrap();
         assert!(token.last_used_at.is_none());
         ApiToken::create(&mut conn, NewApiToken {
             user_id: &dave.id, name: "old", prefix: "ocrd_cd", token_hash: "hash-2",
-            expires_at: Some(now() - chrono::TimeDelta::minutes(1)),
+            expires_at: Some(now() - chrono::TimeDelta::minutes(1)), scopes: "read",
         }).await.unwrap();
         let dup = ApiToken::create(&mut conn, NewApiToken {
-            user_id: &erin.id, name: "dup", prefix: "ocrd_ab", token_hash: "hash-1", expires_at: None,
+            user_id: &erin.id, name: "dup", prefix: "ocrd_ab", token_hash: "hash-1", expires_at: None, scopes: "read,write",
         }).await;
         assert!(matches!(dup, Err(DbError::Conflict("token"))), "{dup:?}");
 
@@ -359,7 +359,7 @@ both_backends! {
         let kept = queued_task(&mut conn, &oscar).await;
         let t2 = queued_task(&mut conn, &nia).await;
         ApiToken::create(&mut conn, NewApiToken {
-            user_id: &nia.id, name: "t", prefix: "p", token_hash: "h-nia", expires_at: None,
+            user_id: &nia.id, name: "t", prefix: "p", token_hash: "h-nia", expires_at: None, scopes: "read",
         }).await.unwrap();
         User::delete(&mut conn, &nia.id).await.unwrap();
         assert!(matches!(Task::find(&mut conn, &t2.id).await, Err(DbError::NotFound)));

@@ -24,6 +24,8 @@ pub struct ApiToken {
     pub last_used_at: Option<NaiveDateTime>,
     #[serde(with = "utc_time::option")]
     pub expires_at: Option<NaiveDateTime>,
+    /// What it may do: a comma-separated subset of `read`, `write`, `admin`.
+    pub scopes: String,
 }
 
 #[derive(Insertable)]
@@ -34,9 +36,15 @@ pub struct NewApiToken<'a> {
     pub prefix: &'a str,
     pub token_hash: &'a str,
     pub expires_at: Option<NaiveDateTime>,
+    pub scopes: &'a str,
 }
 
 impl ApiToken {
+    /// Whether the token carries `scope`.
+    pub fn allows(&self, scope: &str) -> bool {
+        self.scopes.split(',').any(|s| s.trim() == scope)
+    }
+
     pub async fn create(conn: &mut DbConn, new: NewApiToken<'_>) -> Result<ApiToken, DbError> {
         let values = (
             api_tokens::id.eq(new_id()),

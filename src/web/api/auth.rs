@@ -1,6 +1,5 @@
 //! Accounts and sessions: register, login, logout, whoami.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::FutureExt;
@@ -9,10 +8,26 @@ use utoipa::ToSchema;
 
 use super::{UserView, json};
 use crate::app::App;
-use crate::auth::{CurrentUser, SESSION_COOKIE, Via, password};
+use crate::auth::{CurrentUser, Via, password};
 use crate::config::Registration;
 use crate::db::models::{PasswordReset, User, normalize_email};
+use crate::edge::{Class, Client};
 use crate::error::{ApiError, Code};
+
+/// Counts a sign-in, registration or reset against its client address (`rate_limits.auth`):
+/// each costs an argon2 hash, and invite codes must not be guessed at full speed.
+async fn auth_rate(app: &App, client: &Client) -> Result<(), ApiError> {
+    let keys = [format!("ip:{}", client.address_key())];
+    app.limiter
+        .check(
+            Class::Auth,
+            &keys,
+            1,
+            "sign-in, registration and reset attempts",
+        )
+        .await
+        .map(drop)
+}
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -59,11 +74,14 @@ fn valid_email(email: &str) -> bool {
     (status = 400, description = "`invalid_request`, `weak_password`"),
     (status = 403, description = "`registration_closed`"),
     (status = 409, description = "`email_taken`"),
+    (status = 429, description = "`too_many_requests`, with Retry-After"),
 ))]
 pub async fn register(
+    req: HttpRequest,
     app: web::Data<App>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    auth_rate(&app, &Client::of(&req)).await?;
     let auth = &app.config.auth;
     match auth.registration {
         Registration::Open => {}
@@ -98,32 +116,9 @@ pub async fn register(
     ))
 }
 
-/// The client address the login throttle counts: the peer, or with
-/// `server.trust_proxy_headers` the last `X-Forwarded-For` entry (the one our proxy appended;
-/// entries to its left are whatever the client sent). IPv6 clients count per /64.
-fn client_address(req: &HttpRequest, app: &App) -> String {
-    let forwarded = app.config.server.trust_proxy_headers.then(|| {
-        req.headers()
-            .get("X-Forwarded-For")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-    });
-    let ip = forwarded
-        .flatten()
-        .or_else(|| req.peer_addr().map(|a| a.ip()));
-    match ip {
-        Some(std::net::IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Some(ip) => ip.to_string(),
-        None => "unknown".into(),
-    }
-}
-
 /// Signs in: sets the session cookie (a new session id on every login) and returns the CSRF
-/// token. Failed attempts are throttled per account and per client address.
+/// token. Failed attempts are throttled per account from each client address, and per
+/// address: an attacker's failures lock the attacker out, not the account's owner.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, body = SessionResponse, description = "Sets the `ocrd_session` cookie"),
     (status = 401, description = "`invalid_credentials`"),
@@ -134,14 +129,20 @@ pub async fn login(
     app: web::Data<App>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let client = Client::of(&req);
+    auth_rate(&app, &client).await?;
     let email = normalize_email(&body.email);
-    let account = format!("account:{email}");
-    let address = format!("ip:{}", client_address(&req, &app));
-    for key in [&account, &address] {
-        if let Err(retry_after) = app.login_throttle.attempt(key).await {
+    let address = format!("ip:{}", client.address_key());
+    let account = format!("account:{email}:{address}");
+    let limits = &app.config.auth;
+    for (key, limit) in [
+        (&account, limits.login_attempts),
+        (&address, limits.login_attempts_per_address),
+    ] {
+        if let Err(retry_after) = app.login_throttle.attempt(key, limit).await {
             let mut error = ApiError::new(
                 Code::TooManyRequests,
-                "too many failed sign-ins; wait and try again",
+                format!("Too many failed sign-ins; try again in {retry_after} s."),
             );
             error.retry_after = Some(retry_after);
             return Err(error);
@@ -174,15 +175,16 @@ pub async fn login(
     app.login_throttle.reset(&account).await;
     app.login_throttle.forgive(&address).await;
     // Rotate: whatever session this browser had ends here.
-    if let Some(old) = req.cookie(SESSION_COOKIE) {
+    if let Some(old) = crate::auth::session_cookie(&req) {
         let _ = app.sessions.delete(old.value()).await;
     }
-    signed_in(&app, &user).await
+    signed_in(&req, &app, &user).await
 }
 
 /// Starts a session for `user`: the answer sets its cookie and carries its CSRF token.
-async fn signed_in(app: &App, user: &User) -> Result<HttpResponse, ApiError> {
-    let (cookie, session) = crate::auth::start_session(app, user).await?;
+async fn signed_in(req: &HttpRequest, app: &App, user: &User) -> Result<HttpResponse, ApiError> {
+    let secure = crate::auth::secure_cookies(req, app);
+    let (cookie, session) = crate::auth::start_session(app, user, secure).await?;
     let mut response = json(
         StatusCode::OK,
         &SessionResponse {
@@ -199,18 +201,19 @@ async fn signed_in(app: &App, user: &User) -> Result<HttpResponse, ApiError> {
     (status = 204, description = "Signed out"),
     (status = 401), (status = 403, description = "`csrf_failed`"),
 ))]
-pub async fn logout(app: web::Data<App>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    req: HttpRequest,
+    app: web::Data<App>,
+    current: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
     if let Via::Session { id, .. } = &current.via {
         app.sessions
             .delete(id)
             .await
             .map_err(crate::auth::sessions_unavailable)?;
     }
-    let mut gone = Cookie::build(SESSION_COOKIE, "")
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .finish();
+    let secure = crate::auth::secure_cookies(&req, &app);
+    let mut gone = crate::auth::session_cookie_named(String::new(), secure);
     gone.make_removal();
     let mut response = HttpResponse::NoContent().finish();
     response.add_cookie(&gone).map_err(ApiError::internal)?;
@@ -256,13 +259,18 @@ pub struct ResetPasswordRequest {
     (status = 429, description = "`too_many_requests`"),
 ))]
 pub async fn change_password(
+    req: HttpRequest,
     app: web::Data<App>,
     current: CurrentUser,
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = format!("account:{}", current.user.email);
-    if let Err(retry_after) = app.login_throttle.attempt(&account).await {
-        let mut error = ApiError::new(Code::TooManyRequests, "too many wrong passwords; wait");
+    let account = format!("password:{}", current.user.id);
+    let limit = app.config.auth.login_attempts;
+    if let Err(retry_after) = app.login_throttle.attempt(&account, limit).await {
+        let mut error = ApiError::new(
+            Code::TooManyRequests,
+            format!("Too many wrong passwords; try again in {retry_after} s."),
+        );
         error.retry_after = Some(retry_after);
         return Err(error);
     }
@@ -283,7 +291,7 @@ pub async fn change_password(
     if let Via::Session { id, .. } = &current.via {
         let _ = app.sessions.delete(id).await;
     }
-    signed_in(&app, &user).await
+    signed_in(&req, &app, &user).await
 }
 
 /// The password policy, as the API answers it: `weak_password` with the reason.
@@ -325,11 +333,14 @@ async fn set_password(app: &App, user_id: &str, plain: &str) -> Result<User, Api
     (status = 204, description = "Password set; sign in with it"),
     (status = 400, description = "`weak_password`"),
     (status = 404, description = "`reset_link_invalid`: unknown, used or expired"),
+    (status = 429, description = "`too_many_requests`, with Retry-After"),
 ))]
 pub async fn reset_password(
+    req: HttpRequest,
     app: web::Data<App>,
     body: web::Json<ResetPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    auth_rate(&app, &Client::of(&req)).await?;
     let hash = crate::auth::token_hash(body.token.trim());
     let invalid = || {
         ApiError::new(

@@ -18,6 +18,7 @@ use crate::blobs::{BlobKey, sanitize_filename};
 use crate::config::EngineKind;
 use crate::db::DbError;
 use crate::db::models::{File, Task, TaskResult, TaskStatus, is_id};
+use crate::edge::Class;
 use crate::error::{ApiError, Code};
 use crate::render::Format;
 use crate::tasks::{DeleteError, OcrPolicy, Password, Submission, SubmitError, TaskOptions};
@@ -190,6 +191,7 @@ fn submit_error(e: SubmitError) -> ApiError {
         (status = 401), (status = 403, description = "`csrf_failed`"),
         (status = 413, description = "`payload_too_large`"),
         (status = 415, description = "`unsupported_type`"),
+        (status = 429, description = "`too_many_requests`: over `rate_limits.uploads_per_minute` or `upload_bytes_per_minute`, with Retry-After"),
     ))]
 pub async fn create(
     req: HttpRequest,
@@ -207,6 +209,19 @@ pub async fn create(
     if declared.is_some_and(|n| n > max.saturating_add(FORM_OVERHEAD)) {
         return Err(submit_error(SubmitError::TooLarge(max)));
     }
+    // Counted per address and per account before a byte is read; a body of unknown length
+    // (chunked) is charged as the largest upload.
+    let client = crate::edge::Client::of(&req);
+    let keys = [
+        format!("ip:{}", client.address_key()),
+        format!("user:{}", current.user.id),
+    ];
+    let limiter = &app.limiter;
+    limiter.check(Class::Uploads, &keys, 1, "uploads").await?;
+    let bytes = declared.unwrap_or(max);
+    limiter
+        .check(Class::UploadBytes, &keys, bytes, "uploaded bytes")
+        .await?;
     let idle = Duration::from_secs(app.config.server.upload_idle_secs);
     let key = idempotency_key(&req)?;
     let mut options = TaskOptions::default();

@@ -8,15 +8,43 @@ use utoipa::ToSchema;
 
 use super::json;
 use crate::app::App;
-use crate::auth::{CurrentUser, new_token, token_hash};
+use crate::auth::{CurrentUser, Via, new_token, token_hash};
 use crate::db::DbError;
 use crate::db::models::{ApiToken, NewApiToken, utc_time};
 use crate::error::{ApiError, Code};
 
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Read: GET requests and the WebSocket.
+    Read,
+    /// Change: uploads, deletes, retries and other POST, PATCH and DELETE requests.
+    Write,
+    /// Use the account's admin rights (admins only).
+    Admin,
+}
+
+impl TokenScope {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
+            TokenScope::Admin => "admin",
+        }
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct CreateTokenRequest {
     /// What the token is for, e.g. "scanner script".
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    /// Days until the token stops working, 1 to 3650; absent: it never expires.
+    #[schema(minimum = 1, maximum = 3650)]
+    pub expires_in_days: Option<u32>,
+    /// What it may do; default `["read", "write"]`.
+    pub scopes: Option<Vec<TokenScope>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -31,6 +59,11 @@ pub struct TokenView {
     #[serde(with = "utc_time::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<chrono::NaiveDateTime>,
+    /// When it stops working; `null`: never.
+    #[serde(with = "utc_time::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<chrono::NaiveDateTime>,
+    pub scopes: Vec<String>,
 }
 
 impl From<&ApiToken> for TokenView {
@@ -41,6 +74,8 @@ impl From<&ApiToken> for TokenView {
             prefix: t.prefix.clone(),
             created_at: t.created_at,
             last_used_at: t.last_used_at,
+            expires_at: t.expires_at,
+            scopes: t.scopes.split(',').map(str::to_owned).collect(),
         }
     }
 }
@@ -58,19 +93,53 @@ pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }
 
-/// Creates an API token for the signed-in user.
+/// Creates an API token for the signed-in user. Only a signed-in session may: a token
+/// cannot make more tokens (a leaked one must not outlive its revocation).
 #[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateTokenRequest, responses(
     (status = 201, body = CreatedToken), (status = 400), (status = 401),
+    (status = 403, description = "`forbidden`: called with a token, or the `admin` scope without admin rights"),
 ))]
 pub async fn create(
     app: web::Data<App>,
     current: CurrentUser,
     body: web::Json<CreateTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    if !matches!(current.via, Via::Session { .. }) {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "API tokens are created from a signed-in session, not with another token.",
+        ));
+    }
     let name = crate::names::clean(&body.name, usize::MAX);
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("name: 1 to 100 characters"));
     }
+    let expires_at = match body.expires_in_days {
+        None => None,
+        Some(days @ 1..=3650) => {
+            Some(crate::db::models::now() + chrono::TimeDelta::days(days as i64))
+        }
+        Some(_) => return Err(ApiError::invalid("expires_in_days: 1 to 3650")),
+    };
+    let mut scopes = body
+        .scopes
+        .clone()
+        .unwrap_or_else(|| vec![TokenScope::Read, TokenScope::Write]);
+    scopes.sort_by_key(|s| *s as u8);
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(ApiError::invalid(
+            "scopes: at least one of read, write, admin",
+        ));
+    }
+    if scopes.contains(&TokenScope::Admin) && !current.user.is_admin() {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "Only an admin can give a token the admin scope.",
+        ));
+    }
+    let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let scopes = scopes.join(",");
     let token = new_token();
     let prefix: String = token.chars().take(12).collect();
     let (user_id, name, hash) = (current.user.id.clone(), name, token_hash(&token));
@@ -83,7 +152,8 @@ pub async fn create(
                     name: &name,
                     prefix: &prefix,
                     token_hash: &hash,
-                    expires_at: None,
+                    expires_at,
+                    scopes: &scopes,
                 };
                 ApiToken::create(c, new).await
             }

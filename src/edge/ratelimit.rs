@@ -1,0 +1,489 @@
+//! Rate limits per class (`rate_limits.*`): GCRA buckets for request rates, leases for
+//! concurrent WebSockets. In Redis (one atomic script per decision, on Redis's clock) when it
+//! is configured, so that every `serve` instance counts together; in process otherwise.
+//!
+//! A decision checks several keys at once (the client address, and the account or token) and
+//! charges them only if all allow it. A store that cannot answer lets the request through
+//! with a warning: a limit is a brake, not a dependency.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_redis::redis;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::config::RateLimitConfig;
+use crate::error::{ApiError, Code};
+
+/// GCRA over every key: KEYS are buckets; ARGV = emission interval (ms), tolerance (ms),
+/// cost. Returns {allowed, ms until the fullest bucket is full again, ms to wait if refused}.
+const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval, tolerance, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local worst, tats = 0, {}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat + cost * interval
+  if tats[i] - now > worst then worst = tats[i] - now end
+end
+if worst > tolerance then
+  return {0, math.ceil(worst - cost * interval), math.ceil(worst - tolerance)}
+end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, tostring(tats[i]), 'PX', math.max(1, math.ceil(tats[i] - now)))
+end
+return {1, math.ceil(worst), 0}
+";
+
+/// Leases on concurrent connections: KEYS are sorted sets of member → expiry; ARGV = member,
+/// lease (ms), then one limit per key. Returns 0 when leased, else the index of the full key.
+const LEASE_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local limit = tonumber(ARGV[i + 2])
+  if limit > 0 and redis.call('ZCARD', key) >= limit then return i end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', key, tonumber(ARGV[2]))
+end
+return 0
+";
+
+/// Extends leases: KEYS as for [`LEASE_SCRIPT`]; ARGV = member, lease (ms).
+const RENEW_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', key, tonumber(ARGV[2]))
+end
+return 0
+";
+
+/// The limited kinds of request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Requests under `/api`.
+    Api,
+    /// Uploaded files.
+    Uploads,
+    /// Uploaded bytes.
+    UploadBytes,
+    /// Sign-ins, registrations, password resets.
+    Auth,
+    /// Open WebSockets.
+    Ws,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Api => "api",
+            Class::Uploads => "uploads",
+            Class::UploadBytes => "upload_bytes",
+            Class::Auth => "auth",
+            Class::Ws => "ws",
+        }
+    }
+}
+
+/// `quota` units per `window`, refilling steadily; a full bucket allows a burst of `quota`.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    pub quota: u64,
+    pub window: Duration,
+}
+
+impl Policy {
+    fn interval_ms(self) -> f64 {
+        self.window.as_secs_f64() * 1000.0 / self.quota as f64
+    }
+}
+
+/// An allowed request's standing, for the `RateLimit` headers.
+#[derive(Clone, Debug)]
+pub struct Standing {
+    pub class: Class,
+    pub policy: Policy,
+    pub remaining: u64,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+}
+
+impl Standing {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    pub fn headers(&self) -> [(&'static str, String); 2] {
+        let name = self.class.as_str();
+        [
+            (
+                "ratelimit-policy",
+                format!(
+                    "\"{name}\";q={};w={}",
+                    self.policy.quota,
+                    self.policy.window.as_secs().max(1)
+                ),
+            ),
+            (
+                "ratelimit",
+                format!(
+                    "\"{name}\";r={};t={}",
+                    self.remaining,
+                    self.reset.as_secs_f64().ceil() as u64
+                ),
+            ),
+        ]
+    }
+
+    fn limited(self, retry_after: Duration, what: &str) -> ApiError {
+        let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut error = ApiError::new(
+            Code::TooManyRequests,
+            format!("Too many {what}; try again in {secs} s."),
+        );
+        error.retry_after = Some(secs);
+        error.headers.extend(self.headers());
+        error
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    class: &'static str,
+}
+
+#[derive(Clone, Debug)]
+enum Store {
+    Redis {
+        pool: deadpool_redis::Pool,
+        prefix: String,
+    },
+    Local(Arc<LocalStore>),
+}
+
+#[derive(Debug, Default)]
+struct LocalStore {
+    /// Bucket → theoretical arrival time, in ms since `epoch`.
+    buckets: Mutex<HashMap<String, f64>>,
+    leases: Mutex<HashMap<String, HashSet<String>>>,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl LocalStore {
+    fn now_ms(&self) -> f64 {
+        self.epoch.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Limiter {
+    store: Store,
+    config: RateLimitConfig,
+    limited: Family<ClassLabel, Counter>,
+}
+
+impl Limiter {
+    pub fn local(config: &RateLimitConfig) -> Limiter {
+        Limiter {
+            store: Store::Local(Arc::default()),
+            config: config.clone(),
+            limited: Family::default(),
+        }
+    }
+
+    pub fn redis(
+        pool: deadpool_redis::Pool,
+        key_prefix: &str,
+        config: &RateLimitConfig,
+    ) -> Limiter {
+        Limiter {
+            store: Store::Redis {
+                pool,
+                prefix: format!("{key_prefix}rl:"),
+            },
+            config: config.clone(),
+            limited: Family::default(),
+        }
+    }
+
+    /// `ocrd_rate_limited_total{class}`, for the metrics registry.
+    pub fn limited_counter(&self) -> Family<ClassLabel, Counter> {
+        self.limited.clone()
+    }
+
+    /// The configured policy of a rate class; `None` when that limit is off.
+    pub fn policy(&self, class: Class) -> Option<Policy> {
+        let c = &self.config;
+        let minute = Duration::from_secs(60);
+        let policy = match class {
+            Class::Api if c.api_per_second > 0 => Policy {
+                quota: c.api_burst as u64,
+                window: Duration::from_secs_f64(c.api_burst as f64 / c.api_per_second as f64),
+            },
+            Class::Uploads => Policy {
+                quota: c.uploads_per_minute as u64,
+                window: minute,
+            },
+            Class::UploadBytes => Policy {
+                quota: c.upload_bytes_per_minute,
+                window: minute,
+            },
+            Class::Auth => Policy {
+                quota: c.auth_per_minute as u64,
+                window: minute,
+            },
+            _ => return None,
+        };
+        (policy.quota > 0).then_some(policy)
+    }
+
+    /// Charges `cost` to every key's bucket of `class`, or refuses with 429 (charging
+    /// nothing). `Ok(None)` when the class has no limit. `what` names the requests in the
+    /// message ("requests", "uploads").
+    pub async fn check(
+        &self,
+        class: Class,
+        keys: &[String],
+        cost: u64,
+        what: &str,
+    ) -> Result<Option<Standing>, ApiError> {
+        let Some(policy) = self.policy(class) else {
+            return Ok(None);
+        };
+        // A single charge larger than the bucket could never pass: charge a full bucket.
+        let cost = cost.min(policy.quota) as f64;
+        let interval = policy.interval_ms();
+        let tolerance = policy.window.as_secs_f64() * 1000.0;
+        let decided = match &self.store {
+            Store::Redis { pool, prefix } => {
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("{prefix}{}:{k}", class.as_str()))
+                    .collect();
+                let answer: Result<(i64, i64, i64), String> = async {
+                    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                    redis::cmd("EVAL")
+                        .arg(GCRA_SCRIPT)
+                        .arg(keys.len())
+                        .arg(&keys)
+                        .arg(interval)
+                        .arg(tolerance)
+                        .arg(cost)
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match answer {
+                    Ok((allowed, full_in, wait)) => {
+                        Some((allowed == 1, full_in as f64, wait as f64))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, class = class.as_str(), "rate limit store unavailable; request let through");
+                        None
+                    }
+                }
+            }
+            Store::Local(store) => {
+                let now = store.now_ms();
+                let mut buckets = store.buckets.lock().unwrap_or_else(|e| e.into_inner());
+                if buckets.len() > 100_000 {
+                    buckets.retain(|_, tat| *tat > now);
+                }
+                let tats: Vec<f64> = keys
+                    .iter()
+                    .map(|k| {
+                        let key = format!("{}:{k}", class.as_str());
+                        buckets.get(&key).copied().unwrap_or(now).max(now) + cost * interval
+                    })
+                    .collect();
+                let worst = tats.iter().map(|t| t - now).fold(0.0, f64::max);
+                if worst > tolerance {
+                    Some((false, worst - cost * interval, worst - tolerance))
+                } else {
+                    for (k, tat) in keys.iter().zip(tats) {
+                        buckets.insert(format!("{}:{k}", class.as_str()), tat);
+                    }
+                    Some((true, worst, 0.0))
+                }
+            }
+        };
+        let Some((allowed, full_in, wait)) = decided else {
+            return Ok(None);
+        };
+        let remaining = ((tolerance - full_in) / interval).floor().max(0.0) as u64;
+        let standing = Standing {
+            class,
+            policy,
+            remaining: if allowed { remaining } else { 0 },
+            reset: Duration::from_secs_f64(full_in.max(0.0) / 1000.0),
+        };
+        if allowed {
+            return Ok(Some(standing));
+        }
+        self.limited
+            .get_or_create(&ClassLabel {
+                class: class.as_str(),
+            })
+            .inc();
+        Err(standing.limited(Duration::from_secs_f64(wait / 1000.0), what))
+    }
+
+    /// Leases a WebSocket slot under the address key and the account key (`rate_limits.ws_*`)
+    /// for `lease`; the socket renews it while open, and it is returned when dropped.
+    pub async fn open_socket(
+        &self,
+        address: &str,
+        user: &str,
+        lease: Duration,
+    ) -> Result<SocketLease, ApiError> {
+        let keys = [format!("ws:ip:{address}"), format!("ws:user:{user}")];
+        let limits = [self.config.ws_per_address, self.config.ws_per_user];
+        let member = crate::auth::sessions::random_token();
+        let full = match &self.store {
+            Store::Redis { pool, prefix } => {
+                let keys: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
+                let answer: Result<i64, String> = async {
+                    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                    redis::cmd("EVAL")
+                        .arg(LEASE_SCRIPT)
+                        .arg(keys.len())
+                        .arg(&keys)
+                        .arg(&member)
+                        .arg(lease.as_millis() as u64)
+                        .arg(&limits[..])
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match answer {
+                    Ok(full) => full,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rate limit store unavailable; socket let through");
+                        0
+                    }
+                }
+            }
+            Store::Local(store) => {
+                let mut leases = store.leases.lock().unwrap_or_else(|e| e.into_inner());
+                let full = keys.iter().zip(limits).position(|(k, limit)| {
+                    limit > 0 && leases.get(k).is_some_and(|set| set.len() >= limit as usize)
+                });
+                match full {
+                    Some(i) => i as i64 + 1,
+                    None => {
+                        for key in &keys {
+                            leases
+                                .entry(key.clone())
+                                .or_default()
+                                .insert(member.clone());
+                        }
+                        0
+                    }
+                }
+            }
+        };
+        if full == 0 {
+            return Ok(SocketLease {
+                limiter: self.clone(),
+                keys: keys.to_vec(),
+                member,
+                lease,
+            });
+        }
+        self.limited
+            .get_or_create(&ClassLabel {
+                class: Class::Ws.as_str(),
+            })
+            .inc();
+        let (scope, limit) = if full == 1 {
+            ("from this address", limits[0])
+        } else {
+            ("for this account", limits[1])
+        };
+        let standing = Standing {
+            class: Class::Ws,
+            policy: Policy {
+                quota: limit as u64,
+                window: lease,
+            },
+            remaining: 0,
+            reset: lease,
+        };
+        let mut error = standing.limited(Duration::from_secs(10), "open WebSockets");
+        error.message = format!(
+            "At most {limit} WebSockets may be open at once {scope}; close one, or try again in 10 s."
+        );
+        Err(error)
+    }
+}
+
+/// A WebSocket's slot; renew it within its lease, and drop it when the socket closes.
+#[derive(Debug)]
+pub struct SocketLease {
+    limiter: Limiter,
+    keys: Vec<String>,
+    member: String,
+    lease: Duration,
+}
+
+impl SocketLease {
+    /// Extends the lease (a socket that stops renewing, its process killed, frees its slot
+    /// when the lease runs out).
+    pub async fn renew(&self) {
+        if let Store::Redis { pool, prefix } = &self.limiter.store
+            && let Ok(mut conn) = pool.get().await
+        {
+            let keys: Vec<String> = self.keys.iter().map(|k| format!("{prefix}{k}")).collect();
+            let _: redis::RedisResult<i64> = redis::cmd("EVAL")
+                .arg(RENEW_SCRIPT)
+                .arg(keys.len())
+                .arg(&keys)
+                .arg(&self.member)
+                .arg(self.lease.as_millis() as u64)
+                .query_async(&mut *conn)
+                .await;
+        }
+    }
+}
+
+impl Drop for SocketLease {
+    fn drop(&mut self) {
+        match &self.limiter.store {
+            Store::Local(store) => {
+                let mut leases = store.leases.lock().unwrap_or_else(|e| e.into_inner());
+                for key in &self.keys {
+                    if let Some(set) = leases.get_mut(key) {
+                        set.remove(&self.member);
+                        if set.is_empty() {
+                            leases.remove(key);
+                        }
+                    }
+                }
+            }
+            Store::Redis { pool, prefix } => {
+                let (pool, member) = (pool.clone(), self.member.clone());
+                let keys: Vec<String> = self.keys.iter().map(|k| format!("{prefix}{k}")).collect();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Ok(mut conn) = pool.get().await {
+                            let mut pipe = redis::pipe();
+                            for key in &keys {
+                                pipe.cmd("ZREM").arg(key).arg(&member).ignore();
+                            }
+                            let _: redis::RedisResult<()> = pipe.query_async(&mut *conn).await;
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
