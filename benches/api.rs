@@ -1,6 +1,7 @@
 //! HTTP API throughput with `wrk`: `GET /api/tasks/{id}` with an API token (authentication,
 //! two indexed queries, JSON), against `GET /healthz` (no I/O) as the baseline, in the same
-//! run on loopback. Run with `make bench-api`, which brings up PostgreSQL and Redis and
+//! run on loopback; and the same read with the `api` rate limit off, to show what the limiter
+//! (one Redis script per request) costs. Run with `make bench-api`, which brings up PostgreSQL and Redis and
 //! installs wrk (Debian package `wrk`) if it is missing.
 //!
 //! The server runs in this process on PostgreSQL + Redis, as `ocrd serve` does.
@@ -102,6 +103,8 @@ fn main() {
         // The limiter runs (its cost is part of every request) but never refuses.
         config.rate_limits.api_per_second = 1_000_000;
         config.rate_limits.api_burst = 1_000_000;
+        let mut unlimited = config.clone();
+        unlimited.rate_limits.api_per_second = 0;
         config.redis.url = Secret::new(redis_url);
         config.redis.key_prefix = format!("{name}:");
         let app = App::build(config).await.unwrap();
@@ -149,13 +152,23 @@ fn main() {
             ocrd::web::bind("127.0.0.1:0", app, None, ocrd::web::Scope::Full).unwrap();
         let handle = server.handle();
         tokio::spawn(server);
+        let app = App::build(unlimited).await.unwrap();
+        let (server, unlimited_addr) =
+            ocrd::web::bind("127.0.0.1:0", app, None, ocrd::web::Scope::Full).unwrap();
+        let unlimited_handle = server.handle();
+        tokio::spawn(server);
         tokio::time::sleep(Duration::from_millis(200)).await;
 
         let base = format!("http://{addr}");
-        let (healthz, task_get) = tokio::task::spawn_blocking(move || {
+        let unlimited_base = format!("http://{unlimited_addr}");
+        let (healthz, task_get, task_get_unlimited) = tokio::task::spawn_blocking(move || {
             let healthz = wrk(&format!("{base}/healthz"), None);
             let task_get = wrk(&format!("{base}/api/tasks/{}", task.id), Some(&token));
-            (healthz, task_get)
+            let unlimited = wrk(
+                &format!("{unlimited_base}/api/tasks/{}", task.id),
+                Some(&token),
+            );
+            (healthz, task_get, unlimited)
         })
         .await
         .unwrap();
@@ -173,11 +186,20 @@ fn main() {
             task_get.requests_per_sec, task_get.p99_ms
         );
         println!(
+            "| GET /api/tasks/{{id}}, api rate limit off | {:.0} | {:.2} ms |",
+            task_get_unlimited.requests_per_sec, task_get_unlimited.p99_ms
+        );
+        println!(
             "ratio: the task read runs at {:.2}× the baseline's throughput",
             task_get.requests_per_sec / healthz.requests_per_sec
         );
+        println!(
+            "ratio: with the rate limit it runs at {:.2}× its throughput without",
+            task_get.requests_per_sec / task_get_unlimited.requests_per_sec
+        );
 
         handle.stop(true).await;
+        unlimited_handle.stop(true).await;
         let _ = admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await;

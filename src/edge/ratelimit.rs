@@ -487,3 +487,88 @@ impl Drop for SocketLease {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(auth_per_minute: u32, ws_per_user: u32) -> Limiter {
+        Limiter::local(&RateLimitConfig {
+            auth_per_minute,
+            ws_per_user,
+            ..RateLimitConfig::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_bucket_allows_its_quota_then_refuses_until_it_refills() {
+        let limiter = limiter(3, 0);
+        let keys = ["ip:a".to_owned()];
+        let mut remaining = Vec::new();
+        for _ in 0..3 {
+            let standing = limiter
+                .check(Class::Auth, &keys, 1, "tries")
+                .await
+                .unwrap()
+                .unwrap();
+            remaining.push(standing.remaining);
+        }
+        assert_eq!(remaining, [2, 1, 0]);
+        let refused = limiter
+            .check(Class::Auth, &keys, 1, "tries")
+            .await
+            .unwrap_err();
+        // One token comes back every 20 s (3 per minute).
+        let wait = refused.retry_after.unwrap();
+        assert!((19..=20).contains(&wait), "{wait}");
+        assert!(
+            refused.message.contains(&format!("try again in {wait} s")),
+            "{}",
+            refused.message
+        );
+        let (_, policy) = &refused.headers[0];
+        assert_eq!(policy, "\"auth\";q=3;w=60");
+    }
+
+    #[tokio::test]
+    async fn every_key_must_allow_and_a_refusal_charges_none() {
+        let limiter = limiter(1, 0);
+        let spent = ["ip:a".to_owned()];
+        limiter
+            .check(Class::Auth, &spent, 1, "tries")
+            .await
+            .unwrap();
+        let both = ["ip:a".to_owned(), "user:b".to_owned()];
+        assert!(limiter.check(Class::Auth, &both, 1, "tries").await.is_err());
+        // user:b was not charged by the refused request.
+        let fresh = ["user:b".to_owned()];
+        assert!(limiter.check(Class::Auth, &fresh, 1, "tries").await.is_ok());
+        // A limit of 0 is off.
+        let off = Limiter::local(&RateLimitConfig {
+            api_per_second: 0,
+            ..RateLimitConfig::default()
+        });
+        assert!(
+            off.check(Class::Api, &spent, 1, "requests")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn socket_slots_are_returned_when_dropped() {
+        let limiter = limiter(0, 1);
+        let lease = Duration::from_secs(60);
+        let first = limiter.open_socket("a", "u", lease).await.unwrap();
+        let refused = limiter.open_socket("b", "u", lease).await.unwrap_err();
+        assert_eq!(refused.code, Code::TooManyRequests);
+        assert!(
+            refused.message.contains("for this account"),
+            "{}",
+            refused.message
+        );
+        drop(first);
+        assert!(limiter.open_socket("b", "u", lease).await.is_ok());
+    }
+}

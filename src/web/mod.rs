@@ -21,7 +21,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{App as HttpApp, HttpServer, middleware, web};
+use actix_web::{App as HttpApp, HttpMessage, HttpServer, middleware, web};
 use tracing::Instrument;
 
 use crate::app::App;
@@ -241,8 +241,15 @@ async fn observe(
         let method = response.request().method().as_str();
         state.metrics.observe(method, &route, status, took);
     }
+    // The client as the edge resolved it (behind trusted proxies, the forwarded address).
+    let client = response
+        .request()
+        .extensions()
+        .get::<crate::edge::Client>()
+        .map(|c| c.address_key())
+        .unwrap_or_default();
     span.in_scope(|| {
-        tracing::info!(status, route = %route, ms = took.as_millis() as u64, "handled");
+        tracing::info!(status, route = %route, client = %client, ms = took.as_millis() as u64, "handled");
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response

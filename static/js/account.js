@@ -28,6 +28,8 @@ function tokenRow(token) {
     el('td', { 'data-label': 'Starts with' }, el('code', {}, `${token.prefix}…`)),
     el('td', { 'data-label': 'Created' }, timeEl(token.created_at)),
     el('td', { 'data-label': 'Last used' }, token.last_used_at ? timeEl(token.last_used_at) : el('span', { class: 'muted' }, 'never')),
+    el('td', { 'data-label': 'May' }, token.scopes.join(', ')),
+    el('td', { 'data-label': 'Expires' }, token.expires_at ? timeEl(token.expires_at) : el('span', { class: 'muted' }, 'never')),
     el('td', { class: 'row-actions' }, revoke));
 }
 
@@ -48,9 +50,13 @@ tokenForm.addEventListener('submit', async (event) => {
   event.preventDefault();
   const name = tokenForm.name.value.trim();
   if (!name) { showError(tokenError, 'Give the token a name, so you know later what uses it.'); return; }
+  const scopes = [...tokenForm.querySelectorAll('input[name=scopes]:checked')].map((box) => box.value);
+  if (scopes.length === 0) { showError(tokenError, 'Let the token do at least one thing: read, or upload.'); return; }
+  const days = tokenForm.expires_in_days.value;
   showError(tokenError, null);
   try {
-    const created = await api('/api/tokens', { method: 'POST', json: { name } });
+    const json = { name, scopes, expires_in_days: days ? Number(days) : null };
+    const created = await api('/api/tokens', { method: 'POST', json });
     document.getElementById('new-token-value').textContent = created.token;
     document.getElementById('new-token').hidden = false;
     tokenForm.reset();

@@ -290,9 +290,12 @@ fn session_cookie(response: &reqwest::Response) -> String {
         .get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|v| v.starts_with("ocrd_session="))
+        .find(|v| v.starts_with("ocrd_session=") || v.starts_with("__Host-ocrd_session="))
         .expect("a session cookie");
-    header["ocrd_session=".len()..]
+    header
+        .split_once('=')
+        .unwrap()
+        .1
         .split(';')
         .next()
         .unwrap()
@@ -1032,7 +1035,8 @@ async fn registration_policies_first_admin_and_session_rotation() {
     .unwrap();
     assert_eq!(taken.status(), StatusCode::CONFLICT);
 
-    // Over https the cookie is Secure; every login gets a new session and ends the old one.
+    // Over https the cookie is Secure, with the __Host- prefix; every login gets a new session
+    // and ends the old one.
     let first_login = api
         .login(&client, "first@example.com", "a long enough passphrase")
         .await;
@@ -1042,10 +1046,16 @@ async fn registration_policies_first_admin_and_session_rotation() {
             .unwrap()
             .contains("Secure")
     );
+    assert!(
+        first_login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("__Host-ocrd_session=")
+    );
     let old = session_cookie(&first_login);
     let again = client
         .post(api.url("/api/auth/login"))
-        .header("Cookie", format!("ocrd_session={old}"))
+        .header("Cookie", format!("__Host-ocrd_session={old}"))
         .json(&json!({"email": "first@example.com", "password": "a long enough passphrase"}))
         .send()
         .await
@@ -1055,7 +1065,7 @@ async fn registration_policies_first_admin_and_session_rotation() {
     let with = |cookie: &str| {
         reqwest::Client::new()
             .get(api.url("/api/auth/me"))
-            .header("Cookie", format!("ocrd_session={cookie}"))
+            .header("Cookie", format!("__Host-ocrd_session={cookie}"))
             .send()
     };
     assert_eq!(with(&old).await.unwrap().status(), StatusCode::UNAUTHORIZED);

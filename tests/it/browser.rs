@@ -632,10 +632,16 @@ async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_pass
     let listed = browser
         .js("return document.querySelector('#tokens tbody').innerText")
         .await;
-    assert!(
-        !listed.as_str().unwrap().contains(&token),
-        "the list shows the whole token"
-    );
+    let listed = listed.as_str().unwrap();
+    assert!(!listed.contains(&token), "the list shows the whole token");
+    // What it may do and when it expires (90 days, the form's default).
+    assert!(listed.contains("read, write"), "{listed}");
+    let expires = browser
+        .js("return document.querySelector('#tokens tbody td[data-label=Expires] time').getAttribute('datetime')")
+        .await;
+    let expires = chrono::DateTime::parse_from_rfc3339(expires.as_str().unwrap()).unwrap();
+    let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days();
+    assert!((89..=90).contains(&days), "expires in {days} days");
 
     // Revoking asks first (accepted here), then the token stops working.
     browser.js("window.confirm = () => true; return true").await;

@@ -388,7 +388,12 @@ fn check_answer(probe: &Probe, status: StatusCode, kind: &str, body: &str) -> Re
 }
 
 async fn malformed_requests(backend: Backend) {
-    let server = Server::start(backend, |_| {}).await;
+    let server = Server::start(backend, |c| {
+        // Hundreds of probes in a few seconds from one address: the `api` rate limit would
+        // answer most of them (edge tests cover it); here the handlers must.
+        c.rate_limits.api_per_second = 0;
+    })
+    .await;
     let client = reqwest::Client::new();
     let probes = probes(&server.task_id);
     let total = probes.len();
@@ -439,7 +444,7 @@ async fn malformed_requests(backend: Backend) {
         ("/api/tasks", "X-Junk: a\r\n".repeat(500)),
     ] {
         let head = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n{extra}\r\n",
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n{extra}\r\n",
             server.token
         );
         let answer = raw_exchange(server.addr, head.as_bytes(), Duration::from_secs(20)).await;
@@ -524,7 +529,7 @@ fn upload_head(server: &Server, declared: u64) -> (Vec<u8>, Vec<u8>) {
     let mut body = b"--zz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
     body.extend_from_slice(&bytes[..bytes.len() / 2]);
     let head = format!(
-        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+        "POST /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
          Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: {declared}\r\n\r\n",
         server.token
     );
@@ -532,20 +537,22 @@ fn upload_head(server: &Server, declared: u64) -> (Vec<u8>, Vec<u8>) {
 }
 
 async fn clients_that_hang_up(backend: Backend) {
-    let server = Server::start(backend, |_| {}).await;
+    // Many requests in a burst from one address: the handlers are under test, not the `api`
+    // rate limit.
+    let server = Server::start(backend, |c| c.rate_limits.api_per_second = 0).await;
     let uuid = uuid::Uuid::new_v4();
     let cut_heads = [
-        "GET /api/tasks HTTP/1.1\r\nHost: x\r\nAuthor".to_owned(),
+        "GET /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthor".to_owned(),
         format!(
-            "POST /api/auth/password HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"current\":",
+            "POST /api/auth/password HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"current\":",
             server.token
         ),
         format!(
-            "GET /api/tasks/{uuid}/result?format=txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+            "GET /api/tasks/{uuid}/result?format=txt HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
             server.token
         ),
         format!(
-            "GET /api/tasks/{}/pages/1/image HTTP/1.1\r\nHost: x\r\nCookie: ocrd_session={}\r\n\r\n",
+            "GET /api/tasks/{}/pages/1/image HTTP/1.1\r\nHost: localhost\r\nCookie: ocrd_session={}\r\n\r\n",
             server.task_id, server.session
         ),
     ];
@@ -631,7 +638,7 @@ async fn headers_sent_a_byte_a_second_are_cut_off() {
     })
     .await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let head = b"GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let head = b"GET /api/tasks HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let started = Instant::now();
     let mut cut = false;
     for byte in head.iter() {
@@ -676,8 +683,13 @@ async fn two_thousand_idle_connections_and_sockets_leave_room_for_more() {
         limit >= 10_000,
         "the hard limit on open files is {limit}; raise it (ulimit -Hn) to run this test"
     );
-    let server = Server::start(Backend::Embedded, |_| {}).await;
-    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Thousands of sockets of one account from one address: capacity, not the `ws` limit.
+    let server = Server::start(Backend::Embedded, |c| {
+        c.rate_limits.ws_per_address = 0;
+        c.rate_limits.ws_per_user = 0;
+    })
+    .await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let mut idle = Vec::new();
     for _ in 0..2000 {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
