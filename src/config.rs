@@ -100,6 +100,10 @@ pub struct ServerConfig {
     /// `X-Forwarded-Host` and `Forwarded` headers are believed. Empty: none, the peer is the
     /// client.
     pub trusted_proxies: Vec<String>,
+    /// Which forwarding headers the trusted proxies set: `x-forwarded` (`X-Forwarded-For`,
+    /// `-Proto`, `-Host`; nginx, HAProxy, most load balancers) or `forwarded` (RFC 7239). Only
+    /// that family is read: the other could be the client's own, passed through untouched.
+    pub proxy_headers: ProxyHeaders,
     /// Host names (optionally `host:port`) requests may name in `Host`; others get 421.
     /// Empty: the host of `public_url`, the host of `bind`, and `localhost` on a loopback bind
     /// (IP addresses too on a wildcard bind).
@@ -138,6 +142,7 @@ impl Default for ServerConfig {
             redirect_http: None,
             hsts_max_age_secs: 63_072_000,
             trusted_proxies: Vec::new(),
+            proxy_headers: ProxyHeaders::XForwarded,
             allowed_hosts: Vec::new(),
             metrics_token: Secret::default(),
             ops_bind: None,
@@ -197,6 +202,15 @@ impl ServerConfig {
             }
         }
     }
+}
+
+/// The forwarding headers trusted proxies set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyHeaders {
+    #[default]
+    XForwarded,
+    Forwarded,
 }
 
 /// Requests a client may make, per class; 0 turns a limit off. Counted per client address and

@@ -26,10 +26,29 @@ pub const SESSION_COOKIE: &str = "ocrd_session";
 /// bound to this host, so a sibling subdomain cannot plant or shadow it.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-ocrd_session";
 
-/// The session cookie a request carries, under either name.
-pub fn session_cookie(req: &HttpRequest) -> Option<actix_web::cookie::Cookie<'static>> {
-    req.cookie(SECURE_SESSION_COOKIE)
-        .or_else(|| req.cookie(SESSION_COOKIE))
+/// The header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "X-CSRF-Token";
+/// API tokens start with this, so leaked ones are easy to spot and scan for.
+pub const TOKEN_PREFIX: &str = "ocrd_";
+
+/// The session cookie a request carries: over https only the `__Host-` one, which nothing
+/// but this host can have set (a plain `ocrd_session` there may be planted).
+pub fn session_cookie(req: &HttpRequest, app: &App) -> Option<actix_web::cookie::Cookie<'static>> {
+    if secure_cookies(req, app) {
+        req.cookie(SECURE_SESSION_COOKIE)
+    } else {
+        req.cookie(SESSION_COOKIE)
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (the scheme in any case).
+pub fn bearer_token(header: &actix_web::http::header::HeaderValue) -> Option<&str> {
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
 }
 
 /// Whether cookies for this request must be `Secure` (and `__Host-`): it came over TLS, here
@@ -53,10 +72,6 @@ pub fn session_cookie_named(value: String, secure: bool) -> actix_web::cookie::C
         .secure(secure)
         .finish()
 }
-/// The header carrying the CSRF token.
-pub const CSRF_HEADER: &str = "X-CSRF-Token";
-/// API tokens start with this, so leaked ones are easy to spot and scan for.
-pub const TOKEN_PREFIX: &str = "ocrd_";
 
 /// How a request proved who it is.
 #[derive(Clone, Debug)]
@@ -111,13 +126,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
         .ok_or_else(|| ApiError::internal("no App in the request"))?;
     if let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         // The scheme is case-insensitive (RFC 9110).
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(ApiError::unauthenticated)?;
+        let token = bearer_token(header).ok_or_else(ApiError::unauthenticated)?;
         let hash = token_hash(token);
         let found = hash.clone();
         let (token, mut user) = app
@@ -158,7 +167,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
             via: Via::Token { hash, admin },
         });
     }
-    let cookie = session_cookie(req).ok_or_else(ApiError::unauthenticated)?;
+    let cookie = session_cookie(req, app).ok_or_else(ApiError::unauthenticated)?;
     let session_id = cookie.value().to_owned();
     let session = app
         .sessions

@@ -11,6 +11,8 @@ use actix_web::HttpMessage;
 use actix_web::http::header::{self, HeaderMap};
 use ipnet::IpNet;
 
+use crate::config::ProxyHeaders;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
     /// The client's address: the peer, or behind trusted proxies the right-most address in
@@ -29,14 +31,14 @@ impl Client {
         peer: Option<IpAddr>,
         tls: bool,
         headers: &HeaderMap,
-        proxies: &[IpNet],
+        proxies: &Proxies,
     ) -> Client {
         let own_host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let trusted = |ip: &IpAddr| proxies.iter().any(|net| net.contains(ip));
+        let trusted = |ip: &IpAddr| proxies.nets.iter().any(|net| net.contains(ip));
         let mut client = Client {
             ip: peer,
             https: tls,
@@ -45,7 +47,10 @@ impl Client {
         if !peer.is_some_and(|p| trusted(&p)) {
             return client;
         }
-        let forwarded = Forwarded::from_headers(headers);
+        let forwarded = match proxies.headers {
+            ProxyHeaders::XForwarded => Forwarded::x_forwarded(headers),
+            ProxyHeaders::Forwarded => Forwarded::standard(headers),
+        };
         // Right to left: the nearest hops are our own proxies; the first stranger is the client.
         for hop in forwarded.chain.iter().rev() {
             match hop {
@@ -74,7 +79,7 @@ impl Client {
             return client.clone();
         }
         let peer = req.peer_addr().map(|a| a.ip());
-        Client::resolve(peer, false, req.headers(), &[])
+        Client::resolve(peer, false, req.headers(), &Proxies::default())
     }
 
     /// The key throttles and rate limits count under: the address, an IPv6 client per /64
@@ -100,6 +105,13 @@ impl Client {
     }
 }
 
+/// The trusted proxies, and the one header family they set.
+#[derive(Clone, Debug, Default)]
+pub struct Proxies {
+    pub nets: Vec<IpNet>,
+    pub headers: ProxyHeaders,
+}
+
 /// What the forwarding headers say: the chain of client addresses (left: the original
 /// client), and the protocol and host the nearest proxy saw.
 #[derive(Debug, Default)]
@@ -109,50 +121,52 @@ struct Forwarded {
     host: Option<String>,
 }
 
+/// Every comma-separated value of every `name` header, in order.
+fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 impl Forwarded {
-    /// RFC 7239 `Forwarded` when present, else the `X-Forwarded-*` family.
-    fn from_headers(headers: &HeaderMap) -> Forwarded {
-        let values = |name: &str| -> Vec<String> {
-            headers
-                .get_all(name)
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .collect()
-        };
-        let standard = values("forwarded");
-        if !standard.is_empty() {
-            let mut forwarded = Forwarded::default();
-            for element in &standard {
-                let mut proto = None;
-                let mut host = None;
-                for pair in element.split(';') {
-                    let Some((name, value)) = pair.split_once('=') else {
-                        continue;
-                    };
-                    let value = value.trim().trim_matches('"');
-                    match name.trim().to_ascii_lowercase().as_str() {
-                        "for" => forwarded.chain.push(node_address(value)),
-                        "proto" => proto = Some(value.to_owned()),
-                        "host" => host = Some(value.to_owned()),
-                        _ => {}
-                    }
-                }
-                // The last element is the nearest proxy's.
-                forwarded.proto = proto;
-                forwarded.host = host;
-            }
-            return forwarded;
-        }
+    /// `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
+    fn x_forwarded(headers: &HeaderMap) -> Forwarded {
         Forwarded {
-            chain: values("x-forwarded-for")
+            chain: values(headers, "x-forwarded-for")
                 .iter()
                 .map(|v| node_address(v))
                 .collect(),
-            proto: values("x-forwarded-proto").pop(),
-            host: values("x-forwarded-host").pop(),
+            proto: values(headers, "x-forwarded-proto").pop(),
+            host: values(headers, "x-forwarded-host").pop(),
         }
+    }
+
+    /// RFC 7239 `Forwarded`: `for=…;proto=…;host=…`, one element per hop.
+    fn standard(headers: &HeaderMap) -> Forwarded {
+        let mut forwarded = Forwarded::default();
+        for element in values(headers, "forwarded") {
+            let (mut proto, mut host) = (None, None);
+            for pair in element.split(';') {
+                let Some((name, value)) = pair.split_once('=') else {
+                    continue;
+                };
+                let value = value.trim().trim_matches('"');
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "for" => forwarded.chain.push(node_address(value)),
+                    "proto" => proto = Some(value.to_owned()),
+                    "host" => host = Some(value.to_owned()),
+                    _ => {}
+                }
+            }
+            // The last element is the nearest proxy's.
+            forwarded.proto = proto;
+            forwarded.host = host;
+        }
+        forwarded
     }
 }
 
@@ -198,7 +212,7 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
             ("forwarded", "for=10.8.8.8;proto=https;host=evil.example"),
         ]);
-        let proxies = ["127.0.0.1/32".parse().unwrap()];
+        let proxies = trusting(&["127.0.0.1/32"], ProxyHeaders::XForwarded);
         let client = Client::resolve(ip("203.0.113.9"), false, &h, &proxies);
         assert_eq!(client.ip, ip("203.0.113.9"));
         assert!(!client.https);
@@ -207,10 +221,7 @@ mod tests {
 
     #[test]
     fn behind_trusted_proxies_the_right_most_stranger_is_the_client() {
-        let proxies: Vec<IpNet> = vec![
-            "127.0.0.1/32".parse().unwrap(),
-            "10.0.0.0/8".parse().unwrap(),
-        ];
+        let proxies = trusting(&["127.0.0.1/32", "10.0.0.0/8"], ProxyHeaders::XForwarded);
         // The client forged the first entry; our proxies appended the real one and themselves.
         let h = headers(&[
             ("host", "127.0.0.1:8080"),
@@ -227,7 +238,8 @@ mod tests {
             "forwarded",
             "for=1.2.3.4;proto=http, for=\"[2001:db8::1]:4711\";proto=https;host=ocr.example.com",
         )]);
-        let client = Client::resolve(ip("127.0.0.1"), false, &h, &proxies);
+        let standard = trusting(&["127.0.0.1/32"], ProxyHeaders::Forwarded);
+        let client = Client::resolve(ip("127.0.0.1"), false, &h, &standard);
         assert_eq!(client.ip, ip("2001:db8::1"));
         assert!(client.https);
         assert_eq!(client.address_key(), "2001:db8:0:0::/64");
@@ -244,6 +256,46 @@ mod tests {
             Client::resolve(ip("127.0.0.1"), false, &h, &proxies).ip,
             ip("10.0.0.2")
         );
+    }
+
+    #[test]
+    fn only_the_configured_header_family_is_read() {
+        // nginx overwrote X-Forwarded-*; the client's own Forwarded came along untouched.
+        let h = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-for", "198.51.100.7"),
+            ("x-forwarded-host", "ocr.example.com"),
+            ("forwarded", "for=203.0.113.1;host=evil.example;proto=https"),
+        ]);
+        let nginx = trusting(&["127.0.0.1/32"], ProxyHeaders::XForwarded);
+        let client = Client::resolve(ip("127.0.0.1"), false, &h, &nginx);
+        assert_eq!(
+            (client.ip, client.host.as_str(), client.https),
+            (ip("198.51.100.7"), "ocr.example.com", false)
+        );
+        // And the other way round.
+        let standard = trusting(&["127.0.0.1/32"], ProxyHeaders::Forwarded);
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("forwarded", "for=198.51.100.7"),
+        ]);
+        assert_eq!(
+            Client::resolve(ip("127.0.0.1"), false, &h, &standard).ip,
+            ip("198.51.100.7")
+        );
+        // Neither header: the proxy itself.
+        let h = headers(&[("forwarded", "garbage")]);
+        assert_eq!(
+            Client::resolve(ip("127.0.0.1"), false, &h, &standard).ip,
+            ip("127.0.0.1")
+        );
+    }
+
+    fn trusting(nets: &[&str], headers: ProxyHeaders) -> Proxies {
+        Proxies {
+            nets: nets.iter().map(|n| n.parse().unwrap()).collect(),
+            headers,
+        }
     }
 
     #[test]

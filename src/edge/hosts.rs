@@ -51,8 +51,10 @@ impl Hosts {
     /// Whether a request may name `host` (`name`, `name:port`, `[v6]:port`).
     pub fn allows(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        let (name, _) = split_port(&host);
-        if name.is_empty() {
+        let (name, port) = split_port(&host);
+        let port_ok = port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+        if name.is_empty() || !port_ok {
             return false;
         }
         if self.any_address && name.parse::<IpAddr>().is_ok() {

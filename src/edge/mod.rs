@@ -12,10 +12,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
-use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-pub use client::Client;
+pub use client::{Client, Proxies};
 pub use hosts::Hosts;
 pub use ratelimit::{Class, Limiter};
 
@@ -35,7 +34,7 @@ const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 /// What the edge middleware needs, built once per server.
 #[derive(Clone, Debug)]
 pub struct Edge {
-    proxies: Vec<IpNet>,
+    proxies: Proxies,
     /// `None`: any host (the operations listener, which has no pages and no cookies).
     hosts: Option<Hosts>,
     /// Whether this listener is TLS.
@@ -47,7 +46,10 @@ impl Edge {
     /// The public listener's edge (`tls`: whether it serves HTTPS itself).
     pub fn public(server: &ServerConfig, tls: bool) -> Result<Edge, ConfigError> {
         Ok(Edge {
-            proxies: server.proxy_nets()?,
+            proxies: Proxies {
+                nets: server.proxy_nets()?,
+                headers: server.proxy_headers,
+            },
             hosts: Some(Hosts::from_config(server)),
             tls,
             hsts: (server.hsts_max_age_secs > 0)
@@ -102,23 +104,59 @@ impl Edge {
     }
 }
 
-/// The keys a request's API rate counts under: its address, and its token or session.
-fn api_keys(req: &ServiceRequest, client: &Client) -> Vec<String> {
-    let mut keys = vec![format!("ip:{}", client.address_key())];
-    let credential = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes().to_vec())
-        .or_else(|| {
-            crate::auth::session_cookie(req.request()).map(|c| c.value().as_bytes().to_vec())
-        });
-    if let Some(credential) = credential {
-        keys.push(format!(
-            "cred:{}",
-            hex::encode(&Sha256::digest(&credential)[..12])
-        ));
+/// The headers every response carries whatever it is (a handler's stricter CSP stays).
+pub fn security_headers(headers: &mut HeaderMap) {
+    const FIXED: [(&str, &str); 6] = [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+        (
+            "permissions-policy",
+            "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
+        ),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ];
+    for (name, value) in FIXED {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
+}
+
+/// The keys a request's API rate counts under: its address, and its token or session (the
+/// token as the API reads it, so spelling the header differently buys no fresh bucket).
+fn api_keys(req: &ServiceRequest, app: &App, client: &Client) -> Vec<String> {
+    let mut keys = vec![format!("ip:{}", client.address_key())];
+    let credential = match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => Some(match crate::auth::bearer_token(value) {
+            Some(token) => format!("tok:{}", crate::auth::token_hash(token)),
+            None => format!("raw:{}", hex::encode(Sha256::digest(value.as_bytes()))),
+        }),
+        None => crate::auth::session_cookie(req.request(), app)
+            .map(|c| format!("ses:{}", hex::encode(Sha256::digest(c.value().as_bytes())))),
+    };
+    keys.extend(credential.map(|c| c[..28].to_owned()));
     keys
+}
+
+/// The `api` rate of a request under `/api`: its standing, or the 429 that refuses it.
+async fn api_rate(
+    req: &ServiceRequest,
+    client: &Client,
+) -> Result<Option<ratelimit::Standing>, ApiError> {
+    let Some(app) = req.app_data::<web::Data<App>>() else {
+        return Ok(None);
+    };
+    let keys = api_keys(req, app, client);
+    app.limiter.check(Class::Api, &keys, 1, "requests").await
 }
 
 /// Every request on a server with an [`Edge`]: resolves the [`Client`], refuses hosts we do
@@ -133,8 +171,10 @@ pub async fn guard(
     };
     let peer = req.peer_addr().map(|a| a.ip());
     let client = Client::resolve(peer, edge.tls, req.headers(), &edge.proxies);
-    let path = req.path().to_owned();
+    // The path as the router matches it (`/%61pi/` is `/api/`).
+    let path = req.match_info().as_str().to_owned();
     req.extensions_mut().insert(client.clone());
+    let mut standing = None;
     let refused = match &edge.hosts {
         Some(hosts) if !PROBES.contains(&path.as_str()) && !hosts.allows(&client.host) => {
             Some(ApiError::new(
@@ -142,30 +182,14 @@ pub async fn guard(
                 "This server does not answer for that host name. If it is yours, add it to server.allowed_hosts.",
             ))
         }
-        _ => None,
-    };
-    let mut standing = None;
-    let refused = match refused {
-        Some(error) => Some(error),
-        None if path.starts_with("/api/") => {
-            let limiter = req
-                .app_data::<web::Data<App>>()
-                .map(|app| app.limiter.clone());
-            match limiter {
-                Some(limiter) => match limiter
-                    .check(Class::Api, &api_keys(&req, &client), 1, "requests")
-                    .await
-                {
-                    Ok(s) => {
-                        standing = s;
-                        None
-                    }
-                    Err(error) => Some(error),
-                },
-                None => None,
+        _ if path.starts_with("/api/") => match api_rate(&req, &client).await {
+            Ok(s) => {
+                standing = s;
+                None
             }
-        }
-        None => None,
+            Err(error) => Some(error),
+        },
+        _ => None,
     };
     let mut response = match refused {
         Some(error) => req.error_response(error),

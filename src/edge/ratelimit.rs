@@ -7,7 +7,7 @@
 //! with a warning: a limit is a brake, not a dependency.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
@@ -17,6 +17,15 @@ use prometheus_client::metrics::family::Family;
 
 use crate::config::RateLimitConfig;
 use crate::error::{ApiError, Code};
+use crate::outage::Outage;
+
+/// The scripts, sent by their SHA-1 (EVALSHA) and loaded once per Redis.
+static GCRA: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(GCRA_SCRIPT));
+static LEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(LEASE_SCRIPT));
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW_SCRIPT));
+
+/// How an outage of the store reads in the log.
+const STORE: &str = "the rate-limit store (Redis; requests pass meanwhile)";
 
 /// GCRA over every key: KEYS are buckets; ARGV = emission interval (ms), tolerance (ms),
 /// cost. Returns {allowed, ms until the fullest bucket is full again, ms to wait if refused}.
@@ -187,6 +196,8 @@ pub struct Limiter {
     store: Store,
     config: RateLimitConfig,
     limited: Family<ClassLabel, Counter>,
+    /// Logs once when Redis stops answering, and once when it is back.
+    outage: Arc<Outage>,
 }
 
 impl Limiter {
@@ -195,6 +206,7 @@ impl Limiter {
             store: Store::Local(Arc::default()),
             config: config.clone(),
             limited: Family::default(),
+            outage: Arc::new(Outage::new(STORE)),
         }
     }
 
@@ -210,6 +222,33 @@ impl Limiter {
             },
             config: config.clone(),
             limited: Family::default(),
+            outage: Arc::new(Outage::new(STORE)),
+        }
+    }
+
+    /// Runs a script on Redis; `None` when Redis cannot answer (the request goes through).
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        pool: &deadpool_redis::Pool,
+        script: redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        let answer: Result<T, String> = async {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            script
+                .invoke_async(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match answer {
+            Ok(value) => {
+                self.outage.up();
+                Some(value)
+            }
+            Err(e) => {
+                self.outage.down(&e);
+                None
+            }
         }
     }
 
@@ -267,29 +306,13 @@ impl Limiter {
                     .iter()
                     .map(|k| format!("{prefix}{}:{k}", class.as_str()))
                     .collect();
-                let answer: Result<(i64, i64, i64), String> = async {
-                    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                    redis::cmd("EVAL")
-                        .arg(GCRA_SCRIPT)
-                        .arg(keys.len())
-                        .arg(&keys)
-                        .arg(interval)
-                        .arg(tolerance)
-                        .arg(cost)
-                        .query_async(&mut *conn)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                .await;
-                match answer {
-                    Ok((allowed, full_in, wait)) => {
-                        Some((allowed == 1, full_in as f64, wait as f64))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, class = class.as_str(), "rate limit store unavailable; request let through");
-                        None
-                    }
-                }
+                let mut script = GCRA.prepare_invoke();
+                script.key(&keys).arg(interval).arg(tolerance).arg(cost);
+                self.run(pool, script)
+                    .await
+                    .map(|(allowed, full_in, wait): (i64, i64, i64)| {
+                        (allowed == 1, full_in as f64, wait as f64)
+                    })
             }
             Store::Local(store) => {
                 let now = store.now_ms();
@@ -350,27 +373,13 @@ impl Limiter {
         let full = match &self.store {
             Store::Redis { pool, prefix } => {
                 let keys: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
-                let answer: Result<i64, String> = async {
-                    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                    redis::cmd("EVAL")
-                        .arg(LEASE_SCRIPT)
-                        .arg(keys.len())
-                        .arg(&keys)
-                        .arg(&member)
-                        .arg(lease.as_millis() as u64)
-                        .arg(&limits[..])
-                        .query_async(&mut *conn)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                .await;
-                match answer {
-                    Ok(full) => full,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rate limit store unavailable; socket let through");
-                        0
-                    }
-                }
+                let mut script = LEASE.prepare_invoke();
+                script
+                    .key(&keys)
+                    .arg(&member)
+                    .arg(lease.as_millis() as u64)
+                    .arg(&limits[..]);
+                self.run(pool, script).await.unwrap_or(0)
             }
             Store::Local(store) => {
                 let mut leases = store.leases.lock().unwrap_or_else(|e| e.into_inner());
@@ -443,13 +452,11 @@ impl SocketLease {
             && let Ok(mut conn) = pool.get().await
         {
             let keys: Vec<String> = self.keys.iter().map(|k| format!("{prefix}{k}")).collect();
-            let _: redis::RedisResult<i64> = redis::cmd("EVAL")
-                .arg(RENEW_SCRIPT)
-                .arg(keys.len())
-                .arg(&keys)
+            let _: redis::RedisResult<i64> = RENEW
+                .key(&keys)
                 .arg(&self.member)
                 .arg(self.lease.as_millis() as u64)
-                .query_async(&mut *conn)
+                .invoke_async(&mut *conn)
                 .await;
         }
     }

@@ -23,6 +23,8 @@ const POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    #[error("server.tls_cert and server.tls_key are both needed")]
+    Missing,
     #[error("reading {path}: {reason}")]
     Read { path: PathBuf, reason: String },
     #[error("{0}: no certificate in the file")]
@@ -140,6 +142,16 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError
         key: key_path.to_owned(),
     })?;
     Ok(pair)
+}
+
+/// The TLS configuration of `server.tls_cert` and `tls_key`, reloaded while the server runs.
+pub fn configure(server: &crate::config::ServerConfig) -> Result<rustls::ServerConfig, TlsError> {
+    let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else {
+        return Err(TlsError::Missing);
+    };
+    let certificates = Arc::new(Certificates::load(cert, key)?);
+    watch(&certificates);
+    Ok(server_config(certificates))
 }
 
 /// The server's TLS configuration around `certificates`.

@@ -88,7 +88,10 @@ pub fn serve(
     };
     let server_config = &app.config.server;
     let tls = match scope {
-        Scope::Full if server_config.tls() => Some(tls_config(server_config)?),
+        Scope::Full if server_config.tls() => Some(
+            crate::edge::tls::configure(server_config)
+                .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?,
+        ),
         _ => None,
     };
     let edge = match scope {
@@ -162,20 +165,6 @@ pub fn serve(
     Ok(server.run())
 }
 
-/// The TLS configuration of `server.tls_cert`/`tls_key`, reloaded while the server runs.
-fn tls_config(server: &crate::config::ServerConfig) -> std::io::Result<rustls::ServerConfig> {
-    let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else {
-        return Err(std::io::Error::other(
-            "server.tls_cert and server.tls_key are both needed",
-        ));
-    };
-    let certificates = crate::edge::tls::Certificates::load(cert, key)
-        .map(Arc::new)
-        .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
-    crate::edge::tls::watch(&certificates);
-    Ok(crate::edge::tls::server_config(certificates))
-}
-
 /// The HTTP→HTTPS listener of `server.redirect_http`: every request gets a 301 to the same
 /// path on `public_url`. The target's host comes from the configuration, never the request.
 pub fn bind_redirect(addr: &str, public_url: &str) -> std::io::Result<(Server, SocketAddr)> {
@@ -190,10 +179,11 @@ pub fn bind_redirect(addr: &str, public_url: &str) -> std::io::Result<(Server, S
                 req.uri().path_and_query().map_or("/", |p| p.as_str())
             );
             async move {
-                actix_web::HttpResponse::MovedPermanently()
+                let mut response = actix_web::HttpResponse::MovedPermanently()
                     .insert_header((actix_web::http::header::LOCATION, target))
-                    .insert_header(("X-Content-Type-Options", "nosniff"))
-                    .finish()
+                    .finish();
+                crate::edge::security_headers(response.headers_mut());
+                response
             }
         }))
     })
@@ -229,7 +219,7 @@ async fn observe(
     let id = uuid::Uuid::new_v4().simple().to_string();
     let started = Instant::now();
     let state = req.app_data::<web::Data<WebState>>().cloned();
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %loggable(req.path()));
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %loggable(req.match_info().as_str()));
     let mut response = next.call(req).instrument(span.clone()).await?;
     let route = response
         .request()

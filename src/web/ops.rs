@@ -57,10 +57,8 @@ fn operator_only(req: &HttpRequest, app: &App, state: &WebState) -> Result<(), A
     let sent = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map_or("", |(_, token)| token.trim());
+        .and_then(crate::auth::bearer_token)
+        .unwrap_or("");
     if crate::auth::constant_time_eq(sent.as_bytes(), server.metrics_token.expose().as_bytes()) {
         Ok(())
     } else {

@@ -352,6 +352,7 @@ async fn the_redirect_listener_sends_browsers_to_the_configured_https_url() {
         "https://ocr.example.com/tasks/abc?page=2",
         "the target host comes from public_url, never from the request"
     );
+    assert_secure_headers("the redirect", &response);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -517,6 +518,25 @@ async fn every_response_carries_the_security_headers_and_secrets_are_never_cache
         cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/"),
         "{cookie}"
     );
+    // Over https only the __Host- cookie counts: a plain one could have been planted by a
+    // sibling subdomain or over plain HTTP.
+    let session = cookie["__Host-ocrd_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap();
+    for (name, expected) in [
+        ("__Host-ocrd_session", StatusCode::OK),
+        ("ocrd_session", StatusCode::UNAUTHORIZED),
+    ] {
+        let response = reqwest::Client::new()
+            .get(format!("{base}/api/auth/me"))
+            .header("X-Forwarded-Proto", "https")
+            .header("Cookie", format!("{name}={session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -745,6 +765,7 @@ async fn api_rate_limits_are_global_across_servers_and_retry_after_is_honest() {
     let install = Install::distributed(|c| {
         c.rate_limits.api_per_second = 1;
         c.rate_limits.api_burst = 6;
+        c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
     })
     .await;
     let first = format!("http://{}", install.serve());
@@ -758,10 +779,19 @@ async fn api_rate_limits_are_global_across_servers_and_retry_after_is_honest() {
     let http = reqwest::Client::new();
     let mut refused = None;
     for i in 0..12 {
+        // Each request from another address, so only the token's bucket can stop them: spelling
+        // the header or the path differently must not give it a fresh one.
         let base = if i % 2 == 0 { &first } else { &second };
+        let path = if i % 3 == 0 {
+            "/%61pi/tasks"
+        } else {
+            "/api/tasks"
+        };
+        let scheme = if i % 2 == 0 { "Bearer" } else { "bearer " };
         let response = http
-            .get(format!("{base}/api/tasks"))
-            .bearer_auth(&token)
+            .get(format!("{base}{path}"))
+            .header("Authorization", format!("{scheme} {token}"))
+            .header("X-Forwarded-For", format!("198.51.100.{}", i + 1))
             .send()
             .await
             .unwrap();
@@ -776,6 +806,7 @@ async fn api_rate_limits_are_global_across_servers_and_retry_after_is_honest() {
             response.headers()
         );
         assert_eq!(response.headers()["ratelimit-policy"], "\"api\";q=6;w=6");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
     }
     let (i, response) = refused.expect("the burst of 6 ran out across both servers");
     assert!(
@@ -1421,6 +1452,39 @@ async fn nginx_in_front_redirects_streams_uploads_carries_events_and_limits_burs
     .expect("the task's event through nginx");
     assert_eq!(event["type"], "task.updated");
 
+    // A client's own Forwarded header through nginx buys no fresh address: the sixth wrong
+    // password for one account from this client is refused whatever it claims.
+    let victim = format!("{}@example.com", unique("victim"));
+    let mut last = StatusCode::OK;
+    for i in 0..6 {
+        last = browser
+            .post(format!("{base}/api/auth/login"))
+            .header(
+                "Forwarded",
+                format!("for=203.0.113.{i};host=localhost;proto=https"),
+            )
+            .json(&json!({"email": victim, "password": "wrong password guess"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+    }
+    assert_eq!(
+        last,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a forged Forwarded header through nginx reset the count"
+    );
+    // A body over nginx's client_max_body_size: nginx's own 413, in ocrd's format and headers.
+    let response = browser
+        .post(format!("{base}/api/auth/login"))
+        .header("Content-Type", "application/json")
+        .body(vec![b' '; 2 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_secure_headers("nginx's 413", &response);
+
     // A burst beyond nginx's API zone (30 r/s, burst 60) gets 429 in ocrd's error format.
     let burst = futures::future::join_all(
         (0..150).map(|_| browser.get(format!("{base}/api/auth/me")).send()),
@@ -1433,6 +1497,7 @@ async fn nginx_in_front_redirects_streams_uploads_carries_events_and_limits_burs
         .collect();
     assert!(!limited.is_empty(), "150 requests at once, none limited");
     assert_eq!(limited[0].headers()["retry-after"], "1");
+    assert_secure_headers("nginx's 429", &limited[0]);
 }
 
 #[test]

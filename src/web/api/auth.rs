@@ -175,7 +175,7 @@ pub async fn login(
     app.login_throttle.reset(&account).await;
     app.login_throttle.forgive(&address).await;
     // Rotate: whatever session this browser had ends here.
-    if let Some(old) = crate::auth::session_cookie(&req) {
+    if let Some(old) = crate::auth::session_cookie(&req, &app) {
         let _ = app.sessions.delete(old.value()).await;
     }
     signed_in(&req, &app, &user).await
