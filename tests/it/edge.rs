@@ -332,6 +332,97 @@ async fn built_in_tls_speaks_1_3_and_1_2_only_and_reloads_its_certificate_under_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let (cert, key) = (dir.path().join("live.pem"), dir.path().join("live.key"));
+    let (first_cert, first_key) = ca.issue("first");
+    std::fs::copy(&first_cert, &cert).unwrap();
+    std::fs::copy(&first_key, &key).unwrap();
+    // A second pair whose files have the same sizes, put in place with the old times: the file
+    // watcher sees nothing, so only the signal can load it.
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let (second_cert, second_key) = (1..=40)
+        .map(|i| ca.issue(&format!("second{i}")))
+        .find(|(c, k)| size(c) == size(&cert) && size(k) == size(&key))
+        .expect("a certificate of the same size within 40 tries");
+    let port = free_port();
+    let log = dir.path().join("ocrd.log");
+    let child = Command::new(ocrd_bin())
+        .arg("all-in-one")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OCRD_DATA_DIR", dir.path().join("data"))
+        .env("OCRD_OCR__MODELS_DIR", crate::install::models_dir())
+        .env("OCRD_OCR__THREADS", "1")
+        .env("OCRD_SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("OCRD_SERVER__TLS_CERT", &cert)
+        .env("OCRD_SERVER__TLS_KEY", &key)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _child = KillOnDrop(child);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = ca.client_config(&rustls::version::TLS13);
+    let served = |config: Arc<rustls::ClientConfig>| async move {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        Some(tls.get_ref().1.peer_certificates()?[0].clone().into_owned())
+    };
+    let original = wait_for(Duration::from_secs(120), "the TLS server to answer", || {
+        served(config.clone())
+    })
+    .await;
+    for (from, to) in [(&second_key, &key), (&second_cert, &cert)] {
+        let staged = to.with_extension("new");
+        std::fs::copy(from, &staged).unwrap();
+        let old = std::fs::File::open(to)
+            .unwrap()
+            .metadata()
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&staged)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::rename(&staged, to).unwrap();
+    }
+    // Two polls of the watcher: still the old certificate.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        served(config.clone()).await.as_ref(),
+        Some(&original),
+        "reloaded without the signal"
+    );
+    let status = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for(
+        Duration::from_secs(30),
+        "the new certificate after SIGHUP",
+        || {
+            let (config, original) = (config.clone(), original.clone());
+            async move { served(config).await.filter(|c| *c != original).map(drop) }
+        },
+    )
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("TLS certificate reloaded"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redirect_listener_sends_browsers_to_the_configured_https_url() {
     let (server, addr) =
         ocrd::web::bind_redirect("127.0.0.1:0", "https://ocr.example.com").unwrap();
@@ -1090,7 +1181,7 @@ async fn metrics_and_readiness_sit_behind_a_token_or_move_to_the_operations_list
     let dir = tempfile::tempdir().unwrap();
     let (port, ops) = (free_port(), free_port());
     let log = dir.path().join("ocrd.log");
-    let mut child = Command::new(ocrd_bin())
+    let child = Command::new(ocrd_bin())
         .arg("all-in-one")
         .current_dir(dir.path())
         .env_clear()
@@ -1104,6 +1195,7 @@ async fn metrics_and_readiness_sit_behind_a_token_or_move_to_the_operations_list
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
     let ready = wait_for(Duration::from_secs(120), "all-in-one to answer", || {
         let http = http.clone();
         async move {
@@ -1134,13 +1226,28 @@ async fn metrics_and_readiness_sit_behind_a_token_or_move_to_the_operations_list
             .unwrap()
             .contains("ocrd_http_requests_total")
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    child.stop();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("without TLS and without trusted proxies"),
         "{text}"
     );
+}
+
+/// A child process that dies with the test, even when the test fails first.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 #[test]
@@ -1157,16 +1264,10 @@ fn every_listener_defaults_to_loopback() {
 // ---------------------------------------------------------------------------------------
 // nginx in front: the shipped deploy/nginx/ocrd.conf with test ports, paths and certificate.
 
+/// nginx as one process (`master_process off`), so that killing it leaves no workers behind.
 struct Nginx {
     prefix: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _process: KillOnDrop,
 }
 
 /// The shipped configuration, with each production value replaced; every replacement must
@@ -1194,7 +1295,7 @@ fn start_nginx(conf: &str) -> Nginx {
     std::fs::create_dir_all(p.join("body")).unwrap();
     std::fs::write(p.join("ocrd.conf"), conf).unwrap();
     let main = format!(
-        "worker_processes 1;\npid {pid};\nerror_log {err} info;\ndaemon off;\nevents {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {body};\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  include {conf};\n}}\n",
+        "master_process off;\npid {pid};\nerror_log {err} info;\ndaemon off;\nevents {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {body};\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  include {conf};\n}}\n",
         pid = p.join("nginx.pid").display(),
         err = p.join("error.log").display(),
         body = p.join("body").display(),
@@ -1223,7 +1324,10 @@ fn start_nginx(conf: &str) -> Nginx {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Nginx { prefix, child }
+    Nginx {
+        prefix,
+        _process: KillOnDrop(child),
+    }
 }
 
 /// A 100 MB PDF: one page, and a stream of incompressible bytes nobody reads.
