@@ -68,29 +68,7 @@ impl Edge {
 
     /// The security headers, on every response; stricter ones a handler set stay.
     fn secure(&self, client: &Client, path: &str, headers: &mut HeaderMap) {
-        let fixed: [(&str, &str); 6] = [
-            ("x-content-type-options", "nosniff"),
-            ("x-frame-options", "DENY"),
-            ("referrer-policy", "same-origin"),
-            (
-                "permissions-policy",
-                "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
-            ),
-            ("cross-origin-opener-policy", "same-origin"),
-            ("cross-origin-resource-policy", "same-origin"),
-        ];
-        for (name, value) in fixed {
-            headers.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
-        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-            headers.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CSP),
-            );
-        }
+        security_headers(headers);
         // Answers of the API carry accounts, tokens and documents: no cache keeps them.
         if path.starts_with("/api/") && !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
