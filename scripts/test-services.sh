@@ -51,7 +51,8 @@ python_env() {
 
 # Debian packages the tests drive: Chromium through chromedriver (browser tests), pdftotext
 # from poppler-utils (the searchable PDF's text layer), nginx (the shipped reverse-proxy
-# configuration, run in front of ocrd) and openssl (the TLS tests' certificates).
+# configuration, run in front of ocrd), openssl (the TLS tests' certificates) and systemd
+# (systemd-analyze checks the shipped units).
 system_packages() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -59,6 +60,7 @@ system_packages() {
   command -v pdftotext >/dev/null || missing+=(poppler-utils)
   [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
   [ ${#missing[@]} = 0 ] && return 0
   echo "test services: installing ${missing[*]} (Debian packages) for the tests"
   local as=()

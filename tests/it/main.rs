@@ -8,6 +8,7 @@ mod chaos;
 mod cli;
 mod config;
 mod db;
+mod deploy;
 mod edge;
 mod events;
 mod hostile;
