@@ -47,6 +47,7 @@ codes! {
     Forbidden => (FORBIDDEN, "forbidden", "The account may not do this (admins only, or disabled)."),
     RegistrationClosed => (FORBIDDEN, "registration_closed", "Accounts are created by an administrator, or need an invite code."),
     NotFound => (NOT_FOUND, "not_found", "No such route or resource."),
+    MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed", "The route exists, but not for this method; the Allow header lists those it has."),
     TaskNotFound => (NOT_FOUND, "task_not_found", "No such task for this account."),
     TokenNotFound => (NOT_FOUND, "token_not_found", "No such API token for this account."),
     ResultNotFound => (NOT_FOUND, "result_not_found", "The task has no result in this format (yet)."),

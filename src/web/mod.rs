@@ -140,9 +140,12 @@ pub fn serve(
                 Scope::Operations => operations,
             })
             .default_service(web::to(|req: actix_web::HttpRequest| async move {
+                if let Some(error) = wrong_method(&req) {
+                    return Err(error);
+                }
                 match pages::not_found_page(&req) {
                     Some(page) => Ok(page),
-                    None => Err(ApiError::new(Code::NotFound, "no such route")),
+                    None => Err(ApiError::new(Code::NotFound, "There is no such route.")),
                 }
             }))
             .wrap(cors)
@@ -194,6 +197,29 @@ pub fn bind_redirect(addr: &str, public_url: &str) -> std::io::Result<(Server, S
     .listen(listener)?
     .run();
     Ok((server, bound))
+}
+
+/// 405 with `Allow` when an API route exists for the path but not for the request's method.
+fn wrong_method(req: &actix_web::HttpRequest) -> Option<ApiError> {
+    let path = req.match_info().as_str();
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, pattern)| actix_web::dev::ResourceDef::new(*pattern).is_match(path))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    let allow = allowed.join(", ");
+    let mut error = ApiError::new(
+        Code::MethodNotAllowed,
+        format!(
+            "{} is not allowed here; this route takes {allow}.",
+            req.method()
+        ),
+    );
+    error.headers.push(("allow", allow));
+    Some(error)
 }
 
 /// A bad JSON body: 413 when too large, 415 when not JSON, 400 otherwise.

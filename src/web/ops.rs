@@ -71,7 +71,7 @@ fn operator_only(req: &HttpRequest, app: &App, state: &WebState) -> Result<(), A
 
 /// Prometheus metrics: HTTP requests and latencies by route; in all-in-one, the worker's too.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
-    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"),
     (status = 401, description = "`server.metrics_token` is set and was not sent"),
     (status = 404, description = "Served on `server.ops_bind` instead"),
 ))]

@@ -860,7 +860,39 @@ async fn every_route_is_in_the_openapi_document_and_the_docs_need_no_cdn() {
     for (method, path) in ocrd::web::ROUTES {
         let operation = &doc["paths"][*path][*method];
         assert!(operation.is_object(), "{method} {path} is not documented");
+        // A path parameter is one the path names; everything else is query or header.
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            let (name, place) = (
+                parameter["name"].as_str().unwrap(),
+                parameter["in"].as_str().unwrap(),
+            );
+            let in_path = path.contains(&format!("{{{name}}}"));
+            assert_eq!(
+                place == "path",
+                in_path,
+                "{method} {path}: `{name}` is declared in: {place}"
+            );
+        }
     }
+    // An independent validator of the OpenAPI 3.1 schema (openapi-spec-validator, PyPI).
+    let validator = crate::ocr::repo().join("target/test-venv/bin/openapi-spec-validator");
+    assert!(
+        validator.exists(),
+        "{} is missing: run the tests with `make test` (scripts/test.sh installs tests/requirements.txt)",
+        validator.display()
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = std::process::Command::new(&validator)
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenAPI document is invalid: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let documented: usize = doc["paths"]
         .as_object()
         .unwrap()
@@ -896,6 +928,41 @@ async fn every_route_is_in_the_openapi_document_and_the_docs_need_no_cdn() {
         );
     }
     assert!(html.contains("<script src=\"/api/docs.js\">"));
+
+    // A route with other methods answers 405 and says which (TRACE included); no route, 404.
+    let http = reqwest::Client::new();
+    for (method, path, allow) in [
+        ("TRACE", "/api/tasks", Some("POST, GET")),
+        (
+            "PUT",
+            "/api/tasks/0123456789abcdef0123456789abcdef",
+            Some("GET, DELETE"),
+        ),
+        ("DELETE", "/api/tokens", Some("POST, GET")),
+        ("PATCH", "/api/no-such-route", None),
+    ] {
+        let response = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                api.url(path),
+            )
+            .send()
+            .await
+            .unwrap();
+        match allow {
+            Some(allow) => {
+                assert_eq!(
+                    response.status(),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}"
+                );
+                assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "method_not_allowed");
+            }
+            None => assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}"),
+        }
+    }
 
     // Text responses are compressed for clients that ask.
     let gzipped = reqwest::Client::new()

@@ -70,7 +70,7 @@ fn valid_email(email: &str) -> bool {
 
 /// Creates an account. The first account of an install becomes its admin.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest, responses(
-    (status = 201, body = UserResponse),
+    (status = 201, body = UserResponse, description = "Created"),
     (status = 400, description = "`invalid_request`, `weak_password`"),
     (status = 403, description = "`registration_closed`"),
     (status = 409, description = "`email_taken`"),
@@ -199,7 +199,7 @@ async fn signed_in(req: &HttpRequest, app: &App, user: &User) -> Result<HttpResp
 /// Signs out: the session is revoked on the server and the cookie cleared.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses(
     (status = 204, description = "Signed out"),
-    (status = 401), (status = 403, description = "`csrf_failed`"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"),
 ))]
 pub async fn logout(
     req: HttpRequest,
@@ -221,7 +221,7 @@ pub async fn logout(
 }
 
 /// Who is signed in, with the session's CSRF token.
-#[utoipa::path(get, path = "/api/auth/me", tag = "auth", responses((status = 200, body = SessionResponse), (status = 401)))]
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", responses((status = 200, body = SessionResponse, description = "OK"), (status = 401, description = "`unauthenticated`")))]
 pub async fn me(current: CurrentUser) -> HttpResponse {
     let csrf_token = match current.via {
         Via::Session { csrf_token, .. } => Some(csrf_token),

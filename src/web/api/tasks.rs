@@ -61,16 +61,19 @@ pub struct TaskList {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only tasks in this status.
     status: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResultQuery {
     /// `html` (hOCR), `txt` or `json`.
     format: String,
@@ -181,14 +184,14 @@ fn submit_error(e: SubmitError) -> ApiError {
 }
 
 /// Uploads a document and queues it. The body streams to storage as it arrives.
-#[utoipa::path(post, path = "/api/tasks", tag = "tasks",
+#[utoipa::path(post, path = "/api/tasks", operation_id = "create_task", tag = "tasks",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key returns the original task")),
     responses(
         (status = 202, body = TaskView, description = "Queued"),
         (status = 200, body = TaskView, description = "A repeat of an Idempotency-Key: the original task"),
         (status = 400, description = "`invalid_request`, `empty_file`"),
-        (status = 401), (status = 403, description = "`csrf_failed`"),
+        (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"),
         (status = 413, description = "`payload_too_large`"),
         (status = 415, description = "`unsupported_type`"),
         (status = 429, description = "`too_many_requests`: over `rate_limits.uploads_per_minute` or `upload_bytes_per_minute`, with Retry-After"),
@@ -315,8 +318,8 @@ pub async fn create(
 }
 
 /// The user's tasks, newest first.
-#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery), responses(
-    (status = 200, body = TaskList), (status = 400), (status = 401),
+#[utoipa::path(get, path = "/api/tasks", operation_id = "list_tasks", tag = "tasks", params(ListQuery), responses(
+    (status = 200, body = TaskList, description = "OK"), (status = 400, description = "`invalid_request`"), (status = 401, description = "`unauthenticated`"),
 ))]
 pub async fn list(
     app: web::Data<App>,
@@ -393,8 +396,8 @@ async fn find_file(app: &App, id: &str) -> Result<File, DbError> {
 }
 
 /// One task.
-#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = String, Path)), responses(
-    (status = 200, body = TaskView), (status = 401), (status = 404, description = "`task_not_found`"),
+#[utoipa::path(get, path = "/api/tasks/{id}", operation_id = "get_task", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 200, body = TaskView, description = "OK"), (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`"),
 ))]
 pub async fn get(
     app: web::Data<App>,
@@ -411,7 +414,7 @@ pub async fn get(
 #[utoipa::path(get, path = "/api/tasks/{id}/result", tag = "tasks", params(("id" = String, Path), ResultQuery), responses(
     (status = 200, description = "The result, streamed"),
     (status = 302, description = "Redirect to a presigned URL"),
-    (status = 400), (status = 401), (status = 404, description = "`task_not_found`, `result_not_found`"),
+    (status = 400, description = "`invalid_request`"), (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`, `result_not_found`"),
 ))]
 pub async fn result(
     app: web::Data<App>,
@@ -491,8 +494,8 @@ pub async fn result(
 
 /// Deletes a task: cancels it if it is running, then removes its results, its upload and its
 /// rows.
-#[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", params(("id" = String, Path)), responses(
-    (status = 204), (status = 401), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`task_not_found`"),
+#[utoipa::path(delete, path = "/api/tasks/{id}", operation_id = "delete_task", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 204, description = "Done"), (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`task_not_found`"),
 ))]
 pub async fn delete(
     app: web::Data<App>,
@@ -511,7 +514,7 @@ pub async fn delete(
 /// options).
 #[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks", params(("id" = String, Path)), responses(
     (status = 202, body = TaskView, description = "Queued again"),
-    (status = 401), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`task_not_found`"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`task_not_found`"),
     (status = 409, description = "`not_retryable`: queued, processing or completed"),
 ))]
 pub async fn retry(
@@ -542,7 +545,7 @@ pub async fn retry(
 /// itself where browsers show it, otherwise the page converted to PNG.
 #[utoipa::path(get, path = "/api/tasks/{id}/pages/{page}/image", tag = "tasks", params(("id" = String, Path), ("page" = u32, Path)), responses(
     (status = 200, description = "The page image"),
-    (status = 401), (status = 404, description = "`task_not_found`, `page_not_found`"),
+    (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`, `page_not_found`"),
     (status = 422, description = "`undecodable`: the document cannot be read"),
 ))]
 pub async fn page_image(

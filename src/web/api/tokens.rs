@@ -95,8 +95,8 @@ pub struct TokenList {
 
 /// Creates an API token for the signed-in user. Only a signed-in session may: a token
 /// cannot make more tokens (a leaked one must not outlive its revocation).
-#[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateTokenRequest, responses(
-    (status = 201, body = CreatedToken), (status = 400), (status = 401),
+#[utoipa::path(post, path = "/api/tokens", operation_id = "create_token", tag = "tokens", request_body = CreateTokenRequest, responses(
+    (status = 201, body = CreatedToken, description = "Created"), (status = 400, description = "`invalid_request`"), (status = 401, description = "`unauthenticated`"),
     (status = 403, description = "`forbidden`: called with a token, or the `admin` scope without admin rights"),
 ))]
 pub async fn create(
@@ -170,7 +170,7 @@ pub async fn create(
 }
 
 /// The signed-in user's tokens (never the tokens themselves).
-#[utoipa::path(get, path = "/api/tokens", tag = "tokens", responses((status = 200, body = TokenList), (status = 401)))]
+#[utoipa::path(get, path = "/api/tokens", operation_id = "list_tokens", tag = "tokens", responses((status = 200, body = TokenList, description = "OK"), (status = 401, description = "`unauthenticated`")))]
 pub async fn list(app: web::Data<App>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
     let user_id = current.user.id.clone();
     let tokens = app
@@ -186,8 +186,8 @@ pub async fn list(app: web::Data<App>, current: CurrentUser) -> Result<HttpRespo
 }
 
 /// Revokes a token; it stops working at once.
-#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses(
-    (status = 204), (status = 401), (status = 404, description = "`token_not_found`"),
+#[utoipa::path(delete, path = "/api/tokens/{id}", operation_id = "delete_token", tag = "tokens", params(("id" = String, Path)), responses(
+    (status = 204, description = "Done"), (status = 401, description = "`unauthenticated`"), (status = 404, description = "`token_not_found`"),
 ))]
 pub async fn delete(
     app: web::Data<App>,
