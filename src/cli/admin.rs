@@ -1,4 +1,5 @@
-//! `ocrd admin …`: account administration from the server's shell, for closed installs.
+//! `ocrd admin …`: account administration from the server's shell, for closed installs, and
+//! the database's application role.
 
 use std::io::Read;
 
@@ -30,6 +31,20 @@ pub enum AdminCommand {
         /// How long the link stays valid.
         #[arg(long, default_value_t = 24)]
         hours: u32,
+    },
+    /// Database roles (PostgreSQL).
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DbCommand {
+    /// Let ROLE (which must exist) run `serve` and `work`: read and write ocrd's rows, no
+    /// DDL. Run it as the database's owner, the role `ocrd migrate` runs as; give the
+    /// servers and workers ROLE's URL with `database.migrate_on_start = false`.
+    GrantAppRole {
+        /// The application role, e.g. `ocrd_app`.
+        role: String,
     },
 }
 
@@ -85,6 +100,16 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                     "one-time link for {}, valid until {} UTC",
                     user.email,
                     expires_at.format("%Y-%m-%d %H:%M")
+                );
+            }
+            AdminCommand::Db(DbCommand::GrantAppRole { role }) => {
+                app.db
+                    .grant_app_role(&role)
+                    .await
+                    .with_context(|| format!("granting the application rights to {role}"))?;
+                println!(
+                    "{role} may now read and write ocrd's tables (no DDL); run serve and work \
+                     as {role} with database.migrate_on_start = false"
                 );
             }
         }

@@ -48,7 +48,7 @@ pub enum Command {
     /// Everything in one process, on the embedded defaults (SQLite, in-process queue, local
     /// files) unless configured otherwise.
     AllInOne,
-    /// Administration: accounts.
+    /// Administration: accounts, and the database role servers and workers run as.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
 }

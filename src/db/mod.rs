@@ -58,6 +58,20 @@ pub enum DbError {
     /// The operation's task panicked or its runtime is shutting down.
     #[error("database operation aborted: {0}")]
     Aborted(String),
+    /// A request the database cannot carry out as asked.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A role name that needs no quoting rules beyond double quotes: `[a-z_][a-z0-9_]*`, at
+/// most 63 bytes (PostgreSQL's limit).
+pub fn is_role_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
 }
 
 impl From<diesel::result::Error> for DbError {
@@ -297,6 +311,35 @@ impl DbPool {
         });
         task.await
             .unwrap_or_else(|e| Err(DbError::Aborted(e.to_string())))
+    }
+
+    /// Lets `role` run `ocrd serve` and `ocrd work` on this PostgreSQL database and nothing
+    /// more: reading and writing ocrd's rows (in the tables of later migrations too, which
+    /// this owner will create), reading the migration level, and no DDL. `role` must be a
+    /// plain lowercase identifier (checked by [`is_role_name`]).
+    pub async fn grant_app_role(&self, role: &str) -> Result<(), DbError> {
+        if !is_role_name(role) {
+            return Err(DbError::Invalid(format!(
+                "`{role}` is not a plain role name (lowercase letters, digits, _)"
+            )));
+        }
+        let sql = format!(
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+             GRANT USAGE ON SCHEMA public TO \"{role}\"; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\"; \
+             GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO \"{role}\"; \
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public \
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"{role}\"; \
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public \
+                 GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO \"{role}\"; \
+             REVOKE INSERT, UPDATE, DELETE ON __diesel_schema_migrations FROM \"{role}\";"
+        );
+        match self.get().await? {
+            DbConn::Postgres(mut conn) => Ok(conn.batch_execute(&sql).await?),
+            DbConn::Sqlite(_) => Err(DbError::Invalid(
+                "SQLite has no roles: the file's permissions are its access control".into(),
+            )),
+        }
     }
 
     /// A cheap round trip, for readiness checks.

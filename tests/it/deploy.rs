@@ -68,3 +68,143 @@ fn systemd_units_verify_clean_and_stay_within_their_exposure() {
         );
     }
 }
+
+/// `ocrd admin db grant-app-role`: the server and a worker run the whole journey as a role
+/// with DML rights only, and that role cannot change the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    use serde_json::{Value, json};
+
+    let _turn = crate::worker::one_at_a_time().await;
+    let install = crate::install::Install::distributed(|_| {}).await;
+    let role = crate::support::unique("ocrd_app_");
+    let mut admin = crate::support::admin_connection().await;
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap();
+    // As an operator would, with the owner's configuration.
+    let out = Command::new(crate::install::ocrd_bin())
+        .args(["admin", "db", "grant-app-role", &role])
+        .current_dir(install.data_dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(install.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "grant-app-role: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut app_url = url::Url::parse(&install.db.url).unwrap();
+    app_url.set_username(&role).unwrap();
+    app_url.set_password(None).unwrap();
+    let app_url = app_url.to_string();
+
+    // A server and a worker as the application role.
+    let mut config = install.config.clone();
+    config.database.url = ocrd::config::Secret::new(app_url.clone());
+    config.database.migrate_on_start = false;
+    let app = ocrd::app::App::build(config)
+        .await
+        .expect("the server as the app role");
+    let (server, addr) = ocrd::web::bind("127.0.0.1:0", app, None, ocrd::web::Scope::Full).unwrap();
+    tokio::spawn(server);
+    let _worker = install.spawn_worker(
+        "app-role",
+        &[
+            ("OCRD_DATABASE__URL", &app_url),
+            ("OCRD_DATABASE__MIGRATE_ON_START", "false"),
+        ],
+    );
+    let base = format!("http://{addr}");
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let email = format!("{}@example.com", crate::support::unique("role"));
+    let password = "a long enough passphrase";
+    let created = browser
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let login: Value = browser
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let page = std::fs::read(crate::ocr::repo().join("../shared/eval/skew/page_005.png")).unwrap();
+    let form = reqwest::multipart::Form::new().text("formats", "txt").part(
+        "file",
+        reqwest::multipart::Part::bytes(page).file_name("page.png"),
+    );
+    let task: Value = browser
+        .post(format!("{base}/api/tasks"))
+        .header("X-CSRF-Token", &csrf)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let done = crate::install::wait_for(
+        std::time::Duration::from_secs(180),
+        "the task as the app role",
+        || {
+            let (browser, url) = (browser.clone(), format!("{base}/api/tasks/{id}"));
+            async move {
+                let task: Value = browser.get(url).send().await.ok()?.json().await.ok()?;
+                matches!(task["status"].as_str(), Some("completed" | "failed")).then_some(task)
+            }
+        },
+    )
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let text = browser
+        .get(format!("{base}/api/tasks/{id}/result?format=txt"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.trim().is_empty());
+
+    // The schema is the owner's.
+    let mut conn = AsyncPgConnection::establish(&app_url).await.unwrap();
+    for ddl in [
+        "CREATE TABLE intruder (id int)",
+        "DROP TABLE tasks",
+        "ALTER TABLE users ADD COLUMN intruder int",
+        "DELETE FROM __diesel_schema_migrations",
+    ] {
+        let refused = conn.batch_execute(ddl).await.expect_err(ddl).to_string();
+        assert!(
+            refused.contains("permission denied") || refused.contains("must be owner"),
+            "{ddl}: {refused}"
+        );
+    }
+    drop(conn);
+    let mut owner = AsyncPgConnection::establish(&install.db.url).await.unwrap();
+    owner
+        .batch_execute(&format!("DROP OWNED BY {role}"))
+        .await
+        .unwrap();
+    drop(owner);
+    drop(install);
+    let _ = admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
+}

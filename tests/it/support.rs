@@ -34,7 +34,7 @@ fn with_database(url: &str, db: &str) -> String {
     url.to_string()
 }
 
-async fn admin_connection() -> AsyncPgConnection {
+pub async fn admin_connection() -> AsyncPgConnection {
     let url = postgres_admin_url();
     AsyncPgConnection::establish(&url)
         .await
