@@ -51,8 +51,8 @@ python_env() {
 
 # Debian packages the tests drive: Chromium through chromedriver (browser tests), pdftotext
 # from poppler-utils (the searchable PDF's text layer), nginx (the shipped reverse-proxy
-# configuration, run in front of ocrd), openssl (the TLS tests' certificates) and systemd
-# (systemd-analyze checks the shipped units).
+# configuration, run in front of ocrd), openssl (the TLS tests' certificates), systemd
+# (systemd-analyze checks the shipped units) and prometheus (promtool checks /metrics).
 system_packages() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -61,6 +61,7 @@ system_packages() {
   [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v systemd-analyze >/dev/null || missing+=(systemd)
+  command -v promtool >/dev/null || missing+=(prometheus)
   [ ${#missing[@]} = 0 ] && return 0
   echo "test services: installing ${missing[*]} (Debian packages) for the tests"
   local as=()

@@ -208,3 +208,78 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .await;
 }
+
+/// `promtool check metrics` (Debian's `prometheus`) finds nothing wrong with `text`.
+pub fn assert_promtool_clean(what: &str, text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed (Debian package `prometheus`; scripts/test-services.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics, {what}: {said}\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_of_serve_and_work_pass_promtool() {
+    let install = crate::install::Install::distributed(|_| {}).await;
+    let base = format!("http://{}", install.serve());
+    let http = reqwest::Client::new();
+    for path in ["/healthz", "/api/tasks", "/nope"] {
+        http.get(format!("{base}{path}")).send().await.unwrap();
+    }
+    let response = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE ocrd_http_requests_total counter"),
+        "{text}"
+    );
+    assert_promtool_clean("serve", &text);
+    // Prometheus itself asks for OpenMetrics, and gets it.
+    let response = http
+        .get(format!("{base}/metrics"))
+        .header(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(response.text().await.unwrap().trim_end().ends_with("# EOF"));
+
+    // The worker's health server, with the task and queue series.
+    let worker = install.spawn_worker("metrics", &[]);
+    let (status, text) = worker.health("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("ocrd_queue_waiting_tasks"), "{text}");
+    assert_promtool_clean("work", &text);
+}

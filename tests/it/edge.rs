@@ -1219,13 +1219,11 @@ async fn metrics_and_readiness_sit_behind_a_token_or_move_to_the_operations_list
         .await
         .unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
-    assert!(
-        metrics
-            .text()
-            .await
-            .unwrap()
-            .contains("ocrd_http_requests_total")
-    );
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("ocrd_http_requests_total"));
+    // All-in-one's one document, the server's series and the worker's.
+    assert!(text.contains("ocrd_queue_waiting_tasks"), "{text}");
+    crate::deploy::assert_promtool_clean("all-in-one", &text);
     child.stop();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
