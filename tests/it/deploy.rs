@@ -283,3 +283,25 @@ async fn the_metrics_of_serve_and_work_pass_promtool() {
     assert!(text.contains("ocrd_queue_waiting_tasks"), "{text}");
     assert_promtool_clean("work", &text);
 }
+
+#[test]
+fn the_prometheus_alerts_are_valid_and_fire_when_they_should() {
+    let dir = crate::ocr::repo().join("deploy/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool is not installed (Debian package `prometheus`; scripts/test-services.sh installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
