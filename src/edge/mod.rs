@@ -121,6 +121,7 @@ fn api_keys(req: &ServiceRequest, app: &App, client: &Client) -> Vec<String> {
         None => crate::auth::session_cookie(req.request(), app)
             .map(|c| format!("ses:{}", hex::encode(Sha256::digest(c.value().as_bytes())))),
     };
+    // The kind and 96 bits of the hash: unique enough for a bucket, short in Redis.
     keys.extend(credential.map(|c| c[..28].to_owned()));
     keys
 }

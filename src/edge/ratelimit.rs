@@ -300,12 +300,14 @@ impl Limiter {
         let cost = cost.min(policy.quota) as f64;
         let interval = policy.interval_ms();
         let tolerance = policy.window.as_secs_f64() * 1000.0;
+        // Each class has buckets of its own under the same client keys.
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{}:{k}", class.as_str()))
+            .collect();
         let decided = match &self.store {
             Store::Redis { pool, prefix } => {
-                let keys: Vec<String> = keys
-                    .iter()
-                    .map(|k| format!("{prefix}{}:{k}", class.as_str()))
-                    .collect();
+                let keys: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
                 let mut script = GCRA.prepare_invoke();
                 script.key(&keys).arg(interval).arg(tolerance).arg(cost);
                 self.run(pool, script)
@@ -322,18 +324,13 @@ impl Limiter {
                 }
                 let tats: Vec<f64> = keys
                     .iter()
-                    .map(|k| {
-                        let key = format!("{}:{k}", class.as_str());
-                        buckets.get(&key).copied().unwrap_or(now).max(now) + cost * interval
-                    })
+                    .map(|k| buckets.get(k).copied().unwrap_or(now).max(now) + cost * interval)
                     .collect();
                 let worst = tats.iter().map(|t| t - now).fold(0.0, f64::max);
                 if worst > tolerance {
                     Some((false, worst - cost * interval, worst - tolerance))
                 } else {
-                    for (k, tat) in keys.iter().zip(tats) {
-                        buckets.insert(format!("{}:{k}", class.as_str()), tat);
-                    }
+                    buckets.extend(keys.into_iter().zip(tats));
                     Some((true, worst, 0.0))
                 }
             }

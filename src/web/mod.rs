@@ -201,11 +201,22 @@ pub fn bind_redirect(addr: &str, public_url: &str) -> std::io::Result<(Server, S
 
 /// 405 with `Allow` when an API route exists for the path but not for the request's method.
 fn wrong_method(req: &actix_web::HttpRequest) -> Option<ApiError> {
+    /// [`ROUTES`] as matchers, parsed once.
+    static MATCHERS: std::sync::LazyLock<Vec<(String, actix_web::dev::ResourceDef)>> =
+        std::sync::LazyLock::new(|| {
+            ROUTES
+                .iter()
+                .map(|(method, pattern)| {
+                    let matcher = actix_web::dev::ResourceDef::new(*pattern);
+                    (method.to_ascii_uppercase(), matcher)
+                })
+                .collect()
+        });
     let path = req.match_info().as_str();
-    let allowed: Vec<String> = ROUTES
+    let allowed: Vec<&str> = MATCHERS
         .iter()
-        .filter(|(_, pattern)| actix_web::dev::ResourceDef::new(*pattern).is_match(path))
-        .map(|(method, _)| method.to_ascii_uppercase())
+        .filter(|(_, matcher)| matcher.is_match(path))
+        .map(|(method, _)| method.as_str())
         .collect();
     if allowed.is_empty() {
         return None;
