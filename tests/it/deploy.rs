@@ -74,7 +74,7 @@ fn systemd_units_verify_clean_and_stay_within_their_exposure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
     use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
     let _turn = crate::worker::one_at_a_time().await;
     let install = crate::install::Install::distributed(|_| {}).await;
@@ -85,14 +85,29 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
         .await
         .unwrap();
     // As an operator would, with the owner's configuration.
-    let out = Command::new(crate::install::ocrd_bin())
-        .args(["admin", "db", "grant-app-role", &role])
-        .current_dir(install.data_dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(install.env())
-        .output()
-        .unwrap();
+    let grant = |role: &str| {
+        Command::new(crate::install::ocrd_bin())
+            .args(["admin", "db", "grant-app-role", role])
+            .current_dir(install.data_dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(install.env())
+            .output()
+            .unwrap()
+    };
+    // A name that would be SQL, and a role that does not exist, are refused with the reason.
+    for (bad, reason) in [
+        ("x\"; DROP TABLE users; --", "is not a plain role name"),
+        ("ocrd_no_such_role_9f1c", "does not exist"),
+    ] {
+        let out = grant(bad);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains(reason),
+            "{bad}: {said}"
+        );
+    }
+    let out = grant(&role);
     assert!(
         out.status.success(),
         "grant-app-role: {}",
@@ -110,8 +125,7 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
     let app = ocrd::app::App::build(config)
         .await
         .expect("the server as the app role");
-    let (server, addr) = ocrd::web::bind("127.0.0.1:0", app, None, ocrd::web::Scope::Full).unwrap();
-    tokio::spawn(server);
+    let addr = crate::install::serve_app(app);
     let _worker = install.spawn_worker(
         "app-role",
         &[
@@ -125,24 +139,7 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
         .build()
         .unwrap();
     let email = format!("{}@example.com", crate::support::unique("role"));
-    let password = "a long enough passphrase";
-    let created = browser
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let login: Value = browser
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = crate::support::register_and_sign_in(&base, &browser, &email).await;
     let page = std::fs::read(crate::ocr::repo().join("../shared/eval/skew/page_005.png")).unwrap();
     let form = reqwest::multipart::Form::new().text("formats", "txt").part(
         "file",

@@ -19,7 +19,6 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use crate::install::{Install, free_port, ocrd_bin, wait_for};
 use crate::support::unique;
 
-const PASSWORD: &str = "a long enough passphrase";
 const SECURITY_HEADERS: [&str; 7] = [
     "content-security-policy",
     "x-content-type-options",
@@ -347,24 +346,15 @@ async fn sighup_reloads_the_certificate_of_a_running_server() {
         .find(|(c, k)| size(c) == size(&cert) && size(k) == size(&key))
         .expect("a certificate of the same size within 40 tries");
     let port = free_port();
-    let log = dir.path().join("ocrd.log");
-    let child = Command::new(ocrd_bin())
-        .arg("all-in-one")
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("OCRD_DATA_DIR", dir.path().join("data"))
-        .env("OCRD_OCR__MODELS_DIR", crate::install::models_dir())
-        .env("OCRD_OCR__THREADS", "1")
-        .env("OCRD_SERVER__BIND", format!("127.0.0.1:{port}"))
-        .env("OCRD_SERVER__TLS_CERT", &cert)
-        .env("OCRD_SERVER__TLS_KEY", &key)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _child = KillOnDrop(child);
+    let (cert_path, key_path) = (cert.display().to_string(), key.display().to_string());
+    let (_child, pid, log) = spawn_all_in_one(
+        dir.path(),
+        &[
+            ("OCRD_SERVER__BIND", format!("127.0.0.1:{port}")),
+            ("OCRD_SERVER__TLS_CERT", cert_path),
+            ("OCRD_SERVER__TLS_KEY", key_path),
+        ],
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = ca.client_config(&rustls::version::TLS13);
     let served = |config: Arc<rustls::ClientConfig>| async move {
@@ -477,31 +467,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Registers `email` and signs in with `client`; the CSRF token.
-async fn register_and_sign_in(base: &str, client: &reqwest::Client, email: &str) -> String {
-    let response = client
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::CREATED,
-        "{}",
-        response.text().await.unwrap()
-    );
-    let response = client
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    body["csrf_token"].as_str().unwrap().to_owned()
-}
-
 fn assert_secure_headers(what: &str, response: &reqwest::Response) {
     for name in SECURITY_HEADERS {
         assert_eq!(
@@ -559,7 +524,12 @@ async fn every_response_carries_the_security_headers_and_secrets_are_never_cache
     }
     assert!(!csp.contains("unsafe-inline"), "{csp}");
 
-    let csrf = register_and_sign_in(&base, &client, &format!("{}@example.com", unique("h"))).await;
+    let csrf = crate::support::register_and_sign_in(
+        &base,
+        &client,
+        &format!("{}@example.com", unique("h")),
+    )
+    .await;
     for (path, method) in [("/api/auth/me", "GET"), ("/api/tokens", "POST")] {
         let request = match method {
             "GET" => client.get(format!("{base}{path}")),
@@ -589,14 +559,14 @@ async fn every_response_carries_the_security_headers_and_secrets_are_never_cache
     let email = format!("{}@example.com", unique("tls"));
     reqwest::Client::new()
         .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": email, "password": PASSWORD}))
+        .json(&json!({"email": email, "password": crate::support::PASSWORD}))
         .send()
         .await
         .unwrap();
     let response = reqwest::Client::new()
         .post(format!("{base}/api/auth/login"))
         .header("X-Forwarded-Proto", "https")
-        .json(&json!({"email": email, "password": PASSWORD}))
+        .json(&json!({"email": email, "password": crate::support::PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -639,7 +609,7 @@ async fn a_rebinding_host_is_refused_and_creates_no_account() {
     let response = client
         .post(format!("{base}/api/auth/register"))
         .header("Host", format!("rebind.evil.example:{}", addr.port()))
-        .json(&json!({"email": "first@example.com", "password": PASSWORD}))
+        .json(&json!({"email": "first@example.com", "password": crate::support::PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -733,10 +703,10 @@ async fn forged_forwarding_headers_buy_no_relief_and_open_no_socket() {
     // A cookie session from a foreign origin that forges the host it came through.
     let browser = client();
     let email = format!("{}@example.com", unique("ws"));
-    register_and_sign_in(&base, &browser, &email).await;
+    crate::support::register_and_sign_in(&base, &browser, &email).await;
     let login = browser
         .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
+        .json(&json!({"email": email, "password": crate::support::PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -795,7 +765,7 @@ async fn an_attacker_cannot_lock_the_owner_out() {
     .await;
     let base = format!("http://{}", install.serve());
     let owner = format!("{}@example.com", unique("owner"));
-    register_and_sign_in(&base, &client(), &owner).await;
+    crate::support::register_and_sign_in(&base, &client(), &owner).await;
     let attacker = Some("203.0.113.66");
     for i in 0..5 {
         login(
@@ -819,7 +789,7 @@ async fn an_attacker_cannot_lock_the_owner_out() {
         Some(&StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
     );
-    let locked = login(&base, &owner, PASSWORD, attacker).await;
+    let locked = login(&base, &owner, crate::support::PASSWORD, attacker).await;
     assert_eq!(
         locked.status(),
         StatusCode::TOO_MANY_REQUESTS,
@@ -843,7 +813,13 @@ async fn an_attacker_cannot_lock_the_owner_out() {
         "{body}"
     );
     // The owner, from home.
-    let response = login(&base, &owner, PASSWORD, Some("198.51.100.20")).await;
+    let response = login(
+        &base,
+        &owner,
+        crate::support::PASSWORD,
+        Some("198.51.100.20"),
+    )
+    .await;
     assert_eq!(
         response.status(),
         StatusCode::OK,
@@ -862,10 +838,7 @@ async fn api_rate_limits_are_global_across_servers_and_retry_after_is_honest() {
     let first = format!("http://{}", install.serve());
     // A second server process's worth: its own App on the same Redis.
     let other_app = ocrd::app::App::build(install.config.clone()).await.unwrap();
-    let (server, other) =
-        ocrd::web::bind("127.0.0.1:0", other_app, None, ocrd::web::Scope::Full).unwrap();
-    tokio::spawn(server);
-    let second = format!("http://{other}");
+    let second = format!("http://{}", crate::install::serve_app(other_app));
     let token = token_for(&install, "read,write").await;
     let http = reqwest::Client::new();
     let mut refused = None;
@@ -1001,7 +974,7 @@ async fn upload_auth_and_socket_limits_refuse_with_429() {
         let response = http
             .post(format!("{base}/api/auth/register"))
             .json(
-                &json!({"email": format!("{}-{i}@example.com", unique("r")), "password": PASSWORD}),
+                &json!({"email": format!("{}-{i}@example.com", unique("r")), "password": crate::support::PASSWORD}),
             )
             .send()
             .await
@@ -1053,7 +1026,12 @@ async fn tokens_have_scopes_and_expiry_and_only_sessions_make_them() {
     let install = Install::embedded(|_| {}).await;
     let base = format!("http://{}", install.serve());
     let browser = client();
-    let csrf = register_and_sign_in(&base, &browser, &format!("{}@example.com", unique("t"))).await;
+    let csrf = crate::support::register_and_sign_in(
+        &base,
+        &browser,
+        &format!("{}@example.com", unique("t")),
+    )
+    .await;
     let created: Value = browser
         .post(format!("{base}/api/tokens"))
         .header("X-CSRF-Token", &csrf)
@@ -1180,22 +1158,13 @@ async fn metrics_and_readiness_sit_behind_a_token_or_move_to_the_operations_list
     // operational routes on their own port only.
     let dir = tempfile::tempdir().unwrap();
     let (port, ops) = (free_port(), free_port());
-    let log = dir.path().join("ocrd.log");
-    let child = Command::new(ocrd_bin())
-        .arg("all-in-one")
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("OCRD_DATA_DIR", dir.path())
-        .env("OCRD_OCR__MODELS_DIR", crate::install::models_dir())
-        .env("OCRD_OCR__THREADS", "1")
-        .env("OCRD_SERVER__BIND", format!("0.0.0.0:{port}"))
-        .env("OCRD_SERVER__OPS_BIND", format!("127.0.0.1:{ops}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
+    let (mut child, _, log) = spawn_all_in_one(
+        dir.path(),
+        &[
+            ("OCRD_SERVER__BIND", format!("0.0.0.0:{port}")),
+            ("OCRD_SERVER__OPS_BIND", format!("127.0.0.1:{ops}")),
+        ],
+    );
     let ready = wait_for(Duration::from_secs(120), "all-in-one to answer", || {
         let http = http.clone();
         async move {
@@ -1246,6 +1215,27 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `ocrd all-in-one` in `dir` on the embedded defaults with `env` on top, logging to
+/// `dir/ocrd.log`: the process (killed with the test), its pid and the log's path.
+fn spawn_all_in_one(dir: &Path, env: &[(&str, String)]) -> (KillOnDrop, u32, PathBuf) {
+    let log = dir.join("ocrd.log");
+    let child = Command::new(ocrd_bin())
+        .arg("all-in-one")
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OCRD_DATA_DIR", dir.join("data"))
+        .env("OCRD_OCR__MODELS_DIR", crate::install::models_dir())
+        .env("OCRD_OCR__THREADS", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting ocrd all-in-one");
+    let pid = child.id();
+    (KillOnDrop(child), pid, log)
 }
 
 #[test]
@@ -1355,14 +1345,7 @@ async fn nginx_in_front_redirects_streams_uploads_carries_events_and_limits_burs
     .await;
     // Two serve instances behind the upstream, as shipped.
     let first = install.serve();
-    let (server, second) = ocrd::web::bind(
-        "127.0.0.1:0",
-        install.app.clone(),
-        None,
-        ocrd::web::Scope::Full,
-    )
-    .unwrap();
-    tokio::spawn(server);
+    let second = install.serve();
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path());
     let (cert, key) = ca.issue("nginx");
@@ -1424,7 +1407,7 @@ async fn nginx_in_front_redirects_streams_uploads_carries_events_and_limits_burs
 
     // Register and sign in; the session cookie is Secure because nginx said https.
     let email = format!("{}@example.com", unique("nginx"));
-    let csrf = register_and_sign_in(&base, &browser, &email).await;
+    let csrf = crate::support::register_and_sign_in(&base, &browser, &email).await;
     for path in [
         "/",
         "/api/auth/me",

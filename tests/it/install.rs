@@ -45,6 +45,14 @@ where
     }
 }
 
+/// Serves `app`'s pages and API in process on a random port (another `serve` instance, or one
+/// with other settings); its address.
+pub fn serve_app(app: App) -> std::net::SocketAddr {
+    let (server, addr) = ocrd::web::bind("127.0.0.1:0", app, None, ocrd::web::Scope::Full).unwrap();
+    tokio::spawn(server);
+    addr
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -116,15 +124,7 @@ impl Install {
 
     /// Serves this install's pages and API in process on a random port; its address.
     pub fn serve(&self) -> std::net::SocketAddr {
-        let (server, addr) = ocrd::web::bind(
-            "127.0.0.1:0",
-            self.app.clone(),
-            None,
-            ocrd::web::Scope::Full,
-        )
-        .unwrap();
-        tokio::spawn(server);
-        addr
+        serve_app(self.app.clone())
     }
 
     pub fn temp_root(&self) -> PathBuf {

@@ -319,3 +319,27 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     chunk(&mut png, b"IEND", &[]);
     png
 }
+
+/// The password the tests' accounts register with.
+pub const PASSWORD: &str = "a long enough passphrase";
+
+/// Registers `email` at `base` and signs in with `client` (which keeps the cookie); the
+/// session's CSRF token.
+pub async fn register_and_sign_in(base: &str, client: &reqwest::Client, email: &str) -> String {
+    let response = client
+        .post(format!("{base}/api/auth/register"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let response = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["csrf_token"].as_str().unwrap().to_owned()
+}
