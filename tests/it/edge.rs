@@ -256,6 +256,20 @@ async fn built_in_tls_speaks_1_3_and_1_2_only_and_reloads_its_certificate_under_
         old != Some(0x16),
         "TLS 1.1 must be refused, got record type {old:?}"
     );
+    // Garbage where a hello belongs: the connection ends, the listener stays.
+    let mut junk = TcpStream::connect(addr).await.unwrap();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let _ = junk
+        .write_all(&[&[0x16, 0x03, 0x01, 0x10, 0x00][..], &garbage].concat())
+        .await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), junk.read_to_end(&mut rest)).await;
+    assert!(
+        rest.first().is_none_or(|b| *b == 0x15),
+        "garbage got {rest:?}"
+    );
     // Plain HTTP on the TLS port gets no HTTP answer.
     let mut plain = TcpStream::connect(addr).await.unwrap();
     let answer = raw_get(&mut plain, "/healthz").await;
@@ -1610,5 +1624,67 @@ fn the_shipped_nginx_configuration_passes_gixy() {
         out.status.success() && report.contains("No issues found"),
         "gixy: {report}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_lets_requests_through_and_the_limits_return_with_it() {
+    let redis = url::Url::parse(&crate::support::redis_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap(),
+        redis.port().unwrap_or(6379)
+    );
+    let outage = crate::install::Outage::proxy(&target).await;
+    let install = Install::distributed(|c| {
+        c.redis.url = ocrd::config::Secret::new(format!("redis://{}", outage.addr));
+        c.rate_limits.api_per_second = 1;
+        c.rate_limits.api_burst = 3;
+    })
+    .await;
+    let base = format!("http://{}", install.serve());
+    let token = token_for(&install, "read").await;
+    let http = reqwest::Client::new();
+    let get = || {
+        http.get(format!("{base}/api/tasks"))
+            .bearer_auth(&token)
+            .send()
+    };
+    let response = get().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("ratelimit"));
+
+    // Redis gone: the limiter cannot count, and a brake must not become an outage.
+    outage.start();
+    for i in 0..6 {
+        let response = get().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "request {i} during the outage"
+        );
+        assert!(!response.headers().contains_key("ratelimit"));
+    }
+    // Back: the bucket of 3 runs out again.
+    outage.end();
+    let statuses = wait_for(
+        Duration::from_secs(30),
+        "the limit to apply again",
+        || async {
+            let mut statuses = Vec::new();
+            for _ in 0..4 {
+                statuses.push(get().await.ok()?.status());
+            }
+            statuses
+                .contains(&StatusCode::TOO_MANY_REQUESTS)
+                .then_some(statuses)
+        },
+    )
+    .await;
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
     );
 }
