@@ -16,9 +16,17 @@ dev: models
 test:
 	scripts/test.sh
 
+# rustfmt, clippy, and hadolint over both Dockerfiles (pinned in tools/lint-requirements.txt,
+# installed into target/lint-venv again whenever that file changes).
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cmp -s tools/lint-requirements.txt target/lint-venv/requirements.txt || { \
+	  rm -rf target/lint-venv && python3 -m venv target/lint-venv && \
+	  target/lint-venv/bin/pip install --quiet --disable-pip-version-check --require-hashes \
+	    -r tools/lint-requirements.txt && \
+	  cp tools/lint-requirements.txt target/lint-venv/requirements.txt; }
+	target/lint-venv/bin/hadolint Dockerfile deploy/docker/Dockerfile.gpu
 
 build:
 	cargo build --release

@@ -52,7 +52,9 @@ python_env() {
 # Debian packages the tests drive: Chromium through chromedriver (browser tests), pdftotext
 # from poppler-utils (the searchable PDF's text layer), nginx (the shipped reverse-proxy
 # configuration, run in front of ocrd), openssl (the TLS tests' certificates), systemd
-# (systemd-analyze checks the shipped units) and prometheus (promtool checks /metrics).
+# (systemd-analyze checks the shipped units), prometheus (promtool checks /metrics), fail2ban
+# (fail2ban-regex checks the shipped filter on a real log) and postgresql-client (pg_dump and
+# pg_restore, for backups).
 system_packages() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -62,6 +64,8 @@ system_packages() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v promtool >/dev/null || missing+=(prometheus)
+  command -v fail2ban-regex >/dev/null || missing+=(fail2ban)
+  command -v pg_restore >/dev/null || missing+=(postgresql-client)
   [ ${#missing[@]} = 0 ] && return 0
   echo "test services: installing ${missing[*]} (Debian packages) for the tests"
   local as=()

@@ -45,7 +45,7 @@ pub struct App {
     pub limiter: Limiter,
     /// This process's HTTP metrics, shared by its listeners (the operations listener exports
     /// the public one's).
-    pub http_metrics: Arc<crate::web::HttpMetrics>,
+    pub server_metrics: Arc<crate::web::ServerMetrics>,
     /// The multi-threaded runtime that built the App: see [`App::finish`].
     runtime: tokio::runtime::Handle,
 }
@@ -99,7 +99,7 @@ impl App {
             events,
             sessions,
             login_throttle,
-            http_metrics: Arc::new(crate::web::HttpMetrics::new(limiter.limited_counter())),
+            server_metrics: Arc::new(crate::web::ServerMetrics::new(limiter.limited_counter())),
             limiter,
         })
     }

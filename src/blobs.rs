@@ -226,6 +226,10 @@ impl Blobs {
             .with_client_options(client)
             .with_bucket_name(bucket)
             .with_virtual_hosted_style_request(!s.path_style)
+            // ocrd deletes one key at a time: a plain DELETE is one request either way, and
+            // needs only s3:DeleteObject on that key on every S3-compatible store (some lack
+            // multi-object delete, or authorise it against the bucket).
+            .with_disable_bulk_delete(true)
             .with_allow_http(s.allow_http);
         if let Some(region) = &s.region {
             builder = builder.with_region(region);

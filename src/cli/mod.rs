@@ -3,6 +3,7 @@
 //! See DESIGN.md for the full interface.
 
 mod admin;
+mod backup;
 mod ocr;
 mod work;
 
@@ -51,6 +52,9 @@ pub enum Command {
     /// Administration: accounts, and the database role servers and workers run as.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Backups: create an archive of the database and the blobs, verify one, restore one.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 impl Cli {
@@ -69,6 +73,7 @@ impl Cli {
             Command::Serve(args) => work::serve(config, args).map(|()| ExitCode::SUCCESS),
             Command::Work(args) => work::work(config, args).map(|()| ExitCode::SUCCESS),
             Command::Admin(command) => admin::run(config, command).map(|()| ExitCode::SUCCESS),
+            Command::Backup(command) => backup::run(config, command),
             Command::AllInOne => work::all_in_one(config).map(|()| ExitCode::SUCCESS),
         }
     }

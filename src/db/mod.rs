@@ -63,6 +63,15 @@ pub enum DbError {
     Invalid(String),
 }
 
+/// A pool's connections at one moment (see [`DbPool::status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max: usize,
+    pub open: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
 /// A role name that needs no quoting rules beyond double quotes: `[a-z_][a-z0-9_]*`, at
 /// most 63 bytes (PostgreSQL's limit).
 pub fn is_role_name(name: &str) -> bool {
@@ -339,6 +348,89 @@ impl DbPool {
             DbConn::Sqlite(_) => Err(DbError::Invalid(
                 "SQLite has no roles: the file's permissions are its access control".into(),
             )),
+        }
+    }
+
+    /// The newest migration this binary carries (e.g. `20261206000001`): the schema version
+    /// that `migrate` brings a database to.
+    pub fn latest_schema(&self) -> String {
+        use diesel::migration::MigrationSource;
+        fn newest<DB: diesel::backend::Backend>(source: &EmbeddedMigrations) -> String
+        where
+            EmbeddedMigrations: MigrationSource<DB>,
+        {
+            // Embedded at compile time: listing them cannot fail at run time.
+            source
+                .migrations()
+                .map(|ms| ms.iter().map(|m| m.name().version().to_string()).max())
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        }
+        match self.pools {
+            Pools::Postgres(_) => newest::<diesel::pg::Pg>(&POSTGRES_MIGRATIONS),
+            Pools::Sqlite(_) => newest::<diesel::sqlite::Sqlite>(&SQLITE_MIGRATIONS),
+        }
+    }
+
+    /// The newest migration applied to the database; `None` for a database never migrated.
+    pub async fn schema_version(&self) -> Result<Option<String>, DbError> {
+        fn applied<C>(conn: C) -> Result<Option<String>, DbError>
+        where
+            C: AsyncConnection + 'static,
+            AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+        {
+            let mut harness = AsyncMigrationHarness::new(conn);
+            harness
+                .applied_migrations()
+                .map(|versions| versions.iter().map(|v| v.to_string()).max())
+                .map_err(|e| DbError::Migration(e.to_string()))
+        }
+        let pool = self.clone();
+        let task = self.runtime.spawn(async move {
+            match pool.get().await? {
+                DbConn::Postgres(conn) => applied(conn),
+                DbConn::Sqlite(conn) => applied(conn),
+            }
+        });
+        task.await
+            .unwrap_or_else(|e| Err(DbError::Aborted(e.to_string())))
+    }
+
+    /// A consistent copy of a SQLite database in the new file `to`, taken while others go on
+    /// reading and writing (`VACUUM INTO`, one read transaction).
+    pub async fn snapshot_sqlite(&self, to: &Path) -> Result<(), DbError> {
+        let target = to
+            .to_str()
+            .ok_or_else(|| DbError::Invalid(format!("{} is not UTF-8", to.display())))?
+            .replace('\'', "''");
+        self.run(move |conn| {
+            async move {
+                match conn {
+                    DbConn::Sqlite(c) => {
+                        Ok(c.batch_execute(&format!("VACUUM INTO '{target}'")).await?)
+                    }
+                    DbConn::Postgres(_) => Err(DbError::Invalid(
+                        "VACUUM INTO is SQLite's; PostgreSQL is copied with pg_dump".into(),
+                    )),
+                }
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    /// Connections: open, idle, and callers waiting for one.
+    pub fn status(&self) -> PoolStatus {
+        let status = match &self.pools {
+            Pools::Postgres(pool) => pool.status(),
+            Pools::Sqlite(pool) => pool.status(),
+        };
+        PoolStatus {
+            max: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
         }
     }
 

@@ -90,6 +90,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    backups (id) {
+        id -> Text,
+        created_at -> Timestamp,
+        archive -> Text,
+        bytes -> BigInt,
+        blobs -> BigInt,
+        schema_version -> Text,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(files -> users (user_id));
@@ -97,6 +108,7 @@ diesel::joinable!(tasks -> files (file_id));
 diesel::joinable!(results -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    backups,
     users,
     api_tokens,
     password_resets,

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::error::{ApiError, Code};
-pub use metrics::HttpMetrics;
+pub use metrics::ServerMetrics;
 
 /// Largest JSON body the API reads (uploads are multipart and limited separately).
 const JSON_LIMIT: usize = 64 << 10;
@@ -38,7 +38,7 @@ const MAX_HEADER_BYTES: usize = 32 << 10;
 /// What every handler can reach besides the `App`.
 #[derive(Clone)]
 pub struct WebState {
-    pub metrics: Arc<HttpMetrics>,
+    pub metrics: Arc<ServerMetrics>,
     /// The worker's metrics when it runs in the same process (all-in-one).
     pub worker_metrics: Option<Arc<crate::worker::Metrics>>,
     /// The one event subscription of this process, fanned out to its sockets.
@@ -81,7 +81,7 @@ pub fn serve(
         Scope::Operations => tokio::sync::broadcast::channel(1).0,
     };
     let state = WebState {
-        metrics: app.http_metrics.clone(),
+        metrics: app.server_metrics.clone(),
         worker_metrics,
         events,
         scope,

@@ -71,7 +71,8 @@ fn operator_only(req: &HttpRequest, app: &App, state: &WebState) -> Result<(), A
     }
 }
 
-/// Prometheus metrics: HTTP requests and latencies by route; in all-in-one, the worker's too.
+/// Prometheus metrics: HTTP requests and latencies by route, rate-limit refusals, WebSockets,
+/// the database pool and the last backup; in all-in-one, the worker's too.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "OpenMetrics text when the Accept header asks for `application/openmetrics-text` (as Prometheus does), else the Prometheus text format 0.0.4", content_type = "text/plain"),
     (status = 401, description = "`server.metrics_token` is set and was not sent"),
@@ -83,6 +84,7 @@ pub async fn metrics(
     state: web::Data<WebState>,
 ) -> Result<HttpResponse, ApiError> {
     operator_only(&req, &app, &state)?;
+    state.metrics.refresh(&app.db).await;
     let mut text = state.metrics.render();
     if let Some(worker) = &state.worker_metrics {
         let _ = worker.refresh_queue(&app.db).await;

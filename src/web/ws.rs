@@ -62,7 +62,11 @@ pub async fn connect(
     let (response, session, messages) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::invalid(format!("This is not a WebSocket upgrade: {e}.")))?;
     let events = state.events.subscribe();
-    actix_web::rt::spawn(pump(session, messages, events, app, current, lease));
+    let counted = state.metrics.open_socket();
+    actix_web::rt::spawn(async move {
+        pump(session, messages, events, app, current, lease).await;
+        drop(counted);
+    });
     Ok(response)
 }
 

@@ -25,6 +25,7 @@ use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use metrics::Metrics;
 pub use pipeline::TaskError;
@@ -166,7 +167,9 @@ impl Worker {
                     // A panic outside the engine (which `pipeline` catches itself) is a bug;
                     // it must still not cost this slot. The task's lease expires and it is
                     // retried, up to `poison`.
-                    AssertUnwindSafe(self.handle(&engine, delivery, &shutdown))
+                    // Every line logged while the task is handled carries its id.
+                    let span = tracing::info_span!("task", id = %delivery.task_id);
+                    AssertUnwindSafe(self.handle(&engine, delivery, &shutdown).instrument(span))
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_| {

@@ -1216,7 +1216,7 @@ async fn metrics_and_readiness_sit_behind_a_token_or_move_to_the_operations_list
 }
 
 /// A child process that dies with the test, even when the test fails first.
-struct KillOnDrop(std::process::Child);
+pub struct KillOnDrop(pub std::process::Child);
 
 impl KillOnDrop {
     fn stop(&mut self) {
@@ -1233,7 +1233,7 @@ impl Drop for KillOnDrop {
 
 /// `ocrd all-in-one` in `dir` on the embedded defaults with `env` on top, logging to
 /// `dir/ocrd.log`: the process (killed with the test), its pid and the log's path.
-fn spawn_all_in_one(dir: &Path, env: &[(&str, String)]) -> (KillOnDrop, u32, PathBuf) {
+pub fn spawn_all_in_one(dir: &Path, env: &[(&str, String)]) -> (KillOnDrop, u32, PathBuf) {
     let log = dir.join("ocrd.log");
     let child = Command::new(ocrd_bin())
         .arg("all-in-one")

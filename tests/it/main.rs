@@ -2,6 +2,7 @@
 
 mod all_in_one;
 mod api;
+mod backup;
 mod blobs;
 mod browser;
 mod chaos;
@@ -9,6 +10,7 @@ mod cli;
 mod config;
 mod db;
 mod deploy;
+mod docs;
 mod edge;
 mod events;
 mod hostile;

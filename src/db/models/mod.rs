@@ -5,6 +5,7 @@
 //! transaction.
 
 mod api_token;
+mod backup;
 mod file;
 mod password_reset;
 mod task;
@@ -12,6 +13,7 @@ mod task_result;
 mod user;
 
 pub use api_token::{ApiToken, NewApiToken};
+pub use backup::Backup;
 pub use file::{File, NewFile};
 pub use password_reset::PasswordReset;
 pub use task::{NewTask, Task, TaskStatus};

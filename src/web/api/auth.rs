@@ -164,8 +164,11 @@ pub async fn login(
         .map_err(ApiError::internal)?;
     let user = match user {
         Some(user) if matches && !user.disabled => user,
-        // The attempt stays counted against the account and the address.
+        // The attempt stays counted against the account and the address. The log line is
+        // what fail2ban matches (deploy/fail2ban): keep its words and the client field. No
+        // email: whatever a stranger types is not for the logs.
         _ => {
+            tracing::warn!(client = %client.ip.map_or_else(String::new, |ip| ip.to_string()), "login failed");
             return Err(ApiError::new(
                 Code::InvalidCredentials,
                 "wrong email or password",
