@@ -713,3 +713,29 @@ async fn json_logs_carry_request_and_task_ids_on_every_line() {
         }
     }
 }
+
+/// deploy/compose.yaml against the Compose Specification's schema (check-jsonschema's bundled
+/// copy), and the services the distributed stack needs, each waiting on what it uses.
+#[test]
+fn the_compose_file_follows_the_compose_specification() {
+    let repo = crate::ocr::repo();
+    let file = repo.join("deploy/compose.yaml");
+    let out = Command::new(repo.join("target/test-venv/bin/check-jsonschema"))
+        .args(["--builtin-schema", "vendor.compose-spec"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("check-jsonschema: {e}\n  {}", crate::support::HOW_TO_RUN));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    for service in ["postgres:", "redis:", "s3:", "migrate:", "serve-1:", "serve-2:", "work:", "nginx:"] {
+        assert!(text.contains(&format!("\n  {service}")), "no service {service}");
+    }
+    for condition in ["service_healthy", "service_completed_successfully"] {
+        assert!(text.contains(condition), "no depends_on condition {condition}");
+    }
+}
