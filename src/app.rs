@@ -43,8 +43,8 @@ pub struct App {
     pub login_throttle: Throttle,
     /// Rate limits (`rate_limits.*`), shared by every instance on one Redis.
     pub limiter: Limiter,
-    /// This process's HTTP metrics, shared by its listeners (the operations listener exports
-    /// the public one's).
+    /// This process's server metrics (HTTP, WebSockets, database pool, last backup), shared by
+    /// its listeners (the operations listener exports the public one's).
     pub server_metrics: Arc<crate::web::ServerMetrics>,
     /// The multi-threaded runtime that built the App: see [`App::finish`].
     runtime: tokio::runtime::Handle,

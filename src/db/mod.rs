@@ -374,27 +374,38 @@ impl DbPool {
     }
 
     /// The newest migration applied to the database; `None` for a database never migrated.
+    /// Only reads: the application role (no DDL) may ask too.
     pub async fn schema_version(&self) -> Result<Option<String>, DbError> {
-        fn applied<C>(conn: C) -> Result<Option<String>, DbError>
-        where
-            C: AsyncConnection + 'static,
-            AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
-        {
-            let mut harness = AsyncMigrationHarness::new(conn);
-            harness
-                .applied_migrations()
-                .map(|versions| versions.iter().map(|v| v.to_string()).max())
-                .map_err(|e| DbError::Migration(e.to_string()))
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Version {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            version: Option<String>,
         }
-        let pool = self.clone();
-        let task = self.runtime.spawn(async move {
-            match pool.get().await? {
-                DbConn::Postgres(conn) => applied(conn),
-                DbConn::Sqlite(conn) => applied(conn),
+        self.run(|conn| {
+            async move {
+                let table = match conn {
+                    DbConn::Postgres(_) => {
+                        "SELECT to_regclass('__diesel_schema_migrations')::text AS version"
+                    }
+                    DbConn::Sqlite(_) => {
+                        "SELECT MAX(name) AS version FROM sqlite_master \
+                         WHERE type = 'table' AND name = '__diesel_schema_migrations'"
+                    }
+                };
+                let exists =
+                    with_conn!(conn, |c| diesel::sql_query(table).get_result::<Version>(c).await)?;
+                if exists.version.is_none() {
+                    return Ok(None);
+                }
+                let newest = "SELECT MAX(version) AS version FROM __diesel_schema_migrations";
+                let newest =
+                    with_conn!(conn, |c| diesel::sql_query(newest).get_result::<Version>(c).await)?;
+                Ok(newest.version)
             }
-        });
-        task.await
-            .unwrap_or_else(|e| Err(DbError::Aborted(e.to_string())))
+            .boxed()
+        })
+        .await
     }
 
     /// A consistent copy of a SQLite database in the new file `to`, taken while others go on

@@ -188,6 +188,23 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
         .unwrap();
     assert!(!text.trim().is_empty());
 
+    // The daily backup runs as the application role too (ocrd-backup.service reads ocrd.env).
+    let backups = tempfile::tempdir().unwrap();
+    let out = Command::new(crate::install::ocrd_bin())
+        .args(["backup", "create", "--output"])
+        .arg(backups.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(install.env())
+        .env("OCRD_DATABASE__URL", &app_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "backup create as the app role: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The schema is the owner's.
     let mut conn = AsyncPgConnection::establish(&app_url).await.unwrap();
     for ddl in [
