@@ -36,7 +36,16 @@ base() { # name, then mmdebstrap arguments; builds the base once
   local name="$1"; shift
   if podman image exists "$BASES/$name"; then return; fi
   echo "image-test: making $BASES/$name from Debian 12"
-  mmdebstrap --variant=apt --quiet "$@" bookworm - "$MIRROR" | podman import "${CHANGES[@]}" - "$BASES/$name" >/dev/null
+  # This machine's extra certificate authorities too: its way out may be a TLS-inspecting
+  # proxy, which crates.io and PyPI downloads in the build must trust as the host does. They
+  # stay in these local test bases; the Dockerfile is built as it is.
+  local trust=()
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    trust=(--customize-hook="copy-in /usr/local/share/ca-certificates /usr/local/share"
+           --customize-hook='chroot "$1" update-ca-certificates >/dev/null')
+  fi
+  mmdebstrap --variant=apt --quiet "$@" "${trust[@]}" bookworm - "$MIRROR" |
+    podman import "${CHANGES[@]}" - "$BASES/$name" >/dev/null
   CHANGES=()
 }
 

@@ -393,14 +393,16 @@ impl DbPool {
                          WHERE type = 'table' AND name = '__diesel_schema_migrations'"
                     }
                 };
-                let exists =
-                    with_conn!(conn, |c| diesel::sql_query(table).get_result::<Version>(c).await)?;
+                let exists = with_conn!(conn, |c| diesel::sql_query(table)
+                    .get_result::<Version>(c)
+                    .await)?;
                 if exists.version.is_none() {
                     return Ok(None);
                 }
                 let newest = "SELECT MAX(version) AS version FROM __diesel_schema_migrations";
-                let newest =
-                    with_conn!(conn, |c| diesel::sql_query(newest).get_result::<Version>(c).await)?;
+                let newest = with_conn!(conn, |c| diesel::sql_query(newest)
+                    .get_result::<Version>(c)
+                    .await)?;
                 Ok(newest.version)
             }
             .boxed()

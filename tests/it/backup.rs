@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,8 +17,8 @@ use ocrd::blobs::BlobKey;
 use ocrd::db::models::{BlobKeys, NewTaskResult, Task, TaskStatus};
 use serde_json::{Value, json};
 
-use crate::install::{Install, ocrd_bin, serve_app};
-use crate::support::{PASSWORD, register_and_sign_in, unique};
+use crate::install::{Install, serve_app};
+use crate::support::{PASSWORD, create_token, register_and_sign_in, unique};
 
 /// An account of the populated install: how it signs in, and its API token.
 struct Account {
@@ -238,16 +238,7 @@ async fn populate(install: &Install, base: &str) -> Vec<Account> {
             .build()
             .unwrap();
         let csrf = register_and_sign_in(base, &client, &email).await;
-        let created: Value = client
-            .post(format!("{base}/api/tokens"))
-            .header("X-CSRF-Token", &csrf)
-            .json(&json!({"name": "backup test"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = create_token(base, &client, &csrf, "backup test").await;
         let me: Value = client
             .get(format!("{base}/api/auth/me"))
             .send()
@@ -257,10 +248,7 @@ async fn populate(install: &Install, base: &str) -> Vec<Account> {
             .await
             .unwrap();
         ids.push(me["user"]["id"].as_str().unwrap().to_owned());
-        accounts.push(Account {
-            email,
-            token: created["token"].as_str().unwrap().to_owned(),
-        });
+        accounts.push(Account { email, token });
     }
     let owner = &ids[0];
 
@@ -450,12 +438,9 @@ async fn bucket_must_hold_every_blob(install: &Install, archive: &Path) {
 
 /// Runs `ocrd` with the install's configuration.
 fn ocrd(install: &Install, args: &[&str]) -> Output {
-    Command::new(ocrd_bin())
+    install
+        .ocrd_command()
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(install.env())
-        .stdin(Stdio::null())
         .output()
         .expect("running ocrd")
 }

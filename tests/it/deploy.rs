@@ -95,12 +95,9 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
         .unwrap();
     // As an operator would, with the owner's configuration.
     let grant = |role: &str| {
-        Command::new(crate::install::ocrd_bin())
+        install
+            .ocrd_command()
             .args(["admin", "db", "grant-app-role", role])
-            .current_dir(install.data_dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(install.env())
             .output()
             .unwrap()
     };
@@ -190,12 +187,10 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
 
     // The daily backup runs as the application role too (ocrd-backup.service reads ocrd.env).
     let backups = tempfile::tempdir().unwrap();
-    let out = Command::new(crate::install::ocrd_bin())
+    let out = install
+        .ocrd_command()
         .args(["backup", "create", "--output"])
         .arg(backups.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(install.env())
         .env("OCRD_DATABASE__URL", &app_url)
         .output()
         .unwrap();
@@ -749,10 +744,25 @@ fn the_compose_file_follows_the_compose_specification() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&file).unwrap();
-    for service in ["postgres:", "redis:", "s3:", "migrate:", "serve-1:", "serve-2:", "work:", "nginx:"] {
-        assert!(text.contains(&format!("\n  {service}")), "no service {service}");
+    for service in [
+        "postgres:",
+        "redis:",
+        "s3:",
+        "migrate:",
+        "serve-1:",
+        "serve-2:",
+        "work:",
+        "nginx:",
+    ] {
+        assert!(
+            text.contains(&format!("\n  {service}")),
+            "no service {service}"
+        );
     }
     for condition in ["service_healthy", "service_completed_successfully"] {
-        assert!(text.contains(condition), "no depends_on condition {condition}");
+        assert!(
+            text.contains(condition),
+            "no depends_on condition {condition}"
+        );
     }
 }

@@ -1446,17 +1446,7 @@ async fn nginx_in_front_redirects_streams_uploads_carries_events_and_limits_burs
             .map(|s| s.to_str().unwrap().to_owned());
         assert_eq!(server.as_deref(), Some("nginx"), "{path}: no version");
     }
-    let token: Value = browser
-        .post(format!("{base}/api/tokens"))
-        .header("X-CSRF-Token", &csrf)
-        .json(&json!({"name": "through nginx"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let token = crate::support::create_token(&base, &browser, &csrf, "through nginx").await;
 
     // Events over a WebSocket through nginx (wss).
     let tls = tls_connect(

@@ -96,17 +96,7 @@ impl Server {
             .to_owned();
         let login: Value = login.json().await.unwrap();
         let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-        let created: Value = browser
-            .post(format!("{base}/api/tokens"))
-            .header("X-CSRF-Token", &csrf)
-            .json(&json!({"name": "probe"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = created["token"].as_str().unwrap().to_owned();
+        let token = crate::support::create_token(&base, &browser, &csrf, "probe").await;
         let (page, _) = sample_pages().into_iter().next().unwrap();
         let form = reqwest::multipart::Form::new().part(
             "file",

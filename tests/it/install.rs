@@ -190,6 +190,19 @@ impl Install {
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
 
+    /// The `ocrd` binary with this install's configuration (and nothing else from the
+    /// environment but `PATH`), in its data directory: add the arguments.
+    pub fn ocrd_command(&self) -> Command {
+        let mut command = Command::new(ocrd_bin());
+        command
+            .current_dir(self.data_dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env())
+            .stdin(Stdio::null());
+        command
+    }
+
     /// Starts `ocrd work` on this install; `extra` env overrides come last.
     pub fn spawn_worker(&self, name: &str, extra: &[(&str, &str)]) -> WorkerProcess {
         let log = self

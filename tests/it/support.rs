@@ -343,3 +343,22 @@ pub async fn register_and_sign_in(base: &str, client: &reqwest::Client, email: &
     let body: serde_json::Value = response.json().await.unwrap();
     body["csrf_token"].as_str().unwrap().to_owned()
 }
+
+/// Creates an API token named `name` from a signed-in `client` (its CSRF token `csrf`); the
+/// token.
+pub async fn create_token(base: &str, client: &reqwest::Client, csrf: &str, name: &str) -> String {
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/tokens"))
+        .header("X-CSRF-Token", csrf)
+        .json(&serde_json::json!({"name": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {created}"))
+        .to_owned()
+}
