@@ -13,8 +13,8 @@
 # writable) under chroot in new mount and PID namespaces, as the image's user, with the image's
 # environment, working directory, entrypoint and command, and its HEALTHCHECK command run in it.
 #
-# Needs root and Debian's podman and mmdebstrap (installed when missing). Takes about half an
-# hour on 2 cores the first time (the release build); the README has the figures.
+# Needs root and Debian's podman and mmdebstrap (installed when missing). Takes about a
+# quarter of an hour on 2 cores the first time (the release build); the README has the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
