@@ -8,8 +8,9 @@ use crate::config::{LogConfig, LogFormat};
 /// Installs the global subscriber. A second call (tests) leaves the first in place.
 pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
-        // ONNX Runtime reports its start-up at INFO through `ort`; that is noise for users.
-        .or_else(|_| EnvFilter::try_new(format!("{},ort=warn", config.level)))
+        // ONNX Runtime reports its start-up at INFO through `ort`, and actix its worker
+        // threads: noise for users, who get one "ocrd is ready" line instead.
+        .or_else(|_| EnvFilter::try_new(format!("{},ort=warn,actix_server=warn", config.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, not for log files and collectors.
     let builder = tracing_subscriber::fmt()

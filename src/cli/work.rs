@@ -215,6 +215,7 @@ async fn run(
     let mut server = tokio::spawn(server);
     if scope == Scope::Full {
         warn_if_exposed(&config.server, bound);
+        warn_if_public_url_elsewhere(&config.server, bound);
         let mut extra = Vec::new();
         if let (Some(addr), Some(public_url)) =
             (&config.server.redirect_http, &config.server.public_url)
@@ -234,6 +235,7 @@ async fn run(
             handles.push(listener.handle());
             tokio::spawn(listener);
         }
+        announce_ready(&app, bound).await;
     }
     drop(app);
 
@@ -286,6 +288,72 @@ fn warn_if_exposed(server: &crate::config::ServerConfig, bound: std::net::Socket
              server.trusted_proxies, or bind to 127.0.0.1"
         );
     }
+}
+
+/// `server.public_url` on this machine (localhost, a loopback address) with another port than
+/// the one bound: password-reset links and redirects would lead nowhere.
+fn warn_if_public_url_elsewhere(server: &crate::config::ServerConfig, bound: std::net::SocketAddr) {
+    let Some(url) = server
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    else {
+        return;
+    };
+    let on_this_machine = match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if on_this_machine
+        && bound.ip().is_loopback()
+        && url.port_or_known_default() != Some(bound.port())
+    {
+        tracing::warn!(
+            public_url = %url,
+            addr = %bound,
+            "server.public_url names another port than the one ocrd listens on: password-reset \
+             links and redirects will point there. Leave it unset (it then follows server.bind) \
+             or correct it"
+        );
+    }
+}
+
+/// One plain line for the person who started ocrd: where to open it and, on a new install,
+/// how the first admin account comes about.
+async fn announce_ready(app: &App, bound: std::net::SocketAddr) {
+    use futures::FutureExt;
+    let server = &app.config.server;
+    let url = match &server.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            // A wildcard bind answers on loopback too: that is what a person here can open.
+            let ip = match bound.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                }
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                }
+                ip => ip,
+            };
+            let scheme = if server.tls() { "https" } else { "http" };
+            format!("{scheme}://{}", std::net::SocketAddr::new(ip, bound.port()))
+        }
+    };
+    let accounts = app
+        .db
+        .run(|c| async move { crate::db::models::User::count(c).await }.boxed())
+        .await;
+    let first = match (accounts, &app.config.auth.registration) {
+        (Ok(0), crate::config::Registration::Closed) => {
+            " — registration is closed: create the first admin with `ocrd admin create-user --email EMAIL --admin`"
+        }
+        (Ok(0), _) => " — the first account you register becomes the admin",
+        _ => "",
+    };
+    println!("ocrd is ready: open {url}{first}");
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -23,7 +23,7 @@ use crate::error::Code;
     ),
     components(schemas(
         api::UserView, api::TaskView, api::ErrorView, auth::RegisterRequest, auth::LoginRequest,
-        auth::UserResponse, auth::SessionResponse, auth::ChangePasswordRequest,
+        auth::SessionResponse, auth::ChangePasswordRequest,
         auth::ResetPasswordRequest, tokens::CreateTokenRequest, tokens::TokenView,
         tokens::CreatedToken, tokens::TokenList, tasks::TaskList, tasks::UploadForm,
         crate::tasks::OcrPolicy, crate::tasks::PageWarning,

@@ -16,6 +16,13 @@ function tokenRow(token) {
     revoke.disabled = true;
     try {
       await api(`/api/tokens/${token.id}`, { method: 'DELETE' });
+      // The token shown once is no use any more: take it off the page.
+      const shown = document.getElementById('new-token');
+      if (shown.dataset.id === token.id) {
+        shown.hidden = true;
+        delete shown.dataset.id;
+        document.getElementById('new-token-value').textContent = '';
+      }
       toast('Token revoked.');
       loadTokens();
     } catch (e) {
@@ -58,6 +65,7 @@ tokenForm.addEventListener('submit', async (event) => {
     const json = { name, scopes, expires_in_days: days ? Number(days) : null };
     const created = await api('/api/tokens', { method: 'POST', json });
     document.getElementById('new-token-value').textContent = created.token;
+    document.getElementById('new-token').dataset.id = created.id;
     document.getElementById('new-token').hidden = false;
     tokenForm.reset();
     loadTokens();

@@ -233,3 +233,9 @@ export const TASK_ERRORS = {
   storage_unavailable: ['File storage was unavailable', 'Retry in a few minutes.'],
   cancelled: ['The task was cancelled', 'Retry to run it again.'],
 };
+
+/** Failures of the file itself: running the same file again ends the same way, so no Retry. */
+export const RETRY_CANNOT_HELP = new Set([
+  'empty_file', 'unsupported_type', 'undecodable', 'too_many_pixels', 'too_many_pages', 'encrypted',
+  'engine_unavailable',
+]);

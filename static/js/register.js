@@ -20,8 +20,9 @@ form?.addEventListener('submit', async (event) => {
   button.disabled = true;
   button.textContent = 'Creating your account…';
   try {
+    // Registering signs the new account in: no separate login, which a throttled address
+    // (someone else's wrong passwords) would refuse.
     await api('/api/auth/register', { method: 'POST', json: body });
-    await api('/api/auth/login', { method: 'POST', json: { email, password } });
     location.assign('/');
   } catch (e) {
     showError(error, e.message);

@@ -1,6 +1,6 @@
 // One task: status, per-page progress, timeline, errors in plain words, downloads, retry and
 // delete. Updated live.
-import { api, badge, downloadLinks, el, island, live, setupChrome, STATUS_LABELS, TASK_ERRORS, timeEl, toast } from './lib.js';
+import { api, badge, downloadLinks, el, island, live, RETRY_CANNOT_HELP, setupChrome, STATUS_LABELS, TASK_ERRORS, timeEl, toast } from './lib.js';
 
 setupChrome();
 
@@ -64,7 +64,8 @@ function render() {
 
   document.getElementById('downloads').replaceChildren(...downloadLinks(task));
   document.getElementById('view').hidden = task.status !== 'completed';
-  document.getElementById('retry').hidden = !['failed', 'cancelled'].includes(task.status);
+  document.getElementById('retry').hidden = !['failed', 'cancelled'].includes(task.status)
+    || RETRY_CANNOT_HELP.has(task.error?.code);
 }
 
 document.getElementById('retry').addEventListener('click', async (event) => {

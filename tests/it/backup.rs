@@ -279,7 +279,7 @@ async fn populate(install: &Install, base: &str) -> Vec<Account> {
         );
     }
 
-    let png = tiny_png();
+    let png = crate::support::tiny_png();
     let worker = "backup-test";
     let lease = Duration::from_secs(3600);
     let submit = async |name: &str| install.submit_bytes_as(owner, name, png.clone()).await;
@@ -517,15 +517,6 @@ fn with_manifest(archive: &Path, dir: &Path, edit: impl Fn(&mut Value)) -> PathB
     }
     out.finish().unwrap();
     copy
-}
-
-fn tiny_png() -> Vec<u8> {
-    let image = image::RgbImage::from_pixel(8, 8, image::Rgb([255, 255, 255]));
-    let mut png = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use fantoccini::{Client, ClientBuilder, Locator};
+use ocrd::db::models::Task;
 use serde_json::{Value, json};
 
 use crate::all_in_one::start_worker;
@@ -660,6 +661,11 @@ async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_pass
         .await
         .unwrap();
     assert_eq!(me.status(), 401);
+    // The revoked token is no longer offered for copying.
+    let shown = browser
+        .js("return [document.getElementById('new-token').hidden, document.getElementById('new-token-value').textContent]")
+        .await;
+    assert_eq!(shown, json!([true, ""]), "the revoked token is still shown");
 
     // Changing the password keeps this browser signed in with a renewed session.
     browser.fill("#current", PASSWORD).await;
@@ -689,5 +695,82 @@ async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_pass
         .await
         .unwrap();
     assert_eq!(login.status(), 200);
+    browser.close().await;
+}
+
+/// Someone else's wrong passwords from this address lock sign-ins from it; registering is not
+/// a sign-in attempt, and the new account lands on its dashboard signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_signs_in_even_when_this_address_is_throttled() {
+    let (_install, base, _) = serve(|c| c.auth.login_attempts_per_address = 3).await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"email": "somebody@example.com", "password": "wrong"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let browser = Browser::start(base.clone()).await;
+    // Waits for the dashboard, signed in.
+    let email = browser.register_new().await;
+    let me = browser
+        .js("return fetch('/api/auth/me').then((r) => r.json()).then((me) => me.user.email)")
+        .await;
+    assert_eq!(me, json!(email));
+    browser.assert_no_console_errors("/register").await;
+    browser.close().await;
+}
+
+/// A task that failed because of its file (it cannot be decoded) offers no Retry: running it
+/// again ends the same way. One that failed in the engine does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_is_offered_only_where_retrying_can_help() {
+    let (install, base, _) = serve(|_| {}).await;
+    let browser = Browser::start(base.clone()).await;
+    browser.register_new().await;
+    let user = browser
+        .js("return fetch('/api/auth/me').then((r) => r.json()).then((me) => me.user.id)")
+        .await;
+    let user = user.as_str().unwrap();
+    let mut pages = Vec::new();
+    for (code, retry) in [
+        ("undecodable", false),
+        ("engine_error", true),
+        ("encrypted", false),
+    ] {
+        let task = install
+            .submit_bytes_as(user, "page.png", crate::support::tiny_png())
+            .await;
+        let mut conn = install.app.db.get().await.unwrap();
+        let lease = std::time::Duration::from_secs(60);
+        Task::claim(&mut conn, &task.id, "w", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        Task::fail(&mut conn, &task.id, "w", code, "It failed.")
+            .await
+            .unwrap()
+            .unwrap();
+        pages.push((task.id, code, retry));
+    }
+    for (id, code, retry) in pages {
+        browser.goto(&format!("/tasks/{id}")).await;
+        browser
+            .until(
+                "the task's error",
+                &format!("return document.getElementById('error-code').textContent === '{code}'"),
+            )
+            .await;
+        let hidden = browser
+            .js("return document.getElementById('retry').hidden")
+            .await;
+        assert_eq!(hidden, json!(!retry), "{code}: Retry shown = {}", !retry);
+    }
+    browser.assert_no_console_errors("/tasks").await;
     browser.close().await;
 }

@@ -155,3 +155,58 @@ fn config_file_then_environment_and_secrets_redacted() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nope.toml"));
 }
+
+/// `ocrd all-in-one` ends its start-up with one plain line a person can act on: the address
+/// it really bound and, on a new install, how the first admin comes about. A `public_url` on
+/// this machine with another port than the bound one gets a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_says_where_to_open_it_and_who_becomes_admin() {
+    for public_url in [None, Some("http://127.0.0.1:1")] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::install::free_port();
+        let (stdout, stderr) = (dir.path().join("stdout.log"), dir.path().join("stderr.log"));
+        let mut command = std::process::Command::new(crate::install::ocrd_bin());
+        command
+            .arg("all-in-one")
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("OCRD_DATA_DIR", dir.path().join("data"))
+            .env("OCRD_OCR__MODELS_DIR", crate::install::models_dir())
+            .env("OCRD_OCR__THREADS", "1")
+            .env("OCRD_SERVER__BIND", format!("127.0.0.1:{port}"))
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        if let Some(url) = public_url {
+            command.env("OCRD_SERVER__PUBLIC_URL", url);
+        }
+        let _server = crate::edge::KillOnDrop(command.spawn().unwrap());
+        let line = crate::install::wait_for(
+            std::time::Duration::from_secs(120),
+            "the ready line",
+            || async {
+                std::fs::read_to_string(&stdout)
+                    .ok()
+                    .filter(|s| s.contains("ocrd is ready"))
+            },
+        )
+        .await;
+        let log = std::fs::read_to_string(&stderr).unwrap();
+        let warned =
+            log.contains("server.public_url names another port than the one ocrd listens on");
+        match public_url {
+            None => {
+                assert_eq!(
+                    line.trim(),
+                    format!(
+                        "ocrd is ready: open http://127.0.0.1:{port} — the first account you register becomes the admin"
+                    )
+                );
+                assert!(!warned, "{log}");
+            }
+            Some(_) => assert!(warned, "{log}"),
+        }
+        // actix's own start-up lines are not for users.
+        assert!(!log.contains("actix_server"), "{log}");
+    }
+}

@@ -362,3 +362,13 @@ pub async fn create_token(base: &str, client: &reqwest::Client, csrf: &str, name
         .unwrap_or_else(|| panic!("no token in {created}"))
         .to_owned()
 }
+
+/// A small white PNG: a valid upload that needs no recognition time.
+pub fn tiny_png() -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(8, 8, image::Rgb([255, 255, 255]));
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}

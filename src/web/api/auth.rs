@@ -44,11 +44,6 @@ pub struct LoginRequest {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct UserResponse {
-    pub user: UserView,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct SessionResponse {
     pub user: UserView,
     /// Send as `X-CSRF-Token` on every cookie-authenticated POST, PATCH and DELETE.
@@ -68,9 +63,11 @@ fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// Creates an account. The first account of an install becomes its admin.
+/// Creates an account and signs it in (sets the session cookie, like login). The first
+/// account of an install becomes its admin. Registering is not a sign-in attempt: the login
+/// throttle of the client's address does not apply to it (the auth rate limit does).
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest, responses(
-    (status = 201, body = UserResponse, description = "Created"),
+    (status = 201, body = SessionResponse, description = "Created, and signed in: sets the `ocrd_session` cookie"),
     (status = 400, description = "`invalid_request`, `weak_password`"),
     (status = 403, description = "`registration_closed`"),
     (status = 409, description = "`email_taken`"),
@@ -108,12 +105,7 @@ pub async fn register(
     }
     check_password(&app, &body.password, &email)?;
     let user = crate::auth::create_user(&app, &email, &body.password, None).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &UserResponse {
-            user: (&user).into(),
-        },
-    ))
+    signed_in(&req, &app, &user, StatusCode::CREATED).await
 }
 
 /// Signs in: sets the session cookie (a new session id on every login) and returns the CSRF
@@ -177,19 +169,24 @@ pub async fn login(
     };
     app.login_throttle.reset(&account).await;
     app.login_throttle.forgive(&address).await;
-    // Rotate: whatever session this browser had ends here.
-    if let Some(old) = crate::auth::session_cookie(&req, &app) {
-        let _ = app.sessions.delete(old.value()).await;
-    }
-    signed_in(&req, &app, &user).await
+    signed_in(&req, &app, &user, StatusCode::OK).await
 }
 
 /// Starts a session for `user`: the answer sets its cookie and carries its CSRF token.
-async fn signed_in(req: &HttpRequest, app: &App, user: &User) -> Result<HttpResponse, ApiError> {
+/// Whatever session this browser had ends here (a new session id on every sign-in).
+async fn signed_in(
+    req: &HttpRequest,
+    app: &App,
+    user: &User,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(old) = crate::auth::session_cookie(req, app) {
+        let _ = app.sessions.delete(old.value()).await;
+    }
     let secure = crate::auth::secure_cookies(req, app);
     let (cookie, session) = crate::auth::start_session(app, user, secure).await?;
     let mut response = json(
-        StatusCode::OK,
+        status,
         &SessionResponse {
             user: user.into(),
             csrf_token: Some(session.csrf_token),
@@ -294,7 +291,7 @@ pub async fn change_password(
     if let Via::Session { id, .. } = &current.via {
         let _ = app.sessions.delete(id).await;
     }
-    signed_in(&req, &app, &user).await
+    signed_in(&req, &app, &user, StatusCode::OK).await
 }
 
 /// The password policy, as the API answers it: `weak_password` with the reason.
