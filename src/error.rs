@@ -90,10 +90,12 @@ struct Inner<'a> {
 }
 
 impl ApiError {
+    /// `message` becomes a full sentence (a capital first letter, a closing full stop),
+    /// whichever module wrote it: one style in every answer.
     pub fn new(code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
             code,
-            message: message.into(),
+            message: sentence(message.into()),
             retry_after: None,
             headers: Vec::new(),
         }
@@ -122,6 +124,19 @@ impl ApiError {
             "an unexpected error occurred; it was logged",
         )
     }
+}
+
+/// `text` with a capital first letter and a closing full stop, unless it has them.
+fn sentence(text: String) -> String {
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else {
+        return text;
+    };
+    let mut out: String = first.to_uppercase().chain(chars).collect();
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
 }
 
 impl From<DbError> for ApiError {
@@ -191,6 +206,18 @@ pub fn escape_markup(json: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_are_full_sentences() {
+        let said = |m: &str| super::ApiError::invalid(m).message;
+        assert_eq!(said("wrong email or password"), "Wrong email or password.");
+        assert_eq!(
+            said("Too many requests; try again in 3 s."),
+            "Too many requests; try again in 3 s."
+        );
+        assert_eq!(said("`x` is unknown"), "`x` is unknown.");
+        assert_eq!(said(""), "");
+    }
+
     use super::*;
 
     #[test]

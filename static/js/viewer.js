@@ -75,7 +75,9 @@ function showPage(n) {
         rect.append(title);
         rects.push(rect);
         if (words.length) words.push(' ');
-        words.push(el('span', { class: `w ${confidenceClass(word.confidence)}`, 'data-i': String(i), tabindex: '0', role: 'button' }, word.text));
+        // One tab stop for all the words (a roving tabindex): the first word until another
+        // is reached with the arrow keys.
+        words.push(el('span', { class: `w ${confidenceClass(word.confidence)}`, 'data-i': String(i), tabindex: i === 0 ? '0' : '-1', role: 'button' }, word.text));
         i++;
       }
       lines.push(el('span', { class: 'line' }, ...words), el('br'));
@@ -95,11 +97,28 @@ text.addEventListener('click', (event) => {
   const i = event.target.closest('[data-i]')?.dataset.i;
   if (i !== undefined) select(i, 'image');
 });
+/** Moves the text's one tab stop to word `i` (clamped to the page's words) and focuses it. */
+function focusWord(i) {
+  const words = text.querySelectorAll('.w');
+  if (!words.length) return;
+  const target = words[Math.min(Math.max(i, 0), words.length - 1)];
+  for (const word of words) word.tabIndex = word === target ? 0 : -1;
+  target.focus();
+}
+
+const WORD_STEPS = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
 text.addEventListener('keydown', (event) => {
   const i = event.target.closest('[data-i]')?.dataset.i;
-  if (i !== undefined && (event.key === 'Enter' || event.key === ' ')) {
+  if (i === undefined) return;
+  if (event.key === 'Enter' || event.key === ' ') {
     event.preventDefault();
     select(i, 'image');
+  } else if (event.key in WORD_STEPS) {
+    event.preventDefault();
+    focusWord(Number(i) + WORD_STEPS[event.key]);
+  } else if (event.key === 'Home' || event.key === 'End') {
+    event.preventDefault();
+    focusWord(event.key === 'Home' ? 0 : Number.MAX_SAFE_INTEGER);
   }
 });
 for (const panel of [boxes, text]) {
@@ -120,7 +139,8 @@ document.getElementById('copy').addEventListener('click', () => copyText(text.in
 prev.addEventListener('click', () => showPage(page - 1));
 next.addEventListener('click', () => showPage(page + 1));
 document.addEventListener('keydown', (event) => {
-  if (!result || event.target.closest('input, textarea, select')) return;
+  // Arrows on a word move between words (above); elsewhere they turn pages.
+  if (!result || event.target.closest('input, textarea, select, [data-i]')) return;
   if (event.key === 'ArrowLeft' && page > 1) showPage(page - 1);
   if (event.key === 'ArrowRight' && page < result.pages.length) showPage(page + 1);
   if (event.key === 'Escape') select(null);

@@ -359,6 +359,33 @@ async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
         .js("return document.querySelector('#boxes rect.word.selected')?.dataset.i")
         .await;
     assert_eq!(marked, json!("12"));
+    // The words are one tab stop, moved with the arrow keys (not one per word); the page
+    // buttons' accessible names are their visible text.
+    let stops = browser
+        .js("return document.querySelectorAll('#text .w[tabindex=\"0\"]').length")
+        .await;
+    assert_eq!(stops, json!(1), "tab stops among the words");
+    let moved = browser
+        .js(
+            "const w = document.querySelector('#text .w[tabindex=\"0\"]'); w.focus(); \
+             w.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowRight', bubbles: true})); \
+             const now = document.activeElement; \
+             return [now.dataset.i, Number(w.dataset.i) + 1 + '', \
+               document.querySelectorAll('#text .w[tabindex=\"0\"]').length]",
+        )
+        .await;
+    assert_eq!(
+        moved[0], moved[1],
+        "ArrowRight moves to the next word: {moved}"
+    );
+    assert_eq!(moved[2], json!(1), "{moved}");
+    let names = browser
+        .js(
+            "return ['prev', 'next'].map((id) => { const b = document.getElementById(id); \
+             return [b.getAttribute('aria-label'), b.textContent]; })",
+        )
+        .await;
+    assert_eq!(names, json!([[null, "‹ Previous"], [null, "Next ›"]]));
     browser.click("#shade").await;
     browser.screenshots("viewer").await;
     browser.assert_no_console_errors("the viewer").await;
@@ -517,7 +544,10 @@ async fn upload_errors_show_next_to_each_file() {
     assert!(message.contains("Too large"), "{message}");
     let (_, state, message) = find("fake.png");
     assert_eq!(state, "error");
-    assert!(message.contains("not a supported"), "{message}");
+    assert!(
+        message.contains("Not a supported document type"),
+        "{message}"
+    );
     let (_, state, message) = find("notes.txt");
     assert_eq!(state, "error");
     assert!(message.contains("Not a supported type"), "{message}");
@@ -600,10 +630,38 @@ async fn the_live_view_shows_when_offline_and_catches_up_after_reconnecting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_password() {
-    let (_install, base, _) = serve(|_| {}).await;
+    let (install, base, _) = serve(|_| {}).await;
     let browser = Browser::start(base.clone()).await;
     let email = browser.register_new().await;
     browser.goto("/account").await;
+    // The page says who is signed in, and whether that account administers this install.
+    let role = browser
+        .js("return document.getElementById('account-role').textContent")
+        .await;
+    let role = role.as_str().unwrap().to_owned();
+    assert!(
+        role.contains(&email) && !role.contains("administrator"),
+        "{role}"
+    );
+    {
+        use ocrd::db::models::{Role, User};
+        let mut conn = install.app.db.get().await.unwrap();
+        let user = User::find_by_email(&mut conn, &email)
+            .await
+            .unwrap()
+            .unwrap();
+        User::set_role(&mut conn, &user.id, Role::Admin)
+            .await
+            .unwrap();
+    }
+    browser.goto("/account").await;
+    let role = browser
+        .js("return document.getElementById('account-role').textContent")
+        .await;
+    assert!(
+        role.as_str().unwrap().contains("an administrator"),
+        "{role}"
+    );
     browser
         .until(
             "the token list",
@@ -772,5 +830,40 @@ async fn retry_is_offered_only_where_retrying_can_help() {
         assert_eq!(hidden, json!(!retry), "{code}: Retry shown = {}", !retry);
     }
     browser.assert_no_console_errors("/tasks").await;
+    browser.close().await;
+}
+
+/// A throttled sign-in says how long to wait, as its Retry-After does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_sign_in_says_how_long_to_wait() {
+    let (_install, base, _) = serve(|c| c.auth.login_attempts = 1).await;
+    let browser = Browser::start(base.clone()).await;
+    browser.goto("/login").await;
+    let mut said = Value::Null;
+    for attempt in 0..2 {
+        browser.fill("#email", "nobody@example.com").await;
+        browser.fill("#password", "not the password").await;
+        browser.click("#login-form button[type=submit]").await;
+        said = browser
+            .until(
+                "the sign-in error",
+                &format!(
+                    "const e = document.getElementById('form-error'); \
+                     const b = document.querySelector('#login-form button[type=submit]'); \
+                     return !e.hidden && !b.disabled && e.textContent.length > 0 && \
+                       ({attempt} === 0 || /wait|again/i.test(e.textContent)) && e.textContent"
+                ),
+            )
+            .await;
+    }
+    let said = said.as_str().unwrap();
+    let secs: Vec<u64> = said
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        said.contains("try again in") && secs.iter().any(|&s| s > 0),
+        "the message does not say how long: {said}"
+    );
     browser.close().await;
 }
