@@ -1,5 +1,6 @@
 // Renders /api/openapi.json as a readable page: operations by tag, their parameters, bodies
-// and responses. Plain DOM, no libraries; text is set with textContent, never as HTML.
+// and responses, with the descriptions' Markdown (paragraphs, lists, tables, `code`, **bold**).
+// Plain DOM, no libraries; text is set with textContent, never as HTML.
 "use strict";
 
 function el(tag, text, cls) {
@@ -7,6 +8,42 @@ function el(tag, text, cls) {
   if (text !== undefined) node.textContent = text;
   if (cls) node.className = cls;
   return node;
+}
+
+/** Inline Markdown: `code` and **bold**, as nodes appended to `node`. */
+function inline(node, text) {
+  text.split(/(`[^`]*`|\*\*[^*]+\*\*)/).forEach((part) => {
+    if (part.startsWith("`") && part.endsWith("`") && part.length > 1) node.append(el("code", part.slice(1, -1)));
+    else if (part.startsWith("**") && part.endsWith("**") && part.length > 3) node.append(el("strong", part.slice(2, -2)));
+    else if (part) node.append(document.createTextNode(part));
+  });
+  return node;
+}
+
+/** Block Markdown: paragraphs, `- ` lists and `|` tables, separated by blank lines. */
+function markdown(text) {
+  const out = document.createDocumentFragment();
+  for (const block of text.split(/\n\s*\n/)) {
+    const lines = block.split("\n").filter((l) => l.trim());
+    if (!lines.length) continue;
+    if (lines.every((l) => l.trim().startsWith("|"))) {
+      const table = el("table");
+      const rows = lines.filter((l) => !/^\|[\s:|-]+\|$/.test(l.trim()));
+      rows.forEach((line, i) => {
+        const row = el("tr");
+        for (const cell of line.trim().slice(1, -1).split("|")) row.append(inline(el(i === 0 ? "th" : "td"), cell.trim()));
+        table.append(row);
+      });
+      out.append(table);
+    } else if (lines.every((l) => l.trim().startsWith("- "))) {
+      const list = el("ul");
+      for (const line of lines) list.append(inline(el("li"), line.trim().slice(2)));
+      out.append(list);
+    } else {
+      out.append(inline(el("p"), lines.join(" ")));
+    }
+  }
+  return out;
 }
 
 function schemaName(schema) {
@@ -21,8 +58,8 @@ function renderOperation(path, method, op) {
   const head = el("div");
   head.append(el("span", method, "method"), el("code", path));
   box.append(head);
-  if (op.summary) box.append(el("p", op.summary));
-  if (op.description && op.description !== op.summary) box.append(el("p", op.description));
+  if (op.summary) box.append(inline(el("p"), op.summary));
+  if (op.description && op.description !== op.summary) box.append(markdown(op.description));
   if (op.parameters && op.parameters.length) {
     const table = el("table");
     table.append(tr(["parameter", "in", "type", "description"], "th"));
@@ -45,7 +82,7 @@ function renderOperation(path, method, op) {
 
 function tr(cells, tag) {
   const row = el("tr");
-  for (const c of cells) row.append(el(tag, c));
+  for (const c of cells) row.append(inline(el(tag), c));
   return row;
 }
 
@@ -56,9 +93,7 @@ async function main() {
     if (!response.ok) throw new Error("HTTP " + response.status);
     const doc = await response.json();
     root.replaceChildren(el("h1", doc.info.title + " " + doc.info.version));
-    const intro = el("pre", doc.info.description || "");
-    intro.style.whiteSpace = "pre-wrap";
-    root.append(intro);
+    root.append(markdown(doc.info.description || ""));
     const byTag = new Map();
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(item)) {

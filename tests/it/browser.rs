@@ -867,3 +867,33 @@ async fn a_throttled_sign_in_says_how_long_to_wait() {
     );
     browser.close().await;
 }
+
+/// /api/docs renders the document's Markdown: the error-code table is a table, code is code,
+/// and no raw Markdown (a `pre` block, backticks, table pipes) is left on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_docs_render_their_markdown() {
+    let (_install, base, _) = serve(|_| {}).await;
+    let browser = Browser::start(base.clone()).await;
+    browser.goto("/api/docs").await;
+    browser
+        .until(
+            "the operations",
+            "return document.querySelectorAll('#docs h2').length > 3",
+        )
+        .await;
+    let page = browser
+        .js("const docs = document.getElementById('docs'); \
+             const codes = [...docs.querySelectorAll('table')].find((t) => \
+               t.querySelector('th')?.textContent === 'code'); \
+             return {pre: docs.querySelectorAll('pre').length, \
+               codeRows: codes ? codes.querySelectorAll('tr td:first-child code').length : 0, \
+               backticks: (docs.innerText.match(/`/g) || []).length, \
+               pipes: docs.innerText.includes('|---')}")
+        .await;
+    assert_eq!(page["pre"], json!(0), "{page}");
+    assert!(page["codeRows"].as_u64().unwrap() >= 10, "{page}");
+    assert_eq!(page["backticks"], json!(0), "{page}");
+    assert_eq!(page["pipes"], json!(false), "{page}");
+    browser.assert_no_console_errors("/api/docs").await;
+    browser.close().await;
+}
