@@ -18,7 +18,7 @@ use ocrd::db::models::{BlobKeys, NewTaskResult, Task, TaskStatus};
 use serde_json::{Value, json};
 
 use crate::install::{Install, serve_app};
-use crate::support::{PASSWORD, create_token, register_and_sign_in, unique};
+use crate::support::{PASSWORD, create_token, get_json, register_and_sign_in, unique};
 
 /// An account of the populated install: how it signs in, and its API token.
 struct Account {
@@ -101,6 +101,7 @@ async fn round_trip(install: &Install, damage: &str, wipe: impl AsyncFnOnce()) {
     let created_in = started.elapsed();
     let said = succeeded(&out, "backup create");
     let archive = PathBuf::from(said.split(": ").next().unwrap());
+    let archive_arg = archive.display().to_string();
     assert!(archive.is_file(), "{said}");
     let size = std::fs::metadata(&archive).unwrap().len();
 
@@ -120,20 +121,14 @@ async fn round_trip(install: &Install, damage: &str, wipe: impl AsyncFnOnce()) {
     assert!((now - 600.0..=now + 1.0).contains(&last), "{last} vs {now}");
 
     let verified = succeeded(
-        &ocrd(
-            install,
-            &["backup", "verify", &archive.display().to_string()],
-        ),
+        &ocrd(install, &["backup", "verify", &archive_arg]),
         "verify",
     );
     assert!(verified.contains("intact"), "{verified}");
 
     // Into an install that holds data: refused, and nothing changes.
     let refused = failed(
-        &ocrd(
-            install,
-            &["backup", "restore", &archive.display().to_string()],
-        ),
+        &ocrd(install, &["backup", "restore", &archive_arg]),
         "restore into a full install",
     );
     assert!(refused.contains("already holds"), "{refused}");
@@ -175,10 +170,7 @@ async fn round_trip(install: &Install, damage: &str, wipe: impl AsyncFnOnce()) {
     }
     let started = Instant::now();
     let said = succeeded(
-        &ocrd(
-            install,
-            &["backup", "restore", &archive.display().to_string()],
-        ),
+        &ocrd(install, &["backup", "restore", &archive_arg]),
         "restore",
     );
     let restored_in = started.elapsed();
@@ -213,14 +205,7 @@ async fn round_trip(install: &Install, damage: &str, wipe: impl AsyncFnOnce()) {
             .await
             .unwrap();
         assert_eq!(login.status(), 200, "{} cannot sign in", account.email);
-        let me: Value = client
-            .get(format!("{base}/api/auth/me"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = get_json(&client, &format!("{base}/api/auth/me")).await;
         assert_eq!(me["user"]["email"], json!(account.email));
     }
 }
@@ -239,14 +224,7 @@ async fn populate(install: &Install, base: &str) -> Vec<Account> {
             .unwrap();
         let csrf = register_and_sign_in(base, &client, &email).await;
         let token = create_token(base, &client, &csrf, "backup test").await;
-        let me: Value = client
-            .get(format!("{base}/api/auth/me"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = get_json(&client, &format!("{base}/api/auth/me")).await;
         ids.push(me["user"]["id"].as_str().unwrap().to_owned());
         accounts.push(Account { email, token });
     }

@@ -1,7 +1,7 @@
 //! The deployment artefacts in `deploy/`, checked with their own ecosystem's tools.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 /// Each unit with the highest `systemd-analyze security` exposure it may have.
@@ -12,7 +12,30 @@ const UNITS: [(&str, f32); 4] = [
     ("ocrd-work@.service", 3.0),
 ];
 
-fn systemd_analyze(args: &[&str], dir: &Path) -> std::process::Output {
+/// A tool's whole answer: its standard output, then its standard error.
+fn said(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The tool succeeded; `what` and its answer otherwise.
+fn assert_succeeded(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what}: {}", said(out));
+}
+
+/// The tool succeeded and said nothing (a check with no finding).
+fn assert_silent_success(out: &Output, what: &str) {
+    let said = said(out);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "{what}: {said}"
+    );
+}
+
+fn systemd_analyze(args: &[&str], dir: &Path) -> Output {
     Command::new("systemd-analyze")
         .args(args)
         .current_dir(dir)
@@ -47,15 +70,9 @@ fn systemd_units_verify_clean_and_stay_within_their_exposure() {
     names.push("./ocrd-backup.timer".into());
     let mut args = vec!["verify", "--man=no"];
     args.extend(names.iter().map(String::as_str));
-    let out = systemd_analyze(&args, dir.path());
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "systemd-analyze verify: {said}"
+    assert_silent_success(
+        &systemd_analyze(&args, dir.path()),
+        "systemd-analyze verify",
     );
 
     for ((unit, most), name) in UNITS.iter().zip(&names[..UNITS.len()]) {
@@ -113,12 +130,7 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
             "{bad}: {said}"
         );
     }
-    let out = grant(&role);
-    assert!(
-        out.status.success(),
-        "grant-app-role: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&grant(&role), "grant-app-role");
     let mut app_url = url::Url::parse(&install.db.url).unwrap();
     app_url.set_username(&role).unwrap();
     app_url.set_password(None).unwrap();
@@ -194,11 +206,7 @@ async fn the_application_role_runs_the_journey_and_cannot_change_the_schema() {
         .env("OCRD_DATABASE__URL", &app_url)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "backup create as the app role: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "backup create as the app role");
 
     // The schema is the owner's.
     let mut conn = AsyncPgConnection::establish(&app_url).await.unwrap();
@@ -244,15 +252,7 @@ pub fn assert_promtool_clean(what: &str, text: &str) {
         .write_all(text.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics, {what}: {said}\n{text}"
-    );
+    assert_silent_success(&out, &format!("promtool check metrics, {what} ({text})"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,12 +386,7 @@ async fn the_metrics_of_serve_and_work_pass_promtool() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "the dashboard's queries: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "promtool check rules, the dashboard's queries");
 }
 
 /// The series names `texts` (Prometheus text) export, with `up` and node_exporter's
@@ -436,13 +431,7 @@ fn the_prometheus_alerts_are_valid_and_fire_when_they_should() {
             .current_dir(&dir)
             .output()
             .expect("promtool is not installed (Debian package `prometheus`; scripts/test-services.sh installs it)");
-        assert!(
-            out.status.success(),
-            "promtool {}: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded(&out, &format!("promtool {}", args.join(" ")));
     }
 }
 
@@ -496,12 +485,8 @@ async fn fail2ban_filter_matches_failed_sign_ins_in_a_real_log() {
             .arg(&filter)
             .output()
             .expect("fail2ban-regex is not installed (Debian package `fail2ban`; scripts/test-services.sh installs it)");
+        assert_succeeded(&out, "fail2ban-regex");
         let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let matched: usize = said
             .lines()
             .find_map(|l| l.trim().strip_prefix("Lines: "))
@@ -557,11 +542,7 @@ async fn the_iam_policy_allows_the_journey_and_nothing_more() {
         .arg(&bucket)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "tests/scripts/iam_on_moto.py");
     let setup: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for (what, answer) in setup["answers"].as_object().unwrap() {
         let want_allowed = what.starts_with("put under uploads/")
@@ -737,12 +718,7 @@ fn the_compose_file_follows_the_compose_specification() {
         .arg(&file)
         .output()
         .unwrap_or_else(|e| panic!("check-jsonschema: {e}\n  {}", crate::support::HOW_TO_RUN));
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "check-jsonschema, the Compose Specification");
     let text = std::fs::read_to_string(&file).unwrap();
     for service in [
         "postgres:",

@@ -819,20 +819,11 @@ impl ServeProcess {
             .await
             .unwrap();
         let csrf = me["csrf_token"].as_str().unwrap_or_default().to_owned();
-        let created: Value = browser
-            .post(format!("{base}/api/tokens"))
-            .header("X-CSRF-Token", csrf)
-            .json(&json!({"name": "rss"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = crate::support::create_token(&base, &browser, &csrf, "rss").await;
         ServeProcess {
             child,
             base,
-            token: created["token"].as_str().expect("a token").to_owned(),
+            token,
             data_dir,
             _dir: dir,
         }

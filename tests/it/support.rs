@@ -372,3 +372,15 @@ pub fn tiny_png() -> Vec<u8> {
         .unwrap();
     png
 }
+
+/// `GET url` with `client`, answered as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
