@@ -152,9 +152,13 @@ async fn round_trip(install: &Install, damage: &str, wipe: impl AsyncFnOnce()) {
     assert!(said.contains(&member), "{member}: {said}");
 
     // An archive from a newer schema (a later ocrd) is refused, forced or not.
-    let newer = with_manifest(&archive, dir.path(), |m| {
-        m["schema_version"] = json!("99991231000000");
-    });
+    let newer = rewritten(
+        &archive,
+        dir.path(),
+        "newer.tar",
+        |m| m["schema_version"] = json!("99991231000000"),
+        &[],
+    );
     let said = failed(
         &ocrd(
             install,
@@ -163,6 +167,43 @@ async fn round_trip(install: &Install, damage: &str, wipe: impl AsyncFnOnce()) {
         "restore of a newer schema",
     );
     assert!(said.contains("newer than this ocrd"), "{said}");
+
+    // Not an archive at all, one cut short, one with a file its manifest does not list, and
+    // one that is not there: verify and restore (forced) refuse each, naming the file and
+    // what is wrong, and the install stays as it was.
+    let bytes = std::fs::read(&archive).unwrap();
+    let foreign = dir.path().join("foreign.tar");
+    std::fs::write(&foreign, crate::support::tiny_png()).unwrap();
+    let truncated = dir.path().join("truncated.tar");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let extra = rewritten(
+        &archive,
+        dir.path(),
+        "extra.tar",
+        |_| {},
+        &[("payload.sh", b"#!/bin/sh\nrm -rf /\n")],
+    );
+    let missing = dir.path().join("missing.tar");
+    for (bad, reason) in [
+        (&foreign, ""),
+        (&truncated, ""),
+        (&extra, "payload.sh: not listed in the manifest"),
+        (&missing, "No such file"),
+    ] {
+        let bad = bad.display().to_string();
+        for args in [
+            vec!["backup", "verify", &bad],
+            vec!["backup", "restore", "--force", &bad],
+        ] {
+            let said = failed(&ocrd(install, &args), &args.join(" "));
+            assert!(
+                said.contains(&bad) && said.contains(reason) && !said.contains("panicked"),
+                "{}: {said}",
+                args.join(" ")
+            );
+        }
+    }
+    assert_eq!(api_reads(&base, &accounts).await, before);
 
     wipe().await;
     if install.config.storage.kind == ocrd::config::StorageKind::S3 {
@@ -472,9 +513,16 @@ fn flip_one_byte(archive: &Path, prefix: &str, dir: &Path) -> (PathBuf, String) 
     (copy, name)
 }
 
-/// A copy of `archive` whose manifest `edit` changed.
-fn with_manifest(archive: &Path, dir: &Path, edit: impl Fn(&mut Value)) -> PathBuf {
-    let copy = dir.join("edited.tar");
+/// A copy of `archive` named `name` in `dir`, its manifest changed by `edit` and `extra`
+/// members appended.
+fn rewritten(
+    archive: &Path,
+    dir: &Path,
+    name: &str,
+    edit: impl Fn(&mut Value),
+    extra: &[(&str, &[u8])],
+) -> PathBuf {
+    let copy = dir.join(name);
     let mut out = tar::Builder::new(std::fs::File::create(&copy).unwrap());
     let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
     for entry in tar.entries().unwrap() {
@@ -492,6 +540,12 @@ fn with_manifest(archive: &Path, dir: &Path, edit: impl Fn(&mut Value)) -> PathB
         header.set_mode(0o600);
         out.append_data(&mut header, &name, body.as_slice())
             .unwrap();
+    }
+    for (name, body) in extra {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o600);
+        out.append_data(&mut header, name, *body).unwrap();
     }
     out.finish().unwrap();
     copy
