@@ -55,6 +55,7 @@ codes! {
     PageNotFound => (NOT_FOUND, "page_not_found", "The document has no page with this number."),
     EmailTaken => (CONFLICT, "email_taken", "An account with this email exists."),
     NotRetryable => (CONFLICT, "not_retryable", "Only a failed or cancelled task can be retried."),
+    NotCancellable => (CONFLICT, "not_cancellable", "Only a queued or processing task can be cancelled."),
     HostNotAllowed => (MISDIRECTED_REQUEST, "host_not_allowed", "The Host header names a host this server does not answer for (server.allowed_hosts)."),
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout", "The upload stalled for longer than server.upload_idle_secs; nothing was kept."),
     UriTooLong => (URI_TOO_LONG, "uri_too_long", "The path and query are longer than 8 KiB."),

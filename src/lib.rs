@@ -21,6 +21,7 @@ pub mod process;
 pub mod queue;
 pub mod redis_pool;
 pub mod render;
+pub mod results;
 pub mod tasks;
 pub mod telemetry;
 pub mod web;

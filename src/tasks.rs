@@ -197,6 +197,31 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: Into<BoxError>,
 {
+    submit_then(app, submission, body, std::future::ready(Ok(None))).await
+}
+
+/// What a form sent after its file: the engine and options to record instead of those given
+/// with the [`Submission`].
+#[derive(Clone, Debug)]
+pub struct Trailer {
+    pub engine: Option<EngineKind>,
+    pub options: TaskOptions,
+}
+
+/// [`submit`] for a form whose fields may follow the file (generated clients send the file
+/// first): `trailer` runs once the body has ended, and what it returns is recorded. Its error
+/// aborts the upload like a body error.
+pub async fn submit_then<S, E, T>(
+    app: &App,
+    submission: Submission<'_>,
+    body: S,
+    trailer: T,
+) -> Result<(Task, bool), SubmitError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: Into<BoxError>,
+    T: Future<Output = Result<Option<Trailer>, BoxError>>,
+{
     if let Some(key) = submission.idempotency_key {
         let (user_id, key) = (submission.user_id.to_owned(), key.to_owned());
         let found = app
@@ -210,12 +235,16 @@ where
         }
     }
     let (sender, chunks) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let (trailer_sender, trailer_received) = tokio::sync::oneshot::channel();
     let owned = OwnedSubmission::from(&submission);
     let detached = app.clone();
-    let stored =
-        app.finish(async move { store_and_record(&detached, owned, body_of(chunks)).await });
+    let stored = app.finish(async move {
+        store_and_record(&detached, owned, body_of(chunks), trailer_received).await
+    });
     let mut body = std::pin::pin!(body);
     let mut stored = std::pin::pin!(stored);
+    let mut trailer = std::pin::pin!(trailer);
+    let mut trailer_sender = Some(trailer_sender);
     loop {
         // Pump the client's body into the channel until it ends, or until the stored side
         // answers early (a wrong type, too large, a storage error).
@@ -226,7 +255,23 @@ where
         let item = match chunk {
             Some(Ok(bytes)) => Chunk::Data(bytes),
             Some(Err(e)) => Chunk::Failed(e.into()),
-            None => Chunk::End,
+            None => {
+                // The fields after the file, read before the storing side is told the body
+                // is complete; it records what they say.
+                let read = tokio::select! {
+                    outcome = &mut stored => return joined(outcome),
+                    read = &mut trailer => read,
+                };
+                match read {
+                    Ok(read) => {
+                        if let Some(sender) = trailer_sender.take() {
+                            let _ = sender.send(read);
+                        }
+                        Chunk::End
+                    }
+                    Err(e) => Chunk::Failed(e),
+                }
+            }
         };
         let last = !matches!(item, Chunk::Data(_));
         tokio::select! {
@@ -295,8 +340,9 @@ impl From<&Submission<'_>> for OwnedSubmission {
 
 async fn store_and_record(
     app: &App,
-    submission: OwnedSubmission,
+    mut submission: OwnedSubmission,
     body: impl Stream<Item = Result<Bytes, BoxError>> + Send,
+    trailer: tokio::sync::oneshot::Receiver<Option<Trailer>>,
 ) -> Result<(Task, bool), SubmitError> {
     let mut body = std::pin::pin!(body);
     // Enough of the head to sniff the type.
@@ -340,6 +386,18 @@ async fn store_and_record(
     let at = now();
     let key = BlobKey::upload(&submission.user_id, at, &file_id, &submission.filename);
     let stored = app.blobs.put_stream(&key, limited).await?;
+    // Sent before the body's end, so it is here unless the caller went away meanwhile.
+    match trailer.await {
+        Ok(Some(trailer)) => {
+            submission.engine = trailer.engine;
+            submission.options = trailer.options;
+        }
+        Ok(None) => {}
+        Err(_) => {
+            delete_quietly(app, &key).await;
+            return Err(SubmitError::Body("the client went away mid-upload".into()));
+        }
+    }
     let file = NewFile {
         id: file_id,
         user_id: submission.user_id,

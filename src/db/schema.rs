@@ -78,6 +78,7 @@ diesel::table! {
         mean_confidence -> Nullable<Double>,
         text -> Text,
         created_at -> Timestamp,
+        text_layer_pages -> Integer,
     }
 }
 

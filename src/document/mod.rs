@@ -239,6 +239,43 @@ impl Iterator for Pages {
     }
 }
 
+/// Page `page` (1-based) of a document as an image, drawn even where the page has a text
+/// layer, and shrunk to at most `max_side` pixels on its longer side. `Ok(None)`: no such page.
+pub fn page_image(
+    path: &Path,
+    page: u32,
+    limits: Limits,
+    password: Option<Password>,
+    max_side: u32,
+) -> Result<Option<RgbImage>, DocumentError> {
+    let reading = ReadOptions {
+        policy: OcrPolicy::Force,
+        password,
+    };
+    let Some(index) = page.checked_sub(1) else {
+        return Ok(None);
+    };
+    let Some(input) = open(path, limits, &reading)?.nth(index as usize) else {
+        return Ok(None);
+    };
+    let PageInput::Image(image) = input? else {
+        return Err(DocumentError::Undecodable("the page has no image".into()));
+    };
+    let (width, height) = image.dimensions();
+    if width.max(height) <= max_side {
+        return Ok(Some(image));
+    }
+    // An integer box filter: no full-size floating-point copy of a large scan, and each
+    // source pixel still counts (no aliasing when shrinking a lot).
+    let scale = f64::from(max_side) / f64::from(width.max(height));
+    let fit = |side: u32| ((f64::from(side) * scale).round() as u32).max(1);
+    Ok(Some(image::imageops::thumbnail(
+        &image,
+        fit(width),
+        fit(height),
+    )))
+}
+
 /// Opens a document file: sniffs its kind and checks the first page's declared size.
 pub fn open(path: &Path, limits: Limits, options: &ReadOptions) -> Result<Pages, DocumentError> {
     let mut file = std::fs::File::open(path)?;

@@ -20,19 +20,24 @@
 //! page size, Textract-style: `{"left","top","width","height"}`, each in 0..=1. Confidences are
 //! in 0..=1.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::DocumentInfo;
 use crate::ocr::{BBox, PageFailure, PageResult, PageSource};
 
-#[derive(Serialize)]
-struct Document<'a> {
+// The same structs write and read: what the page model holds goes out whole, so any other
+// format can be rendered later from `result.json` alone (formats on demand).
+#[derive(Serialize, Deserialize)]
+struct Document {
     version: u32,
-    engine: &'a str,
+    engine: String,
+    /// ISO 639 codes of the languages the engine reads (absent in results before 2026-12).
+    #[serde(default)]
+    languages: Vec<String>,
     pages: Vec<Page>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Page {
     page: usize,
     width: u32,
@@ -40,33 +45,34 @@ struct Page {
     rotation: u16,
     skew: f32,
     /// `ocr`, or `text_layer` for a born-digital PDF page read from its own text.
+    #[serde(default)]
     source: PageSource,
     confidence: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     failure: Option<PageFailure>,
     blocks: Vec<Block>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Block {
     bbox: [u32; 4],
     geometry: Geometry,
     lines: Vec<Line>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Line {
     text: String,
     confidence: f32,
     /// Word boxes estimated from the line's (an engine that boxes lines only).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     estimated_words: bool,
     bbox: [u32; 4],
     geometry: Geometry,
     words: Vec<Word>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Word {
     text: String,
     confidence: f32,
@@ -74,7 +80,7 @@ struct Word {
     geometry: Geometry,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Geometry {
     left: f32,
     top: f32,
@@ -99,7 +105,8 @@ fn boxes(b: &BBox, page: &PageResult) -> ([u32; 4], Geometry) {
 pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
     let doc = Document {
         version: 1,
-        engine: info.engine,
+        engine: info.engine.to_owned(),
+        languages: info.languages.iter().map(|&l| l.to_owned()).collect(),
         pages: pages
             .iter()
             .enumerate()
@@ -155,4 +162,59 @@ pub fn render(pages: &[PageResult], info: &DocumentInfo<'_>) -> String {
     };
     // Plain structs of numbers and strings always serialise.
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// A document read back from its JSON output.
+pub struct Parsed {
+    pub engine: String,
+    pub languages: Vec<String>,
+    pub pages: Vec<PageResult>,
+}
+
+/// Reads a `result.json` back into the page model (the inverse of [`render`]).
+pub fn parse(json: &[u8]) -> Result<Parsed, serde_json::Error> {
+    let doc: Document = serde_json::from_slice(json)?;
+    let bbox = |[x0, y0, x1, y1]: [u32; 4]| BBox { x0, y0, x1, y1 };
+    let pages = doc
+        .pages
+        .into_iter()
+        .map(|page| PageResult {
+            width: page.width,
+            height: page.height,
+            rotation: page.rotation,
+            skew: page.skew,
+            source: page.source,
+            failure: page.failure,
+            blocks: page
+                .blocks
+                .into_iter()
+                .map(|block| crate::ocr::Block {
+                    bbox: bbox(block.bbox),
+                    lines: block
+                        .lines
+                        .into_iter()
+                        .map(|line| crate::ocr::Line {
+                            bbox: bbox(line.bbox),
+                            confidence: line.confidence,
+                            estimated_words: line.estimated_words,
+                            words: line
+                                .words
+                                .into_iter()
+                                .map(|word| crate::ocr::Word {
+                                    text: word.text,
+                                    bbox: bbox(word.bbox),
+                                    confidence: word.confidence,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Parsed {
+        engine: doc.engine,
+        languages: doc.languages,
+        pages,
+    })
 }

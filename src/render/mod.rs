@@ -5,6 +5,7 @@ pub mod alto;
 pub mod hocr;
 pub mod json;
 pub mod pdf;
+pub mod thumbnail;
 pub mod txt;
 
 use std::path::Path;
@@ -88,7 +89,7 @@ impl Format {
 impl std::str::FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
+        match s {
             "txt" | "text" => Ok(Format::Txt),
             "hocr" | "html" => Ok(Format::Hocr),
             "json" => Ok(Format::Json),
@@ -250,5 +251,28 @@ mod tests {
             "Fish & <chips>"
         );
         assert_eq!(json["version"], 1);
+    }
+
+    #[test]
+    fn json_reads_back_into_the_same_page_model() {
+        let mut turned = page();
+        turned.rotation = 90;
+        turned.skew = -1.25;
+        turned.source = crate::ocr::PageSource::TextLayer;
+        turned.blocks[0].lines[0].estimated_words = true;
+        let failed = PageResult {
+            failure: Some(crate::ocr::PageFailure {
+                code: "page_timeout".into(),
+                message: "too slow".into(),
+            }),
+            blocks: Vec::new(),
+            ..page()
+        };
+        let pages = vec![page(), turned, failed];
+        let parsed = json::parse(json::render(&pages, &info()).as_bytes()).expect("parses");
+        assert_eq!(parsed.pages, pages);
+        assert_eq!(parsed.engine, "ppocr");
+        assert_eq!(parsed.languages, ["en"]);
+        assert!(json::parse(b"{\"version\":1}").is_err());
     }
 }

@@ -17,7 +17,7 @@ use crate::error::Code;
         auth::reset_password,
         tokens::create, tokens::list, tokens::delete,
         tasks::create, tasks::list, tasks::get, tasks::result, tasks::delete, tasks::retry,
-        tasks::page_image,
+        tasks::page_image, tasks::cancel, tasks::file, tasks::thumbnail,
         ws::connect, document, docs_page, docs_script,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -26,9 +26,10 @@ use crate::error::Code;
         auth::SessionResponse, auth::ChangePasswordRequest,
         auth::ResetPasswordRequest, tokens::CreateTokenRequest, tokens::TokenView,
         tokens::CreatedToken, tokens::TokenList, tasks::TaskList, tasks::UploadForm,
-        crate::tasks::OcrPolicy, crate::tasks::PageWarning,
+        crate::tasks::OcrPolicy, crate::tasks::PageWarning, api::StatusName, api::FormatName,
+        crate::config::EngineKind,
     )),
-    modifiers(&Security, &ErrorCodes),
+    modifiers(&Security, &ErrorCodes, &Contract),
 )]
 pub struct ApiDoc;
 
@@ -71,15 +72,93 @@ impl utoipa::Modify for ErrorCodes {
     }
 }
 
-/// This document.
+/// The answers the edge, the extractors and the error type give on any route, added to each
+/// operation that can give them, so that the document lists every status a route returns.
+struct Contract;
+
+impl utoipa::Modify for Contract {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{HttpMethod, ResponseBuilder};
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/")
+                && !path.starts_with("/api/docs")
+                && path != "/api/openapi.json";
+            for method in [HttpMethod::Get, HttpMethod::Post, HttpMethod::Delete] {
+                let operation = match method {
+                    HttpMethod::Get => item.get.as_mut(),
+                    HttpMethod::Post => item.post.as_mut(),
+                    _ => item.delete.as_mut(),
+                };
+                let Some(operation) = operation else { continue };
+                let parameters = path.contains('{')
+                    || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let body = operation.request_body.as_ref();
+                let json = body.is_some_and(|b| {
+                    matches!(b, utoipa::openapi::RefOr::T(b) if b.content.contains_key("application/json"))
+                });
+                let mut common: Vec<(&str, &str)> = vec![
+                    ("414", "`uri_too_long`"),
+                    ("421", "`host_not_allowed`"),
+                    ("431", "`headers_too_large`"),
+                    ("500", "`internal`"),
+                ];
+                if parameters || body.is_some() {
+                    common.push(("400", "`invalid_request`: a parameter or the body breaks a rule this document states"));
+                }
+                if json {
+                    common.push(("413", "`payload_too_large`: a JSON body over 64 KiB"));
+                    common.push((
+                        "415",
+                        "`unsupported_type`: the body is not `application/json`",
+                    ));
+                }
+                if api || path == "/ws" {
+                    common.push(("429", "`too_many_requests`: over `rate_limits.api_per_second` and `api_burst` (or the route's own limit), with Retry-After"));
+                    common.push((
+                        "503",
+                        "`unavailable`: the database, queue or storage cannot be reached",
+                    ));
+                }
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
+    }
+}
+
+/// This document, with the install's own values where a rule depends on the configuration.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "documentation", responses((status = 200, description = "OpenAPI 3.1 JSON")))]
-pub async fn document() -> HttpResponse {
-    match ApiDoc::openapi().to_json() {
+pub async fn document(app: actix_web::web::Data<crate::app::App>) -> HttpResponse {
+    match served(&app.config) {
         Ok(json) => HttpResponse::Ok()
             .content_type("application/json")
             .body(json),
         Err(e) => actix_web::ResponseError::error_response(&crate::error::ApiError::internal(e)),
     }
+}
+
+/// The document as served by an install with `config`.
+pub fn served(config: &crate::config::Config) -> Result<String, serde_json::Error> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+    let min = config.auth.min_password_length;
+    for (schema, field) in [
+        ("RegisterRequest", "password"),
+        ("ChangePasswordRequest", "new_password"),
+        ("ResetPasswordRequest", "password"),
+    ] {
+        doc["components"]["schemas"][schema]["properties"][field]["minLength"] = min.into();
+    }
+    serde_json::to_string(&doc)
 }
 
 const DOCS_HTML: &str = include_str!("../../static/api-docs.html");

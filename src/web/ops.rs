@@ -74,7 +74,11 @@ fn operator_only(req: &HttpRequest, app: &App, state: &WebState) -> Result<(), A
 /// Prometheus metrics: HTTP requests and latencies by route, rate-limit refusals, WebSockets,
 /// the database pool and the last backup; in all-in-one, the worker's too.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
-    (status = 200, description = "OpenMetrics text when the Accept header asks for `application/openmetrics-text` (as Prometheus does), else the Prometheus text format 0.0.4", content_type = "text/plain"),
+    (status = 200, description = "OpenMetrics text when the Accept header asks for `application/openmetrics-text` (as Prometheus does), else the Prometheus text format 0.0.4",
+        content(
+            (String = "application/openmetrics-text"),
+            (String = "text/plain"),
+        )),
     (status = 401, description = "`server.metrics_token` is set and was not sent"),
     (status = 404, description = "Served on `server.ops_bind` instead"),
 ))]

@@ -222,14 +222,19 @@ async fn task_page(req: &HttpRequest, app: &App, assets: &Assets, template: &str
     } else {
         Err(DbError::NotFound)
     };
-    let (task, filename) = match found {
+    let (task, file) = match found {
         Ok(found) => found,
         Err(DbError::NotFound) => {
             return error_page(assets, Some(&current), &ApiError::task_not_found());
         }
         Err(e) => return error_page(assets, Some(&current), &e.into()),
     };
-    let view = TaskView::new(&task, &filename);
+    let view = TaskView::new(&task, &file);
+    // The page works without the result's details; the API fills them in on refresh.
+    let view = match crate::results::of_completed(app, &task).await {
+        Ok(Some(result)) => view.with_result(&result),
+        _ => view,
+    };
     let island = escape_markup(&serde_json::to_string(&view).unwrap_or_else(|_| "null".into()));
     let context = context! {"nav" => "tasks", "task" => view, "task_json" => island};
     page(assets, StatusCode::OK, template, Some(&current), context)

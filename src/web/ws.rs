@@ -35,6 +35,7 @@ pub fn fan_out(events: &Events) -> broadcast::Sender<Event> {
 /// either the upgrade is refused with 401.
 #[utoipa::path(get, path = "/ws", tag = "events", responses(
     (status = 101, description = "WebSocket: text messages `{\"type\":\"task.updated\",\"task\":{…}}`"),
+    (status = 400, description = "`invalid_request`: not a WebSocket upgrade (no `Upgrade: websocket`, or a bad key or version)"),
     (status = 401, description = "`unauthenticated`"),
     (status = 403, description = "`forbidden`: a cookie-authenticated upgrade from a foreign Origin"),
     (status = 429, description = "`too_many_requests`: too many sockets open from this address or account"),

@@ -25,8 +25,8 @@ use crate::blobs::{BlobError, BlobKey};
 use crate::db::DbError;
 use crate::db::models::{BlobKeys, File, NewTaskResult, Task, TaskStatus};
 use crate::document::{self, DocumentError, Limits, PageInput, ReadOptions};
-use crate::ocr::{Engine, PageOptions, PageResult};
-use crate::render::{DocumentInfo, Format, PdfError, txt};
+use crate::ocr::{Engine, PageOptions, PageResult, PageSource};
+use crate::render::{DocumentInfo, Format, PdfError, thumbnail, txt};
 use crate::tasks::{PageWarning, TaskOptions};
 
 /// Why a task did not complete. `code`s are stable: clients and the UI rely on them.
@@ -121,8 +121,14 @@ pub(super) async fn run(
     let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
 
     // Off the async threads: the searchable PDF reads and encodes the document again.
-    let (pages, rendered) = {
-        let (engine, formats) = (engine.clone(), options.formats.clone());
+    let (pages, rendered, thumbnail) = {
+        // JSON always: it holds the whole page model, from which the server renders the
+        // formats nobody asked for at upload when they are first downloaded.
+        let mut formats = options.formats.clone();
+        if !formats.contains(&Format::Json) {
+            formats.push(Format::Json);
+        }
+        let engine = engine.clone();
         let password = options.password.clone();
         let (filename, limits) = (file.filename.clone(), worker.options.limits);
         tokio::task::spawn_blocking(move || {
@@ -138,7 +144,12 @@ pub(super) async fn run(
                 .iter()
                 .map(|&format| Ok((format, Bytes::from(format.render(&pages, &info)?))))
                 .collect::<Result<Vec<(Format, Bytes)>, PdfError>>();
-            rendered.map(|rendered| (pages, rendered))
+            // A picture for the lists; the task is complete without it.
+            let thumbnail = thumbnail::render(&source.path, limits, password)
+                .inspect_err(|e| tracing::warn!(error = %e, "no thumbnail for this document"))
+                .ok()
+                .map(Bytes::from);
+            rendered.map(|rendered| (pages, rendered, thumbnail))
         })
         .await
         .map_err(|_| TaskError::permanent("internal", "rendering the results crashed"))?
@@ -148,6 +159,10 @@ pub(super) async fn run(
         })?
     };
     let text = txt::render(&pages);
+    let text_layer_pages = pages
+        .iter()
+        .filter(|page| page.source == PageSource::TextLayer)
+        .count() as i32;
     let warnings: Vec<PageWarning> = pages
         .iter()
         .enumerate()
@@ -174,12 +189,24 @@ pub(super) async fn run(
             worker.app.blobs.put_bytes(&key, body.clone()).await?;
             keys.0.insert(ext.to_owned(), key.to_string());
         }
+        if let Some(jpeg) = &thumbnail {
+            let key = BlobKey::result(
+                &task.user_id,
+                task.created_at,
+                &task.id,
+                thumbnail::EXTENSION,
+            );
+            worker.app.blobs.put_bytes(&key, jpeg.clone()).await?;
+            keys.0
+                .insert(thumbnail::EXTENSION.to_owned(), key.to_string());
+        }
         let result = NewTaskResult {
             user_id: task.user_id.clone(),
             blob_keys: keys.clone(),
             page_count: pages.len() as i32,
             mean_confidence,
             text: text.clone(),
+            text_layer_pages,
         };
         // Before the commit: a crash after it must not leave checkpoints nobody removes (a
         // crash before it only costs the next holder the pages).

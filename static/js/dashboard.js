@@ -16,11 +16,11 @@ function progressCell(task) {
   const total = task.pages_total;
   if (task.status === 'processing' || (task.status === 'completed' && total)) {
     const label = total ? `${task.pages_done} of ${total} pages` : `${task.pages_done} pages`;
-    return el('td', { 'data-label': 'Progress' },
+    return el('td', { 'data-label': 'Progress', class: 'progress-cell' },
       el('progress', { max: total || 1, value: total ? task.pages_done : 0, 'aria-label': label }),
       el('span', { class: 'muted small' }, ` ${label}`));
   }
-  return el('td', { 'data-label': 'Progress', class: 'muted' }, task.status === 'queued' ? 'Waiting for a worker' : '—');
+  return el('td', { 'data-label': 'Progress', class: 'muted progress-cell idle' }, task.status === 'queued' ? 'Waiting for a worker' : '—');
 }
 
 /** Rows are ordered by id: UUIDv7, so newest first is descending id. */
@@ -47,7 +47,12 @@ function row(task) {
   }
   const actions = el('td', { class: 'row-actions' });
   if (task.status === 'completed') actions.append(el('a', { class: 'button small', href: `/tasks/${task.id}/view` }, 'View'));
+  // The name beside it says what it is: the picture is decorative for screen readers.
+  const picture = task.thumbnail
+    ? el('img', { class: 'thumb', src: `/api/tasks/${task.id}/thumbnail`, alt: '', loading: 'lazy', width: 44, height: 44 })
+    : el('span', { class: 'thumb', 'aria-hidden': 'true' });
   return el('tr', { 'data-id': task.id, 'data-status': task.status, 'data-updated': task.updated_at },
+    el('td', { class: 'thumb-cell' }, picture),
     name,
     el('td', { 'data-label': 'Status' }, badge(task.status)),
     progressCell(task),

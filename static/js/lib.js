@@ -77,18 +77,28 @@ export function el(tag, attrs = {}, ...children) {
 }
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const secondsFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
-/** An ISO time in the user's locale and time zone, as a <time> element. */
-export function timeEl(iso) {
+/** An ISO time in the user's locale and time zone, as a <time> element (`seconds`: to the second). */
+export function timeEl(iso, { seconds = false } = {}) {
   if (!iso) return el('span', { class: 'muted' }, '—');
-  return el('time', { datetime: iso, title: iso }, timeFormat.format(new Date(iso)));
+  return el('time', { datetime: iso, title: iso }, (seconds ? secondsFormat : timeFormat).format(new Date(iso)));
 }
 
+/** Sizes in binary units, as limits are configured: "200 MiB". */
 export function formatBytes(n) {
-  const units = ['bytes', 'KB', 'MB', 'GB'];
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
-  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i === 0 ? n : Number(n.toFixed(1))} ${units[i]}`;
+}
+
+/** A duration in milliseconds in words: "45 s", "2 min 5 s", "1 h 3 min". */
+export function formatDuration(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
 /** Shows the message in an error element (or hides it with no message). */
@@ -134,11 +144,13 @@ export function badge(status) {
 
 export const FORMAT_LABELS = { txt: 'Text', html: 'hOCR', json: 'JSON', pdf: 'PDF', xml: 'ALTO' };
 
+/** Download links: every result format (those not asked for are made on first download), then the original upload. */
 export function downloadLinks(task) {
-  return task.formats.map((format) => el('a', {
+  const results = task.formats.map((format) => el('a', {
     class: 'button', href: `/api/tasks/${task.id}/result?format=${format}`, download: true,
     'data-format': format,
   }, `Download ${FORMAT_LABELS[format] ?? format}`));
+  return [...results, el('a', { class: 'button', href: `/api/tasks/${task.id}/file`, download: true, 'data-format': 'original' }, 'Original file')];
 }
 
 /**
@@ -232,10 +244,13 @@ export const TASK_ERRORS = {
   database_unavailable: ['The database was unavailable', 'Retry in a few minutes.'],
   storage_unavailable: ['File storage was unavailable', 'Retry in a few minutes.'],
   cancelled: ['The task was cancelled', 'Retry to run it again.'],
+  bad_options: ['The task\'s options could not be read', 'Upload the document again.'],
+  source_missing: ['The uploaded file is gone from storage', 'Upload the document again.'],
+  io: ['A file could not be read or written on the worker', 'Retry; if it fails again, tell your administrator.'],
 };
 
 /** Failures of the file itself: running the same file again ends the same way, so no Retry. */
 export const RETRY_CANNOT_HELP = new Set([
   'empty_file', 'unsupported_type', 'undecodable', 'too_many_pixels', 'too_many_pages', 'encrypted',
-  'engine_unavailable',
+  'engine_unavailable', 'bad_options', 'source_missing',
 ]);

@@ -1,6 +1,6 @@
-// One task: status, per-page progress, timeline, errors in plain words, downloads, retry and
-// delete. Updated live.
-import { api, badge, downloadLinks, el, island, live, RETRY_CANNOT_HELP, setupChrome, STATUS_LABELS, TASK_ERRORS, timeEl, toast } from './lib.js';
+// One task: status, per-page progress, timeline with durations, details, errors in plain
+// words, downloads, cancel, retry and delete. Updated live.
+import { api, badge, downloadLinks, el, formatBytes, formatDuration, FORMAT_LABELS, island, live, RETRY_CANNOT_HELP, setupChrome, STATUS_LABELS, TASK_ERRORS, timeEl, toast } from './lib.js';
 
 setupChrome();
 
@@ -53,20 +53,78 @@ function render() {
   }));
   document.getElementById('warnings').hidden = task.warnings.length === 0;
 
-  const steps = [['Uploaded', task.created_at], ['Started', task.started_at]];
-  if (task.finished_at) steps.push([STATUS_LABELS[task.status] ?? 'Finished', task.finished_at]);
-  else if (task.status === 'processing') steps.push(['Recognising…', null]);
-  document.getElementById('timeline').replaceChildren(...steps.map(([what, at]) =>
-    el('li', { class: at ? 'reached' : 'pending' }, el('span', { class: 'step' }, what), ' ', at ? timeEl(at) : el('span', { class: 'muted' }, 'not yet'))));
-  if (task.attempts > 1) {
-    document.getElementById('timeline').append(el('li', { class: 'muted' }, `Attempts: ${task.attempts}`));
-  }
+  renderTimes();
+  renderDetails();
 
-  document.getElementById('downloads').replaceChildren(...downloadLinks(task));
+  document.getElementById('downloads').replaceChildren(...(task.status === 'completed' ? downloadLinks(task) : []));
   document.getElementById('view').hidden = task.status !== 'completed';
+  document.getElementById('cancel').hidden = !['queued', 'processing'].includes(task.status);
   document.getElementById('retry').hidden = !['failed', 'cancelled'].includes(task.status)
     || RETRY_CANNOT_HELP.has(task.error?.code);
 }
+
+const ms = (iso) => new Date(iso).getTime();
+
+/** The timeline, with how long the task waited and ran (still counting while it does). */
+function renderTimes() {
+  const now = Date.now();
+  const steps = [['Uploaded', task.created_at, null], ['Started', task.started_at,
+    task.started_at ? `queued for ${formatDuration(ms(task.started_at) - ms(task.created_at))}`
+      : task.status === 'queued' ? `queued for ${formatDuration(now - ms(task.created_at))} so far` : null]];
+  if (task.finished_at) {
+    const ran = task.started_at ? `processing took ${formatDuration(ms(task.finished_at) - ms(task.started_at))}` : null;
+    steps.push([STATUS_LABELS[task.status] ?? 'Finished', task.finished_at, ran]);
+  } else if (task.status === 'processing') {
+    steps.push(['Recognising…', null, task.started_at ? `processing for ${formatDuration(now - ms(task.started_at))}` : null]);
+  }
+  const timeline = document.getElementById('timeline');
+  timeline.replaceChildren(...steps.map(([what, at, took]) =>
+    el('li', { class: at ? 'reached' : 'pending' }, el('span', { class: 'step' }, what), ' ',
+      at ? timeEl(at, { seconds: true }) : el('span', { class: 'muted' }, 'not yet'),
+      took ? el('span', { class: 'muted duration' }, ` · ${took}`) : null)));
+  if (task.attempts > 1) timeline.append(el('li', { class: 'muted' }, `Attempts: ${task.attempts}`));
+}
+
+const POLICIES = { auto: 'Text already in PDFs used, other pages recognised', force: 'Every page recognised', skip: 'Text already in PDFs only' };
+const TYPES = { 'application/pdf': 'PDF', 'image/png': 'PNG image', 'image/jpeg': 'JPEG image', 'image/tiff': 'TIFF image', 'image/webp': 'WebP image', 'image/bmp': 'BMP image' };
+
+function renderDetails() {
+  const pages = task.pages_total === null ? 'counted when the document is opened'
+    : `${task.pages_total}${task.text_layer_pages ? `, ${task.text_layer_pages} read from the PDF's own text` : ''}`;
+  const facts = [
+    ['File', `${TYPES[task.content_type] ?? task.content_type}, ${formatBytes(task.file_size)}`],
+    ['Pages', pages],
+    ['Engine', task.engine],
+    ['Text in PDFs', POLICIES[task.ocr] ?? task.ocr],
+    ['Script', task.lang ?? "this server's default"],
+    ['Formats asked for', task.requested_formats.map((f) => FORMAT_LABELS[f] ?? f).join(', ')],
+  ];
+  if (task.mean_confidence !== null && task.mean_confidence !== undefined) {
+    facts.push(['Mean confidence', `${Math.round(task.mean_confidence * 100)}%`]);
+  }
+  document.getElementById('details').replaceChildren(...facts.flatMap(([name, value]) =>
+    [el('dt', {}, name), el('dd', { 'data-fact': name }, value)]));
+  const thumbnail = document.getElementById('thumbnail');
+  if (task.thumbnail && !thumbnail.src) {
+    thumbnail.alt = `First page of ${task.filename}`;
+    thumbnail.src = `/api/tasks/${task.id}/thumbnail`;
+  }
+}
+document.getElementById('thumbnail').addEventListener('load', (event) => { event.target.hidden = false; });
+setInterval(() => { if (!task.finished_at) renderTimes(); }, 1000);
+
+document.getElementById('cancel').addEventListener('click', async (event) => {
+  event.target.disabled = true;
+  try {
+    task = await api(`/api/tasks/${task.id}/cancel`, { method: 'POST' });
+    render();
+    toast('Cancelled. Retry runs it again.');
+  } catch (e) {
+    toast(`Could not cancel: ${e.message}`);
+  } finally {
+    event.target.disabled = false;
+  }
+});
 
 document.getElementById('retry').addEventListener('click', async (event) => {
   event.target.disabled = true;

@@ -1,6 +1,8 @@
 // Uploads: drag and drop or the file picker, several files at once, each with its own
-// progress bar and its own errors. Uploads start as soon as files are chosen.
-import { csrfToken, el, formatBytes, setupChrome } from './lib.js';
+// progress bar and its own errors. Uploads start as soon as files are chosen, one at a time
+// in the order picked (so the tasks queue in that order), and each row then follows its task
+// live to completion.
+import { api, badge, csrfToken, el, formatBytes, live, setupChrome, TASK_ERRORS } from './lib.js';
 
 setupChrome();
 
@@ -11,7 +13,12 @@ const queue = document.getElementById('queue');
 const after = document.getElementById('after');
 const maxBytes = Number(form.dataset.maxBytes);
 const EXTENSIONS = ['png', 'jpg', 'jpeg', 'tif', 'tiff', 'webp', 'bmp', 'pdf'];
-const PARALLEL = 2;
+const PARALLEL = 1;
+/** Rows of uploaded files by task id, updated by the live connection. */
+const following = new Map();
+
+// Options are folded on a phone, where choosing files comes first; open on wider screens.
+if (window.matchMedia('(min-width: 40rem)').matches) document.getElementById('options-box').open = true;
 let active = 0;
 const waiting = [];
 
@@ -83,7 +90,14 @@ function send(file, row, opts) {
     if (xhr.status === 202 || xhr.status === 200) {
       row.node.dataset.state = 'done';
       row.bar.value = 100;
-      row.status.replaceChildren('Uploaded. ', el('a', { href: `/tasks/${data.id}` }, 'Follow the task'));
+      row.bar.hidden = true;
+      row.node.dataset.task = data.id;
+      following.set(data.id, row);
+      showTask(row, data);
+      if (data.duplicate_of) {
+        row.node.append(el('p', { class: 'upload-note' }, 'You uploaded this file before: ',
+          el('a', { href: `/tasks/${data.duplicate_of}` }, 'see the earlier task'), '.'));
+      }
       after.hidden = false;
     } else if (xhr.status === 401) {
       fail(row, 'Your session ended. Sign in again, then upload this file again.');
@@ -95,6 +109,31 @@ function send(file, row, opts) {
   xhr.addEventListener('error', () => { fail(row, 'The upload was interrupted. Check your connection and try again.'); finish(); });
   xhr.send(data);
 }
+
+/** The row's line for its task: status, pages, and where to go next. */
+function showTask(row, task) {
+  const parts = [badge(task.status)];
+  if (task.status === 'processing' && task.pages_total) parts.push(`page ${task.pages_done} of ${task.pages_total}`);
+  if (task.status === 'queued') parts.push('waiting for a worker');
+  if (task.status === 'completed') parts.push(el('a', { href: `/tasks/${task.id}/view` }, 'View the text'));
+  if (task.error) parts.push(TASK_ERRORS[task.error.code]?.[0] ?? task.error.message);
+  parts.push(el('a', { href: `/tasks/${task.id}` }, 'Details'));
+  row.node.dataset.taskStatus = task.status;
+  row.status.replaceChildren(...parts);
+}
+
+async function refresh(id) {
+  const row = following.get(id);
+  if (!row) return;
+  try {
+    showTask(row, await api(`/api/tasks/${id}`));
+  } catch { /* the next event or reconnection tries again */ }
+}
+
+live({
+  onTask: (event) => refresh(event.id),
+  onConnect: () => { for (const id of following.keys()) refresh(id); },
+});
 
 function finish() {
   active--;

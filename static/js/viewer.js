@@ -1,6 +1,7 @@
 // The result viewer: the page image with the recognised words' boxes drawn over it, the text
-// beside it, linked both ways (hover or click a box or a word), confidence shading, copy,
-// downloads and page navigation.
+// beside it, linked both ways (hover or click a box or a word), zoom (buttons, fit width or
+// page, Ctrl+wheel, pinch, keys) and panning by dragging, boxes that can be hidden,
+// confidence shading, copy, downloads and page navigation.
 import { api, downloadLinks, el, island, setupChrome, copyText } from './lib.js';
 
 setupChrome();
@@ -12,12 +13,24 @@ const viewer = document.getElementById('viewer');
 const image = document.getElementById('page-image');
 const boxes = document.getElementById('boxes');
 const text = document.getElementById('text');
+const textPanel = text.closest('.text-panel');
 const label = document.getElementById('page-label');
 const prev = document.getElementById('prev');
 const next = document.getElementById('next');
+const scroll = document.getElementById('scroll');
+const frame = document.getElementById('frame');
+const level = document.getElementById('zoom-level');
+const showBoxes = document.getElementById('show-boxes');
+const fitButtons = { width: document.getElementById('fit-width'), page: document.getElementById('fit-page') };
 let result = null;
 let page = 1;
 let selected = null;
+/** Screen pixels per page pixel, and how it follows the window: 'width', 'page' or null (fixed). */
+let zoom = 1;
+let fit = 'width';
+const ZOOM_MIN = 0.05;
+const ZOOM_MAX = 8;
+const ZOOM_STEP = 1.25;
 
 document.getElementById('downloads').replaceChildren(...downloadLinks(task));
 
@@ -25,8 +38,18 @@ function confidenceClass(c) {
   return c >= 0.9 ? 'c-hi' : c >= 0.7 ? 'c-mid' : 'c-lo';
 }
 
-/** Marks word `i` in both panels; `scroll` brings the other panel's copy into view. */
-function select(i, scroll) {
+/** Scrolls `container` so that the box (in its content's pixels) is in view, centred if it was not. */
+function reveal(container, x, y, width, height) {
+  const visible = x >= container.scrollLeft && y >= container.scrollTop
+    && x + width <= container.scrollLeft + container.clientWidth
+    && y + height <= container.scrollTop + container.clientHeight;
+  if (!visible) {
+    container.scrollTo({ left: x + width / 2 - container.clientWidth / 2, top: y + height / 2 - container.clientHeight / 2 });
+  }
+}
+
+/** Marks word `i` in both panels; `show` brings the other panel's copy into view. */
+function select(i, show) {
   for (const node of document.querySelectorAll('.selected')) node.classList.remove('selected');
   selected = i;
   if (i === null) return;
@@ -34,13 +57,48 @@ function select(i, scroll) {
   const word = text.querySelector(`[data-i="${i}"]`);
   rect?.classList.add('selected');
   word?.classList.add('selected');
-  if (scroll === 'text') word?.scrollIntoView({ block: 'nearest' });
-  if (scroll === 'image') rect?.scrollIntoView?.({ block: 'nearest' });
+  if (show === 'text' && word) reveal(textPanel, word.offsetLeft, word.offsetTop, word.offsetWidth, word.offsetHeight);
+  if (show === 'image' && rect) {
+    const at = (name) => Number(rect.getAttribute(name)) * zoom;
+    reveal(scroll, at('x'), at('y'), at('width'), at('height'));
+  }
 }
 
 function hover(i, on) {
   boxes.querySelector(`[data-i="${i}"]`)?.classList.toggle('hover', on);
   text.querySelector(`[data-i="${i}"]`)?.classList.toggle('hover', on);
+}
+
+function pageSize() {
+  const data = result.pages[page - 1];
+  return { width: Math.max(data.width, 1), height: Math.max(data.height, 1) };
+}
+
+/** Sets the zoom, keeping the page point under `anchor` (scroll-box pixels; default its centre) still. */
+function setZoom(value, { anchor, keepFit = false } = {}) {
+  if (!result) return;
+  if (!keepFit) fit = null;
+  const before = zoom;
+  zoom = Math.min(Math.max(value, ZOOM_MIN), ZOOM_MAX);
+  const ax = anchor?.x ?? scroll.clientWidth / 2;
+  const ay = anchor?.y ?? scroll.clientHeight / 2;
+  const px = (scroll.scrollLeft + ax) / before;
+  const py = (scroll.scrollTop + ay) / before;
+  const { width, height } = pageSize();
+  frame.style.width = `${Math.round(width * zoom)}px`;
+  frame.style.height = `${Math.round(height * zoom)}px`;
+  scroll.scrollLeft = px * zoom - ax;
+  scroll.scrollTop = py * zoom - ay;
+  level.textContent = `${Math.round(zoom * 100)}%`;
+  for (const [name, button] of Object.entries(fitButtons)) button.setAttribute('aria-pressed', String(fit === name));
+}
+
+function fitTo(how) {
+  if (!result) return;
+  const { width, height } = pageSize();
+  const across = (scroll.clientWidth - 2) / width;
+  fit = how;
+  setZoom(how === 'width' ? across : Math.min(across, (scroll.clientHeight - 2) / height), { keepFit: true });
 }
 
 function showPage(n) {
@@ -87,9 +145,82 @@ function showPage(n) {
   boxes.replaceChildren(...rects);
   text.replaceChildren(...(paragraphs.length ? paragraphs : [el('p', { class: 'muted' }, 'No text was found on this page.')]));
   selected = null;
+  if (fit) fitTo(fit);
+  else setZoom(zoom);
+  scroll.scrollTo({ left: 0, top: 0 });
 }
 
+// Dragging pans (a mouse, a pen or one finger), two fingers pinch-zoom; the page handles
+// touches itself (touch-action: none), so the browser neither scrolls nor zooms the whole
+// page meanwhile. A drag is not a click on the word under it.
+const pointers = new Map();
+let drag = null;
+let pinch = null;
+let dragged = false;
+function spread() {
+  const [a, b] = [...pointers.values()];
+  return Math.hypot(a.x - b.x, a.y - b.y) || 1;
+}
+scroll.addEventListener('pointerdown', (event) => {
+  pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
+  if (pointers.size === 2) {
+    drag = null;
+    pinch = { spread: spread(), zoom };
+    return;
+  }
+  if (event.button !== 0) return;
+  drag = { x: event.clientX, y: event.clientY, left: scroll.scrollLeft, top: scroll.scrollTop, moved: false, id: event.pointerId };
+});
+scroll.addEventListener('pointermove', (event) => {
+  if (!pointers.has(event.pointerId)) return;
+  pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
+  if (pinch && pointers.size === 2) {
+    const box = scroll.getBoundingClientRect();
+    const [a, b] = [...pointers.values()];
+    setZoom(pinch.zoom * (spread() / pinch.spread), { anchor: { x: (a.x + b.x) / 2 - box.left, y: (a.y + b.y) / 2 - box.top } });
+    return;
+  }
+  if (!drag) return;
+  const dx = event.clientX - drag.x;
+  const dy = event.clientY - drag.y;
+  if (!drag.moved && Math.hypot(dx, dy) > 4) {
+    drag.moved = true;
+    scroll.classList.add('dragging');
+    scroll.setPointerCapture(drag.id);
+  }
+  if (drag.moved) {
+    scroll.scrollLeft = drag.left - dx;
+    scroll.scrollTop = drag.top - dy;
+  }
+});
+function release(event) {
+  pointers.delete(event.pointerId);
+  if (pointers.size < 2) pinch = null;
+  if (drag?.moved) {
+    dragged = true;
+    setTimeout(() => { dragged = false; }, 0);
+  }
+  drag = null;
+  scroll.classList.remove('dragging');
+}
+scroll.addEventListener('pointerup', release);
+scroll.addEventListener('pointercancel', release);
+scroll.addEventListener('wheel', (event) => {
+  // Ctrl+wheel, and a touchpad's pinch (which Chromium sends as one), zoom; the wheel scrolls.
+  if (!event.ctrlKey) return;
+  event.preventDefault();
+  const box = scroll.getBoundingClientRect();
+  setZoom(zoom * Math.exp(-event.deltaY * 0.002), { anchor: { x: event.clientX - box.left, y: event.clientY - box.top } });
+}, { passive: false });
+document.getElementById('zoom-in').addEventListener('click', () => setZoom(zoom * ZOOM_STEP));
+document.getElementById('zoom-out').addEventListener('click', () => setZoom(zoom / ZOOM_STEP));
+fitButtons.width.addEventListener('click', () => fitTo('width'));
+fitButtons.page.addEventListener('click', () => fitTo('page'));
+new ResizeObserver(() => { if (fit) fitTo(fit); }).observe(scroll);
+showBoxes.addEventListener('change', () => frame.classList.toggle('no-boxes', !showBoxes.checked));
+
 boxes.addEventListener('click', (event) => {
+  if (dragged) return;
   const i = event.target.closest('[data-i]')?.dataset.i;
   if (i !== undefined) select(i, 'text');
 });
@@ -138,12 +269,30 @@ document.getElementById('shade').addEventListener('change', (event) => {
 document.getElementById('copy').addEventListener('click', () => copyText(text.innerText, text));
 prev.addEventListener('click', () => showPage(page - 1));
 next.addEventListener('click', () => showPage(page + 1));
+
+const KEYS = {
+  '+': () => setZoom(zoom * ZOOM_STEP),
+  '=': () => setZoom(zoom * ZOOM_STEP),
+  '-': () => setZoom(zoom / ZOOM_STEP),
+  0: () => fitTo('page'),
+  w: () => fitTo('width'),
+  b: () => showBoxes.click(),
+  Escape: () => select(null),
+};
 document.addEventListener('keydown', (event) => {
-  // Arrows on a word move between words (above); elsewhere they turn pages.
-  if (!result || event.target.closest('input, textarea, select, [data-i]')) return;
-  if (event.key === 'ArrowLeft' && page > 1) showPage(page - 1);
-  if (event.key === 'ArrowRight' && page < result.pages.length) showPage(page + 1);
-  if (event.key === 'Escape') select(null);
+  // Arrows on a word move between words (above), on the page image they move it (the browser
+  // scrolls it); elsewhere they turn pages.
+  if (!result || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target.closest('input, textarea, select, [data-i]')) return;
+  const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  if (key in KEYS) {
+    event.preventDefault();
+    KEYS[key]();
+    return;
+  }
+  if (event.target === scroll) return;
+  if (key === 'ArrowLeft' && page > 1) showPage(page - 1);
+  if (key === 'ArrowRight' && page < result.pages.length) showPage(page + 1);
 });
 image.addEventListener('error', () => {
   state.hidden = false;
@@ -153,10 +302,6 @@ image.addEventListener('error', () => {
 async function load() {
   if (task.status !== 'completed') {
     state.replaceChildren('This task has no results yet. ', el('a', { href: `/tasks/${task.id}` }, 'Follow its progress'), '.');
-    return;
-  }
-  if (!task.formats.includes('json')) {
-    state.textContent = 'Word boxes need the JSON result, which this task did not ask for. Use the downloads above.';
     return;
   }
   try {

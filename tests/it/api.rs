@@ -1796,3 +1796,728 @@ async fn uploads_choose_the_scripts_read_and_the_json_reports_orientation_and_sk
     let skew = page["skew"].as_f64().unwrap();
     assert!((skew - -0.44).abs() < 0.3, "skew {skew}");
 }
+
+/// Owners cancel a running task: it stops at its next page, ends `cancelled` with its
+/// checkpoints gone, and the owner hears it live. A completed task downloads in every format
+/// (one not asked for is rendered once, then served stored), has a thumbnail, counts its
+/// text-layer pages and gives back its original; a repeat upload names the earlier task; and
+/// deleting the task removes what was made on demand too. On PostgreSQL, Redis and S3, with a
+/// real `ocrd work`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_cancel_running_tasks_and_download_any_format_the_thumbnail_and_the_original() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let api = Api::start(|_| {}).await;
+    let worker = api.install.spawn_worker("w", &[]);
+    let user = api.signed_in().await;
+    let token = crate::support::create_token(&api.base, &user.client, &user.csrf, "ws").await;
+    let bearer = ("Authorization", format!("Bearer {token}"));
+    let mut socket = api.socket(bearer).await;
+    let other = api.signed_in().await;
+    let post = |who: &User, path: String| {
+        who.client
+            .post(api.url(&path))
+            .header("X-CSRF-Token", &who.csrf)
+            .send()
+    };
+
+    // A born-digital PDF, asking for text only.
+    let pdf = std::fs::read(crate::ocr::repo().join("../shared/eval/pdf/born_digital_01.pdf"))
+        .expect("the shared eval set's born-digital PDF");
+    let upload = |bytes: Vec<u8>| {
+        user.client
+            .post(api.url("/api/tasks"))
+            .header("X-CSRF-Token", &user.csrf)
+            .multipart(reqwest::multipart::Form::new().text("formats", "txt").part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("born.pdf"),
+            ))
+            .send()
+    };
+    let first: Value = upload(pdf.clone()).await.unwrap().json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert!(first.get("duplicate_of").is_none(), "{first}");
+    let done = api
+        .install
+        .wait_finished(std::slice::from_ref(&id), Duration::from_secs(300))
+        .await;
+    assert_eq!(done[0].status, ocrd::db::models::TaskStatus::Completed);
+    let view: Value = user
+        .get(api.url(&format!("/api/tasks/{id}")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["requested_formats"], json!(["txt"]), "{view}");
+    assert_eq!(
+        view["formats"],
+        json!(["html", "txt", "json", "pdf", "xml"]),
+        "{view}"
+    );
+    assert_eq!(view["content_type"], "application/pdf");
+    assert_eq!(view["file_size"], json!(pdf.len()));
+    assert_eq!(view["thumbnail"], json!(true), "{view}");
+    assert!(view["text_layer_pages"].as_i64().unwrap() >= 1, "{view}");
+    assert!(view["mean_confidence"].as_f64().is_some(), "{view}");
+
+    // hOCR was not asked for: rendered on the first download, then the same bytes stored.
+    let stored = |ext: &str| {
+        let ext = ext.to_owned();
+        let (blobs, user_id, id) = (api.install.app.blobs.clone(), user.id.clone(), id.clone());
+        async move {
+            blobs
+                .list(&format!("results/{user_id}"))
+                .await
+                .unwrap()
+                .into_iter()
+                .any(|k| k.ends_with(&format!("{id}/result.{ext}")))
+        }
+    };
+    assert!(!stored("html").await);
+    let hocr_url = api.url(&format!("/api/tasks/{id}/result?format=hocr"));
+    let hocr = user.get(hocr_url.clone()).await;
+    assert_eq!(hocr.status(), 200);
+    assert!(
+        hocr.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"born.html\"")
+    );
+    let hocr = hocr.text().await.unwrap();
+    assert!(hocr.contains("ocrx_word"), "{hocr}");
+    assert!(stored("html").await, "the rendered hOCR is stored");
+    assert_eq!(user.get(hocr_url).await.text().await.unwrap(), hocr);
+    let searchable = user
+        .get(api.url(&format!("/api/tasks/{id}/result?format=pdf&stream=true")))
+        .await;
+    assert_eq!(searchable.status(), 200);
+    assert!(searchable.bytes().await.unwrap().starts_with(b"%PDF-"));
+    let thumbnail = user
+        .get(api.url(&format!("/api/tasks/{id}/thumbnail")))
+        .await;
+    assert_eq!(thumbnail.headers()["content-type"], "image/jpeg");
+    let picture = image::load_from_memory(&thumbnail.bytes().await.unwrap()).unwrap();
+    assert_eq!(picture.width().max(picture.height()), 240);
+    let original = user.get(api.url(&format!("/api/tasks/{id}/file"))).await;
+    assert_eq!(original.status(), 200);
+    assert_eq!(original.headers()["content-type"], "application/pdf");
+    assert_eq!(
+        original.headers()["content-disposition"],
+        "attachment; filename=\"born.pdf\""
+    );
+    assert_eq!(original.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    for path in ["file", "thumbnail", "result?format=pdf"] {
+        let stranger = other.get(api.url(&format!("/api/tasks/{id}/{path}"))).await;
+        assert_eq!(stranger.status(), 404, "{path}");
+    }
+    let refused = post(&user, format!("/api/tasks/{id}/cancel"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"]["code"],
+        "not_cancellable"
+    );
+    let stranger = post(&other, format!("/api/tasks/{id}/cancel"))
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 404);
+
+    // The same bytes again: accepted, naming the earlier task.
+    let again: Value = upload(pdf.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(again["duplicate_of"], json!(id), "{again}");
+
+    // A six-page scan, cancelled once its first page is done.
+    let page = image::open(&sample_pages()[0].0).unwrap().to_rgb8();
+    let scan = crate::pdf::image_pdf(&vec![page; 6], 200.0);
+    let running: Value = upload(scan).await.unwrap().json().await.unwrap();
+    let running = running["id"].as_str().unwrap().to_owned();
+    wait_for(
+        Duration::from_secs(300),
+        "the first page of the scan",
+        || async { (api.install.task(&running).await.pages_done >= 1).then_some(()) },
+    )
+    .await;
+    let cancelled = post(&user, format!("/api/tasks/{running}/cancel"))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    assert_eq!(
+        cancelled.json::<Value>().await.unwrap()["status"],
+        "cancelled"
+    );
+    let mut heard = false;
+    while let Some(event) = next_event(&mut socket, Duration::from_secs(30)).await {
+        if event["task"]["id"] == running.as_str() && event["task"]["status"] == "cancelled" {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "the owner hears of the cancellation live");
+    wait_for(
+        Duration::from_secs(120),
+        "the worker to stop the task",
+        || async { worker.log_text().contains("lease lost").then_some(()) },
+    )
+    .await;
+    let task = api.install.task(&running).await;
+    assert_eq!(task.status, ocrd::db::models::TaskStatus::Cancelled);
+    assert!(
+        task.pages_done < 6,
+        "it stopped early: {} pages",
+        task.pages_done
+    );
+    let checkpoints = BlobKey::checkpoints(&task.user_id, task.created_at, &task.id);
+    wait_for(
+        Duration::from_secs(60),
+        "the checkpoints to be removed",
+        || async {
+            api.install
+                .app
+                .blobs
+                .list(&checkpoints)
+                .await
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Deleting the first task removes what was made on demand as well.
+    let deleted = user
+        .client
+        .delete(api.url(&format!("/api/tasks/{id}")))
+        .header("X-CSRF-Token", &user.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    for ext in ["html", "pdf", "txt", "json", "thumb.jpg"] {
+        assert!(!stored(ext).await, "{ext} left behind");
+    }
+}
+
+/// One request that breaks one documented rule.
+struct Violation {
+    /// The rule, as [`documented_constraints`] names it.
+    rule: &'static str,
+    method: &'static str,
+    /// The route as the document lists it, and the path actually requested.
+    route: &'static str,
+    path: String,
+    body: Option<Body>,
+}
+
+enum Body {
+    Json(Value),
+    Form(Vec<(&'static str, String)>),
+}
+
+/// Every rule the document states about requests: `Schema.property.keyword` for the schemas
+/// of request bodies (and the enums they use), `operation.parameter.keyword` for parameters.
+fn documented_constraints(doc: &Value) -> std::collections::BTreeSet<String> {
+    const KEYWORDS: [&str; 5] = ["minLength", "maxLength", "pattern", "minimum", "maximum"];
+    let schemas = &doc["components"]["schemas"];
+    let name_of = |reference: &Value| {
+        reference
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .map(str::to_owned)
+    };
+    // A `$ref` anywhere under a schema (through `oneOf`, `items`, …) names the schema used.
+    fn refs(value: &Value, found: &mut Vec<Value>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(r) = map.get("$ref") {
+                    found.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+    let mut rules = std::collections::BTreeSet::new();
+    let enum_rule = |schema: &str, rules: &mut std::collections::BTreeSet<String>| {
+        if schemas[schema]["enum"].is_array() {
+            rules.insert(format!("{schema}.enum"));
+        }
+    };
+    for item in doc["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let name = operation["operationId"].as_str().unwrap_or_default();
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let schema = &parameter["schema"];
+                for keyword in KEYWORDS {
+                    if !schema[keyword].is_null()
+                        && !(keyword == "minimum" && schema[keyword] == json!(0))
+                    {
+                        rules.insert(format!(
+                            "{name}.{}.{keyword}",
+                            parameter["name"].as_str().unwrap()
+                        ));
+                    }
+                }
+                let mut found = Vec::new();
+                refs(schema, &mut found);
+                for r in found.iter().filter_map(name_of) {
+                    enum_rule(&r, &mut rules);
+                }
+            }
+            let mut bodies = Vec::new();
+            refs(&operation["requestBody"], &mut bodies);
+            for body in bodies.iter().filter_map(name_of) {
+                for (property, schema) in schemas[&body]["properties"].as_object().unwrap() {
+                    for keyword in KEYWORDS {
+                        // utoipa states `minimum: 0` for every unsigned number: no rule.
+                        if !schema[keyword].is_null() && schema[keyword] != json!(0) {
+                            rules.insert(format!("{body}.{property}.{keyword}"));
+                        }
+                    }
+                    let mut found = Vec::new();
+                    refs(schema, &mut found);
+                    for r in found.iter().filter_map(name_of) {
+                        enum_rule(&r, &mut rules);
+                    }
+                }
+            }
+        }
+    }
+    rules
+}
+
+/// The OpenAPI document is the contract, both ways: every rule it states about a request is
+/// enforced (a request breaking just that rule is refused with 4xx), and every answer the
+/// server gives to bad requests (no credentials, wrong content type, malformed JSON, unknown
+/// ids, broken rules) has its status documented for that operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_the_contract_both_ways() {
+    let api = Api::start(|c| {
+        // Dozens of refused sign-ins and registrations: no throttle may answer for the rules.
+        c.rate_limits.auth_per_minute = 0;
+        c.rate_limits.api_per_second = 0;
+    })
+    .await;
+    let doc: Value = reqwest::get(api.url("/api/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = api.signed_in().await;
+    let task: Value = user
+        .upload(
+            api.url("/api/tasks"),
+            "page.png",
+            crate::support::tiny_png(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let account = {
+        let mut conn = api.install.app.db.get().await.unwrap();
+        ocrd::db::models::User::find(&mut conn, &user.id)
+            .await
+            .unwrap()
+    };
+    let (link, _) =
+        ocrd::auth::issue_reset_link(&api.install.app, &account, chrono::TimeDelta::hours(1))
+            .await
+            .unwrap();
+    let reset_token = link.rsplit_once("/reset/").unwrap().1.to_owned();
+    let min = api.install.app.config.auth.min_password_length;
+    let good = "a long enough passphrase";
+    let (short, long) = ("ab".repeat(min / 2 - 1), "ab".repeat(513));
+    let fresh = || format!("{}@example.com", unique("contract"));
+    let json = |v: Value| Some(Body::Json(v));
+    let form = |field: &'static str, value: &str| Some(Body::Form(vec![(field, value.to_owned())]));
+    let v = |rule, method, route, path: String, body| Violation {
+        rule,
+        method,
+        route,
+        path,
+        body,
+    };
+    let violations = vec![
+        v(
+            "RegisterRequest.email.pattern",
+            "post",
+            "/api/auth/register",
+            "/api/auth/register".into(),
+            json(json!({"email": "no-at-sign.example.com", "password": good})),
+        ),
+        v(
+            "RegisterRequest.email.maxLength",
+            "post",
+            "/api/auth/register",
+            "/api/auth/register".into(),
+            json(json!({"email": format!("{}@example.com", "a".repeat(250)), "password": good})),
+        ),
+        v(
+            "RegisterRequest.password.minLength",
+            "post",
+            "/api/auth/register",
+            "/api/auth/register".into(),
+            json(json!({"email": fresh(), "password": short})),
+        ),
+        v(
+            "RegisterRequest.password.maxLength",
+            "post",
+            "/api/auth/register",
+            "/api/auth/register".into(),
+            json(json!({"email": fresh(), "password": long})),
+        ),
+        v(
+            "ChangePasswordRequest.new_password.minLength",
+            "post",
+            "/api/auth/password",
+            "/api/auth/password".into(),
+            json(json!({"current_password": good, "new_password": short})),
+        ),
+        v(
+            "ChangePasswordRequest.new_password.maxLength",
+            "post",
+            "/api/auth/password",
+            "/api/auth/password".into(),
+            json(json!({"current_password": good, "new_password": long})),
+        ),
+        v(
+            "ResetPasswordRequest.password.minLength",
+            "post",
+            "/api/auth/reset",
+            "/api/auth/reset".into(),
+            json(json!({"token": reset_token, "password": short})),
+        ),
+        v(
+            "ResetPasswordRequest.password.maxLength",
+            "post",
+            "/api/auth/reset",
+            "/api/auth/reset".into(),
+            json(json!({"token": reset_token, "password": long})),
+        ),
+        v(
+            "CreateTokenRequest.name.minLength",
+            "post",
+            "/api/tokens",
+            "/api/tokens".into(),
+            json(json!({"name": ""})),
+        ),
+        v(
+            "CreateTokenRequest.name.maxLength",
+            "post",
+            "/api/tokens",
+            "/api/tokens".into(),
+            json(json!({"name": "a".repeat(101)})),
+        ),
+        v(
+            "CreateTokenRequest.name.pattern",
+            "post",
+            "/api/tokens",
+            "/api/tokens".into(),
+            json(json!({"name": "   "})),
+        ),
+        v(
+            "CreateTokenRequest.expires_in_days.minimum",
+            "post",
+            "/api/tokens",
+            "/api/tokens".into(),
+            json(json!({"name": "t", "expires_in_days": 0})),
+        ),
+        v(
+            "CreateTokenRequest.expires_in_days.maximum",
+            "post",
+            "/api/tokens",
+            "/api/tokens".into(),
+            json(json!({"name": "t", "expires_in_days": 3651})),
+        ),
+        v(
+            "TokenScope.enum",
+            "post",
+            "/api/tokens",
+            "/api/tokens".into(),
+            json(json!({"name": "t", "scopes": ["everything"]})),
+        ),
+        v(
+            "UploadForm.formats.pattern",
+            "post",
+            "/api/tasks",
+            "/api/tasks".into(),
+            form("formats", "txt,,word"),
+        ),
+        v(
+            "EngineKind.enum",
+            "post",
+            "/api/tasks",
+            "/api/tasks".into(),
+            form("engine", "tesseract"),
+        ),
+        v(
+            "OcrPolicy.enum",
+            "post",
+            "/api/tasks",
+            "/api/tasks".into(),
+            form("ocr", "sometimes"),
+        ),
+        v(
+            "list_tasks.limit.minimum",
+            "get",
+            "/api/tasks",
+            "/api/tasks?limit=0".into(),
+            None,
+        ),
+        v(
+            "list_tasks.limit.maximum",
+            "get",
+            "/api/tasks",
+            "/api/tasks?limit=101".into(),
+            None,
+        ),
+        v(
+            "list_tasks.cursor.pattern",
+            "get",
+            "/api/tasks",
+            "/api/tasks?cursor=page-2".into(),
+            None,
+        ),
+        v(
+            "StatusName.enum",
+            "get",
+            "/api/tasks",
+            "/api/tasks?status=done".into(),
+            None,
+        ),
+        v(
+            "FormatName.enum",
+            "get",
+            "/api/tasks/{id}/result",
+            format!("/api/tasks/{id}/result?format=docx"),
+            None,
+        ),
+        v(
+            "page_image.page.minimum",
+            "get",
+            "/api/tasks/{id}/pages/{page}/image",
+            format!("/api/tasks/{id}/pages/0/image"),
+            None,
+        ),
+    ];
+    let stated = documented_constraints(&doc);
+    let covered: std::collections::BTreeSet<String> =
+        violations.iter().map(|v| v.rule.to_owned()).collect();
+    assert_eq!(
+        stated, covered,
+        "a rule without a violating request here, or a case for a rule the document no longer states"
+    );
+
+    let documented = |method: &str, route: &str| -> Vec<u16> {
+        let responses = &doc["paths"][route][method]["responses"];
+        assert!(responses.is_object(), "{method} {route} is not documented");
+        responses
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.parse().unwrap())
+            .collect()
+    };
+    let send = |method: &str,
+                path: &str,
+                body: &Option<Body>,
+                client: &reqwest::Client,
+                csrf: Option<&str>| {
+        let mut request = client.request(method.to_uppercase().parse().unwrap(), api.url(path));
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        match body {
+            Some(Body::Json(value)) => request = request.json(value),
+            Some(Body::Form(fields)) => {
+                let mut form = reqwest::multipart::Form::new();
+                for (name, value) in fields {
+                    form = form.text(*name, value.clone());
+                }
+                form = form.part(
+                    "file",
+                    reqwest::multipart::Part::bytes(crate::support::tiny_png()).file_name("p.png"),
+                );
+                request = request.multipart(form);
+            }
+            None => {}
+        }
+        request.send()
+    };
+    let mut undocumented = Vec::new();
+    for case in &violations {
+        let response = send(
+            case.method,
+            &case.path,
+            &case.body,
+            &user.client,
+            Some(&user.csrf),
+        )
+        .await
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!(
+            (400..500).contains(&status),
+            "{}: {} {} was accepted ({status}): {text}",
+            case.rule,
+            case.method,
+            case.path
+        );
+        if !documented(case.method, case.route).contains(&status) {
+            undocumented.push(format!(
+                "{} {} ({}): {status}",
+                case.method, case.route, case.rule
+            ));
+        }
+    }
+
+    // Generic bad requests on every route: no credentials, a body that is not JSON, malformed
+    // JSON, unknown and malformed ids.
+    let anonymous = reqwest::Client::new();
+    let other_id = "00000000-0000-7000-8000-000000000000";
+    for (method, route) in ocrd::web::ROUTES {
+        let concrete = |task: &str| route.replace("{id}", task).replace("{page}", "1");
+        let json_body =
+            doc["paths"][*route][*method]["requestBody"]["content"]["application/json"].is_object();
+        let mut cases: Vec<(String, Option<Body>, bool)> = vec![
+            (concrete(&id), None, false),
+            (concrete(other_id), None, true),
+            (concrete("not-an-id"), None, true),
+        ];
+        if route.contains("{page}") {
+            cases.push((
+                route.replace("{id}", &id).replace("{page}", "many"),
+                None,
+                true,
+            ));
+        }
+        if json_body {
+            cases.push((
+                concrete(&id),
+                Some(Body::Json(json!("not an object"))),
+                true,
+            ));
+            cases.push((concrete(&id), Some(Body::Json(json!({}))), true));
+        }
+        for (path, body, signed_in) in cases {
+            if signed_in && *route == "/api/auth/logout" {
+                // It would end the session the other cases use.
+                continue;
+            }
+            let clients: Vec<(&reqwest::Client, Option<&str>)> = if signed_in {
+                vec![(&user.client, Some(user.csrf.as_str()))]
+            } else {
+                vec![(&anonymous, None), (&user.client, None)]
+            };
+            for (client, csrf) in clients {
+                let status = send(method, &path, &body, client, csrf)
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                if status != 101 && !documented(method, route).contains(&status) {
+                    undocumented.push(format!("{method} {path}: {status}"));
+                }
+            }
+        }
+        if json_body {
+            let status = user
+                .client
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    api.url(&concrete(&id)),
+                )
+                .header("X-CSRF-Token", &user.csrf)
+                .header("Content-Type", "text/plain")
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            assert_eq!(status, 415, "{method} {route} with a text/plain body");
+            if !documented(method, route).contains(&status) {
+                undocumented.push(format!("{method} {route} (text/plain): {status}"));
+            }
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "answers the document does not list:\n{}",
+        undocumented.join("\n")
+    );
+}
+
+/// A client generated from the served document alone (openapi-python-client, PyPI) registers,
+/// uploads a page with options sent after the file (as generated clients send them), waits for
+/// the task and downloads its text, on PostgreSQL, Redis, S3 and a real `ocrd work`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_openapi_document_completes_the_journey() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let api = Api::start(|_| {}).await;
+    let _worker = api.install.spawn_worker("w", &[]);
+    let venv = crate::ocr::repo().join("target/test-venv/bin");
+    let generator = venv.join("openapi-python-client");
+    assert!(
+        generator.exists(),
+        "{} is missing: run the tests with `make test` (scripts/test.sh installs tests/requirements.txt)",
+        generator.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("openapi.json");
+    std::fs::write(
+        &doc,
+        reqwest::get(api.url("/api/openapi.json"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let (page, truth) = sample_pages().into_iter().next().unwrap();
+    let script = crate::ocr::repo().join("tests/scripts/openapi_client_journey.py");
+    let mut command = std::process::Command::new(venv.join("python"));
+    command
+        .arg(&script)
+        .arg(&api.base)
+        .arg(&doc)
+        .arg(&page)
+        .arg(dir.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                venv.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    // The journey waits on the server this runtime serves: off its threads.
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the generated client's journey failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no report ({e}):\n{stdout}"));
+    assert_eq!(
+        report["requested_formats"],
+        json!(["txt", "json"]),
+        "{report}"
+    );
+    assert_eq!(report["status"], "completed", "{report}");
+    let cer = ocrd::eval::cer(report["text"].as_str().unwrap(), &truth);
+    assert!(
+        cer <= 0.02,
+        "the text downloaded by the generated client has CER {cer}"
+    );
+}

@@ -354,6 +354,7 @@ async fn populate(install: &Install, base: &str) -> Vec<Account> {
             page_count: 1,
             mean_confidence: Some(0.9),
             text: format!("page {i}\n"),
+            text_layer_pages: 0,
         };
         let id = task.id.clone();
         install

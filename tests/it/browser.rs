@@ -195,6 +195,25 @@ impl Browser {
             .unwrap();
     }
 
+    /// Runs axe-core (vendored, tests only) over the page as it is now and fails on any
+    /// violation, naming the rule and the elements.
+    async fn assert_accessible(&self, state: &str) {
+        let script = axe_source();
+        self.client.execute(script, vec![]).await.unwrap();
+        let violations = self
+            .js(
+                "return axe.run(document, {resultTypes: ['violations']}).then((r) => \
+                 r.violations.map((v) => ({rule: v.id, impact: v.impact, help: v.help, \
+                   nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' '))})))",
+            )
+            .await;
+        assert_eq!(
+            violations,
+            json!([]),
+            "axe-core found accessibility violations on {state}"
+        );
+    }
+
     async fn register(&self, email: &str, password: &str) {
         self.goto("/register").await;
         self.fill("#email", email).await;
@@ -219,6 +238,24 @@ impl Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// `tests/vendor/axe-core/axe.min.js`, checked against the digest its README records.
+fn axe_source() -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vendor/axe-core/axe.min.js"
+        );
+        let source = std::fs::read_to_string(path).expect("the vendored axe-core");
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(source.as_bytes()));
+        assert_eq!(
+            digest, "e9e5863c33a874f09bc01acd9234b7e3c871479f5eef8802fa582544465e6d01",
+            "{path} is not the axe-core 4.11.0 its README names"
+        );
+        source
+    })
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -895,5 +932,511 @@ async fn the_api_docs_render_their_markdown() {
     assert_eq!(page["backticks"], json!(0), "{page}");
     assert_eq!(page["pipes"], json!(false), "{page}");
     browser.assert_no_console_errors("/api/docs").await;
+    browser.close().await;
+}
+
+/// The second pass over the UI (issue 22), on real tasks in every status, with axe-core run
+/// over each page and state: uploads keep their order, follow their tasks live and flag a
+/// repeat; the dashboard has thumbnails and fits five tasks on a phone; the task page has its
+/// details and a Cancel button; the viewer zooms (buttons, fit, Ctrl+wheel, keys, pinch), pans
+/// by dragging and hides its boxes; any format downloads, asked for or not, and so does the
+/// original file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_and_task_state_is_accessible_and_the_task_tools_work() {
+    use fantoccini::actions::{
+        InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction, TouchActions,
+    };
+
+    let (install, base, _) = serve(|_| {}).await;
+    let browser = Browser::start(base.clone()).await;
+    let ready = "return document.readyState === 'complete'";
+    for (path, state) in [
+        ("/login", "the sign-in page"),
+        ("/register", "the registration page"),
+        ("/reset/not-a-real-token", "the password reset page"),
+    ] {
+        browser.goto(path).await;
+        browser.until(path, ready).await;
+        browser.assert_accessible(state).await;
+    }
+    browser.register_new().await;
+    browser
+        .until(
+            "the empty dashboard",
+            "return !document.getElementById('empty').hidden",
+        )
+        .await;
+    browser.assert_accessible("the empty dashboard").await;
+
+    // Files: a real page, a file that claims to be a PNG and is not, a blank page and a copy
+    // of it under another name, and two more blank pages to cancel and to hold "processing".
+    let dir = tempfile::tempdir().unwrap();
+    let blank = |name: &str, height: u32| {
+        let path = dir.path().join(name);
+        image::RgbImage::from_pixel(96, height, image::Rgb([255, 255, 255]))
+            .save(&path)
+            .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (later, held) = (blank("later.png", 40), blank("held.png", 41));
+    let (blank_a, blank_copy) = (blank("blank-a.png", 42), dir.path().join("blank-copy.png"));
+    std::fs::copy(&blank_a, &blank_copy).unwrap();
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnot really a png at all").unwrap();
+    let sample = sample_pages()
+        .into_iter()
+        .next()
+        .unwrap()
+        .0
+        .canonicalize()
+        .unwrap();
+    let sample_size = std::fs::metadata(&sample).unwrap().len();
+
+    browser.goto("/upload").await;
+    browser.until("the upload page", ready).await;
+    browser.assert_accessible("the upload page").await;
+    let limit = browser
+        .js("return document.getElementById('max-size').textContent")
+        .await;
+    assert!(
+        limit.as_str().unwrap().ends_with("MiB"),
+        "binary units: {limit}"
+    );
+    let pick = |files: Vec<String>| {
+        let browser = &browser;
+        async move {
+            let input = browser.client.find(Locator::Css("#files")).await.unwrap();
+            input.send_keys(&files.join("\n")).await.unwrap();
+        }
+    };
+    let settled = |count: usize| {
+        format!(
+            "const rows = [...document.querySelectorAll('.upload')]; \
+             if (rows.length < {count} || rows.some((r) => !r.dataset.taskStatus)) return null; \
+             return rows.map((r) => [r.querySelector('.filename').textContent, r.dataset.task, r.dataset.taskStatus]);"
+        )
+    };
+    pick(vec![later, held]).await;
+    let rows = browser.until("two queued uploads", &settled(2)).await;
+    let (later_id, held_id) = (
+        rows[0][1].as_str().unwrap().to_owned(),
+        rows[1][1].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(rows[0][2], json!("queued"), "{rows}");
+
+    // One is held by a worker that never finishes (a long lease): it stays "processing".
+    let mut conn = install.app.db.get().await.unwrap();
+    Task::claim(
+        &mut conn,
+        &held_id,
+        "held-by-test",
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap()
+    .expect("the queued task is claimed");
+    drop(conn);
+    browser.goto(&format!("/tasks/{held_id}")).await;
+    browser
+        .until(
+            "a processing task",
+            "return document.getElementById('status').dataset.status === 'processing'",
+        )
+        .await;
+    browser.assert_accessible("a processing task").await;
+
+    // The other is cancelled from its page.
+    browser.goto(&format!("/tasks/{later_id}")).await;
+    browser
+        .until(
+            "a queued task",
+            "return document.getElementById('status').dataset.status === 'queued'",
+        )
+        .await;
+    browser.assert_accessible("a queued task").await;
+    browser.click("#cancel").await;
+    browser
+        .until(
+            "the task to be cancelled",
+            "return document.getElementById('status').dataset.status === 'cancelled'",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('cancel').hidden")
+            .await,
+        json!(true)
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('retry').hidden")
+            .await,
+        json!(false)
+    );
+    browser.assert_accessible("a cancelled task").await;
+
+    // Four more in one pick: they keep the order picked, the repeat is flagged with a link to
+    // the first, and each row follows its task to the end once a worker runs.
+    browser.goto("/upload").await;
+    browser.until("the upload page", ready).await;
+    pick(vec![
+        sample.to_str().unwrap().to_owned(),
+        broken.to_str().unwrap().to_owned(),
+        blank_a,
+        blank_copy.to_str().unwrap().to_owned(),
+    ])
+    .await;
+    let rows = browser.until("four queued uploads", &settled(4)).await;
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    let sample_name = sample.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        names,
+        [sample_name, "broken.png", "blank-a.png", "blank-copy.png"]
+    );
+    let ids: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "tasks queued in the order picked: {ids:?}"
+    );
+    let repeat = browser
+        .js("return [...document.querySelectorAll('.upload')].map((r) => r.querySelector('.upload-note a')?.getAttribute('href') ?? null)")
+        .await;
+    assert_eq!(
+        repeat,
+        json!([null, null, null, format!("/tasks/{}", ids[2])])
+    );
+    let (stop, worker) = start_worker(&install, crate::ocr::engine());
+    let ended = browser
+        .until(
+            "every upload's task to end, followed live",
+            "const rows = [...document.querySelectorAll('.upload')]; \
+             const states = rows.map((r) => r.dataset.taskStatus); \
+             return states.every((s) => s === 'completed' || s === 'failed') && states",
+        )
+        .await;
+    assert_eq!(
+        ended,
+        json!(["completed", "failed", "completed", "completed"])
+    );
+    let view = browser
+        .js("return document.querySelector('.upload a[href$=\"/view\"]').getAttribute('href')")
+        .await;
+    assert_eq!(view, json!(format!("/tasks/{}/view", ids[0])));
+    browser.screenshots("upload-followed").await;
+
+    // The dashboard: thumbnails of the completed tasks, and at least five rows on a phone.
+    browser.goto("/").await;
+    browser
+        .until(
+            "thumbnails of the three completed tasks",
+            "return [...document.querySelectorAll('#tasks img.thumb')].filter((i) => i.complete && i.naturalWidth > 0).length >= 3",
+        )
+        .await;
+    browser.assert_accessible("the dashboard with tasks").await;
+    browser
+        .client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .unwrap();
+    let visible = browser
+        .until(
+            "the phone layout",
+            "const rows = [...document.querySelectorAll('#tasks tbody tr')]; \
+             return rows.length === 6 && rows.filter((r) => r.getBoundingClientRect().bottom <= window.innerHeight).length",
+        )
+        .await;
+    assert!(
+        visible.as_u64().unwrap() >= 5,
+        "{visible} task rows fit on a 390×844 screen"
+    );
+    browser.assert_accessible("the dashboard on a phone").await;
+    browser
+        .client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .unwrap();
+    browser.screenshots("dashboard-full").await;
+
+    // The completed page: details, durations, thumbnail; no Cancel.
+    browser.goto(&format!("/tasks/{}", ids[0])).await;
+    let facts = browser
+        .until(
+            "the task's details and thumbnail",
+            "const t = document.getElementById('thumbnail'); \
+             if (t.hidden || !t.naturalWidth) return null; \
+             return Object.fromEntries([...document.querySelectorAll('#details dd')].map((d) => [d.dataset.fact, d.textContent]))",
+        )
+        .await;
+    let fact = |name: &str| facts[name].as_str().unwrap_or_default().to_owned();
+    assert!(
+        fact("File").starts_with("PNG image, ") && fact("File").ends_with("iB"),
+        "{facts}"
+    );
+    assert_eq!(fact("Pages"), "1", "{facts}");
+    assert_eq!(fact("Engine"), "ppocr", "{facts}");
+    assert_eq!(fact("Formats asked for"), "Text, hOCR, JSON", "{facts}");
+    assert!(fact("Mean confidence").ends_with('%'), "{facts}");
+    let timeline = browser
+        .js("return document.getElementById('timeline').textContent")
+        .await;
+    let timeline = timeline.as_str().unwrap();
+    assert!(
+        timeline.contains("queued for") && timeline.contains("processing took"),
+        "{timeline}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('cancel').hidden")
+            .await,
+        json!(true)
+    );
+    browser.assert_accessible("a completed task").await;
+    browser.screenshots("task").await;
+    browser.goto(&format!("/tasks/{}", ids[1])).await;
+    browser
+        .until(
+            "a failed task",
+            "return !document.getElementById('error').hidden",
+        )
+        .await;
+    browser.assert_accessible("a failed task").await;
+
+    // The viewer.
+    browser.goto(&format!("/tasks/{}/view", ids[0])).await;
+    browser
+        .until(
+            "word boxes",
+            "const img = document.getElementById('page-image'); \
+             return img.complete && img.naturalWidth > 0 && document.querySelectorAll('#boxes rect.word').length > 20",
+        )
+        .await;
+    browser.assert_accessible("the viewer").await;
+    let frame = "const s = document.getElementById('scroll'), f = document.getElementById('frame'); \
+                 return {w: f.offsetWidth, h: f.offsetHeight, sw: s.clientWidth, sh: s.clientHeight, \
+                   left: s.scrollLeft, top: s.scrollTop, level: document.getElementById('zoom-level').textContent, \
+                   width: document.getElementById('fit-width').getAttribute('aria-pressed'), \
+                   page: document.getElementById('fit-page').getAttribute('aria-pressed')}";
+    let fitted = browser.js(frame).await;
+    let num = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    assert!(
+        (num(&fitted, "w") - (num(&fitted, "sw") - 2.0)).abs() <= 2.0,
+        "fits the width: {fitted}"
+    );
+    assert_eq!(fitted["width"], json!("true"));
+    browser.click("#zoom-in").await;
+    let zoomed = browser.js(frame).await;
+    let ratio = num(&zoomed, "w") / num(&fitted, "w");
+    assert!(
+        (ratio - 1.25).abs() < 0.02,
+        "zoom in ×1.25: {fitted} → {zoomed}"
+    );
+    assert_eq!(zoomed["width"], json!("false"), "{zoomed}");
+    browser.click("#fit-page").await;
+    let whole = browser.js(frame).await;
+    assert!(
+        num(&whole, "h") <= num(&whole, "sh") && num(&whole, "w") <= num(&whole, "sw"),
+        "{whole}"
+    );
+    assert_eq!(whole["page"], json!("true"));
+    // Ctrl+wheel zooms about the pointer; the keys zoom and fit.
+    let wheel = browser
+        .js("const s = document.getElementById('scroll'), r = s.getBoundingClientRect(); \
+             const before = document.getElementById('frame').offsetWidth; \
+             s.dispatchEvent(new WheelEvent('wheel', {deltaY: -300, ctrlKey: true, bubbles: true, cancelable: true, \
+               clientX: r.left + 50, clientY: r.top + 50})); \
+             return document.getElementById('frame').offsetWidth / before")
+        .await;
+    assert!(
+        wheel.as_f64().unwrap() > 1.5,
+        "Ctrl+wheel zooms in: ×{wheel}"
+    );
+    let keys = browser
+        .js("const press = (key) => document.body.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true})); \
+             press('w'); const fit = document.getElementById('frame').offsetWidth; \
+             press('+'); const bigger = document.getElementById('frame').offsetWidth; \
+             press('-'); const back = document.getElementById('frame').offsetWidth; \
+             press('0'); return [fit, bigger, back, document.getElementById('fit-page').getAttribute('aria-pressed')]")
+        .await;
+    let k: Vec<f64> = keys.as_array().unwrap()[..3]
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        k[1] > k[0] * 1.2 && (k[2] - k[0]).abs() <= 2.0,
+        "+ and − zoom: {keys}"
+    );
+    assert_eq!(keys[3], json!("true"), "0 fits the page: {keys}");
+    // Dragging with the mouse pans the zoomed page.
+    browser
+        .js("const z = document.getElementById('zoom-in'); z.click(); z.click(); z.click(); z.click(); z.click(); return true")
+        .await;
+    let before = browser.js(frame).await;
+    let scroll = browser.client.find(Locator::Css("#scroll")).await.unwrap();
+    let drag = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement {
+            element: scroll.clone(),
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveBy {
+            duration: Some(Duration::from_millis(200)),
+            x: -120.0,
+            y: -150.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    browser.client.perform_actions(drag).await.unwrap();
+    let after = browser.js(frame).await;
+    assert!(
+        num(&after, "left") - num(&before, "left") >= 100.0
+            && num(&after, "top") - num(&before, "top") >= 100.0,
+        "dragging pans: {before} → {after}"
+    );
+    // Two fingers moving apart zoom in.
+    browser.click("#fit-width").await;
+    let before = browser.js(frame).await;
+    let finger = |id: &str, dx: f64| {
+        TouchActions::new(id.into())
+            .then(PointerAction::MoveToElement {
+                element: scroll.clone(),
+                duration: None,
+                x: dx,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(300)),
+                x: dx * 2.0,
+                y: 0.0,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            })
+    };
+    browser
+        .client
+        .perform_actions(vec![finger("one", -40.0), finger("two", 40.0)])
+        .await
+        .unwrap();
+    let after = browser.js(frame).await;
+    assert!(
+        num(&after, "w") > num(&before, "w") * 1.5,
+        "pinching zooms in: {before} → {after}"
+    );
+    // Hidden boxes stay hidden but for the selected word; B shows them again. Choosing the
+    // last word in the image scrolls the text panel to it.
+    browser.click("#fit-width").await;
+    browser.click("#show-boxes").await;
+    let hidden = browser
+        .js("return getComputedStyle(document.querySelector('#boxes rect.word')).visibility")
+        .await;
+    assert_eq!(hidden, json!("hidden"));
+    browser
+        .js("document.body.dispatchEvent(new KeyboardEvent('keydown', {key: 'b', bubbles: true})); return true")
+        .await;
+    let shown = browser
+        .js("return [getComputedStyle(document.querySelector('#boxes rect.word')).visibility, document.getElementById('show-boxes').checked]")
+        .await;
+    assert_eq!(shown, json!(["visible", true]));
+    browser
+        .js("document.querySelector('#boxes rect.word:last-of-type').dispatchEvent(new MouseEvent('click', {bubbles: true})); return true")
+        .await;
+    let in_view = browser
+        .js("const w = document.querySelector('#text .w.selected'), p = document.querySelector('.text-panel'); \
+             const a = w.getBoundingClientRect(), b = p.getBoundingClientRect(); \
+             return [p.scrollHeight > p.clientHeight, a.top >= b.top && a.bottom <= b.bottom]")
+        .await;
+    assert_eq!(
+        in_view[1],
+        json!(true),
+        "the selected word is scrolled into the text panel: {in_view}"
+    );
+    // On a phone the page comes before the downloads, which are one menu.
+    browser
+        .client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .unwrap();
+    let order = browser
+        .until(
+            "the phone layout",
+            "const m = document.querySelector('.downloads-menu').getBoundingClientRect(); \
+             const s = document.getElementById('scroll').getBoundingClientRect(); \
+             return window.innerWidth < 500 && [m.top > s.bottom, document.querySelectorAll('.downloads-menu #downloads a').length]",
+        )
+        .await;
+    assert_eq!(
+        order,
+        json!([true, 6]),
+        "menu after the page, with five formats and the original"
+    );
+    browser.assert_accessible("the viewer on a phone").await;
+    browser
+        .client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .unwrap();
+    browser.screenshots("viewer-zoom").await;
+
+    // Formats not asked for are made on first download (and served stored afterwards); the
+    // original comes back byte for byte, as an attachment.
+    let fetch = |format: &str| {
+        format!(
+            "return fetch(document.querySelector('#downloads a[data-format={format}]').href) \
+             .then(async (r) => {{ const b = new Uint8Array(await r.arrayBuffer()); \
+               return [r.status, r.headers.get('content-type'), r.headers.get('content-disposition'), b.length, \
+                 new TextDecoder().decode(b.slice(0, 200))]; }})"
+        )
+    };
+    for _ in 0..2 {
+        let pdf = browser.js(&fetch("pdf")).await;
+        assert_eq!(pdf[0], json!(200), "{pdf}");
+        assert!(pdf[4].as_str().unwrap().starts_with("%PDF-"), "{pdf}");
+        assert!(pdf[2].as_str().unwrap().starts_with("attachment"), "{pdf}");
+    }
+    let alto = browser.js(&fetch("xml")).await;
+    assert_eq!(alto[0], json!(200), "{alto}");
+    assert!(alto[4].as_str().unwrap().contains("<alto"), "{alto}");
+    let original = browser.js(&fetch("original")).await;
+    assert_eq!(original[0], json!(200), "{original}");
+    assert_eq!(original[1], json!("image/png"), "{original}");
+    assert_eq!(original[3], json!(sample_size), "{original}");
+    assert!(
+        original[2]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("attachment; filename=\"{sample_name}\"")),
+        "{original}"
+    );
+
+    browser.goto("/account").await;
+    browser.until("the account page", ready).await;
+    browser.assert_accessible("the account page").await;
+    browser
+        .assert_no_console_errors("the second-pass journey")
+        .await;
+    browser.goto("/tasks/no-such-task").await;
+    browser.until("the error page", ready).await;
+    browser.assert_accessible("the error page").await;
+
+    stop.cancel();
+    worker.await.unwrap();
     browser.close().await;
 }

@@ -69,6 +69,7 @@ fn result_for(owner: &User) -> NewTaskResult {
         page_count: 1,
         mean_confidence: Some(0.97),
         text: "hello".into(),
+        text_layer_pages: 0,
     }
 }
 

@@ -25,6 +25,16 @@ pub struct File {
     pub created_at: NaiveDateTime,
 }
 
+/// What task views show of a task's file.
+#[derive(Clone, Debug, Default, Queryable, Selectable)]
+#[diesel(table_name = files, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct FileSummary {
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+}
+
 /// A file about to be recorded; its id is chosen before upload because the blob key contains it.
 pub type NewFile = File;
 
@@ -37,14 +47,14 @@ impl File {
             .await)?)
     }
 
-    /// File names by file id, for listing tasks.
-    pub async fn names(
+    /// File summaries by file id, for listing tasks.
+    pub async fn summaries(
         conn: &mut DbConn,
         ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, String>, DbError> {
-        let rows: Vec<(String, String)> = with_conn!(conn, |c| files::table
+    ) -> Result<std::collections::HashMap<String, FileSummary>, DbError> {
+        let rows: Vec<(String, FileSummary)> = with_conn!(conn, |c| files::table
             .filter(files::id.eq_any(ids))
-            .select((files::id, files::filename))
+            .select((files::id, FileSummary::as_select()))
             .load(c)
             .await)?;
         Ok(rows.into_iter().collect())

@@ -14,7 +14,7 @@ mod user;
 
 pub use api_token::{ApiToken, NewApiToken};
 pub use backup::Backup;
-pub use file::{File, NewFile};
+pub use file::{File, FileSummary, NewFile};
 pub use password_reset::PasswordReset;
 pub use task::{NewTask, Task, TaskStatus};
 pub use task_result::{BlobKeys, NewTaskResult, TaskResult};

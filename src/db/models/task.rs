@@ -3,7 +3,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
-use super::{File, NewFile, NewTaskResult, TaskResult, new_id, now, text_enum, utc_time};
+use super::{
+    File, FileSummary, NewFile, NewTaskResult, TaskResult, new_id, now, text_enum, utc_time,
+};
 use crate::db::schema::{files, results, tasks};
 use crate::db::{DbConn, DbError};
 use crate::tasks::PageWarning;
@@ -216,19 +218,39 @@ impl Task {
             .await)?)
     }
 
-    /// The task with its file's name if it belongs to `user_id` (one query, for the API).
+    /// The task with its file's summary if it belongs to `user_id` (one query, for the API).
     pub async fn find_named_for_user(
         conn: &mut DbConn,
         user_id: &str,
         id: &str,
-    ) -> Result<(Task, String), DbError> {
+    ) -> Result<(Task, FileSummary), DbError> {
         Ok(with_conn!(conn, |c| tasks::table
             .inner_join(files::table)
             .filter(tasks::id.eq(id))
             .filter(tasks::user_id.eq(user_id))
-            .select((Task::as_select(), files::filename))
+            .select((Task::as_select(), FileSummary::as_select()))
             .first(c)
             .await)?)
+    }
+
+    /// The user's latest task before `task_id` of a file with the same bytes (`sha256`), if any:
+    /// an upload the user already made.
+    pub async fn earlier_upload(
+        conn: &mut DbConn,
+        user_id: &str,
+        task_id: &str,
+        sha256: &str,
+    ) -> Result<Option<String>, DbError> {
+        Ok(with_conn!(conn, |c| tasks::table
+            .inner_join(files::table)
+            .filter(files::user_id.eq(user_id))
+            .filter(files::sha256.eq(sha256))
+            .filter(tasks::id.lt(task_id))
+            .order(tasks::id.desc())
+            .select(tasks::id)
+            .first(c)
+            .await
+            .optional())?)
     }
 
     /// A user's tasks, newest first, `limit` at a time before the cursor `before` (a task id).

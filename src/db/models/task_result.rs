@@ -38,6 +38,8 @@ pub struct TaskResult {
     pub text: String,
     #[serde(with = "utc_time")]
     pub created_at: NaiveDateTime,
+    /// Pages read from a PDF's own text layer rather than recognised.
+    pub text_layer_pages: i32,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +49,7 @@ pub struct NewTaskResult {
     pub page_count: i32,
     pub mean_confidence: Option<f64>,
     pub text: String,
+    pub text_layer_pages: i32,
 }
 
 #[derive(Insertable)]
@@ -60,6 +63,7 @@ pub(super) struct ResultRow {
     mean_confidence: Option<f64>,
     text: String,
     created_at: NaiveDateTime,
+    text_layer_pages: i32,
 }
 
 impl NewTaskResult {
@@ -74,11 +78,39 @@ impl NewTaskResult {
             mean_confidence: self.mean_confidence,
             text: self.text,
             created_at: at,
+            text_layer_pages: self.text_layer_pages,
         }
     }
 }
 
 impl TaskResult {
+    /// Whether the worker stored a thumbnail of the first page.
+    pub fn has_thumbnail(&self) -> bool {
+        self.blob_keys
+            .0
+            .contains_key(crate::render::thumbnail::EXTENSION)
+    }
+
+    /// Of these tasks, those whose result has a thumbnail.
+    pub async fn with_thumbnails(
+        conn: &mut DbConn,
+        task_ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, DbError> {
+        let rows: Vec<(String, String)> = with_conn!(conn, |c| results::table
+            .filter(results::task_id.eq_any(task_ids))
+            .select((results::task_id, results::blob_keys))
+            .load(c)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, keys)| {
+                BlobKeys::try_from(keys.clone())
+                    .is_ok_and(|k| k.0.contains_key(crate::render::thumbnail::EXTENSION))
+            })
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     pub async fn find_by_task(conn: &mut DbConn, task_id: &str) -> Result<TaskResult, DbError> {
         Ok(with_conn!(conn, |c| results::table
             .filter(results::task_id.eq(task_id))

@@ -31,7 +31,15 @@ async fn auth_rate(app: &App, client: &Client) -> Result<(), ApiError> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
+    /// One `@`, a domain with a dot neither first nor last, no spaces or control characters.
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^.@\\s\\u0000-\\u001f\\u007f-\\u009f][^@\\s\\u0000-\\u001f\\u007f-\\u009f]*\\.[^@\\s\\u0000-\\u001f\\u007f-\\u009f]*[^.@\\s\\u0000-\\u001f\\u007f-\\u009f]$"
+    )]
     pub email: String,
+    /// At least `auth.min_password_length` characters (the served document states the
+    /// install's value), and not a common password or the email.
+    #[schema(max_length = 1024)]
     pub password: String,
     /// Required when the server's registration is `invite`.
     pub invite_code: Option<String>,
@@ -51,16 +59,20 @@ pub struct SessionResponse {
     pub csrf_token: Option<String>,
 }
 
+/// The rule `RegisterRequest`'s schema states as a pattern: one `@` after a non-empty local
+/// part, a domain with a dot that is neither its first nor its last character, no whitespace or
+/// control characters, at most 254 characters.
 fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
-    email.len() <= 254
+    email.chars().count() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && !local.is_empty()
+        && !domain.contains('@')
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Creates an account and signs it in (sets the session cookie, like login). The first
@@ -239,6 +251,8 @@ pub async fn me(current: CurrentUser) -> HttpResponse {
 #[derive(Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
+    /// The same rules as at registration.
+    #[schema(max_length = 1024)]
     pub new_password: String,
 }
 
@@ -246,6 +260,8 @@ pub struct ChangePasswordRequest {
 pub struct ResetPasswordRequest {
     /// The token from the reset link (`/reset/{token}`).
     pub token: String,
+    /// The same rules as at registration.
+    #[schema(max_length = 1024)]
     pub password: String,
 }
 

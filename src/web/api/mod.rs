@@ -4,16 +4,17 @@ pub mod auth;
 pub mod tasks;
 pub mod tokens;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::models::{Task, TaskStatus, User, utc_time};
+use crate::db::models::{FileSummary, Task, TaskResult, TaskStatus, User, utc_time};
 use crate::error::{ApiError, escape_markup};
-use crate::tasks::{PageWarning, TaskOptions};
+use crate::render::Format;
+use crate::tasks::{OcrPolicy, PageWarning, TaskOptions};
 
 /// JSON with `<`, `>` and `&` escaped as `\u003c`, `\u003e`, `\u0026`: a value a user chose
 /// (a file name) can never read as markup, even where a client mishandles the content type.
@@ -48,6 +49,33 @@ impl From<&User> for UserView {
     }
 }
 
+/// A task status, as filters name it.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusName {
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// A result format, as downloads name it (with the aliases accepted).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum FormatName {
+    Html,
+    Hocr,
+    Txt,
+    Text,
+    Json,
+    Pdf,
+    Alto,
+    Xml,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ErrorView {
     pub code: String,
@@ -62,16 +90,39 @@ pub struct TaskView {
     pub status: String,
     /// The uploaded file's name, as the client sent it.
     pub filename: String,
+    /// The uploaded file's size in bytes.
+    pub file_size: i64,
+    /// The uploaded file's media type, sniffed from its bytes.
+    pub content_type: String,
     pub engine: String,
+    /// Whether pages with a text layer were read from it (`auto`), always recognised
+    /// (`force`), or only read from it (`skip`).
+    pub ocr: OcrPolicy,
+    /// The scripts asked for; `null`: the server's `ocr.lang`.
+    pub lang: Option<String>,
+    /// The formats asked for at upload.
+    pub requested_formats: Vec<String>,
     pub pages_done: i32,
     pub pages_total: Option<i32>,
+    /// Pages read from a PDF's own text layer; only on `GET /api/tasks/{id}` of a completed
+    /// task.
+    pub text_layer_pages: Option<i32>,
+    /// The mean word confidence (0 to 1); only on `GET /api/tasks/{id}` of a completed task.
+    pub mean_confidence: Option<f64>,
     pub attempts: i32,
     pub error: Option<ErrorView>,
     /// Pages that could not be read in a task that still completed (see
     /// `worker.max_failed_page_ratio`).
     pub warnings: Vec<PageWarning>,
-    /// Result formats available for download (`html`, `txt`, `json`); empty until completed.
+    /// Result formats downloadable now: every format once completed (those not asked for are
+    /// rendered on first download), none before.
     pub formats: Vec<String>,
+    /// Whether `GET /api/tasks/{id}/thumbnail` has a picture of the first page.
+    pub thumbnail: bool,
+    /// Only in the answer to an upload: the user's latest earlier task of a file with the same
+    /// bytes (sha256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
     #[serde(with = "utc_time")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: chrono::NaiveDateTime,
@@ -87,11 +138,10 @@ pub struct TaskView {
 }
 
 impl TaskView {
-    pub fn new(task: &Task, filename: &str) -> TaskView {
+    pub fn new(task: &Task, file: &FileSummary) -> TaskView {
+        let options = TaskOptions::parse(&task.options).unwrap_or_default();
         let formats = if task.status == TaskStatus::Completed {
-            TaskOptions::parse(&task.options)
-                .unwrap_or_default()
-                .formats
+            Format::ALL
                 .iter()
                 .map(|f| f.extension().to_owned())
                 .collect()
@@ -101,10 +151,21 @@ impl TaskView {
         TaskView {
             id: task.id.clone(),
             status: task.status.as_str().to_owned(),
-            filename: filename.to_owned(),
+            filename: file.filename.clone(),
+            file_size: file.size_bytes,
+            content_type: file.content_type.clone(),
             engine: task.engine.clone(),
+            ocr: options.ocr,
+            lang: options.lang.as_ref().map(ToString::to_string),
+            requested_formats: options
+                .formats
+                .iter()
+                .map(|f| f.extension().to_owned())
+                .collect(),
             pages_done: task.pages_done,
             pages_total: task.pages_total,
+            text_layer_pages: None,
+            mean_confidence: None,
             attempts: task.attempts,
             error: task.error_code.as_ref().map(|code| ErrorView {
                 code: code.clone(),
@@ -112,6 +173,8 @@ impl TaskView {
             }),
             warnings: task.page_warnings(),
             formats,
+            thumbnail: false,
+            duplicate_of: None,
             created_at: task.created_at,
             updated_at: task.updated_at,
             started_at: task.started_at,
@@ -119,10 +182,28 @@ impl TaskView {
         }
     }
 
-    pub fn with_names(tasks: &[Task], names: &HashMap<String, String>) -> Vec<TaskView> {
+    /// Adds what only the result row knows.
+    pub fn with_result(mut self, result: &TaskResult) -> TaskView {
+        self.text_layer_pages = Some(result.text_layer_pages);
+        self.mean_confidence = result.mean_confidence;
+        self.thumbnail = result.has_thumbnail();
+        self
+    }
+
+    /// Views of a page of tasks: `files` by file id, and the ids of those with a thumbnail.
+    pub fn with_files(
+        tasks: &[Task],
+        files: &HashMap<String, FileSummary>,
+        thumbnails: &HashSet<String>,
+    ) -> Vec<TaskView> {
+        let unknown = FileSummary::default();
         tasks
             .iter()
-            .map(|t| TaskView::new(t, names.get(&t.file_id).map_or("", String::as_str)))
+            .map(|t| {
+                let mut view = TaskView::new(t, files.get(&t.file_id).unwrap_or(&unknown));
+                view.thumbnail = thumbnails.contains(&t.id);
+                view
+            })
             .collect()
     }
 }

@@ -17,11 +17,14 @@ use crate::auth::CurrentUser;
 use crate::blobs::{BlobKey, sanitize_filename};
 use crate::config::EngineKind;
 use crate::db::DbError;
-use crate::db::models::{File, Task, TaskResult, TaskStatus, is_id};
+use crate::db::models::{File, FileSummary, Task, TaskResult, TaskStatus, is_id};
 use crate::edge::Class;
 use crate::error::{ApiError, Code};
-use crate::render::Format;
-use crate::tasks::{DeleteError, OcrPolicy, Password, Submission, SubmitError, TaskOptions};
+use crate::render::{Format, thumbnail};
+use crate::results::ResultError;
+use crate::tasks::{
+    DeleteError, OcrPolicy, Password, Submission, SubmitError, TaskOptions, Trailer,
+};
 use crate::web::previews::{PreviewError, Previews};
 
 /// Longest value of a non-file form field, and most such fields.
@@ -30,7 +33,7 @@ const MAX_FIELDS: usize = 16;
 /// What a multipart body may add to the file: boundaries, part headers and the other fields.
 const FORM_OVERHEAD: u64 = (FIELD_LIMIT * MAX_FIELDS) as u64 + (64 << 10);
 
-/// The multipart form of `POST /api/tasks`. Send the option fields before `file`.
+/// The multipart form of `POST /api/tasks`: one `file`, and the options before or after it.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
@@ -38,9 +41,14 @@ pub struct UploadForm {
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
     /// The server's `ocr.engine` (`ppocr` or `qwen3vl`), the default; another is refused.
+    #[schema(value_type = Option<EngineKind>)]
     engine: Option<String>,
-    /// Comma-separated result formats: `html` (hOCR), `txt`, `json`, `pdf` (searchable PDF),
-    /// `alto` (ALTO XML v4, downloaded as `format=xml`). Default: html, txt and json.
+    /// Comma-separated result formats made at once: `html` (hOCR), `txt`, `json`, `pdf`
+    /// (searchable PDF), `alto` (ALTO XML v4, downloaded as `format=xml`). Default: html, txt
+    /// and json. Any other can be downloaded later.
+    #[schema(
+        pattern = "^\\s*(html|hocr|txt|text|json|pdf|alto|xml)\\s*(,\\s*(html|hocr|txt|text|json|pdf|alto|xml)\\s*)*$"
+    )]
     formats: Option<String>,
     ocr: Option<OcrPolicy>,
     /// The scripts the document is written in: `latin`, `english` (Latin without accents),
@@ -64,18 +72,25 @@ pub struct TaskList {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only tasks in this status.
+    #[param(value_type = Option<super::StatusName>)]
     status: Option<String>,
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ResultQuery {
-    /// `html` (hOCR), `txt` or `json`.
+    /// `html` or `hocr` (hOCR), `txt` or `text`, `json`, `pdf` (searchable PDF), `alto` or
+    /// `xml` (ALTO XML). Any format of a completed task: one not asked for at upload is made
+    /// on its first download.
+    #[param(value_type = super::FormatName)]
     format: String,
     /// Stream through ocrd even where presigned redirects are configured (the web viewer
     /// reads the JSON this way, as a same-origin request).
@@ -129,7 +144,7 @@ async fn read_field(
 
 fn parse_formats(value: &str) -> Result<Vec<Format>, ApiError> {
     let mut formats = Vec::new();
-    for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for name in value.split(',').map(str::trim) {
         let format: Format = name
             .parse()
             .map_err(|e: String| ApiError::invalid(format!("formats: {e}")))?;
@@ -172,6 +187,10 @@ fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::Empty => ApiError::new(Code::EmptyFile, "the file is empty"),
         SubmitError::UnsupportedType => ApiError::new(Code::UnsupportedType, e.to_string()),
         SubmitError::TooLarge(_) => ApiError::new(Code::PayloadTooLarge, e.to_string()),
+        SubmitError::Body(e) if e.is::<ApiError>() => match e.downcast::<ApiError>() {
+            Ok(e) => *e,
+            Err(e) => ApiError::invalid(format!("reading the upload: {e}")),
+        },
         SubmitError::Body(e) => match e.downcast::<UploadError>().map(|e| *e) {
             Ok(UploadError::Stalled(idle)) => stalled(idle),
             Ok(e) => ApiError::invalid(format!("reading the upload: {e}")),
@@ -227,16 +246,106 @@ pub async fn create(
         .await?;
     let idle = Duration::from_secs(app.config.server.upload_idle_secs);
     let key = idempotency_key(&req)?;
-    let mut options = TaskOptions::default();
-    let mut engine = None;
-    let mut fields = 0;
-    while let Some(field) = next_within(&mut form, idle).await? {
-        let mut field = field.map_err(|e| ApiError::invalid(format!("multipart: {e}")))?;
-        fields += 1;
-        if fields > MAX_FIELDS {
+    let mut fields = FormFields::new(app.config.ocr.engine, idle);
+    while let Some(field) = fields.next(&mut form).await? {
+        if field.name() != Some("file") {
+            fields.read_option(field).await?;
+            continue;
+        }
+        let filename = field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .map(|n| crate::names::clean(n, 255))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "upload".into());
+        let submission = Submission {
+            user_id: &current.user.id,
+            filename: &filename,
+            engine: fields.engine,
+            options: fields.options.clone(),
+            idempotency_key: key.as_deref(),
+        };
+        // A stalled upload ends in an error, which aborts what was stored of it.
+        let body = futures::stream::unfold(field, move |mut field| async move {
+            match tokio::time::timeout(idle, field.next()).await {
+                Ok(Some(chunk)) => Some((
+                    chunk.map_err(|e| UploadError::Multipart(e.to_string())),
+                    field,
+                )),
+                Ok(None) => None,
+                Err(_) => Some((Err(UploadError::Stalled(idle)), field)),
+            }
+        });
+        // Fields may follow the file (clients generated from the OpenAPI document send the
+        // file first): they are read once it has been stored, before the task is recorded.
+        let trailer = async {
+            let mut any = false;
+            while let Some(field) = fields.next(&mut form).await? {
+                if field.name() == Some("file") {
+                    return Err(ApiError::invalid("send one file per upload"));
+                }
+                fields.read_option(field).await?;
+                any = true;
+            }
+            Ok(any.then(|| Trailer {
+                engine: fields.engine,
+                options: fields.options.clone(),
+            }))
+        };
+        let trailer = trailer.map(|read| read.map_err(|e: ApiError| Box::new(e) as _));
+        let (task, created) = crate::tasks::submit_then(&app, submission, body, trailer)
+            .await
+            .map_err(submit_error)?;
+        let status = if created {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        return Ok(json(status, &uploaded_view(&app, &task).await?));
+    }
+    Err(ApiError::invalid("no `file` field in the form"))
+}
+
+/// The fields of an upload form, in whatever order they come.
+struct FormFields {
+    options: TaskOptions,
+    engine: Option<EngineKind>,
+    served: EngineKind,
+    idle: Duration,
+    count: usize,
+}
+
+impl FormFields {
+    fn new(served: EngineKind, idle: Duration) -> FormFields {
+        FormFields {
+            options: TaskOptions::default(),
+            engine: None,
+            served,
+            idle,
+            count: 0,
+        }
+    }
+
+    /// The next field, or `None` at the end of the form.
+    async fn next(
+        &mut self,
+        form: &mut Multipart,
+    ) -> Result<Option<actix_multipart::Field>, ApiError> {
+        let Some(field) = next_within(form, self.idle).await? else {
+            return Ok(None);
+        };
+        let field = field.map_err(|e| ApiError::invalid(format!("multipart: {e}")))?;
+        self.count += 1;
+        if self.count > MAX_FIELDS {
             return Err(ApiError::invalid("too many form fields"));
         }
+        Ok(Some(field))
+    }
+
+    /// Reads an option field into the options.
+    async fn read_option(&mut self, mut field: actix_multipart::Field) -> Result<(), ApiError> {
         let name = field.name().unwrap_or_default().to_owned();
+        let idle = self.idle;
         match name.as_str() {
             "engine" => {
                 let value = read_field(&mut field, "engine", idle).await?;
@@ -245,76 +354,36 @@ pub async fn create(
                     .parse()
                     .map_err(|e: String| ApiError::invalid(format!("engine: {e}")))?;
                 // One queue feeds every worker, and they all run the configured engine.
-                let served = app.config.ocr.engine;
-                if chosen != served {
+                if chosen != self.served {
                     return Err(ApiError::invalid(format!(
                         "engine: `{}` is not served here; this install's workers run `{}` (ocr.engine)",
                         chosen.as_str(),
-                        served.as_str()
+                        self.served.as_str()
                     )));
                 }
-                engine = Some(chosen);
+                self.engine = Some(chosen);
             }
             "formats" => {
-                options.formats = parse_formats(&read_field(&mut field, "formats", idle).await?)?
+                self.options.formats =
+                    parse_formats(&read_field(&mut field, "formats", idle).await?)?
             }
             "ocr" => {
                 let value = read_field(&mut field, "ocr", idle).await?;
-                options.ocr = value.trim().parse().map_err(ApiError::invalid)?;
+                self.options.ocr = value.trim().parse().map_err(ApiError::invalid)?;
             }
             "lang" => {
                 let value = read_field(&mut field, "lang", idle).await?;
                 let lang = value.parse().map_err(|e: String| ApiError::invalid(e))?;
-                options.lang = Some(lang);
+                self.options.lang = Some(lang);
             }
             "password" => {
                 let value = read_field(&mut field, "password", idle).await?;
-                options.password = (!value.is_empty()).then(|| Password::new(value));
-            }
-            "file" => {
-                let filename = field
-                    .content_disposition()
-                    .and_then(|d| d.get_filename())
-                    .map(|n| crate::names::clean(n, 255))
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| "upload".into());
-                let submission = Submission {
-                    user_id: &current.user.id,
-                    filename: &filename,
-                    engine,
-                    options,
-                    idempotency_key: key.as_deref(),
-                };
-                // A stalled upload ends in an error, which aborts what was stored of it.
-                let body = futures::stream::unfold(field, move |mut field| async move {
-                    match tokio::time::timeout(idle, field.next()).await {
-                        Ok(Some(chunk)) => Some((
-                            chunk.map_err(|e| UploadError::Multipart(e.to_string())),
-                            field,
-                        )),
-                        Ok(None) => None,
-                        Err(_) => Some((Err(UploadError::Stalled(idle)), field)),
-                    }
-                });
-                let (task, created) = crate::tasks::submit(&app, submission, body)
-                    .await
-                    .map_err(submit_error)?;
-                let status = if created {
-                    StatusCode::ACCEPTED
-                } else {
-                    StatusCode::OK
-                };
-                let filename = if created {
-                    filename
-                } else {
-                    find_file(&app, &task.file_id).await?.filename
-                };
-                return Ok(json(status, &TaskView::new(&task, &filename)));
+                self.options.password = (!value.is_empty()).then(|| Password::new(value));
             }
             other => return Err(ApiError::invalid(format!("unknown form field `{other}`"))),
         }
+        Ok(())
     }
-    Err(ApiError::invalid("no `file` field in the form"))
 }
 
 /// The user's tasks, newest first.
@@ -326,7 +395,7 @@ pub async fn list(
     current: CurrentUser,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+    let status = match query.status.as_deref() {
         Some(s) => Some(s.parse::<TaskStatus>().map_err(|_| {
             ApiError::invalid("status: one of queued, processing, completed, failed, cancelled")
         })?),
@@ -336,14 +405,14 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit: 1 to 100"));
     }
-    let cursor = query.cursor.clone().filter(|c| !c.is_empty());
+    let cursor = query.cursor.clone();
     if cursor.as_deref().is_some_and(|c| !is_id(c)) {
         return Err(ApiError::invalid(
             "cursor: pass next_cursor of the previous page",
         ));
     }
     let user_id = current.user.id.clone();
-    let (tasks, names, next_cursor) = app
+    let (tasks, files, thumbnails, next_cursor) = app
         .db
         .run(move |c| {
             async move {
@@ -357,8 +426,14 @@ pub async fn list(
                     None
                 };
                 let ids: Vec<&str> = tasks.iter().map(|t| t.file_id.as_str()).collect();
-                let names = File::names(c, &ids).await?;
-                Ok::<_, DbError>((tasks, names, next_cursor))
+                let files = File::summaries(c, &ids).await?;
+                let done: Vec<&str> = tasks
+                    .iter()
+                    .filter(|t| t.status == TaskStatus::Completed)
+                    .map(|t| t.id.as_str())
+                    .collect();
+                let thumbnails = TaskResult::with_thumbnails(c, &done).await?;
+                Ok::<_, DbError>((tasks, files, thumbnails, next_cursor))
             }
             .boxed()
         })
@@ -366,13 +441,17 @@ pub async fn list(
     Ok(json(
         StatusCode::OK,
         &TaskList {
-            tasks: TaskView::with_names(&tasks, &names),
+            tasks: TaskView::with_files(&tasks, &files, &thumbnails),
             next_cursor,
         },
     ))
 }
 
-async fn own_task(app: &App, current: &CurrentUser, id: &str) -> Result<(Task, String), ApiError> {
+async fn own_task(
+    app: &App,
+    current: &CurrentUser,
+    id: &str,
+) -> Result<(Task, FileSummary), ApiError> {
     if !is_id(id) {
         return Err(ApiError::task_not_found());
     }
@@ -388,11 +467,63 @@ async fn own_task(app: &App, current: &CurrentUser, id: &str) -> Result<(Task, S
     }
 }
 
+/// The answer to an upload: the task, and the user's earlier task of the same bytes if any.
+async fn uploaded_view(app: &App, task: &Task) -> Result<TaskView, ApiError> {
+    let (user_id, id) = (task.user_id.clone(), task.id.clone());
+    let (task, file, earlier) = app
+        .db
+        .run(move |c| {
+            async move {
+                let (task, file) = Task::find_named_for_user(c, &user_id, &id).await?;
+                let earlier = Task::earlier_upload(c, &user_id, &id, &file.sha256).await?;
+                Ok::<_, DbError>((task, file, earlier))
+            }
+            .boxed()
+        })
+        .await?;
+    let mut view = TaskView::new(&task, &file);
+    view.duplicate_of = earlier;
+    Ok(view)
+}
+
 async fn find_file(app: &App, id: &str) -> Result<File, DbError> {
     let id = id.to_owned();
     app.db
         .run(move |c| async move { File::find(c, &id).await }.boxed())
         .await
+}
+
+/// `Content-Disposition` naming a download after the uploaded file, with `ext` for its
+/// extension (none: the file's own). The name is reduced to safe ASCII characters.
+fn disposition(kind: DispositionType, filename: &str, ext: Option<&str>) -> ContentDisposition {
+    let name = sanitize_filename(filename);
+    let name = match ext {
+        Some(ext) => {
+            let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+            format!("{stem}.{ext}")
+        }
+        None => name,
+    };
+    ContentDisposition {
+        disposition: kind,
+        parameters: vec![DispositionParam::Filename(name)],
+    }
+}
+
+/// A stored object, streamed to the client with the headers that keep it inert here.
+fn stream_blob(
+    blob: crate::blobs::BlobStream,
+    media_type: &str,
+    disposition: ContentDisposition,
+    cache: &str,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(media_type)
+        .insert_header(disposition)
+        .insert_header((header::CONTENT_LENGTH, blob.size.to_string()))
+        .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
+        .insert_header((header::CACHE_CONTROL, cache.to_owned()))
+        .streaming(blob.body.map_err(|e| std::io::Error::other(e.to_string())))
 }
 
 /// One task.
@@ -404,8 +535,13 @@ pub async fn get(
     current: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (task, filename) = own_task(&app, &current, &id).await?;
-    Ok(json(StatusCode::OK, &TaskView::new(&task, &filename)))
+    let (task, file) = own_task(&app, &current, &id).await?;
+    let view = TaskView::new(&task, &file);
+    let view = match crate::results::of_completed(&app, &task).await? {
+        Some(result) => view.with_result(&result),
+        None => view,
+    };
+    Ok(json(StatusCode::OK, &view))
 }
 
 /// Downloads a result. hOCR is HTML written from untrusted input, so it is always an
@@ -426,37 +562,26 @@ pub async fn result(
         .format
         .parse()
         .map_err(|e: String| ApiError::invalid(format!("format: {e}")))?;
-    let (task, filename) = own_task(&app, &current, &id).await?;
-    let not_ready = || {
-        ApiError::new(
-            Code::ResultNotFound,
-            format!("no {} result for this task", format.extension()),
-        )
-    };
-    if task.status != TaskStatus::Completed {
-        return Err(not_ready());
-    }
-    let task_id = task.id.clone();
-    let result = match app
-        .db
-        .run(move |c| async move { TaskResult::find_by_task(c, &task_id).await }.boxed())
+    let (task, file) = own_task(&app, &current, &id).await?;
+    let result = crate::results::of_completed(&app, &task)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::ResultNotFound,
+                format!(
+                    "the task is {}; results exist once it has completed",
+                    task.status.as_str()
+                ),
+            )
+        })?;
+    let key = crate::results::object(&app, &task, &result, format)
         .await
-    {
-        Err(DbError::NotFound) => return Err(not_ready()),
-        found => found?,
-    };
-    let key = result
-        .blob_keys
-        .0
-        .get(format.extension())
-        .ok_or_else(not_ready)?;
-    let key = BlobKey::parse(key).map_err(ApiError::internal)?;
-    let stem = sanitize_filename(&filename);
-    let stem = stem
-        .rsplit_once('.')
-        .map_or(stem.as_str(), |(s, _)| s)
-        .to_owned();
-    let download = format!("{stem}.{}", format.extension());
+        .map_err(|e| match e {
+            ResultError::Missing(message) => ApiError::new(Code::ResultNotFound, message),
+            ResultError::Render(message) => ApiError::internal(message),
+            ResultError::Blob(e) => e.into(),
+            ResultError::Db(e) => e.into(),
+        })?;
 
     // hOCR is never handed to another origin without the headers that keep it inert; it and
     // the PDF are downloads, as the sandbox would keep a browser's PDF viewer from showing it.
@@ -474,22 +599,104 @@ pub async fn result(
             .finish());
     }
     let blob = app.blobs.get(&key).await?;
-    let disposition = ContentDisposition {
-        disposition: if matches!(format, Format::Hocr | Format::Pdf) {
-            DispositionType::Attachment
-        } else {
-            DispositionType::Inline
-        },
-        parameters: vec![DispositionParam::Filename(download)],
+    let kind = if matches!(format, Format::Hocr | Format::Pdf) {
+        DispositionType::Attachment
+    } else {
+        DispositionType::Inline
     };
-    let mut response = HttpResponse::Ok();
-    response
-        .content_type(format.media_type())
-        .insert_header(disposition)
-        .insert_header((header::CONTENT_LENGTH, blob.size.to_string()))
-        .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
-        .insert_header((header::CACHE_CONTROL, "private, no-store"));
-    Ok(response.streaming(blob.body.map_err(|e| std::io::Error::other(e.to_string()))))
+    Ok(stream_blob(
+        blob,
+        format.media_type(),
+        disposition(kind, &file.filename, Some(format.extension())),
+        "private, no-store",
+    ))
+}
+
+/// Downloads the uploaded file itself, always as an attachment.
+#[utoipa::path(get, path = "/api/tasks/{id}/file", operation_id = "download_file", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 200, description = "The uploaded file, streamed"),
+    (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`"),
+))]
+pub async fn file(
+    app: web::Data<App>,
+    current: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, _) = own_task(&app, &current, &id).await?;
+    let file = find_file(&app, &task.file_id).await?;
+    let blob = app
+        .blobs
+        .get(&BlobKey::parse(&file.blob_key).map_err(ApiError::internal)?)
+        .await?;
+    Ok(stream_blob(
+        blob,
+        &file.content_type,
+        disposition(DispositionType::Attachment, &file.filename, None),
+        "private, no-store",
+    ))
+}
+
+/// A small JPEG of the first page, made when the task completed.
+#[utoipa::path(get, path = "/api/tasks/{id}/thumbnail", operation_id = "get_thumbnail", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 200, description = "JPEG, at most 240 pixels on its longer side", content_type = "image/jpeg"),
+    (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`, `result_not_found`: not completed, or no picture could be made"),
+))]
+pub async fn thumbnail(
+    app: web::Data<App>,
+    current: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, file) = own_task(&app, &current, &id).await?;
+    let none = || ApiError::new(Code::ResultNotFound, "this task has no thumbnail");
+    let result = crate::results::of_completed(&app, &task)
+        .await?
+        .ok_or_else(none)?;
+    let key = result
+        .blob_keys
+        .0
+        .get(thumbnail::EXTENSION)
+        .ok_or_else(none)?;
+    let blob = app
+        .blobs
+        .get(&BlobKey::parse(key).map_err(ApiError::internal)?)
+        .await?;
+    Ok(stream_blob(
+        blob,
+        thumbnail::MEDIA_TYPE,
+        disposition(DispositionType::Inline, &file.filename, Some("jpg")),
+        "private, max-age=3600",
+    ))
+}
+
+/// Cancels a queued or processing task. A running task stops at its next page; what it
+/// stored so far is removed. Retry starts it again.
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", operation_id = "cancel_task", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 200, body = TaskView, description = "Cancelled"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`task_not_found`"),
+    (status = 409, description = "`not_cancellable`: completed, failed or cancelled already"),
+))]
+pub async fn cancel(
+    app: web::Data<App>,
+    current: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, file) = own_task(&app, &current, &id).await?;
+    let task_id = task.id.clone();
+    let cancelled = app
+        .db
+        .run(move |c| async move { Task::cancel(c, &task_id).await }.boxed())
+        .await?;
+    let cancelled = cancelled.ok_or_else(|| {
+        ApiError::new(
+            Code::NotCancellable,
+            format!(
+                "the task is {}; only queued or processing tasks can be cancelled",
+                task.status.as_str()
+            ),
+        )
+    })?;
+    app.events.task_updated(&cancelled).await;
+    Ok(json(StatusCode::OK, &TaskView::new(&cancelled, &file)))
 }
 
 /// Deletes a task: cancels it if it is running, then removes its results, its upload and its
@@ -522,7 +729,7 @@ pub async fn retry(
     current: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (task, filename) = own_task(&app, &current, &id).await?;
+    let (task, file) = own_task(&app, &current, &id).await?;
     let task_id = task.id.clone();
     let retried = app
         .db
@@ -538,12 +745,12 @@ pub async fn retry(
         )
     })?;
     crate::tasks::announce_queued(&app, &task).await;
-    Ok(json(StatusCode::ACCEPTED, &TaskView::new(&task, &filename)))
+    Ok(json(StatusCode::ACCEPTED, &TaskView::new(&task, &file)))
 }
 
 /// The image of one page (1-based) of the uploaded document, for viewing results: the upload
 /// itself where browsers show it, otherwise the page converted to PNG.
-#[utoipa::path(get, path = "/api/tasks/{id}/pages/{page}/image", tag = "tasks", params(("id" = String, Path), ("page" = u32, Path)), responses(
+#[utoipa::path(get, path = "/api/tasks/{id}/pages/{page}/image", tag = "tasks", params(("id" = String, Path), ("page" = u32, Path, minimum = 1)), responses(
     (status = 200, description = "The page image"),
     (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`, `page_not_found`"),
     (status = 422, description = "`undecodable`: the document cannot be read"),
@@ -613,28 +820,8 @@ fn page_png(
     limits: crate::document::Limits,
     password: Option<Password>,
 ) -> Result<Vec<u8>, Option<crate::document::DocumentError>> {
-    let reading = crate::document::ReadOptions {
-        policy: OcrPolicy::Force,
-        password,
-    };
-    let input = crate::document::open(path, limits, &reading)?
-        .nth(page as usize - 1)
-        .ok_or(None)??;
-    let crate::document::PageInput::Image(image) = input else {
-        return Err(Some(crate::document::DocumentError::Undecodable(
-            "the page has no image".into(),
-        )));
-    };
-    let (width, height) = image.dimensions();
-    let image = if width.max(height) > PAGE_IMAGE_MAX_SIDE {
-        // An integer box filter: no full-size floating-point copy of a large scan, and each
-        // source pixel still counts (no aliasing when shrinking a lot).
-        let scale = f64::from(PAGE_IMAGE_MAX_SIDE) / f64::from(width.max(height));
-        let fit = |side: u32| ((f64::from(side) * scale).round() as u32).max(1);
-        image::imageops::thumbnail(&image, fit(width), fit(height))
-    } else {
-        image
-    };
+    let image = crate::document::page_image(path, page, limits, password, PAGE_IMAGE_MAX_SIDE)?
+        .ok_or(None)?;
     let mut png = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)

@@ -38,7 +38,12 @@ impl TokenScope {
 #[derive(Deserialize, ToSchema)]
 pub struct CreateTokenRequest {
     /// What the token is for, e.g. "scanner script".
-    #[schema(min_length = 1, max_length = 100)]
+    /// At least one visible character.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^\\s\\u0000-\\u001f\\u007f-\\u009f]"
+    )]
     pub name: String,
     /// Days until the token stops working, 1 to 3650; absent: it never expires.
     #[schema(minimum = 1, maximum = 3650)]
@@ -187,7 +192,7 @@ pub async fn list(app: web::Data<App>, current: CurrentUser) -> Result<HttpRespo
 
 /// Revokes a token; it stops working at once.
 #[utoipa::path(delete, path = "/api/tokens/{id}", operation_id = "delete_token", tag = "tokens", params(("id" = String, Path)), responses(
-    (status = 204, description = "Done"), (status = 401, description = "`unauthenticated`"), (status = 404, description = "`token_not_found`"),
+    (status = 204, description = "Done"), (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`token_not_found`"),
 ))]
 pub async fn delete(
     app: web::Data<App>,

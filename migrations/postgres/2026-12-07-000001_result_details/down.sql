@@ -1,0 +1,2 @@
+DROP INDEX files_user_sha256_idx;
+ALTER TABLE results DROP COLUMN text_layer_pages;
