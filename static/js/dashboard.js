@@ -16,7 +16,7 @@ function progressCell(task) {
   const total = task.pages_total;
   if (task.status === 'processing' || (task.status === 'completed' && total)) {
     const label = total ? `${task.pages_done} of ${total} pages` : `${task.pages_done} pages`;
-    return el('td', { 'data-label': 'Progress', class: 'progress-cell' },
+    return el('td', { 'data-label': 'Progress', class: task.status === 'completed' ? 'progress-cell done' : 'progress-cell' },
       el('progress', { max: total || 1, value: total ? task.pages_done : 0, 'aria-label': label }),
       el('span', { class: 'muted small' }, ` ${label}`));
   }
@@ -54,9 +54,9 @@ function row(task) {
   return el('tr', { 'data-id': task.id, 'data-status': task.status, 'data-updated': task.updated_at },
     el('td', { class: 'thumb-cell' }, picture),
     name,
-    el('td', { 'data-label': 'Status' }, badge(task.status)),
+    el('td', { 'data-label': 'Status', class: 'status-cell' }, badge(task.status)),
     progressCell(task),
-    el('td', { 'data-label': 'Uploaded' }, timeEl(task.created_at)),
+    el('td', { 'data-label': 'Uploaded', class: 'time-cell' }, timeEl(task.created_at)),
     actions);
 }
 

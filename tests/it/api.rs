@@ -2049,9 +2049,8 @@ fn documented_constraints(doc: &Value) -> std::collections::BTreeSet<String> {
             for parameter in operation["parameters"].as_array().into_iter().flatten() {
                 let schema = &parameter["schema"];
                 for keyword in KEYWORDS {
-                    if !schema[keyword].is_null()
-                        && !(keyword == "minimum" && schema[keyword] == json!(0))
-                    {
+                    // utoipa states `minimum: 0` for every unsigned number: no rule.
+                    if !schema[keyword].is_null() && schema[keyword] != json!(0) {
                         rules.insert(format!(
                             "{name}.{}.{keyword}",
                             parameter["name"].as_str().unwrap()

@@ -959,6 +959,14 @@ async fn every_page_and_task_state_is_accessible_and_the_task_tools_work() {
         browser.until(path, ready).await;
         browser.assert_accessible(state).await;
     }
+    // The unknown reset link is answered 404, which the console reports; nothing else may.
+    let errors = browser.console_errors().await;
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("/reset/not-a-real-token") && e.contains("404")),
+        "{errors:#?}"
+    );
     browser.register_new().await;
     browser
         .until(
@@ -1001,6 +1009,43 @@ async fn every_page_and_task_state_is_accessible_and_the_task_tools_work() {
     assert!(
         limit.as_str().unwrap().ends_with("MiB"),
         "binary units: {limit}"
+    );
+    // On a phone, choosing files comes first and the options are folded.
+    browser
+        .client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .unwrap();
+    browser.goto("/upload").await;
+    let phone = browser
+        .until(
+            "the upload page on a phone",
+            "const o = document.getElementById('options-box'); \
+             return document.readyState === 'complete' && [o.open, \
+               document.getElementById('drop').getBoundingClientRect().bottom <= o.getBoundingClientRect().top]",
+        )
+        .await;
+    assert_eq!(
+        phone,
+        json!([false, true]),
+        "folded options below the file picker"
+    );
+    browser
+        .assert_accessible("the upload page on a phone")
+        .await;
+    browser
+        .client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .unwrap();
+    browser.goto("/upload").await;
+    browser.until("the upload page", ready).await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('options-box').open")
+            .await,
+        json!(true),
+        "options open on a desktop"
     );
     let pick = |files: Vec<String>| {
         let browser = &browser;
@@ -1143,6 +1188,7 @@ async fn every_page_and_task_state_is_accessible_and_the_task_tools_work() {
         )
         .await;
     browser.assert_accessible("the dashboard with tasks").await;
+    browser.screenshots("dashboard-full").await;
     browser
         .client
         .set_window_size(PHONE.0, PHONE.1)
@@ -1152,7 +1198,8 @@ async fn every_page_and_task_state_is_accessible_and_the_task_tools_work() {
         .until(
             "the phone layout",
             "const rows = [...document.querySelectorAll('#tasks tbody tr')]; \
-             return rows.length === 6 && rows.filter((r) => r.getBoundingClientRect().bottom <= window.innerHeight).length",
+             return rows.length === 6 && window.innerWidth <= 390 \
+               && rows.filter((r) => r.getBoundingClientRect().bottom <= 844).length",
         )
         .await;
     assert!(
@@ -1165,7 +1212,6 @@ async fn every_page_and_task_state_is_accessible_and_the_task_tools_work() {
         .set_window_size(DESKTOP.0, DESKTOP.1)
         .await
         .unwrap();
-    browser.screenshots("dashboard-full").await;
 
     // The completed page: details, durations, thumbnail; no Cancel.
     browser.goto(&format!("/tasks/{}", ids[0])).await;
