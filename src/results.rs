@@ -112,13 +112,14 @@ pub async fn object(
     .await
     .map_err(|_| ResultError::Render("rendering crashed".into()))??;
     app.blobs.put_bytes(&key, body.into()).await?;
-    // Deleted while rendering: the deletion has removed the fixed keys already.
-    let id = task.id.clone();
-    let exists = app
+    // Recorded with the others (backups, orphan checks); a task deleted while rendering has
+    // no row to record it in, and its deletion has already removed the fixed keys.
+    let (id, path) = (task.id.clone(), key.to_string());
+    let recorded = app
         .db
-        .run(move |c| async move { Task::find(c, &id).await }.boxed())
-        .await;
-    if let Err(DbError::NotFound) = exists {
+        .run(move |c| async move { TaskResult::add_blob_key(c, &id, ext, &path).await }.boxed())
+        .await?;
+    if !recorded {
         let _ = app.blobs.delete(&key).await;
         return Err(ResultError::Missing("the task was deleted".into()));
     }

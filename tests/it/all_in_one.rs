@@ -72,7 +72,8 @@ async fn fifty_tasks_complete_on_the_embedded_defaults() {
     let mean = cers.iter().sum::<f64>() / cers.len() as f64;
     println!("all-in-one: mean CER {mean:.4} over 50 tasks");
     assert!(mean <= 0.01);
-    assert_eq!(install.app.blobs.list("results/").await.unwrap().len(), 150);
+    // Three formats and the first page's thumbnail per task.
+    assert_eq!(install.app.blobs.list("results/").await.unwrap().len(), 200);
     install.assert_no_orphans().await;
 
     // The in-process events told the whole story of each task, in order.

@@ -226,7 +226,12 @@ async fn journey(
         .json()
         .await
         .unwrap();
-    assert_eq!(task["formats"], json!(["html", "txt", "json"]));
+    assert_eq!(task["requested_formats"], json!(["html", "txt", "json"]));
+    // Any format downloads once completed: those not asked for are made on demand.
+    assert_eq!(
+        task["formats"],
+        json!(["html", "txt", "json", "pdf", "xml"])
+    );
     let text = with_auth(client.get(api.url(&format!("/api/tasks/{id}/result?format=txt"))))
         .send()
         .await
@@ -1634,7 +1639,7 @@ async fn a_protected_pdf_uploads_with_its_password_and_comes_back_as_searchable_
         .await
         .unwrap();
     assert_eq!(task["status"], "completed", "{task}");
-    assert_eq!(task["formats"], json!(["txt", "pdf", "xml"]));
+    assert_eq!(task["requested_formats"], json!(["txt", "pdf", "xml"]));
     assert_eq!(task["warnings"], json!([]), "no page failed");
     assert!(!task.to_string().contains("secret"));
 
@@ -1885,6 +1890,7 @@ async fn owners_cancel_running_tasks_and_download_any_format_the_thumbnail_and_t
     let hocr = hocr.text().await.unwrap();
     assert!(hocr.contains("ocrx_word"), "{hocr}");
     assert!(stored("html").await, "the rendered hOCR is stored");
+    api.install.assert_no_orphans().await;
     assert_eq!(user.get(hocr_url).await.text().await.unwrap(), hocr);
     let searchable = user
         .get(api.url(&format!("/api/tasks/{id}/result?format=pdf&stream=true")))

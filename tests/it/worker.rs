@@ -89,11 +89,12 @@ async fn fifty_tasks_two_workers_each_completed_once_encrypted_and_accurate() {
     for (id, truth) in &submitted {
         let result = install.result(id).await;
         let formats: Vec<&String> = result.blob_keys.0.keys().collect();
-        assert_eq!(formats, ["html", "json", "txt"]);
+        assert_eq!(formats, ["html", "json", "thumb.jpg", "txt"]);
         result_keys.extend(result.blob_keys.0.values().cloned());
         texts.push((install.result_text(id).await, truth.clone()));
     }
-    assert_eq!(install.app.blobs.list("results/").await.unwrap().len(), 150);
+    // Three formats and the first page's thumbnail per task.
+    assert_eq!(install.app.blobs.list("results/").await.unwrap().len(), 200);
     install.assert_no_orphans().await;
     assert_sse_kms(&install, &result_keys).await;
     assert_text_matches(&texts);

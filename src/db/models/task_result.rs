@@ -91,6 +91,37 @@ impl TaskResult {
             .contains_key(crate::render::thumbnail::EXTENSION)
     }
 
+    /// Records one more object of a task's result (a format made on demand). `false`: the
+    /// task has no result row (any more). Two at once may keep only one key; the other object
+    /// is found again by its fixed key.
+    pub async fn add_blob_key(
+        conn: &mut DbConn,
+        task_id: &str,
+        ext: &str,
+        key: &str,
+    ) -> Result<bool, DbError> {
+        let found: Option<String> = with_conn!(conn, |c| results::table
+            .filter(results::task_id.eq(task_id))
+            .select(results::blob_keys)
+            .first(c)
+            .await
+            .optional())?;
+        let Some(keys) = found else {
+            return Ok(false);
+        };
+        let mut keys = BlobKeys::try_from(keys)
+            .map_err(|e| DbError::Invalid(format!("a result's blob keys: {e}")))?;
+        keys.0.insert(ext.to_owned(), key.to_owned());
+        let text = serde_json::to_string(&keys.0).unwrap_or_else(|_| "{}".into());
+        let updated = with_conn!(conn, |c| diesel::update(
+            results::table.filter(results::task_id.eq(task_id))
+        )
+        .set(results::blob_keys.eq(&text))
+        .execute(c)
+        .await)?;
+        Ok(updated == 1)
+    }
+
     /// Of these tasks, those whose result has a thumbnail.
     pub async fn with_thumbnails(
         conn: &mut DbConn,
