@@ -547,6 +547,10 @@ pub struct WorkerConfig {
     /// How often the reaper (expired leases) and the reconciler (queued tasks missing from the
     /// queue) run.
     pub recover_secs: u64,
+    /// How often a worker reports to the registry (heartbeat, progress, memory) and reads back
+    /// whether it is asked to drain and whether the queue is paused. Silent for two of these,
+    /// it shows as `lost`.
+    pub report_secs: u64,
     /// Private per-task temporary directories; default `{data_dir}/tmp`.
     pub temp_dir: Option<PathBuf>,
 }
@@ -565,6 +569,7 @@ impl Default for WorkerConfig {
             max_failed_page_ratio: 0.1,
             shutdown_grace_secs: 30,
             recover_secs: 15,
+            report_secs: 5,
             temp_dir: None,
         }
     }
@@ -753,6 +758,7 @@ impl Config {
             ("worker.max_deliveries", w.max_deliveries as u64),
             ("worker.page_timeout_secs", w.page_timeout_secs),
             ("worker.recover_secs", w.recover_secs),
+            ("worker.report_secs", w.report_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));

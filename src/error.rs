@@ -56,6 +56,7 @@ codes! {
     EmailTaken => (CONFLICT, "email_taken", "An account with this email exists."),
     NotRetryable => (CONFLICT, "not_retryable", "Only a failed or cancelled task can be retried."),
     NotCancellable => (CONFLICT, "not_cancellable", "Only a queued or processing task can be cancelled."),
+    WorkerNotFound => (NOT_FOUND, "worker_not_found", "No worker with this id is registered."),
     HostNotAllowed => (MISDIRECTED_REQUEST, "host_not_allowed", "The Host header names a host this server does not answer for (server.allowed_hosts)."),
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout", "The upload stalled for longer than server.upload_idle_secs; nothing was kept."),
     UriTooLong => (URI_TOO_LONG, "uri_too_long", "The path and query are longer than 8 KiB."),
@@ -152,6 +153,15 @@ impl From<DbError> for ApiError {
                 )
             }
             e => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::admin::AdminError> for ApiError {
+    fn from(e: crate::admin::AdminError) -> Self {
+        match e {
+            crate::admin::AdminError::Db(e) => e.into(),
+            crate::admin::AdminError::Blob(e) => e.into(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! ocrd: a self-hosted OCR platform in one binary. The architecture is described in the README
 //! and `DESIGN.md`; each module below is one concern.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backup;

@@ -460,6 +460,34 @@ pub async fn enqueue(
     Ok((task, created))
 }
 
+/// Cancels a queued or processing task and tells its watchers; a running task's worker stops
+/// at its next page and removes what it stored. `None`: the task was in no state to cancel.
+pub async fn cancel(app: &App, task_id: &str) -> Result<Option<Task>, DbError> {
+    let id = task_id.to_owned();
+    let cancelled = app
+        .db
+        .run(move |c| async move { Task::cancel(c, &id).await }.boxed())
+        .await?;
+    if let Some(task) = &cancelled {
+        app.events.task_updated(task).await;
+    }
+    Ok(cancelled)
+}
+
+/// Queues a failed or cancelled task again with a fresh attempt budget. `None`: the task was
+/// in no state to retry.
+pub async fn retry(app: &App, task_id: &str) -> Result<Option<Task>, DbError> {
+    let id = task_id.to_owned();
+    let retried = app
+        .db
+        .run(move |c| async move { Task::retry(c, &id).await }.boxed())
+        .await?;
+    if let Some(task) = &retried {
+        announce_queued(app, task).await;
+    }
+    Ok(retried)
+}
+
 /// Tells the workers and the task's watchers that a task is (again) `queued` in the database.
 /// A queue outage is not an error: the reconciler pushes what the queue lost.
 pub async fn announce_queued(app: &App, task: &Task) {

@@ -120,6 +120,30 @@ impl FromRequest for CurrentUser {
     }
 }
 
+/// A caller who runs the fleet: an operator or an admin (a token needs its `admin` scope).
+/// Anyone else signed in is 403 `forbidden`.
+#[derive(Clone, Debug)]
+pub struct Operator(pub CurrentUser);
+
+impl FromRequest for Operator {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Operator, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let current = authenticate(&req).await?;
+            if !current.user.can_operate() {
+                return Err(ApiError::new(
+                    Code::Forbidden,
+                    "this needs an operator or admin account (and, with a token, its admin scope)",
+                ));
+            }
+            Ok(Operator(current))
+        })
+    }
+}
+
 pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
     let app = req
         .app_data::<web::Data<App>>()

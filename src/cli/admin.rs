@@ -1,15 +1,16 @@
-//! `ocrd admin …`: account administration from the server's shell, for closed installs, and
-//! the database's application role.
+//! `ocrd admin …`: account administration from the server's shell, for closed installs, the
+//! fleet (tasks, workers, the queue) and the database's application role.
 
 use std::io::Read;
 
 use anyhow::Context;
 use futures::FutureExt;
 
+use crate::admin::tasks::BulkAction;
 use crate::app::App;
 use crate::auth::password;
 use crate::config::Config;
-use crate::db::models::{Role, User, normalize_email};
+use crate::db::models::{Order, Role, TaskFilter, TaskStatus, User, normalize_email};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AdminCommand {
@@ -32,9 +33,113 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 24)]
         hours: u32,
     },
+    /// Give an account a role: `user`, `operator` (runs tasks, workers and the queue) or
+    /// `admin`.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Every account's tasks.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// The worker processes.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+    /// The queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Database roles (PostgreSQL).
     #[command(subcommand)]
     Db(DbCommand),
+}
+
+/// Which tasks: every filter given narrows the match.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilterArgs {
+    /// queued, processing, completed, failed or cancelled.
+    #[arg(long)]
+    status: Option<String>,
+    /// The owner's email.
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    engine: Option<String>,
+    /// A failure code.
+    #[arg(long)]
+    error: Option<String>,
+    /// A part of the file name.
+    #[arg(long)]
+    filename: Option<String>,
+    /// A task id or its start.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(self) -> anyhow::Result<TaskFilter> {
+        let status = self
+            .status
+            .map(|s| s.parse::<TaskStatus>())
+            .transpose()
+            .context("--status: queued, processing, completed, failed or cancelled")?;
+        Ok(TaskFilter {
+            status,
+            user_email: self.user.as_deref().map(normalize_email),
+            engine: self.engine,
+            error_code: self.error,
+            filename: self.filename,
+            id_prefix: self.id.map(|id| id.to_ascii_lowercase()),
+            ..TaskFilter::default()
+        })
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TasksCommand {
+    /// List matching tasks, newest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Queue every matching failed or cancelled task again.
+    Retry {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only say how many tasks match.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Cancel every matching queued or processing task.
+    Cancel {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only say how many tasks match.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum WorkersCommand {
+    /// Every worker with its state, heartbeat and tasks.
+    List,
+    /// Let the worker finish what it runs and take nothing new.
+    Drain { id: String },
+    /// Let a drained worker take work again.
+    Resume { id: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Whether the queue is paused.
+    Status,
+    /// Workers take no new work (on every worker, across restarts); uploads still queue.
+    Pause,
+    Resume,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -102,6 +207,103 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                     expires_at.format("%Y-%m-%d %H:%M")
                 );
             }
+            AdminCommand::SetRole { email, role } => {
+                let role: Role = role
+                    .parse()
+                    .ok()
+                    .context("--role: user, operator or admin")?;
+                let email = normalize_email(&email);
+                let found = email.clone();
+                let user = app
+                    .db
+                    .run(move |c| {
+                        async move {
+                            let Some(user) = User::find_by_email(c, &found).await? else {
+                                return Ok(None);
+                            };
+                            User::set_role(c, &user.id, role).await.map(Some)
+                        }
+                        .boxed()
+                    })
+                    .await?
+                    .with_context(|| format!("no account with email {email}"))?;
+                println!("{} is now {}", user.email, user.role.as_str());
+            }
+            AdminCommand::Tasks(TasksCommand::List { filter, limit }) => {
+                let (found, more) = crate::admin::tasks::search(
+                    &app,
+                    filter.filter()?,
+                    Order::Newest,
+                    limit.clamp(1, 10_000),
+                    None,
+                )
+                .await?;
+                for t in &found {
+                    println!(
+                        "{}	{}	{}	{}	{}	{}",
+                        t.task.id,
+                        t.task.status.as_str(),
+                        t.owner_email,
+                        t.file.filename,
+                        t.task.error_code.as_deref().unwrap_or("-"),
+                        t.task.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    );
+                }
+                if more.is_some() {
+                    eprintln!("(more match: raise --limit or narrow the filter)");
+                }
+            }
+            AdminCommand::Tasks(TasksCommand::Retry { filter, dry_run }) => {
+                bulk(&app, filter, BulkAction::Retry, dry_run).await?
+            }
+            AdminCommand::Tasks(TasksCommand::Cancel { filter, dry_run }) => {
+                bulk(&app, filter, BulkAction::Cancel, dry_run).await?
+            }
+            AdminCommand::Workers(WorkersCommand::List) => {
+                for w in crate::admin::workers::list(&app).await? {
+                    let tasks: Vec<String> = w
+                        .tasks
+                        .iter()
+                        .map(|t| {
+                            format!("{} ({}/{})", t.id, t.pages_done, t.pages_total.unwrap_or(0))
+                        })
+                        .collect();
+                    println!(
+                        "{}	{}	{}	heartbeat {:.0} s ago	{} pages	{}",
+                        w.id,
+                        w.state,
+                        w.engine,
+                        w.heartbeat_age_secs,
+                        w.pages_done,
+                        tasks.join(", ")
+                    );
+                }
+            }
+            AdminCommand::Workers(WorkersCommand::Drain { id }) => {
+                let w = crate::admin::workers::set_drain(&app, &id, true)
+                    .await
+                    .with_context(|| format!("draining worker {id}"))?;
+                println!(
+                    "{} will take no new work; it finishes {} running task(s)",
+                    w.id,
+                    w.tasks.len()
+                );
+            }
+            AdminCommand::Workers(WorkersCommand::Resume { id }) => {
+                let w = crate::admin::workers::set_drain(&app, &id, false)
+                    .await
+                    .with_context(|| format!("resuming worker {id}"))?;
+                println!("{} takes work again", w.id);
+            }
+            AdminCommand::Queue(command) => {
+                match command {
+                    QueueCommand::Status => {}
+                    QueueCommand::Pause => crate::admin::queue::set_paused(&app, true).await?,
+                    QueueCommand::Resume => crate::admin::queue::set_paused(&app, false).await?,
+                }
+                let paused = crate::admin::queue::paused(&app).await?;
+                println!("the queue is {}", if paused { "paused" } else { "running" });
+            }
             AdminCommand::Db(DbCommand::GrantAppRole { role }) => {
                 app.db
                     .grant_app_role(&role)
@@ -115,4 +317,26 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// A bulk action from the shell: what matched and what changed.
+async fn bulk(
+    app: &App,
+    filter: FilterArgs,
+    action: BulkAction,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let outcome = crate::admin::tasks::bulk(app, filter.filter()?, action, dry_run).await?;
+    if dry_run {
+        println!(
+            "{} task(s) match; nothing was changed (--dry-run)",
+            outcome.matched
+        );
+    } else {
+        println!(
+            "{} task(s) matched, {} changed",
+            outcome.matched, outcome.changed
+        );
+    }
+    Ok(())
 }

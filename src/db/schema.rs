@@ -106,6 +106,33 @@ diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(files -> users (user_id));
 diesel::joinable!(tasks -> files (file_id));
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    workers (id) {
+        id -> Text,
+        host -> Text,
+        pid -> Integer,
+        version -> Text,
+        engine -> Text,
+        devices -> Text,
+        concurrency -> Integer,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        state -> Text,
+        drain -> Bool,
+        pages_done -> BigInt,
+        pages_per_sec -> Double,
+        rss_bytes -> BigInt,
+    }
+}
+
 diesel::joinable!(results -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -115,5 +142,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     password_resets,
     files,
     tasks,
-    results
+    results,
+    settings,
+    workers
 );

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::api::{self, auth, tasks, tokens};
+use super::api::{self, admin, auth, tasks, tokens};
 use super::{ops, ws};
 use crate::error::Code;
 
@@ -18,6 +18,9 @@ use crate::error::Code;
         tokens::create, tokens::list, tokens::delete,
         tasks::create, tasks::list, tasks::get, tasks::result, tasks::delete, tasks::retry,
         tasks::page_image, tasks::cancel, tasks::file, tasks::thumbnail,
+        admin::list_tasks, admin::bulk, admin::retry_task, admin::cancel_task,
+        admin::list_workers, admin::drain_worker, admin::resume_worker,
+        admin::queue, admin::pause_queue, admin::resume_queue,
         ws::connect, document, docs_page, docs_script,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -27,7 +30,10 @@ use crate::error::Code;
         auth::ResetPasswordRequest, tokens::CreateTokenRequest, tokens::TokenView,
         tokens::CreatedToken, tokens::TokenList, tasks::TaskList, tasks::UploadForm,
         crate::tasks::OcrPolicy, crate::tasks::PageWarning, api::StatusName, api::FormatName,
-        crate::config::EngineKind,
+        crate::config::EngineKind, admin::FilterParams, admin::BulkRequest, admin::AdminTaskView,
+        admin::AdminTaskList, admin::WorkerList, admin::QueueView, admin::OrderName,
+        crate::admin::tasks::BulkAction, crate::admin::tasks::BulkOutcome,
+        crate::admin::workers::WorkerView, crate::db::models::HeldTask,
     )),
     modifiers(&Security, &ErrorCodes, &Contract),
 )]

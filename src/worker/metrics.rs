@@ -123,6 +123,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Pages recognised since the process started.
+    pub(super) fn pages_done(&self) -> u64 {
+        self.pages.get()
+    }
+
     pub(super) fn page_done(&self, took: Duration) {
         self.pages.inc();
         self.page_seconds.observe(took.as_secs_f64());

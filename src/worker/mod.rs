@@ -16,6 +16,7 @@
 mod metrics;
 mod pipeline;
 mod recovery;
+mod registry;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use pipeline::TaskError;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::db;
 use crate::db::models::Task;
 use crate::document::Limits;
 use crate::ocr::Engine;
@@ -55,6 +57,8 @@ pub struct WorkerOptions {
     pub recover_every: Duration,
     pub temp_root: PathBuf,
     pub limits: Limits,
+    /// What the registry shows it runs on: `cpu`, or the GPU ordinals.
+    pub devices: String,
 }
 
 impl WorkerOptions {
@@ -72,6 +76,12 @@ impl WorkerOptions {
             recover_every: Duration::from_secs(w.recover_secs),
             temp_root: config.worker_temp_dir(),
             limits: config.document_limits(),
+            devices: if config.ocr.gpus.is_empty() {
+                "cpu".into()
+            } else {
+                let gpus: Vec<String> = config.ocr.gpus.iter().map(|g| format!("gpu{g}")).collect();
+                gpus.join(",")
+            },
         }
     }
 }
@@ -86,6 +96,8 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     queue_outage: Outage,
     db_outage: Outage,
+    /// Closed while the queue is paused or this worker drains.
+    gate: registry::Gate,
 }
 
 impl Worker {
@@ -108,6 +120,7 @@ impl Worker {
             metrics: Arc::new(Metrics::new()),
             queue_outage: Outage::new("queue"),
             db_outage: Outage::new("database"),
+            gate: registry::Gate::default(),
         }
     }
 
@@ -127,6 +140,16 @@ impl Worker {
             engine = self.engines[0].name(),
             "worker started"
         );
+        // Registered, and the queue's pause read, before the first claim.
+        let mut reporter = self.reporter();
+        self.report(&mut reporter, db::models::WorkerState::Running)
+            .await;
+        let done = CancellationToken::new();
+        let reporting = tokio::spawn(self.clone().report_loop(
+            reporter,
+            shutdown.clone(),
+            done.clone(),
+        ));
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().recover_loop(shutdown.clone()));
         for slot in 0..self.options.concurrency {
@@ -138,6 +161,8 @@ impl Worker {
                 tracing::error!(error = %e, "a worker loop ended unexpectedly");
             }
         }
+        done.cancel();
+        let _ = reporting.await;
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
@@ -146,6 +171,13 @@ impl Worker {
         let engine = self.engines[slot % self.engines.len()].clone();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
+            if !self.gate.open() {
+                // Paused queue or draining worker: nothing new is taken.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(POLL) => continue,
+                }
+            }
             // Not cut short by shutdown: a read dropped mid-way could leave an entry pending
             // on this consumer until the lease runs out. It returns within `POLL`.
             let popped = self

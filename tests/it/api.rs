@@ -2110,6 +2110,13 @@ async fn the_openapi_document_is_the_contract_both_ways() {
         .await
         .unwrap();
     let user = api.signed_in().await;
+    {
+        // An admin, so that the admin routes' rules are reached.
+        let mut conn = api.install.app.db.get().await.unwrap();
+        ocrd::db::models::User::set_role(&mut conn, &user.id, ocrd::db::models::Role::Admin)
+            .await
+            .unwrap();
+    }
     let task: Value = user
         .upload(
             api.url("/api/tasks"),
@@ -2306,6 +2313,83 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             "/api/tasks/{id}/pages/{page}/image",
             format!("/api/tasks/{id}/pages/0/image"),
             None,
+        ),
+        v(
+            "admin_list_tasks.user.maxLength",
+            "get",
+            "/api/admin/tasks",
+            format!("/api/admin/tasks?user={}@example.com", "a".repeat(250)),
+            None,
+        ),
+        v(
+            "admin_list_tasks.engine.maxLength",
+            "get",
+            "/api/admin/tasks",
+            format!("/api/admin/tasks?engine={}", "a".repeat(33)),
+            None,
+        ),
+        v(
+            "admin_list_tasks.error.maxLength",
+            "get",
+            "/api/admin/tasks",
+            format!("/api/admin/tasks?error={}", "a".repeat(65)),
+            None,
+        ),
+        v(
+            "admin_list_tasks.filename.minLength",
+            "get",
+            "/api/admin/tasks",
+            "/api/admin/tasks?filename=".into(),
+            None,
+        ),
+        v(
+            "admin_list_tasks.filename.maxLength",
+            "get",
+            "/api/admin/tasks",
+            format!("/api/admin/tasks?filename={}", "a".repeat(256)),
+            None,
+        ),
+        v(
+            "admin_list_tasks.id.pattern",
+            "get",
+            "/api/admin/tasks",
+            "/api/admin/tasks?id=not-hex".into(),
+            None,
+        ),
+        v(
+            "admin_list_tasks.limit.minimum",
+            "get",
+            "/api/admin/tasks",
+            "/api/admin/tasks?limit=0".into(),
+            None,
+        ),
+        v(
+            "admin_list_tasks.limit.maximum",
+            "get",
+            "/api/admin/tasks",
+            "/api/admin/tasks?limit=201".into(),
+            None,
+        ),
+        v(
+            "admin_list_tasks.cursor.pattern",
+            "get",
+            "/api/admin/tasks",
+            "/api/admin/tasks?cursor=page-2".into(),
+            None,
+        ),
+        v(
+            "OrderName.enum",
+            "get",
+            "/api/admin/tasks",
+            "/api/admin/tasks?order=random".into(),
+            None,
+        ),
+        v(
+            "BulkAction.enum",
+            "post",
+            "/api/admin/tasks/bulk",
+            "/api/admin/tasks/bulk".into(),
+            json(json!({"action": "explode", "dry_run": true})),
         ),
     ];
     let stated = documented_constraints(&doc);

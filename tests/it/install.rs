@@ -172,6 +172,7 @@ impl Install {
                 "OCRD_WORKER__SHUTDOWN_GRACE_SECS",
                 c.worker.shutdown_grace_secs.to_string(),
             ),
+            ("OCRD_WORKER__REPORT_SECS", c.worker.report_secs.to_string()),
             ("OCRD_LOG__LEVEL", "info".into()),
         ];
         if c.storage.kind == ocrd::config::StorageKind::S3 {

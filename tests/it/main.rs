@@ -1,5 +1,6 @@
 //! The integration suite, one binary: `cargo test` (or `make test`, which starts the services).
 
+mod admin;
 mod all_in_one;
 mod api;
 mod backup;

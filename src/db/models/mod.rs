@@ -8,17 +8,23 @@ mod api_token;
 mod backup;
 mod file;
 mod password_reset;
+mod setting;
 mod task;
+mod task_filter;
 mod task_result;
 mod user;
+mod worker;
 
 pub use api_token::{ApiToken, NewApiToken};
 pub use backup::Backup;
 pub use file::{File, FileSummary, NewFile};
 pub use password_reset::PasswordReset;
+pub use setting::Setting;
 pub use task::{NewTask, Task, TaskStatus};
+pub use task_filter::{FoundTask, Order, TaskFilter};
 pub use task_result::{BlobKeys, NewTaskResult, TaskResult};
 pub use user::{NewUser, Role, User, normalize_email};
+pub use worker::{Beat, HeldTask, WorkerRow, WorkerState};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 

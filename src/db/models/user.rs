@@ -8,7 +8,11 @@ use crate::db::schema::users;
 use crate::db::{DbConn, DbError, affected};
 use crate::with_conn;
 
-text_enum!(Role, "role" { User => "user", Admin => "admin" });
+text_enum!(
+    /// `user`: their own tasks. `operator`: also sees every task and worker, retries, cancels,
+    /// pauses the queue and drains workers. `admin`: also manages accounts and settings.
+    Role, "role" { User => "user", Operator => "operator", Admin => "admin" }
+);
 
 #[derive(Clone, Debug, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -53,6 +57,11 @@ pub fn normalize_email(email: &str) -> String {
 impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// Operators and admins: the fleet's tasks, queue and workers.
+    pub fn can_operate(&self) -> bool {
+        matches!(self.role, Role::Operator | Role::Admin)
     }
 
     /// Fails with `Conflict("email")` when the address is taken, in any letter case.

@@ -681,11 +681,7 @@ pub async fn cancel(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (task, file) = own_task(&app, &current, &id).await?;
-    let task_id = task.id.clone();
-    let cancelled = app
-        .db
-        .run(move |c| async move { Task::cancel(c, &task_id).await }.boxed())
-        .await?;
+    let cancelled = crate::tasks::cancel(&app, &task.id).await?;
     let cancelled = cancelled.ok_or_else(|| {
         ApiError::new(
             Code::NotCancellable,
@@ -695,7 +691,6 @@ pub async fn cancel(
             ),
         )
     })?;
-    app.events.task_updated(&cancelled).await;
     Ok(json(StatusCode::OK, &TaskView::new(&cancelled, &file)))
 }
 
@@ -730,11 +725,7 @@ pub async fn retry(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (task, file) = own_task(&app, &current, &id).await?;
-    let task_id = task.id.clone();
-    let retried = app
-        .db
-        .run(move |c| async move { Task::retry(c, &task_id).await }.boxed())
-        .await?;
+    let retried = crate::tasks::retry(&app, &task.id).await?;
     let task = retried.ok_or_else(|| {
         ApiError::new(
             Code::NotRetryable,
@@ -744,7 +735,6 @@ pub async fn retry(
             ),
         )
     })?;
-    crate::tasks::announce_queued(&app, &task).await;
     Ok(json(StatusCode::ACCEPTED, &TaskView::new(&task, &file)))
 }
 

@@ -21,7 +21,7 @@ pub enum TokenScope {
     Read,
     /// Change: uploads, deletes, retries and other POST, PATCH and DELETE requests.
     Write,
-    /// Use the account's admin rights (admins only).
+    /// Use the account's operator or admin rights (operators and admins only).
     Admin,
 }
 
@@ -137,10 +137,10 @@ pub async fn create(
             "scopes: at least one of read, write, admin",
         ));
     }
-    if scopes.contains(&TokenScope::Admin) && !current.user.is_admin() {
+    if scopes.contains(&TokenScope::Admin) && !current.user.can_operate() {
         return Err(ApiError::new(
             Code::Forbidden,
-            "Only an admin can give a token the admin scope.",
+            "Only an operator or an admin can give a token the admin scope.",
         ));
     }
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();

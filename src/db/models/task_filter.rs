@@ -1,0 +1,163 @@
+//! Tasks across every account, as operators search them: by status, owner, engine, error,
+//! creation time, file name and id, a page at a time by keyset (never a count per page).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::{FileSummary, Task, TaskStatus};
+use crate::db::schema::{files, tasks, users};
+use crate::db::{DbConn, DbError};
+use crate::with_conn;
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// What operators filter tasks by; every field narrows the match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    /// The owner's email (already normalised).
+    pub user_email: Option<String>,
+    pub engine: Option<String>,
+    pub error_code: Option<String>,
+    /// Created at or after.
+    pub from: Option<NaiveDateTime>,
+    /// Created before.
+    pub to: Option<NaiveDateTime>,
+    /// A substring of the file name, in any letter case.
+    pub filename: Option<String>,
+    /// The start of the task id.
+    pub id_prefix: Option<String>,
+}
+
+/// The order of a listing: ids are UUIDv7, so by id is by creation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    #[default]
+    Newest,
+    Oldest,
+}
+
+/// A task with what operators see beside it.
+#[derive(Clone, Debug)]
+pub struct FoundTask {
+    pub task: Task,
+    pub file: FileSummary,
+    pub owner_email: String,
+}
+
+/// `LIKE` text with its wildcards taken literally (escaped with `\`).
+fn literal(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+// One filter, for both backends' boxed queries (each arm of `with_conn!` builds its own).
+macro_rules! filtered {
+    ($query:expr, $filter:expr) => {{
+        let filter: &TaskFilter = $filter;
+        let mut query = $query;
+        if let Some(status) = filter.status {
+            query = query.filter(tasks::status.eq(status.as_str()));
+        }
+        if let Some(email) = &filter.user_email {
+            query = query.filter(users::email.eq(email.clone()));
+        }
+        if let Some(engine) = &filter.engine {
+            query = query.filter(tasks::engine.eq(engine.clone()));
+        }
+        if let Some(code) = &filter.error_code {
+            query = query.filter(tasks::error_code.eq(code.clone()));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(tasks::created_at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(tasks::created_at.lt(to));
+        }
+        if let Some(name) = &filter.filename {
+            let pattern = format!("%{}%", literal(&name.to_lowercase()));
+            query = query.filter(lower(files::filename).like(pattern).escape('\\'));
+        }
+        if let Some(prefix) = &filter.id_prefix {
+            query = query.filter(tasks::id.like(format!("{}%", literal(prefix))).escape('\\'));
+        }
+        query
+    }};
+}
+
+impl Task {
+    /// A page of the tasks matching `filter` after the cursor (a task id) in `order`.
+    pub async fn search(
+        conn: &mut DbConn,
+        filter: &TaskFilter,
+        order: Order,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<FoundTask>, DbError> {
+        let rows: Vec<(Task, FileSummary, String)> = with_conn!(conn, |c| {
+            let query = tasks::table
+                .inner_join(files::table)
+                .inner_join(users::table.on(users::id.eq(tasks::user_id)))
+                .select((Task::as_select(), FileSummary::as_select(), users::email))
+                .limit(limit)
+                .into_boxed();
+            let mut query = filtered!(query, filter);
+            query = match (order, after) {
+                (Order::Newest, Some(id)) => query.filter(tasks::id.lt(id.to_owned())),
+                (Order::Oldest, Some(id)) => query.filter(tasks::id.gt(id.to_owned())),
+                (_, None) => query,
+            };
+            query = match order {
+                Order::Newest => query.order(tasks::id.desc()),
+                Order::Oldest => query.order(tasks::id.asc()),
+            };
+            query.load(c).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(task, file, owner_email)| FoundTask {
+                task,
+                file,
+                owner_email,
+            })
+            .collect())
+    }
+
+    /// Ids of the tasks matching `filter`, oldest first, `limit` after the id `after`: what a
+    /// bulk action walks through in batches.
+    pub async fn matching_ids(
+        conn: &mut DbConn,
+        filter: &TaskFilter,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<String>, DbError> {
+        Ok(with_conn!(conn, |c| {
+            let query = tasks::table
+                .inner_join(files::table)
+                .inner_join(users::table.on(users::id.eq(tasks::user_id)))
+                .select(tasks::id)
+                .order(tasks::id.asc())
+                .limit(limit)
+                .into_boxed();
+            let mut query = filtered!(query, filter);
+            if let Some(after) = after {
+                query = query.filter(tasks::id.gt(after.to_owned()));
+            }
+            query.load(c).await
+        })?)
+    }
+
+    /// How many tasks match `filter` (for a bulk action's dry run, not for list pages).
+    pub async fn count_matching(conn: &mut DbConn, filter: &TaskFilter) -> Result<i64, DbError> {
+        Ok(with_conn!(conn, |c| {
+            let query = tasks::table
+                .inner_join(files::table)
+                .inner_join(users::table.on(users::id.eq(tasks::user_id)))
+                .count()
+                .into_boxed();
+            filtered!(query, filter).get_result(c).await
+        })?)
+    }
+}

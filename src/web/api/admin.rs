@@ -1,0 +1,457 @@
+//! The operators' API under `/api/admin`: every task (search, retry, cancel, bulk), the
+//! workers (list, drain, resume) and the queue (pause, resume). Operators and admins only;
+//! the logic lives in `crate::admin`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{StatusName, TaskView, json};
+use crate::admin::tasks::{BulkAction, BulkOutcome};
+use crate::admin::workers::WorkerView;
+use crate::app::App;
+use crate::auth::Operator;
+use crate::db::DbError;
+use crate::db::models::{FoundTask, Order, Task, TaskFilter, TaskStatus, is_id, normalize_email};
+use crate::error::{ApiError, Code};
+
+/// Filters of the admin task list and of bulk actions; each one given narrows the match.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct FilterParams {
+    /// Only tasks in this status.
+    #[param(value_type = Option<StatusName>)]
+    #[schema(value_type = Option<StatusName>)]
+    status: Option<String>,
+    /// The owner's email.
+    #[param(max_length = 254)]
+    #[schema(max_length = 254)]
+    user: Option<String>,
+    /// `ppocr` or `qwen3vl`.
+    #[param(max_length = 32)]
+    #[schema(max_length = 32)]
+    engine: Option<String>,
+    /// A failure code, e.g. `undecodable`.
+    #[param(max_length = 64)]
+    #[schema(max_length = 64)]
+    error: Option<String>,
+    /// Created at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    from: Option<String>,
+    /// Created before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    to: Option<String>,
+    /// A part of the file name, in any letter case.
+    #[param(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
+    filename: Option<String>,
+    /// The start of the task id.
+    #[param(pattern = "^[0-9a-fA-F-]{1,36}$")]
+    #[schema(pattern = "^[0-9a-fA-F-]{1,36}$")]
+    id: Option<String>,
+}
+
+fn time(field: &str, value: &Option<String>) -> Result<Option<chrono::NaiveDateTime>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.naive_utc())
+                .map_err(|_| {
+                    ApiError::invalid(format!(
+                        "{field}: an RFC 3339 time, e.g. 2026-12-01T00:00:00Z"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+impl FilterParams {
+    fn into_filter(self) -> Result<TaskFilter, ApiError> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                s.parse::<TaskStatus>().map_err(|_| {
+                    ApiError::invalid(
+                        "status: one of queued, processing, completed, failed, cancelled",
+                    )
+                })
+            })
+            .transpose()?;
+        let bounded = |field: &str, value: &Option<String>, max: usize| match value {
+            Some(v) if v.chars().count() > max => Err(ApiError::invalid(format!(
+                "{field}: at most {max} characters"
+            ))),
+            _ => Ok(()),
+        };
+        bounded("user", &self.user, 254)?;
+        bounded("engine", &self.engine, 32)?;
+        bounded("error", &self.error, 64)?;
+        bounded("filename", &self.filename, 255)?;
+        if self.filename.as_deref() == Some("") {
+            return Err(ApiError::invalid("filename: at least one character"));
+        }
+        if let Some(id) = &self.id
+            && (id.is_empty()
+                || id.len() > 36
+                || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        {
+            return Err(ApiError::invalid(
+                "id: 1 to 36 hexadecimal digits and dashes",
+            ));
+        }
+        Ok(TaskFilter {
+            status,
+            user_email: self.user.as_deref().map(normalize_email),
+            engine: self.engine,
+            error_code: self.error,
+            from: time("from", &self.from)?,
+            to: time("to", &self.to)?,
+            filename: self.filename,
+            id_prefix: self.id.map(|id| id.to_ascii_lowercase()),
+        })
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// `newest` (default) or `oldest` first.
+    #[param(value_type = Option<OrderName>)]
+    order: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    cursor: Option<String>,
+}
+
+/// The order of the admin task list.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum OrderName {
+    Newest,
+    Oldest,
+}
+
+/// A task as operators see it: the owner's view, its owner, and the worker holding it.
+#[derive(Serialize, ToSchema)]
+pub struct AdminTaskView {
+    #[serde(flatten)]
+    pub task: TaskView,
+    pub owner_email: String,
+    /// The worker holding it (while processing).
+    pub worker: Option<String>,
+    pub priority: i32,
+}
+
+impl From<&FoundTask> for AdminTaskView {
+    fn from(found: &FoundTask) -> Self {
+        AdminTaskView {
+            task: TaskView::new(&found.task, &found.file),
+            owner_email: found.owner_email.clone(),
+            worker: found
+                .task
+                .lease_owner
+                .as_deref()
+                .map(|owner| owner.split('#').next().unwrap_or(owner).to_owned()),
+            priority: found.task.priority,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdminTaskList {
+    pub tasks: Vec<AdminTaskView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Every account's tasks, filtered, a page at a time (keyset: no count per page).
+#[utoipa::path(get, path = "/api/admin/tasks", operation_id = "admin_list_tasks", tag = "admin", params(FilterParams, PageParams), responses(
+    (status = 200, body = AdminTaskList, description = "OK"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`: not an operator or admin"),
+))]
+pub async fn list_tasks(
+    app: web::Data<App>,
+    _: Operator,
+    filter: web::Query<FilterParams>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = filter.into_inner().into_filter()?;
+    let order = match page.order.as_deref() {
+        None | Some("newest") => Order::Newest,
+        Some("oldest") => Order::Oldest,
+        Some(_) => return Err(ApiError::invalid("order: newest or oldest")),
+    };
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit: 1 to 200"));
+    }
+    if page.cursor.as_deref().is_some_and(|c| !is_id(c)) {
+        return Err(ApiError::invalid(
+            "cursor: pass next_cursor of the previous page",
+        ));
+    }
+    let (found, next_cursor) =
+        crate::admin::tasks::search(&app, filter, order, limit, page.cursor.clone()).await?;
+    Ok(json(
+        StatusCode::OK,
+        &AdminTaskList {
+            tasks: found.iter().map(AdminTaskView::from).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+async fn found(app: &App, id: &str) -> Result<FoundTask, ApiError> {
+    let filter = TaskFilter {
+        id_prefix: Some(id.to_owned()),
+        ..TaskFilter::default()
+    };
+    if !is_id(id) {
+        return Err(ApiError::task_not_found());
+    }
+    let (found, _) = crate::admin::tasks::search(app, filter, Order::Newest, 1, None).await?;
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(ApiError::task_not_found)
+}
+
+/// Queues any account's failed or cancelled task again.
+#[utoipa::path(post, path = "/api/admin/tasks/{id}/retry", operation_id = "admin_retry_task", tag = "admin", params(("id" = String, Path)), responses(
+    (status = 202, body = AdminTaskView, description = "Queued again"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+    (status = 404, description = "`task_not_found`"), (status = 409, description = "`not_retryable`"),
+))]
+pub async fn retry_task(
+    app: web::Data<App>,
+    _: Operator,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let task = found(&app, &id).await?;
+    crate::tasks::retry(&app, &task.task.id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::NotRetryable,
+                format!(
+                    "the task is {}; only failed or cancelled tasks can be retried",
+                    task.task.status.as_str()
+                ),
+            )
+        })?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &AdminTaskView::from(&found(&app, &id).await?),
+    ))
+}
+
+/// Cancels any account's queued or processing task.
+#[utoipa::path(post, path = "/api/admin/tasks/{id}/cancel", operation_id = "admin_cancel_task", tag = "admin", params(("id" = String, Path)), responses(
+    (status = 200, body = AdminTaskView, description = "Cancelled"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+    (status = 404, description = "`task_not_found`"), (status = 409, description = "`not_cancellable`"),
+))]
+pub async fn cancel_task(
+    app: web::Data<App>,
+    _: Operator,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let task = found(&app, &id).await?;
+    crate::tasks::cancel(&app, &task.task.id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::NotCancellable,
+                format!(
+                    "the task is {}; only queued or processing tasks can be cancelled",
+                    task.task.status.as_str()
+                ),
+            )
+        })?;
+    Ok(json(
+        StatusCode::OK,
+        &AdminTaskView::from(&found(&app, &id).await?),
+    ))
+}
+
+/// The names of [`FilterParams`]' fields: a bulk filter naming anything else is refused, so
+/// that a misspelt filter can never widen an action to every task.
+const FILTERS: [&str; 8] = [
+    "status", "user", "engine", "error", "from", "to", "filename", "id",
+];
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// Which tasks: the list's filters. `{}` matches every task.
+    #[serde(default)]
+    #[schema(value_type = FilterParams)]
+    pub filter: serde_json::Map<String, serde_json::Value>,
+    pub action: BulkAction,
+    /// Only count what would be touched.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Retries, cancels or deletes every task a filter matches, not just one page. Try it with
+/// `dry_run` first: it says how many tasks the action would go through.
+#[utoipa::path(post, path = "/api/admin/tasks/bulk", operation_id = "admin_bulk_tasks", tag = "admin", request_body = BulkRequest, responses(
+    (status = 200, body = BulkOutcome, description = "Done (or counted, for a dry run)"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+))]
+pub async fn bulk(
+    app: web::Data<App>,
+    _: Operator,
+    body: web::Json<BulkRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if let Some(unknown) = body.filter.keys().find(|k| !FILTERS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "filter: there is no filter `{unknown}`; the filters are {}",
+            FILTERS.join(", ")
+        )));
+    }
+    let filter: FilterParams = serde_json::from_value(serde_json::Value::Object(body.filter))
+        .map_err(|e| ApiError::invalid(format!("filter: {e}")))?;
+    let filter = filter.into_filter()?;
+    let outcome = crate::admin::tasks::bulk(&app, filter, body.action, body.dry_run).await?;
+    Ok(json(StatusCode::OK, &outcome))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkerList {
+    pub workers: Vec<WorkerView>,
+}
+
+/// Every worker process: what it runs, its heartbeat, its tasks and its state.
+#[utoipa::path(get, path = "/api/admin/workers", operation_id = "admin_list_workers", tag = "admin", responses(
+    (status = 200, body = WorkerList, description = "OK"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`"),
+))]
+pub async fn list_workers(app: web::Data<App>, _: Operator) -> Result<HttpResponse, ApiError> {
+    let workers = crate::admin::workers::list(&app).await?;
+    Ok(json(StatusCode::OK, &WorkerList { workers }))
+}
+
+async fn drain(app: &App, id: &str, drain: bool) -> Result<HttpResponse, ApiError> {
+    match crate::admin::workers::set_drain(app, id, drain).await {
+        Ok(worker) => Ok(json(StatusCode::OK, &worker)),
+        Err(DbError::NotFound) => Err(ApiError::new(
+            Code::WorkerNotFound,
+            format!("no worker {id:?} is registered"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Asks a worker to take no new work and finish what it runs (within one report interval).
+#[utoipa::path(post, path = "/api/admin/workers/{id}/drain", operation_id = "admin_drain_worker", tag = "admin", params(("id" = String, Path)), responses(
+    (status = 200, body = WorkerView, description = "Asked to drain"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+    (status = 404, description = "`worker_not_found`"),
+))]
+pub async fn drain_worker(
+    app: web::Data<App>,
+    _: Operator,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    drain(&app, &id, true).await
+}
+
+/// Lets a drained worker take work again.
+#[utoipa::path(post, path = "/api/admin/workers/{id}/resume", operation_id = "admin_resume_worker", tag = "admin", params(("id" = String, Path)), responses(
+    (status = 200, body = WorkerView, description = "Taking work again"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+    (status = 404, description = "`worker_not_found`"),
+))]
+pub async fn resume_worker(
+    app: web::Data<App>,
+    _: Operator,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    drain(&app, &id, false).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueView {
+    /// Workers take no new work while it is paused; uploads are still accepted and queued.
+    pub paused: bool,
+    /// Tasks waiting.
+    pub queued: i64,
+    /// How long the oldest waiting task has waited, in seconds.
+    pub oldest_queued_secs: Option<f64>,
+}
+
+async fn queue_view(app: &App) -> Result<QueueView, ApiError> {
+    let paused = crate::admin::queue::paused(app).await?;
+    let (queued, oldest) = app
+        .db
+        .run(|c| futures::FutureExt::boxed(async move { Task::queue_stats(c).await }))
+        .await?;
+    Ok(QueueView {
+        paused,
+        queued,
+        oldest_queued_secs: oldest
+            .map(|at| (crate::db::models::now() - at).as_seconds_f64().max(0.0)),
+    })
+}
+
+/// Whether the queue is paused, how many tasks wait and for how long.
+#[utoipa::path(get, path = "/api/admin/queue", operation_id = "admin_queue", tag = "admin", responses(
+    (status = 200, body = QueueView, description = "OK"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`"),
+))]
+pub async fn queue(app: web::Data<App>, _: Operator) -> Result<HttpResponse, ApiError> {
+    Ok(json(StatusCode::OK, &queue_view(&app).await?))
+}
+
+/// Pauses the queue on every worker, across restarts: running tasks finish, nothing new starts.
+#[utoipa::path(post, path = "/api/admin/queue/pause", operation_id = "admin_pause_queue", tag = "admin", responses(
+    (status = 200, body = QueueView, description = "Paused"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+))]
+pub async fn pause_queue(app: web::Data<App>, _: Operator) -> Result<HttpResponse, ApiError> {
+    crate::admin::queue::set_paused(&app, true).await?;
+    Ok(json(StatusCode::OK, &queue_view(&app).await?))
+}
+
+/// Lets workers take work again.
+#[utoipa::path(post, path = "/api/admin/queue/resume", operation_id = "admin_resume_queue", tag = "admin", responses(
+    (status = 200, body = QueueView, description = "Running"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+))]
+pub async fn resume_queue(app: web::Data<App>, _: Operator) -> Result<HttpResponse, ApiError> {
+    crate::admin::queue::set_paused(&app, false).await?;
+    Ok(json(StatusCode::OK, &queue_view(&app).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    #[test]
+    fn the_bulk_filter_names_are_the_filter_fields() {
+        let schema = serde_json::to_value(super::FilterParams::schema()).unwrap();
+        let mut fields: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut names = super::FILTERS.to_vec();
+        fields.sort_unstable();
+        names.sort_unstable();
+        assert_eq!(fields, names);
+    }
+}

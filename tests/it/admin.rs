@@ -1,0 +1,542 @@
+//! The operators' API (`/api/admin`): the role matrix, every task searched, retried,
+//! cancelled and acted on in bulk on both backends, the queue's pause, and the worker registry
+//! with real `ocrd work` processes (drain, resume, lost after SIGKILL).
+
+use std::time::Duration;
+
+use ocrd::db::models::{Role, Task, User};
+use serde_json::{Value, json};
+
+use crate::install::{Install, sample_pages, wait_for};
+use crate::support::{register_and_sign_in, unique};
+
+/// A signed-in account of a served install, with a role.
+struct Caller {
+    client: reqwest::Client,
+    csrf: String,
+    id: String,
+    email: String,
+}
+
+impl Caller {
+    async fn new(install: &Install, base: &str, role: Role) -> Caller {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let email = format!("{}@example.com", unique("admin"));
+        let csrf = register_and_sign_in(base, &client, &email).await;
+        let mut conn = install.app.db.get().await.unwrap();
+        let user = User::find_by_email(&mut conn, &email)
+            .await
+            .unwrap()
+            .unwrap();
+        User::set_role(&mut conn, &user.id, role).await.unwrap();
+        Caller {
+            client,
+            csrf,
+            id: user.id,
+            email,
+        }
+    }
+
+    async fn get(&self, url: String) -> reqwest::Response {
+        self.client.get(url).send().await.unwrap()
+    }
+
+    async fn post(&self, url: String, body: Value) -> reqwest::Response {
+        self.client
+            .post(url)
+            .header("X-CSRF-Token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn served(install: &Install) -> String {
+    format!("http://{}", install.serve())
+}
+
+/// Every admin route: no credentials 401, a user 403, operators and admins in. An admin's
+/// token without its admin scope is a user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_route_checks_the_role() {
+    let install = Install::embedded(|_| {}).await;
+    let base = served(&install).await;
+    let user = Caller::new(&install, &base, Role::User).await;
+    let operator = Caller::new(&install, &base, Role::Operator).await;
+    let admin = Caller::new(&install, &base, Role::Admin).await;
+    let scoped = |scopes: Value| {
+        let (client, csrf, base) = (&admin.client, &admin.csrf, &base);
+        async move {
+            let created: Value = client
+                .post(format!("{base}/api/tokens"))
+                .header("X-CSRF-Token", csrf)
+                .json(&json!({"name": "t", "scopes": scopes}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            created["token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no token: {created}"))
+                .to_owned()
+        }
+    };
+    let plain_token = scoped(json!(["read", "write"])).await;
+    let admin_token = scoped(json!(["read", "write", "admin"])).await;
+    let anonymous = reqwest::Client::new();
+    let unknown = "00000000-0000-7000-8000-000000000000";
+    let routes: Vec<&(&str, &str)> = ocrd::web::ROUTES
+        .iter()
+        .filter(|(_, path)| path.starts_with("/api/admin/"))
+        .collect();
+    assert!(routes.len() >= 10, "{routes:?}");
+    for (method, path) in routes {
+        let url = format!("{base}{}", path.replace("{id}", unknown));
+        let body = if path.ends_with("/bulk") {
+            json!({"action": "retry", "dry_run": true})
+        } else {
+            json!({})
+        };
+        let send = |client: &reqwest::Client, csrf: Option<&str>, bearer: Option<&str>| {
+            let mut request = client.request(method.to_uppercase().parse().unwrap(), &url);
+            if let Some(csrf) = csrf {
+                request = request.header("X-CSRF-Token", csrf);
+            }
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            if *method == "post" {
+                request = request.json(&body);
+            }
+            request.send()
+        };
+        let status = |r: reqwest::Response| r.status();
+        assert_eq!(
+            status(send(&anonymous, None, None).await.unwrap()),
+            401,
+            "{method} {path}: nobody"
+        );
+        assert_eq!(
+            status(send(&user.client, Some(&user.csrf), None).await.unwrap()),
+            403,
+            "{method} {path}: a user"
+        );
+        assert_eq!(
+            status(send(&anonymous, None, Some(&plain_token)).await.unwrap()),
+            403,
+            "{method} {path}: an admin's token without the admin scope"
+        );
+        for (who, response) in [
+            (
+                "an operator",
+                send(&operator.client, Some(&operator.csrf), None)
+                    .await
+                    .unwrap(),
+            ),
+            (
+                "an admin",
+                send(&admin.client, Some(&admin.csrf), None).await.unwrap(),
+            ),
+            (
+                "an admin's token with the admin scope",
+                send(&anonymous, None, Some(&admin_token)).await.unwrap(),
+            ),
+        ] {
+            let code = response.status();
+            assert!(
+                code != 401 && code != 403,
+                "{method} {path}: {who} got {code}: {}",
+                response.text().await.unwrap()
+            );
+        }
+    }
+}
+
+/// Operators find any account's tasks by each filter, page through them by keyset, retry and
+/// cancel one, and act on everything a filter matches, after a dry run: on SQLite and on
+/// PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_search_retry_cancel_and_act_in_bulk_on_both_backends() {
+    for install in [
+        Install::embedded(|_| {}).await,
+        Install::distributed(|_| {}).await,
+    ] {
+        let base = served(&install).await;
+        let operator = Caller::new(&install, &base, Role::Operator).await;
+        let png = crate::support::tiny_png();
+        // Two owners; names in mixed case; some failed, one cancelled, the rest queued.
+        let mut ids = Vec::new();
+        for (owner, name) in [
+            (&install.user.id, "Invoice-March.png"),
+            (&install.user.id, "receipt-1.png"),
+            (&operator.id, "INVOICE-april.png"),
+            (&operator.id, "letter_50%.png"),
+            (&install.user.id, "receipt-2.png"),
+        ] {
+            ids.push(install.submit_bytes_as(owner, name, png.clone()).await.id);
+        }
+        {
+            let mut conn = install.app.db.get().await.unwrap();
+            for (id, code) in [(&ids[1], "undecodable"), (&ids[4], "engine_error")] {
+                Task::claim(&mut conn, id, "w#1", Duration::from_secs(60))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                Task::fail(&mut conn, id, "w#1", code, "It failed.")
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            Task::cancel(&mut conn, &ids[3]).await.unwrap().unwrap();
+        }
+        let list = |query: &str| {
+            let url = format!("{base}/api/admin/tasks?{query}");
+            let query = query.to_owned();
+            let operator = &operator;
+            async move {
+                let response = operator.get(url).await;
+                assert_eq!(response.status(), 200, "{query}");
+                let body: Value = response.json().await.unwrap();
+                let ids: Vec<String> = body["tasks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["id"].as_str().unwrap().to_owned())
+                    .collect();
+                (ids, body)
+            }
+        };
+        let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+        assert_eq!(list("").await.0, newest_first);
+        assert_eq!(list("order=oldest").await.0, ids);
+        assert_eq!(
+            list("status=failed").await.0,
+            vec![ids[4].clone(), ids[1].clone()]
+        );
+        assert_eq!(list("error=undecodable").await.0, vec![ids[1].clone()]);
+        assert_eq!(
+            list("filename=invoice").await.0,
+            vec![ids[2].clone(), ids[0].clone()]
+        );
+        assert_eq!(
+            list("filename=50%25").await.0,
+            vec![ids[3].clone()],
+            "% is literal"
+        );
+        assert_eq!(
+            list(&format!("user={}", operator.email.to_uppercase()))
+                .await
+                .0,
+            vec![ids[3].clone(), ids[2].clone()]
+        );
+        assert_eq!(list("engine=ppocr").await.0.len(), 5);
+        assert_eq!(list("engine=qwen3vl").await.0.len(), 0);
+        assert_eq!(
+            list(&format!("id={}", &ids[2][..30])).await.0,
+            vec![ids[2].clone()]
+        );
+        assert_eq!(
+            list("from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z")
+                .await
+                .0
+                .len(),
+            0
+        );
+        assert_eq!(list("from=2000-01-01T00:00:00Z").await.0.len(), 5);
+        let (_, one) = list("status=failed").await;
+        assert_eq!(one["tasks"][0]["owner_email"], json!(install.user.email));
+        // Keyset pages: no overlap, no gap.
+        let (first, body) = list("limit=2").await;
+        let cursor = body["next_cursor"].as_str().unwrap();
+        let (second, body) = list(&format!("limit=2&cursor={cursor}")).await;
+        let (third, body_last) = list(&format!(
+            "limit=2&cursor={}",
+            body["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+        assert_eq!([first, second, third].concat(), newest_first);
+        assert!(body_last["next_cursor"].is_null());
+        for bad in [
+            "status=done",
+            "limit=0",
+            "limit=201",
+            "from=yesterday",
+            "id=xyz",
+            "order=random",
+            "cursor=2",
+            "filename=",
+        ] {
+            let response = operator.get(format!("{base}/api/admin/tasks?{bad}")).await;
+            assert_eq!(response.status(), 400, "{bad}");
+        }
+
+        // One task: retry a failed one, cancel a queued one; the wrong state is 409.
+        let retried = operator
+            .post(
+                format!("{base}/api/admin/tasks/{}/retry", ids[1]),
+                json!({}),
+            )
+            .await;
+        assert_eq!(retried.status(), 202);
+        assert_eq!(retried.json::<Value>().await.unwrap()["status"], "queued");
+        let again = operator
+            .post(
+                format!("{base}/api/admin/tasks/{}/retry", ids[1]),
+                json!({}),
+            )
+            .await;
+        assert_eq!(again.status(), 409);
+        let cancelled = operator
+            .post(
+                format!("{base}/api/admin/tasks/{}/cancel", ids[0]),
+                json!({}),
+            )
+            .await;
+        assert_eq!(cancelled.status(), 200);
+        assert_eq!(
+            cancelled.json::<Value>().await.unwrap()["status"],
+            "cancelled"
+        );
+        let missing = operator
+            .post(
+                format!("{base}/api/admin/tasks/00000000-0000-7000-8000-000000000000/cancel"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(missing.status(), 404);
+
+        // Bulk: the dry run counts what the filter matches and changes nothing.
+        let bulk = |body: Value| operator.post(format!("{base}/api/admin/tasks/bulk"), body);
+        let dry: Value =
+            bulk(json!({"filter": {"filename": "receipt"}, "action": "cancel", "dry_run": true}))
+                .await
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(dry, json!({"matched": 2, "changed": 0}));
+        assert_eq!(install.task(&ids[1]).await.status.as_str(), "queued");
+        // Cancel matches both receipts; only the queued one changes (the other failed).
+        let done: Value = bulk(json!({"filter": {"filename": "receipt"}, "action": "cancel"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(done, json!({"matched": 2, "changed": 1}));
+        // Retry everything cancelled: three tasks.
+        let done: Value = bulk(json!({"filter": {"status": "cancelled"}, "action": "retry"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(done, json!({"matched": 3, "changed": 3}));
+        assert_eq!(list("status=queued").await.0.len(), 4);
+        // Delete the operator's own two; the others stay.
+        let done: Value = bulk(json!({"filter": {"user": operator.email}, "action": "delete"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(done, json!({"matched": 2, "changed": 2}));
+        assert_eq!(list("").await.0.len(), 3);
+        install.assert_no_orphans().await;
+        let bad = bulk(json!({"filter": {"status": "done"}, "action": "retry"})).await;
+        assert_eq!(bad.status(), 400);
+        let bad = bulk(json!({"action": "explode"})).await;
+        assert_eq!(bad.status(), 400);
+        // A misspelt filter is refused, never read as "every task".
+        let bad = bulk(json!({"filter": {"stauts": "failed"}, "action": "delete"})).await;
+        assert_eq!(bad.status(), 400);
+        assert_eq!(list("").await.0.len(), 3);
+    }
+}
+
+/// The queue's pause holds on every worker and across their restarts; uploads still queue
+/// and run once it is resumed. A drained worker finishes its task and takes no new one; a
+/// worker killed with SIGKILL shows as `lost` within two report intervals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_the_queue_draining_workers_and_a_lost_worker() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let install = Install::distributed(|c| c.worker.report_secs = 1).await;
+    let base = served(&install).await;
+    let operator = Caller::new(&install, &base, Role::Operator).await;
+    let page = std::fs::read(&sample_pages()[0].0).unwrap();
+    let workers = || async {
+        let body: Value = operator
+            .get(format!("{base}/api/admin/workers"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["workers"].as_array().unwrap().clone()
+    };
+    let state_of = |id: String| {
+        let workers = &workers;
+        async move {
+            workers()
+                .await
+                .into_iter()
+                .find(|w| w["id"] == id.as_str())
+                .map(|w| w["state"].as_str().unwrap().to_owned())
+        }
+    };
+
+    // Paused before any worker starts: a new worker reads it before its first claim.
+    let paused: Value = operator
+        .post(format!("{base}/api/admin/queue/pause"), json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paused["paused"], true);
+    let mut first = install.spawn_worker("first", &[]);
+    let first_id = wait_for(
+        Duration::from_secs(60),
+        "the worker to register",
+        || async {
+            workers()
+                .await
+                .into_iter()
+                .find(|w| w["pid"] == first.pid())
+                .map(|w| w["id"].as_str().unwrap().to_owned())
+        },
+    )
+    .await;
+    let waiting = install.submit_bytes("paused.png", page.clone()).await.id;
+    // Several report intervals with the worker up: the task stays queued.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        install.task(&waiting).await.status.as_str(),
+        "queued",
+        "a paused queue starts nothing"
+    );
+    let queue: Value = operator
+        .get(format!("{base}/api/admin/queue"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queue["paused"], true);
+    assert_eq!(queue["queued"], 1);
+    operator
+        .post(format!("{base}/api/admin/queue/resume"), json!({}))
+        .await;
+    install
+        .wait_finished(std::slice::from_ref(&waiting), Duration::from_secs(300))
+        .await;
+    assert_eq!(install.task(&waiting).await.status.as_str(), "completed");
+
+    // Drain while a task runs: it completes, the next one waits.
+    let long = {
+        let image = image::open(&sample_pages()[0].0).unwrap().to_rgb8();
+        crate::pdf::image_pdf(&vec![image; 3], 200.0)
+    };
+    let running = install.submit_bytes("three.pdf", long).await.id;
+    wait_for(Duration::from_secs(120), "the task to start", || async {
+        (install.task(&running).await.status.as_str() == "processing").then_some(())
+    })
+    .await;
+    let holding = wait_for(
+        Duration::from_secs(30),
+        "the worker to list its task",
+        || async {
+            workers().await.into_iter().find(|w| {
+                w["id"] == first_id.as_str() && w["tasks"].as_array().is_some_and(|t| !t.is_empty())
+            })
+        },
+    )
+    .await;
+    assert_eq!(holding["tasks"][0]["id"], json!(running), "{holding}");
+    let drained = operator
+        .post(
+            format!("{base}/api/admin/workers/{first_id}/drain"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(drained.status(), 200);
+    assert_eq!(
+        drained.json::<Value>().await.unwrap()["drain_requested"],
+        true
+    );
+    let listed = wait_for(
+        Duration::from_secs(30),
+        "the worker to see the drain",
+        || async {
+            workers()
+                .await
+                .into_iter()
+                .find(|w| w["id"] == first_id.as_str() && w["state"] == "draining")
+        },
+    )
+    .await;
+    assert_eq!(listed["engine"], "ppocr");
+    let next = install.submit_bytes("next.png", page.clone()).await.id;
+    install
+        .wait_finished(std::slice::from_ref(&running), Duration::from_secs(300))
+        .await;
+    assert_eq!(
+        install.task(&running).await.status.as_str(),
+        "completed",
+        "a draining worker finishes its task"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        install.task(&next).await.status.as_str(),
+        "queued",
+        "and takes no new one"
+    );
+    operator
+        .post(
+            format!("{base}/api/admin/workers/{first_id}/resume"),
+            json!({}),
+        )
+        .await;
+    install
+        .wait_finished(std::slice::from_ref(&next), Duration::from_secs(300))
+        .await;
+    assert_eq!(state_of(first_id.clone()).await.as_deref(), Some("running"));
+    let unknown = operator
+        .post(format!("{base}/api/admin/workers/nobody/drain"), json!({}))
+        .await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap()["error"]["code"],
+        "worker_not_found"
+    );
+
+    // SIGKILL: no goodbye; two silent intervals later it is lost.
+    let started = std::time::Instant::now();
+    first.kill();
+    wait_for(
+        Duration::from_secs(30),
+        "the killed worker to show as lost",
+        || async { (state_of(first_id.clone()).await.as_deref() == Some("lost")).then_some(()) },
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "lost only after two silent intervals"
+    );
+    // A clean exit says stopped.
+    let mut second = install.spawn_worker("second", &[]);
+    let second_id = wait_for(
+        Duration::from_secs(60),
+        "the second worker to register",
+        || async {
+            workers()
+                .await
+                .into_iter()
+                .find(|w| w["pid"] == second.pid())
+                .map(|w| w["id"].as_str().unwrap().to_owned())
+        },
+    )
+    .await;
+    second.signal("TERM");
+    second.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(state_of(second_id).await.as_deref(), Some("stopped"));
+}
