@@ -540,3 +540,95 @@ async fn pausing_the_queue_draining_workers_and_a_lost_worker() {
     second.wait_exit(Duration::from_secs(60)).await;
     assert_eq!(state_of(second_id).await.as_deref(), Some("stopped"));
 }
+
+/// `ocrd admin` from the shell, on the install's own configuration: roles, the queue, tasks
+/// (list, dry run, retry by filter) and workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_runs_roles_tasks_workers_and_the_queue() {
+    let install = Install::distributed(|_| {}).await;
+    let admin = |args: &[&str]| {
+        let out = install
+            .ocrd_command()
+            .arg("admin")
+            .args(args)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        (out.status.success(), stdout, stderr)
+    };
+    let email = install.user.email.clone();
+    let (ok, out, err) = admin(&["set-role", "--email", &email, "--role", "operator"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("is now operator"), "{out}");
+    let mut conn = install.app.db.get().await.unwrap();
+    assert_eq!(
+        User::find(&mut conn, &install.user.id).await.unwrap().role,
+        Role::Operator
+    );
+    let (ok, _, err) = admin(&["set-role", "--email", &email, "--role", "king"]);
+    assert!(!ok && err.contains("user, operator or admin"), "{err}");
+    let (ok, _, err) = admin(&[
+        "set-role",
+        "--email",
+        "nobody@example.com",
+        "--role",
+        "admin",
+    ]);
+    assert!(!ok && err.contains("no account"), "{err}");
+
+    let (ok, out, err) = admin(&["queue", "pause"]);
+    assert!(ok && out.contains("paused"), "{out}{err}");
+    assert!(ocrd::admin::queue::paused(&install.app).await.unwrap());
+    let (ok, out, _) = admin(&["queue", "resume"]);
+    assert!(ok && out.contains("running"), "{out}");
+    assert!(!ocrd::admin::queue::paused(&install.app).await.unwrap());
+
+    let png = crate::support::tiny_png();
+    let failed = install
+        .submit_bytes("broken-scan.png", png.clone())
+        .await
+        .id;
+    let queued = install.submit_bytes("fine.png", png).await.id;
+    Task::claim(&mut conn, &failed, "w#1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    Task::fail(&mut conn, &failed, "w#1", "undecodable", "It failed.")
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+    let (ok, out, err) = admin(&["tasks", "list", "--status", "failed"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&failed) && !out.contains(&queued) && out.contains("undecodable"),
+        "{out}"
+    );
+    let (ok, out, _) = admin(&["tasks", "list", "--filename", "SCAN"]);
+    assert!(
+        ok && out.lines().count() == 1 && out.contains(&failed),
+        "{out}"
+    );
+    let (ok, out, _) = admin(&["tasks", "retry", "--status", "failed", "--dry-run"]);
+    assert!(
+        ok && out.contains("1 task(s) match; nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(install.task(&failed).await.status.as_str(), "failed");
+    let (ok, out, _) = admin(&["tasks", "retry", "--status", "failed"]);
+    assert!(ok && out.contains("1 task(s) matched, 1 changed"), "{out}");
+    assert_eq!(install.task(&failed).await.status.as_str(), "queued");
+    let (ok, out, _) = admin(&["tasks", "cancel", "--id", &queued]);
+    assert!(ok && out.contains("1 changed"), "{out}");
+    assert_eq!(install.task(&queued).await.status.as_str(), "cancelled");
+    let (ok, _, err) = admin(&["tasks", "list", "--status", "done"]);
+    assert!(!ok && err.contains("--status"), "{err}");
+
+    let (ok, out, err) = admin(&["workers", "list"]);
+    assert!(ok && out.is_empty(), "no workers yet: {out}{err}");
+    let (ok, _, err) = admin(&["workers", "drain", "nobody"]);
+    assert!(!ok && err.contains("nobody"), "{err}");
+}
