@@ -134,6 +134,24 @@ impl FromRequest for Operator {
         Box::pin(async move {
             let current = authenticate(&req).await?;
             if !current.user.can_operate() {
+                // A user knocking on the operators' door is worth a line in the audit log.
+                let actor = crate::audit::Actor::of(&req, Some(&current.user));
+                if let Some(app) = req.app_data::<web::Data<App>>() {
+                    let target = req.path().to_owned();
+                    let denied = crate::audit::Outcome::Denied;
+                    if let Err(e) = crate::audit::record(
+                        app,
+                        &actor,
+                        "admin.access",
+                        Some(&target),
+                        denied,
+                        None,
+                    )
+                    .await
+                    {
+                        tracing::error!(error = %e, "a refused admin request could not be audited");
+                    }
+                }
                 return Err(ApiError::new(
                     Code::Forbidden,
                     "this needs an operator or admin account (and, with a token, its admin scope)",

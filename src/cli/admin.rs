@@ -50,6 +50,9 @@ pub enum AdminCommand {
     /// The queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Database roles (PostgreSQL).
     #[command(subcommand)]
     Db(DbCommand),
@@ -131,6 +134,15 @@ pub enum WorkersCommand {
     Drain { id: String },
     /// Let a drained worker take work again.
     Resume { id: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Check every row's hash and link; exits non-zero naming the first row that was edited
+    /// or removed.
+    Verify,
+    /// Write the whole log as JSON lines, oldest first, to standard output.
+    Export,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -227,6 +239,8 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                     })
                     .await?
                     .with_context(|| format!("no account with email {email}"))?;
+                let detail = serde_json::json!({"role": user.role.as_str()});
+                shell_audit(&app, "user.role", &user.id, Some(detail)).await?;
                 println!("{} is now {}", user.email, user.role.as_str());
             }
             AdminCommand::Tasks(TasksCommand::List { filter, limit }) => {
@@ -283,6 +297,7 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 let w = crate::admin::workers::set_drain(&app, &id, true)
                     .await
                     .with_context(|| format!("draining worker {id}"))?;
+                shell_audit(&app, "worker.drain", &w.id, None).await?;
                 println!(
                     "{} will take no new work; it finishes {} running task(s)",
                     w.id,
@@ -293,16 +308,39 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 let w = crate::admin::workers::set_drain(&app, &id, false)
                     .await
                     .with_context(|| format!("resuming worker {id}"))?;
+                shell_audit(&app, "worker.resume", &w.id, None).await?;
                 println!("{} takes work again", w.id);
             }
             AdminCommand::Queue(command) => {
                 match command {
                     QueueCommand::Status => {}
-                    QueueCommand::Pause => crate::admin::queue::set_paused(&app, true).await?,
-                    QueueCommand::Resume => crate::admin::queue::set_paused(&app, false).await?,
+                    QueueCommand::Pause => {
+                        crate::admin::queue::set_paused(&app, true).await?;
+                        shell_audit(&app, "queue.pause", "queue", None).await?;
+                    }
+                    QueueCommand::Resume => {
+                        crate::admin::queue::set_paused(&app, false).await?;
+                        shell_audit(&app, "queue.resume", "queue", None).await?;
+                    }
                 }
                 let paused = crate::admin::queue::paused(&app).await?;
                 println!("the queue is {}", if paused { "paused" } else { "running" });
+            }
+            AdminCommand::Audit(AuditCommand::Verify) => {
+                let verified = crate::audit::verify(&app).await?;
+                match verified.broken {
+                    None => println!("the audit log is intact: {} rows", verified.rows),
+                    Some((seq, why)) => anyhow::bail!(
+                        "the audit log is broken at row {seq}: {why} ({} rows read)",
+                        verified.rows
+                    ),
+                }
+            }
+            AdminCommand::Audit(AuditCommand::Export) => {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let rows = crate::audit::export(&app, &mut out).await?;
+                std::io::Write::flush(&mut out)?;
+                eprintln!("{rows} rows");
             }
             AdminCommand::Db(DbCommand::GrantAppRole { role }) => {
                 app.db
@@ -326,7 +364,16 @@ async fn bulk(
     action: BulkAction,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let outcome = crate::admin::tasks::bulk(app, filter.filter()?, action, dry_run).await?;
+    let filter = filter.filter()?;
+    let asked = format!("{filter:?}");
+    let outcome = crate::admin::tasks::bulk(app, filter, action, dry_run).await?;
+    if !dry_run {
+        let detail = serde_json::json!({
+            "filter": asked, "action": action,
+            "matched": outcome.matched, "changed": outcome.changed,
+        });
+        shell_audit(app, "tasks.bulk", "tasks", Some(detail)).await?;
+    }
     if dry_run {
         println!(
             "{} task(s) match; nothing was changed (--dry-run)",
@@ -339,4 +386,18 @@ async fn bulk(
         );
     }
     Ok(())
+}
+
+/// Records what an administrator did from the shell.
+async fn shell_audit(
+    app: &App,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let actor = crate::audit::Actor::shell();
+    let outcome = crate::audit::Outcome::Success;
+    crate::audit::record(app, &actor, action, Some(target), outcome, detail)
+        .await
+        .context("writing the audit log")
 }

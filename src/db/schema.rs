@@ -107,6 +107,23 @@ diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(files -> users (user_id));
 diesel::joinable!(tasks -> files (file_id));
 diesel::table! {
+    audit_log (seq) {
+        seq -> BigInt,
+        at -> Timestamp,
+        actor_id -> Nullable<Text>,
+        actor -> Text,
+        client -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        action -> Text,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
     settings (key) {
         key -> Text,
         value -> Text,
@@ -136,6 +153,7 @@ diesel::table! {
 diesel::joinable!(results -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_log,
     backups,
     users,
     api_tokens,

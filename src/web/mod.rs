@@ -393,6 +393,7 @@ routes! {
     get "/api/admin/queue" => api::admin::queue,
     post "/api/admin/queue/pause" => api::admin::pause_queue,
     post "/api/admin/queue/resume" => api::admin::resume_queue,
+    get "/api/admin/audit" => api::admin::audit_log,
     get "/ws" => ws::connect,
     get "/api/openapi.json" => openapi::document,
     get "/api/docs" => openapi::docs_page,

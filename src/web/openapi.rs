@@ -20,7 +20,7 @@ use crate::error::Code;
         tasks::page_image, tasks::cancel, tasks::file, tasks::thumbnail,
         admin::list_tasks, admin::bulk, admin::retry_task, admin::cancel_task,
         admin::list_workers, admin::drain_worker, admin::resume_worker,
-        admin::queue, admin::pause_queue, admin::resume_queue,
+        admin::queue, admin::pause_queue, admin::resume_queue, admin::audit_log,
         ws::connect, document, docs_page, docs_script,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -33,7 +33,8 @@ use crate::error::Code;
         crate::config::EngineKind, admin::FilterParams, admin::BulkRequest, admin::AdminTaskView,
         admin::AdminTaskList, admin::WorkerList, admin::QueueView, admin::OrderName,
         crate::admin::tasks::BulkAction, crate::admin::tasks::BulkOutcome,
-        crate::admin::workers::WorkerView, crate::db::models::HeldTask,
+        crate::admin::workers::WorkerView, crate::db::models::HeldTask, admin::AuditPage,
+        crate::db::models::AuditRow,
     )),
     modifiers(&Security, &ErrorCodes, &Contract),
 )]

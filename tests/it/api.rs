@@ -2391,6 +2391,27 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             "/api/admin/tasks/bulk".into(),
             json(json!({"action": "explode", "dry_run": true})),
         ),
+        v(
+            "admin_audit.before.minimum",
+            "get",
+            "/api/admin/audit",
+            "/api/admin/audit?before=0".into(),
+            None,
+        ),
+        v(
+            "admin_audit.limit.minimum",
+            "get",
+            "/api/admin/audit",
+            "/api/admin/audit?limit=0".into(),
+            None,
+        ),
+        v(
+            "admin_audit.limit.maximum",
+            "get",
+            "/api/admin/audit",
+            "/api/admin/audit?limit=501".into(),
+            None,
+        ),
     ];
     let stated = documented_constraints(&doc);
     let covered: std::collections::BTreeSet<String> =

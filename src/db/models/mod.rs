@@ -5,6 +5,7 @@
 //! transaction.
 
 mod api_token;
+mod audit;
 mod backup;
 mod file;
 mod password_reset;
@@ -16,6 +17,7 @@ mod user;
 mod worker;
 
 pub use api_token::{ApiToken, NewApiToken};
+pub use audit::AuditRow;
 pub use backup::Backup;
 pub use file::{File, FileSummary, NewFile};
 pub use password_reset::PasswordReset;

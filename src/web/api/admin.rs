@@ -234,8 +234,9 @@ async fn found(app: &App, id: &str) -> Result<FoundTask, ApiError> {
     (status = 404, description = "`task_not_found`"), (status = 409, description = "`not_retryable`"),
 ))]
 pub async fn retry_task(
+    req: actix_web::HttpRequest,
     app: web::Data<App>,
-    _: Operator,
+    Operator(current): Operator,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let task = found(&app, &id).await?;
@@ -250,6 +251,7 @@ pub async fn retry_task(
                 ),
             )
         })?;
+    super::audit(&req, &app, &current.user, "task.retry", &task.task.id, None).await?;
     Ok(json(
         StatusCode::ACCEPTED,
         &AdminTaskView::from(&found(&app, &id).await?),
@@ -263,8 +265,9 @@ pub async fn retry_task(
     (status = 404, description = "`task_not_found`"), (status = 409, description = "`not_cancellable`"),
 ))]
 pub async fn cancel_task(
+    req: actix_web::HttpRequest,
     app: web::Data<App>,
-    _: Operator,
+    Operator(current): Operator,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let task = found(&app, &id).await?;
@@ -279,6 +282,15 @@ pub async fn cancel_task(
                 ),
             )
         })?;
+    super::audit(
+        &req,
+        &app,
+        &current.user,
+        "task.cancel",
+        &task.task.id,
+        None,
+    )
+    .await?;
     Ok(json(
         StatusCode::OK,
         &AdminTaskView::from(&found(&app, &id).await?),
@@ -311,8 +323,9 @@ pub struct BulkRequest {
     (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
 ))]
 pub async fn bulk(
+    req: actix_web::HttpRequest,
     app: web::Data<App>,
-    _: Operator,
+    Operator(current): Operator,
     body: web::Json<BulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -322,10 +335,26 @@ pub async fn bulk(
             FILTERS.join(", ")
         )));
     }
-    let filter: FilterParams = serde_json::from_value(serde_json::Value::Object(body.filter))
+    let asked = serde_json::Value::Object(body.filter);
+    let filter: FilterParams = serde_json::from_value(asked.clone())
         .map_err(|e| ApiError::invalid(format!("filter: {e}")))?;
     let filter = filter.into_filter()?;
     let outcome = crate::admin::tasks::bulk(&app, filter, body.action, body.dry_run).await?;
+    if !body.dry_run {
+        let detail = serde_json::json!({
+            "filter": asked, "action": body.action,
+            "matched": outcome.matched, "changed": outcome.changed,
+        });
+        super::audit(
+            &req,
+            &app,
+            &current.user,
+            "tasks.bulk",
+            "tasks",
+            Some(detail),
+        )
+        .await?;
+    }
     Ok(json(StatusCode::OK, &outcome))
 }
 
@@ -344,9 +373,23 @@ pub async fn list_workers(app: web::Data<App>, _: Operator) -> Result<HttpRespon
     Ok(json(StatusCode::OK, &WorkerList { workers }))
 }
 
-async fn drain(app: &App, id: &str, drain: bool) -> Result<HttpResponse, ApiError> {
+async fn drain(
+    req: &actix_web::HttpRequest,
+    app: &App,
+    current: &crate::auth::CurrentUser,
+    id: &str,
+    drain: bool,
+) -> Result<HttpResponse, ApiError> {
     match crate::admin::workers::set_drain(app, id, drain).await {
-        Ok(worker) => Ok(json(StatusCode::OK, &worker)),
+        Ok(worker) => {
+            let action = if drain {
+                "worker.drain"
+            } else {
+                "worker.resume"
+            };
+            super::audit(req, app, &current.user, action, id, None).await?;
+            Ok(json(StatusCode::OK, &worker))
+        }
         Err(DbError::NotFound) => Err(ApiError::new(
             Code::WorkerNotFound,
             format!("no worker {id:?} is registered"),
@@ -362,11 +405,12 @@ async fn drain(app: &App, id: &str, drain: bool) -> Result<HttpResponse, ApiErro
     (status = 404, description = "`worker_not_found`"),
 ))]
 pub async fn drain_worker(
+    req: actix_web::HttpRequest,
     app: web::Data<App>,
-    _: Operator,
+    Operator(current): Operator,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    drain(&app, &id, true).await
+    drain(&req, &app, &current, &id, true).await
 }
 
 /// Lets a drained worker take work again.
@@ -376,11 +420,12 @@ pub async fn drain_worker(
     (status = 404, description = "`worker_not_found`"),
 ))]
 pub async fn resume_worker(
+    req: actix_web::HttpRequest,
     app: web::Data<App>,
-    _: Operator,
+    Operator(current): Operator,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    drain(&app, &id, false).await
+    drain(&req, &app, &current, &id, false).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -421,8 +466,13 @@ pub async fn queue(app: web::Data<App>, _: Operator) -> Result<HttpResponse, Api
     (status = 200, body = QueueView, description = "Paused"),
     (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
 ))]
-pub async fn pause_queue(app: web::Data<App>, _: Operator) -> Result<HttpResponse, ApiError> {
+pub async fn pause_queue(
+    req: actix_web::HttpRequest,
+    app: web::Data<App>,
+    Operator(current): Operator,
+) -> Result<HttpResponse, ApiError> {
     crate::admin::queue::set_paused(&app, true).await?;
+    super::audit(&req, &app, &current.user, "queue.pause", "queue", None).await?;
     Ok(json(StatusCode::OK, &queue_view(&app).await?))
 }
 
@@ -431,9 +481,69 @@ pub async fn pause_queue(app: web::Data<App>, _: Operator) -> Result<HttpRespons
     (status = 200, body = QueueView, description = "Running"),
     (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
 ))]
-pub async fn resume_queue(app: web::Data<App>, _: Operator) -> Result<HttpResponse, ApiError> {
+pub async fn resume_queue(
+    req: actix_web::HttpRequest,
+    app: web::Data<App>,
+    Operator(current): Operator,
+) -> Result<HttpResponse, ApiError> {
     crate::admin::queue::set_paused(&app, false).await?;
+    super::audit(&req, &app, &current.user, "queue.resume", "queue", None).await?;
     Ok(json(StatusCode::OK, &queue_view(&app).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// `next_before` of the previous page: older rows.
+    #[param(minimum = 1)]
+    before: Option<i64>,
+    /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub entries: Vec<crate::db::models::AuditRow>,
+    /// Pass as `before` for older rows; `null` at the first row.
+    pub next_before: Option<i64>,
+}
+
+/// The audit log, newest first: sign-ins, tokens, roles, operator actions and document access.
+#[utoipa::path(get, path = "/api/admin/audit", operation_id = "admin_audit", tag = "admin", params(AuditParams), responses(
+    (status = 200, body = AuditPage, description = "OK"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`"),
+))]
+pub async fn audit_log(
+    app: web::Data<App>,
+    _: Operator,
+    query: web::Query<AuditParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit: 1 to 500"));
+    }
+    if query.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::invalid("before: 1 or more"));
+    }
+    let before = query.before;
+    let entries = app
+        .db
+        .run(move |c| {
+            futures::FutureExt::boxed(async move {
+                crate::db::models::AuditRow::newest(c, before, limit).await
+            })
+        })
+        .await?;
+    let next_before = entries.last().map(|e| e.seq).filter(|&seq| seq > 1);
+    Ok(json(
+        StatusCode::OK,
+        &AuditPage {
+            entries,
+            next_before,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::{UserView, json};
 use crate::app::App;
+use crate::audit::Outcome;
 use crate::auth::{CurrentUser, Via, password};
 use crate::config::Registration;
 use crate::db::models::{PasswordReset, User, normalize_email};
@@ -144,6 +145,9 @@ pub async fn login(
         (&address, limits.login_attempts_per_address),
     ] {
         if let Err(retry_after) = app.login_throttle.attempt(key, limit).await {
+            let actor = crate::audit::Actor::of(&req, None);
+            let detail = serde_json::json!({"retry_after_secs": retry_after});
+            audit_quietly(&app, &actor, None, Outcome::Denied, detail).await;
             let mut error = ApiError::new(
                 Code::TooManyRequests,
                 format!("Too many failed sign-ins; try again in {retry_after} s."),
@@ -172,6 +176,14 @@ pub async fn login(
         // what fail2ban matches (deploy/fail2ban): keep its words and the client field. No
         // email: whatever a stranger types is not for the logs.
         _ => {
+            let actor = crate::audit::Actor::of(&req, None);
+            let (target, why) = match &user {
+                Some(user) if user.disabled => (Some(user.id.as_str()), "disabled account"),
+                Some(user) => (Some(user.id.as_str()), "wrong password"),
+                None => (None, "unknown email"),
+            };
+            let detail = serde_json::json!({"reason": why});
+            audit_quietly(&app, &actor, target, Outcome::Failure, detail).await;
             tracing::warn!(client = %client.ip.map_or_else(String::new, |ip| ip.to_string()), "login failed");
             return Err(ApiError::new(
                 Code::InvalidCredentials,
@@ -181,7 +193,21 @@ pub async fn login(
     };
     app.login_throttle.reset(&account).await;
     app.login_throttle.forgive(&address).await;
+    super::audit(&req, &app, &user, "login", &user.id, None).await?;
     signed_in(&req, &app, &user, StatusCode::OK).await
+}
+
+/// A refused sign-in in the audit log. The refusal stands whether or not it is recorded.
+async fn audit_quietly(
+    app: &App,
+    actor: &crate::audit::Actor,
+    target: Option<&str>,
+    outcome: Outcome,
+    detail: serde_json::Value,
+) {
+    if let Err(e) = crate::audit::record(app, actor, "login", target, outcome, Some(detail)).await {
+        tracing::error!(error = %e, "a refused sign-in could not be written to the audit log");
+    }
 }
 
 /// Starts a session for `user`: the answer sets its cookie and carries its CSRF token.

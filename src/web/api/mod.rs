@@ -28,6 +28,29 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     }
 }
 
+/// Records a change or an access by `user` in the audit log. What cannot be recorded is not
+/// done or served: the error goes back to the caller.
+pub async fn audit(
+    req: &actix_web::HttpRequest,
+    app: &crate::app::App,
+    user: &User,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    let actor = crate::audit::Actor::of(req, Some(user));
+    crate::audit::record(
+        app,
+        &actor,
+        action,
+        Some(target),
+        crate::audit::Outcome::Success,
+        detail,
+    )
+    .await
+    .map_err(ApiError::from)
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct UserView {
     pub id: String,

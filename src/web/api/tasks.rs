@@ -553,6 +553,7 @@ pub async fn get(
     (status = 400, description = "`invalid_request`"), (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`, `result_not_found`"),
 ))]
 pub async fn result(
+    req: HttpRequest,
     app: web::Data<App>,
     current: CurrentUser,
     id: web::Path<String>,
@@ -582,6 +583,16 @@ pub async fn result(
             ResultError::Blob(e) => e.into(),
             ResultError::Db(e) => e.into(),
         })?;
+    let detail = serde_json::json!({"format": format.extension()});
+    super::audit(
+        &req,
+        &app,
+        &current.user,
+        "result.download",
+        &task.id,
+        Some(detail),
+    )
+    .await?;
 
     // hOCR is never handed to another origin without the headers that keep it inert; it and
     // the PDF are downloads, as the sandbox would keep a browser's PDF viewer from showing it.
@@ -618,12 +629,14 @@ pub async fn result(
     (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`"),
 ))]
 pub async fn file(
+    req: HttpRequest,
     app: web::Data<App>,
     current: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (task, _) = own_task(&app, &current, &id).await?;
     let file = find_file(&app, &task.file_id).await?;
+    super::audit(&req, &app, &current.user, "file.download", &task.id, None).await?;
     let blob = app
         .blobs
         .get(&BlobKey::parse(&file.blob_key).map_err(ApiError::internal)?)
@@ -676,6 +689,7 @@ pub async fn thumbnail(
     (status = 409, description = "`not_cancellable`: completed, failed or cancelled already"),
 ))]
 pub async fn cancel(
+    req: HttpRequest,
     app: web::Data<App>,
     current: CurrentUser,
     id: web::Path<String>,
@@ -691,6 +705,15 @@ pub async fn cancel(
             ),
         )
     })?;
+    super::audit(
+        &req,
+        &app,
+        &current.user,
+        "task.cancel",
+        &cancelled.id,
+        None,
+    )
+    .await?;
     Ok(json(StatusCode::OK, &TaskView::new(&cancelled, &file)))
 }
 
@@ -700,12 +723,16 @@ pub async fn cancel(
     (status = 204, description = "Done"), (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`task_not_found`"),
 ))]
 pub async fn delete(
+    req: HttpRequest,
     app: web::Data<App>,
     current: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     match crate::tasks::delete(&app, &current.user.id, &id).await {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Ok(()) => {
+            super::audit(&req, &app, &current.user, "task.delete", &id, None).await?;
+            Ok(HttpResponse::NoContent().finish())
+        }
         Err(DeleteError::NotFound) => Err(ApiError::task_not_found()),
         Err(DeleteError::Db(e)) => Err(e.into()),
         Err(DeleteError::Blob(e)) => Err(e.into()),
@@ -720,6 +747,7 @@ pub async fn delete(
     (status = 409, description = "`not_retryable`: queued, processing or completed"),
 ))]
 pub async fn retry(
+    req: HttpRequest,
     app: web::Data<App>,
     current: CurrentUser,
     id: web::Path<String>,
@@ -735,6 +763,7 @@ pub async fn retry(
             ),
         )
     })?;
+    super::audit(&req, &app, &current.user, "task.retry", &task.id, None).await?;
     Ok(json(StatusCode::ACCEPTED, &TaskView::new(&task, &file)))
 }
 
@@ -746,6 +775,7 @@ pub async fn retry(
     (status = 422, description = "`undecodable`: the document cannot be read"),
 ))]
 pub async fn page_image(
+    req: HttpRequest,
     app: web::Data<App>,
     previews: web::Data<Previews>,
     current: CurrentUser,
@@ -764,6 +794,16 @@ pub async fn page_image(
     if page == 0 || page > pages {
         return Err(no_page());
     }
+    let detail = serde_json::json!({"page": page});
+    super::audit(
+        &req,
+        &app,
+        &current.user,
+        "page.view",
+        &task.id,
+        Some(detail),
+    )
+    .await?;
     let key = BlobKey::parse(&file.blob_key).map_err(ApiError::internal)?;
     let mut response = HttpResponse::Ok();
     response

@@ -105,6 +105,7 @@ pub struct TokenList {
     (status = 403, description = "`forbidden`: called with a token, or the `admin` scope without admin rights"),
 ))]
 pub async fn create(
+    req: actix_web::HttpRequest,
     app: web::Data<App>,
     current: CurrentUser,
     body: web::Json<CreateTokenRequest>,
@@ -165,6 +166,16 @@ pub async fn create(
             .boxed()
         })
         .await?;
+    let detail = serde_json::json!({"name": created.name, "scopes": created.scopes});
+    super::audit(
+        &req,
+        &app,
+        &current.user,
+        "token.create",
+        &created.id,
+        Some(detail),
+    )
+    .await?;
     Ok(json(
         StatusCode::CREATED,
         &CreatedToken {
@@ -195,6 +206,7 @@ pub async fn list(app: web::Data<App>, current: CurrentUser) -> Result<HttpRespo
     (status = 204, description = "Done"), (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"), (status = 404, description = "`token_not_found`"),
 ))]
 pub async fn delete(
+    req: actix_web::HttpRequest,
     app: web::Data<App>,
     current: CurrentUser,
     id: web::Path<String>,
@@ -203,12 +215,16 @@ pub async fn delete(
     if !crate::db::models::is_id(&id) {
         return Err(ApiError::new(Code::TokenNotFound, "no such token"));
     }
+    let revoked = id.clone();
     let deleted = app
         .db
-        .run(move |c| async move { ApiToken::delete(c, &user_id, &id).await }.boxed())
+        .run(move |c| async move { ApiToken::delete(c, &user_id, &revoked).await }.boxed())
         .await;
     match deleted {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Ok(()) => {
+            super::audit(&req, &app, &current.user, "token.revoke", &id, None).await?;
+            Ok(HttpResponse::NoContent().finish())
+        }
         Err(DbError::NotFound) => Err(ApiError::new(Code::TokenNotFound, "no such token")),
         Err(e) => Err(e.into()),
     }
