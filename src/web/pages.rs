@@ -29,6 +29,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/tasks/{id}", web::get().to(task))
         .route("/tasks/{id}/view", web::get().to(viewer))
         .route("/account", web::get().to(account))
+        .route("/admin", web::get().to(admin_overview))
+        .route("/admin/tasks", web::get().to(admin_tasks))
+        .route("/admin/audit", web::get().to(admin_audit))
         .route(
             "/static/{path:.*}",
             web::get().to(super::assets::serve_static),
@@ -67,6 +70,8 @@ struct Viewer<'a> {
     id: &'a str,
     email: &'a str,
     admin: bool,
+    /// Operators and admins: the console's link.
+    operator: bool,
 }
 
 /// A page: the template, the signed-in user (if any) and the page's own values.
@@ -84,6 +89,7 @@ fn page(
                 id: &current.user.id,
                 email: &current.user.email,
                 admin: current.user.is_admin(),
+                operator: current.user.can_operate(),
             },
         );
         if let Via::Session { csrf_token, .. } = &current.via {
@@ -205,6 +211,45 @@ async fn account(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets
         }
         Err(response) => response,
     }
+}
+
+/// A page of the operators' console: a user gets the 403 page.
+async fn console_page(
+    req: &HttpRequest,
+    assets: &Assets,
+    template: &str,
+    section: &str,
+) -> HttpResponse {
+    let current = match signed_in(req, assets).await {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    if !current.user.can_operate() {
+        let error = ApiError::new(
+            Code::Forbidden,
+            "the console is for operators and administrators",
+        );
+        return error_page(assets, Some(&current), &error);
+    }
+    page(
+        assets,
+        StatusCode::OK,
+        template,
+        Some(&current),
+        context! {"nav" => "admin", "section" => section},
+    )
+}
+
+async fn admin_overview(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    console_page(&req, &assets, "admin.html", "overview").await
+}
+
+async fn admin_tasks(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    console_page(&req, &assets, "admin-tasks.html", "tasks").await
+}
+
+async fn admin_audit(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    console_page(&req, &assets, "admin-audit.html", "audit").await
 }
 
 /// A task page (detail or viewer) of the signed-in user; another user's task is the 404 page.

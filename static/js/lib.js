@@ -154,7 +154,8 @@ export function downloadLinks(task) {
 }
 
 /**
- * The live connection: calls onTask(task) for each task.updated event of the signed-in user,
+ * The live connection: calls onTask(task) for each task.updated event of the signed-in user
+ * (of every user with `everyone`, for operators),
  * and onConnect() each time the connection opens (events may have been missed before).
  * Reconnects with exponential backoff and jitter, shows in the header while it is offline,
  * and goes to the login page once the session has ended.
@@ -162,10 +163,11 @@ export function downloadLinks(task) {
 let leaving = false;
 window.addEventListener('pagehide', () => { leaving = true; });
 
-export function live({ onTask, onConnect }) {
+export function live({ onTask, onConnect, everyone = false }) {
   const indicator = document.getElementById('live');
-  // Admins hear of every user's tasks; the pages show only the viewer's own.
-  const me = document.querySelector('meta[name="user-id"]')?.content;
+  // Operators hear of every user's tasks; the pages show only the viewer's own, but the
+  // console (`everyone`) shows them all.
+  const me = everyone ? null : document.querySelector('meta[name="user-id"]')?.content;
   let delay = 1000;
   let offlineSince = null;
   const setOffline = (offline) => {

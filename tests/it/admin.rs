@@ -722,7 +722,9 @@ async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
             })
             .collect();
         let expect = [
+            ("register", user.email.as_str(), "success"),
             ("login", user.email.as_str(), "success"),
+            ("register", operator.email.as_str(), "success"),
             ("login", operator.email.as_str(), "success"),
             ("login", "anonymous", "failure"),
             ("token.create", user.email.as_str(), "success"),
@@ -739,7 +741,7 @@ async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
             .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
             .collect();
         assert_eq!(seen, expect);
-        let failed = &entries[2];
+        let failed = &entries[4];
         assert_eq!(
             failed["target"],
             json!(user.id),
@@ -747,9 +749,9 @@ async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
         );
         assert_eq!(failed["client"], "127.0.0.1");
         assert_eq!(failed["user_agent"], "guesser/1.0");
-        assert_eq!(entries[6]["target"], json!(task));
-        assert_eq!(entries[6]["detail"], json!("{\"page\":1}"));
-        assert_eq!(entries[5]["target"], "/api/admin/workers");
+        assert_eq!(entries[8]["target"], json!(task));
+        assert_eq!(entries[8]["detail"], json!("{\"page\":1}"));
+        assert_eq!(entries[7]["target"], "/api/admin/workers");
 
         let shell = |args: &[&str]| {
             let out = install
@@ -766,16 +768,16 @@ async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
             )
         };
         let (ok, out, err) = shell(&["verify"]);
-        assert!(ok && out.contains("intact: 11 rows"), "{out}{err}");
+        assert!(ok && out.contains("intact: 13 rows"), "{out}{err}");
         let (ok, out, _) = shell(&["export"]);
         assert!(ok);
         let lines: Vec<Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 11);
+        assert_eq!(lines.len(), 13);
         assert_eq!(lines[0]["seq"], 1);
-        assert_eq!(lines[10]["action"], "task.delete");
+        assert_eq!(lines[12]["action"], "task.delete");
 
         // Tampering: an edited row, then (with the edit undone) a removed one.
         let sql = |statement: &'static str| {
@@ -787,13 +789,13 @@ async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
                     .unwrap();
             }
         };
-        sql("UPDATE audit_log SET outcome = 'success' WHERE seq = 3").await;
+        sql("UPDATE audit_log SET outcome = 'success' WHERE seq = 5").await;
         let (ok, _, err) = shell(&["verify"]);
         assert!(
-            !ok && err.contains("broken at row 3") && err.contains("edited"),
+            !ok && err.contains("broken at row 5") && err.contains("edited"),
             "{err}"
         );
-        sql("UPDATE audit_log SET outcome = 'failure' WHERE seq = 3").await;
+        sql("UPDATE audit_log SET outcome = 'failure' WHERE seq = 5").await;
         let (ok, _, err) = shell(&["verify"]);
         assert!(ok, "{err}");
         sql("DELETE FROM audit_log WHERE seq = 7").await;

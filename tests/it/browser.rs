@@ -1486,3 +1486,198 @@ async fn every_page_and_task_state_is_accessible_and_the_task_tools_work() {
     worker.await.unwrap();
     browser.close().await;
 }
+
+/// The operators' console in Chromium: the overview shows the queue and the live worker, the
+/// queue pauses (an upload waits) and resumes from a button, a failed task is found by filter
+/// and retried to completion live, a bulk action says how many tasks it would touch before it
+/// acts, and the audit log lists what happened; axe-core finds nothing on each page. A user
+/// gets the 403 page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_runs_the_queue_workers_and_tasks() {
+    let (install, base, _) = serve(|c| c.worker.report_secs = 1).await;
+    let browser = Browser::start(base.clone()).await;
+    let email = browser.register_new().await;
+    let operator = {
+        let mut conn = install.app.db.get().await.unwrap();
+        let user = ocrd::db::models::User::find_by_email(&mut conn, &email)
+            .await
+            .unwrap()
+            .unwrap();
+        ocrd::db::models::User::set_role(&mut conn, &user.id, ocrd::db::models::Role::Operator)
+            .await
+            .unwrap()
+    };
+    // A failed task of another account, to find and retry.
+    let failed = install
+        .submit_bytes_as(
+            &install.user.id,
+            "failed-scan.png",
+            crate::support::tiny_png(),
+        )
+        .await
+        .id;
+    {
+        let mut conn = install.app.db.get().await.unwrap();
+        Task::claim(&mut conn, &failed, "w#1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        Task::fail(&mut conn, &failed, "w#1", "engine_error", "It failed.")
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    browser.goto("/admin").await;
+    browser
+        .until(
+            "the console's overview",
+            "return document.getElementById('queue-pause') && !document.getElementById('queue-pause').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.querySelector('nav a[href=\"/admin\"]')?.getAttribute('aria-current')")
+            .await,
+        json!("page")
+    );
+    browser
+        .assert_accessible("the console without workers")
+        .await;
+    browser.click("#queue-pause").await;
+    browser
+        .until(
+            "the queue to show paused",
+            "return document.getElementById('queue-state').dataset.paused === 'true'",
+        )
+        .await;
+    let (stop, worker) = start_worker(&install, crate::ocr::engine());
+    browser
+        .until(
+            "the live worker",
+            "return document.querySelector('#workers tbody tr[data-state=running]') !== null",
+        )
+        .await;
+    let page = std::fs::read(&sample_pages()[0].0).unwrap();
+    let waiting = install
+        .submit_bytes_as(&operator.id, "waiting.png", page)
+        .await
+        .id;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        install.task(&waiting).await.status.as_str(),
+        "queued",
+        "a paused queue starts nothing"
+    );
+    browser.assert_accessible("the console with a worker").await;
+    browser.screenshots("admin").await;
+    browser.click("#queue-resume").await;
+    install
+        .wait_finished(std::slice::from_ref(&waiting), DEADLINE)
+        .await;
+
+    // Every task: the failed one by filter, retried, completed live.
+    browser.goto("/admin/tasks").await;
+    browser
+        .until(
+            "the task list",
+            "return document.querySelectorAll('#tasks tbody tr').length >= 2",
+        )
+        .await;
+    browser.assert_accessible("the console's tasks").await;
+    browser
+        .client
+        .find(Locator::Css("#f-status"))
+        .await
+        .unwrap()
+        .select_by_value("failed")
+        .await
+        .unwrap();
+    browser.click("#filters button[type=submit]").await;
+    browser
+        .until(
+            "the failed task alone",
+            &format!(
+                "const rows = document.querySelectorAll('#tasks tbody tr'); \
+                 return rows.length === 1 && rows[0].dataset.id === '{failed}'"
+            ),
+        )
+        .await;
+    browser
+        .click(&format!("button[data-retry='{failed}']"))
+        .await;
+    browser
+        .until(
+            "the retried task to complete, live",
+            &format!(
+                "return document.querySelector(\"#tasks tbody tr[data-id='{failed}']\")?.dataset.status === 'completed'"
+            ),
+        )
+        .await;
+
+    // A bulk action says how many tasks it would touch, and nothing happens when declined.
+    browser
+        .client
+        .find(Locator::Css("#f-status"))
+        .await
+        .unwrap()
+        .select_by_value("completed")
+        .await
+        .unwrap();
+    browser.click("#bulk-run").await;
+    let text = browser
+        .until(
+            "the bulk confirmation",
+            "const d = document.getElementById('confirm-bulk'); return d.open && document.getElementById('confirm-bulk-text').textContent",
+        )
+        .await;
+    assert_eq!(
+        text,
+        json!("This will retry 2 tasks matching the filters."),
+        "{text}"
+    );
+    browser.assert_accessible("the bulk confirmation").await;
+    browser.click("#confirm-bulk button[value=cancel]").await;
+    browser.screenshots("admin-tasks").await;
+
+    // The audit log has it all.
+    browser.goto("/admin/audit").await;
+    let actions = browser
+        .until(
+            "the audit log",
+            "const rows = [...document.querySelectorAll('#audit tbody tr')]; \
+             return rows.length > 0 && rows.map((r) => r.dataset.action)",
+        )
+        .await;
+    for action in ["register", "queue.pause", "queue.resume", "task.retry"] {
+        assert!(
+            actions.as_array().unwrap().iter().any(|a| a == action),
+            "{action} missing from {actions}"
+        );
+    }
+    browser.assert_accessible("the audit log").await;
+    browser.assert_no_console_errors("the console").await;
+
+    // A user is turned away.
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    crate::support::register_and_sign_in(
+        &base,
+        &client,
+        &format!("{}@example.com", unique("plain")),
+    )
+    .await;
+    let refused = client
+        .get(format!("{base}/admin"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    stop.cancel();
+    worker.await.unwrap();
+    browser.close().await;
+}

@@ -118,6 +118,7 @@ pub async fn register(
     }
     check_password(&app, &body.password, &email)?;
     let user = crate::auth::create_user(&app, &email, &body.password, None).await?;
+    super::audit(&req, &app, &user, "register", &user.id, None).await?;
     signed_in(&req, &app, &user, StatusCode::CREATED).await
 }
 

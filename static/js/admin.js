@@ -1,0 +1,78 @@
+// The console's overview: the queue (pause and resume) and every worker (state, heartbeat,
+// tasks, pages, memory; drain and resume), refreshed every few seconds and on task events.
+import { api, el, formatBytes, live, setupChrome, toast } from './lib.js';
+
+setupChrome();
+
+const queueState = document.getElementById('queue-state');
+const pause = document.getElementById('queue-pause');
+const resume = document.getElementById('queue-resume');
+const table = document.getElementById('workers');
+const body = table.querySelector('tbody');
+const workersState = document.getElementById('workers-state');
+const STATES = { running: 'Running', draining: 'Draining', lost: 'Lost', stopped: 'Stopped' };
+
+function showQueue(queue) {
+  const waiting = `${queue.queued} task${queue.queued === 1 ? '' : 's'} waiting`;
+  const oldest = queue.oldest_queued_secs === null ? '' : `, the oldest for ${Math.round(queue.oldest_queued_secs)} s`;
+  queueState.textContent = `${queue.paused ? 'Paused' : 'Running'}: ${waiting}${oldest}.`;
+  queueState.dataset.paused = String(queue.paused);
+  pause.hidden = queue.paused;
+  resume.hidden = !queue.paused;
+}
+
+function workerRow(w) {
+  const tasks = w.tasks.map((t) => el('a', { href: `/tasks/${t.id}`, title: t.id },
+    `${t.id.slice(0, 8)}… page ${t.pages_done} of ${t.pages_total ?? '?'}`));
+  const action = w.state === 'running' && !w.drain_requested
+    ? el('button', { type: 'button', class: 'small', 'data-drain': w.id }, 'Drain')
+    : (w.state === 'draining' || w.drain_requested) && w.state !== 'lost' && w.state !== 'stopped'
+      ? el('button', { type: 'button', class: 'small', 'data-resume': w.id }, 'Resume')
+      : null;
+  return el('tr', { 'data-id': w.id, 'data-state': w.state },
+    el('td', {}, el('span', { class: 'mono' }, w.id), el('br'), el('span', { class: 'muted small' }, `${w.host}, pid ${w.pid}, v${w.version}`)),
+    el('td', {}, el('span', { class: 'badge', 'data-worker': w.state }, STATES[w.state] ?? w.state)),
+    el('td', {}, `${w.engine} on ${w.devices}, ${w.concurrency} at once`),
+    el('td', {}, `${Math.round(w.heartbeat_age_secs)} s ago`),
+    el('td', {}, ...(tasks.length ? tasks.flatMap((t, i) => (i ? [el('br'), t] : [t])) : ['—'])),
+    el('td', {}, `${w.pages_done} (${w.pages_per_sec.toFixed(2)}/s)`),
+    el('td', {}, formatBytes(w.rss_bytes)),
+    el('td', { class: 'row-actions' }, action));
+}
+
+async function refresh() {
+  try {
+    const [queue, list] = await Promise.all([api('/api/admin/queue'), api('/api/admin/workers')]);
+    showQueue(queue);
+    body.replaceChildren(...list.workers.map(workerRow));
+    table.hidden = list.workers.length === 0;
+    workersState.hidden = list.workers.length !== 0;
+    workersState.textContent = 'No worker has registered yet: start one with ocrd work (or ocrd all-in-one).';
+  } catch (e) {
+    workersState.hidden = false;
+    workersState.textContent = `Could not load the fleet: ${e.message}`;
+  }
+}
+
+async function act(path, done) {
+  try {
+    await api(path, { method: 'POST' });
+    toast(done);
+  } catch (e) {
+    toast(e.message);
+  }
+  refresh();
+}
+
+pause.addEventListener('click', () => act('/api/admin/queue/pause', 'The queue is paused.'));
+resume.addEventListener('click', () => act('/api/admin/queue/resume', 'The queue runs again.'));
+body.addEventListener('click', (event) => {
+  const drain = event.target.closest('[data-drain]')?.dataset.drain;
+  const again = event.target.closest('[data-resume]')?.dataset.resume;
+  if (drain) act(`/api/admin/workers/${encodeURIComponent(drain)}/drain`, 'The worker drains: it finishes its tasks and takes no new one.');
+  if (again) act(`/api/admin/workers/${encodeURIComponent(again)}/resume`, 'The worker takes work again.');
+});
+
+refresh();
+setInterval(refresh, 3000);
+live({ onTask: refresh, onConnect: refresh, everyone: true });
