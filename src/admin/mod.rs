@@ -1,6 +1,7 @@
 //! Running the fleet: the worker registry, the queue's pause, and the operators' view of every
 //! task (search, retry, cancel, bulk actions). `web::api::admin` and `ocrd admin` call it.
 
+pub mod health;
 pub mod queue;
 pub mod tasks;
 pub mod workers;

@@ -373,6 +373,35 @@ impl DbPool {
         }
     }
 
+    /// The database server's version, e.g. `PostgreSQL 16.4 …` or `SQLite 3.46.0`.
+    pub async fn server_version(&self) -> Result<String, DbError> {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Version {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            version: String,
+        }
+        self.run(|conn| {
+            async move {
+                let found: Version = match conn {
+                    DbConn::Postgres(c) => {
+                        diesel::sql_query("SELECT version() AS version")
+                            .get_result(&mut **c)
+                            .await?
+                    }
+                    DbConn::Sqlite(c) => {
+                        diesel::sql_query("SELECT 'SQLite ' || sqlite_version() AS version")
+                            .get_result(&mut **c)
+                            .await?
+                    }
+                };
+                Ok(found.version)
+            }
+            .boxed()
+        })
+        .await
+    }
+
     /// The newest migration applied to the database; `None` for a database never migrated.
     /// Only reads: the application role (no DDL) may ask too.
     pub async fn schema_version(&self) -> Result<Option<String>, DbError> {

@@ -118,6 +118,11 @@ impl LocalQueue {
     pub fn waiting(&self) -> u64 {
         self.state().waiting.len() as u64
     }
+
+    /// Entries handed out and not yet acknowledged.
+    pub fn pending(&self) -> u64 {
+        self.state().pending.len() as u64
+    }
 }
 
 #[cfg(test)]

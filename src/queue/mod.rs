@@ -46,6 +46,17 @@ pub struct Delivery {
     receipt: String,
 }
 
+/// What the queue holds now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct QueueStats {
+    /// Entries no consumer has taken yet.
+    pub waiting: u64,
+    /// Entries taken and not yet acknowledged.
+    pub pending: u64,
+    /// Consumers the Redis group has seen (worker slots; names are never removed).
+    pub consumers: Option<u64>,
+}
+
 #[derive(Clone, Debug)]
 pub enum Queue {
     Redis(RedisQueue),
@@ -122,6 +133,27 @@ impl Queue {
         match self {
             Queue::Redis(q) => q.waiting().await,
             Queue::Local(q) => Ok(q.waiting()),
+        }
+    }
+
+    /// Waiting and pending entries, and the consumers (worker slots) the queue has seen; an
+    /// in-process queue has none to count.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        match self {
+            Queue::Redis(q) => {
+                let waiting = q.waiting().await?;
+                let (pending, consumers) = q.pending_and_consumers().await?;
+                Ok(QueueStats {
+                    waiting,
+                    pending,
+                    consumers: Some(consumers),
+                })
+            }
+            Queue::Local(q) => Ok(QueueStats {
+                waiting: q.waiting(),
+                pending: q.pending(),
+                consumers: None,
+            }),
         }
     }
 

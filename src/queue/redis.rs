@@ -221,6 +221,21 @@ impl RedisQueue {
         Ok(length.saturating_sub(pending))
     }
 
+    /// Entries handed out and not yet acknowledged, and the consumers the group knows.
+    pub async fn pending_and_consumers(&self) -> Result<(u64, u64), QueueError> {
+        let mut conn = self.conn().await?;
+        let pending: redis::RedisResult<redis::streams::StreamPendingReply> =
+            conn.xpending(&self.stream, GROUP).await;
+        let pending = match pending {
+            Ok(reply) => reply.count() as u64,
+            Err(e) if e.code() == Some("NOGROUP") => return Ok((0, 0)),
+            Err(e) => return Err(e.into()),
+        };
+        let consumers: redis::streams::StreamInfoConsumersReply =
+            conn.xinfo_consumers(&self.stream, GROUP).await?;
+        Ok((pending, consumers.consumers.len() as u64))
+    }
+
     pub async fn ping(&self) -> Result<(), QueueError> {
         let _: String = redis::cmd("PING")
             .query_async(&mut *self.conn().await?)

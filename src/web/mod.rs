@@ -75,6 +75,7 @@ pub fn serve(
     worker_metrics: Option<Arc<crate::worker::Metrics>>,
     scope: Scope,
 ) -> std::io::Result<Server> {
+    crate::admin::health::mark_started();
     let events = match scope {
         Scope::Full => ws::fan_out(&app.events),
         // No sockets: no event subscription either.
@@ -394,6 +395,7 @@ routes! {
     post "/api/admin/queue/pause" => api::admin::pause_queue,
     post "/api/admin/queue/resume" => api::admin::resume_queue,
     get "/api/admin/audit" => api::admin::audit_log,
+    get "/api/admin/health" => api::admin::health,
     get "/ws" => ws::connect,
     get "/api/openapi.json" => openapi::document,
     get "/api/docs" => openapi::docs_page,

@@ -21,6 +21,7 @@ use crate::error::Code;
         admin::list_tasks, admin::bulk, admin::retry_task, admin::cancel_task,
         admin::list_workers, admin::drain_worker, admin::resume_worker,
         admin::queue, admin::pause_queue, admin::resume_queue, admin::audit_log,
+        admin::health,
         ws::connect, document, docs_page, docs_script,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -34,7 +35,8 @@ use crate::error::Code;
         admin::AdminTaskList, admin::WorkerList, admin::QueueView, admin::OrderName,
         crate::admin::tasks::BulkAction, crate::admin::tasks::BulkOutcome,
         crate::admin::workers::WorkerView, crate::db::models::HeldTask, admin::AuditPage,
-        crate::db::models::AuditRow,
+        crate::db::models::AuditRow, crate::admin::health::Health,
+        crate::admin::health::Dependency, crate::admin::health::Disk, crate::queue::QueueStats,
     )),
     modifiers(&Security, &ErrorCodes, &Contract),
 )]

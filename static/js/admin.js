@@ -40,6 +40,43 @@ function workerRow(w) {
     el('td', { class: 'row-actions' }, action));
 }
 
+const DEPENDENCIES = { database: 'Database', redis: 'Redis', storage: 'Storage', queue: 'Queue' };
+
+function tile(title, ok, lines) {
+  return el('li', { class: 'tile', 'data-ok': String(ok) },
+    el('strong', {}, title), ' ', el('span', { class: 'badge', 'data-outcome': ok ? 'success' : 'failure' }, ok ? 'OK' : 'Down'),
+    ...lines.filter(Boolean).map((line) => el('span', { class: 'small muted tile-line' }, line)));
+}
+
+function describe(d) {
+  const x = d.detail;
+  if (d.error) return [d.error];
+  switch (d.name) {
+    case 'database': return [`${x.backend}: ${x.server_version.split(' on ')[0]}`, `schema ${x.migration.applied} (this binary: ${x.migration.binary})`];
+    case 'redis': return [`Redis ${x.version}`, `${formatBytes(x.used_memory_bytes ?? 0)}, ${x.connected_clients} clients`];
+    case 'storage': return [`${x.kind}${x.sse_kms ? ', SSE-KMS' : ''}: put, get and delete`];
+    case 'queue': return [`${x.waiting} waiting, ${x.pending} running${x.consumers === null ? '' : `, ${x.consumers} consumers`}`];
+    default: return [];
+  }
+}
+
+async function checkHealth() {
+  const state = document.getElementById('health-state');
+  try {
+    const health = await api('/api/admin/health');
+    const tiles = health.dependencies.map((d) => tile(DEPENDENCIES[d.name] ?? d.name, d.status === 'ok', [...describe(d), `${d.latency_ms.toFixed(1)} ms`]));
+    for (const disk of health.disks) {
+      const low = disk.free_bytes !== null && disk.total_bytes && disk.free_bytes / disk.total_bytes < 0.05;
+      tiles.push(tile(`Disk: ${disk.name}`, disk.free_bytes !== null && !low, [disk.path, disk.free_bytes === null ? 'unknown' : `${formatBytes(disk.free_bytes)} free of ${formatBytes(disk.total_bytes)}`]));
+    }
+    document.getElementById('health').replaceChildren(...tiles);
+    state.dataset.status = health.status;
+    state.textContent = health.status === 'ok' ? 'Everything answers.' : 'Degraded: a dependency is down or a worker is lost.';
+  } catch (e) {
+    state.textContent = `Could not check the health: ${e.message}`;
+  }
+}
+
 async function refresh() {
   try {
     const [queue, list] = await Promise.all([api('/api/admin/queue'), api('/api/admin/workers')]);
@@ -74,5 +111,7 @@ body.addEventListener('click', (event) => {
 });
 
 refresh();
+checkHealth();
 setInterval(refresh, 3000);
+setInterval(checkHealth, 15000);
 live({ onTask: refresh, onConnect: refresh, everyone: true });

@@ -806,3 +806,90 @@ async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
         );
     }
 }
+
+/// `GET /api/admin/health`: the database (its migration level against the binary's), Redis,
+/// a real storage round trip (SSE-KMS on S3), the queue, the workers and free disk space; a
+/// lost worker makes it `degraded`. On the embedded defaults and on a distributed install.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_every_dependency_and_a_lost_worker_degrades_it() {
+    for (install, distributed) in [
+        (Install::embedded(|_| {}).await, false),
+        (Install::distributed(|_| {}).await, true),
+    ] {
+        let base = served(&install).await;
+        let operator = Caller::new(&install, &base, Role::Operator).await;
+        let health = || async {
+            let response = operator.get(format!("{base}/api/admin/health")).await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        };
+        let report = health().await;
+        assert_eq!(report["status"], "ok", "{report}");
+        let dependency = |name: &str| {
+            report["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["name"] == name)
+                .cloned()
+        };
+        let db = dependency("database").unwrap();
+        assert_eq!(db["status"], "ok");
+        assert_eq!(
+            db["detail"]["migration"]["applied"],
+            db["detail"]["migration"]["binary"]
+        );
+        let version = db["detail"]["server_version"].as_str().unwrap();
+        assert!(
+            version.starts_with(if distributed { "PostgreSQL" } else { "SQLite" }),
+            "{version}"
+        );
+        let storage = dependency("storage").unwrap();
+        assert_eq!(storage["status"], "ok", "{storage}");
+        assert_eq!(storage["detail"]["sse_kms"], json!(distributed));
+        assert_eq!(dependency("queue").unwrap()["detail"]["paused"], false);
+        match dependency("redis") {
+            Some(redis) => {
+                assert!(distributed);
+                assert!(redis["detail"]["version"].as_str().is_some(), "{redis}");
+                assert!(redis["detail"]["connected_clients"].as_u64().unwrap() >= 1);
+            }
+            None => assert!(!distributed, "Redis is checked where it is configured"),
+        }
+        for disk in report["disks"].as_array().unwrap() {
+            assert!(disk["free_bytes"].as_u64().unwrap() > 0, "{disk}");
+            assert!(disk["total_bytes"].as_u64() >= disk["free_bytes"].as_u64());
+        }
+        // Nothing of the probe stays behind.
+        assert!(install.app.blobs.list("health/").await.unwrap().is_empty());
+
+        // A worker that stopped reporting long ago is lost, and the install degraded.
+        let mut conn = install.app.db.get().await.unwrap();
+        let long_ago = ocrd::db::models::now() - chrono::TimeDelta::minutes(10);
+        ocrd::db::models::WorkerRow::register(
+            &mut conn,
+            ocrd::db::models::WorkerRow {
+                id: "gone-1-abcd".into(),
+                host: "gone".into(),
+                pid: 1,
+                version: "0".into(),
+                engine: "ppocr".into(),
+                devices: "cpu".into(),
+                concurrency: 1,
+                started_at: long_ago,
+                heartbeat_at: long_ago,
+                state: ocrd::db::models::WorkerState::Running,
+                drain: false,
+                pages_done: 0,
+                pages_per_sec: 0.0,
+                rss_bytes: 0,
+            },
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        let report = health().await;
+        assert_eq!(report["status"], "degraded", "{report}");
+        assert_eq!(report["workers"][0]["state"], "lost");
+    }
+}

@@ -1541,6 +1541,23 @@ async fn the_console_runs_the_queue_workers_and_tasks() {
             .await,
         json!("page")
     );
+    let tiles = browser
+        .until(
+            "the health tiles",
+            "const t = [...document.querySelectorAll('#health .tile')]; \
+             return t.length >= 4 && t.map((x) => [x.querySelector('strong').textContent, x.dataset.ok])",
+        )
+        .await;
+    for name in ["Database", "Storage", "Queue", "Disk: data_dir"] {
+        assert!(
+            tiles
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t[0] == name && t[1] == "true"),
+            "{name} is not healthy: {tiles}"
+        );
+    }
     browser
         .assert_accessible("the console without workers")
         .await;

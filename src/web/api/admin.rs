@@ -491,6 +491,19 @@ pub async fn resume_queue(
     Ok(json(StatusCode::OK, &queue_view(&app).await?))
 }
 
+/// Each dependency with its status, latency and detail, the worker processes, and free disk
+/// space. A dependency that is down is reported with 200 and `status: degraded`.
+#[utoipa::path(get, path = "/api/admin/health", operation_id = "admin_health", tag = "admin", responses(
+    (status = 200, body = crate::admin::health::Health, description = "OK"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`"),
+))]
+pub async fn health(app: web::Data<App>, _: Operator) -> Result<HttpResponse, ApiError> {
+    Ok(json(
+        StatusCode::OK,
+        &crate::admin::health::check(&app).await,
+    ))
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
