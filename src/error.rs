@@ -54,6 +54,7 @@ codes! {
     ResetLinkInvalid => (NOT_FOUND, "reset_link_invalid", "The password reset link is unknown, used or expired."),
     PageNotFound => (NOT_FOUND, "page_not_found", "The document has no page with this number."),
     EmailTaken => (CONFLICT, "email_taken", "An account with this email exists."),
+    Conflict => (CONFLICT, "conflict", "The change is refused as it stands (e.g. an admin demoting their own account)."),
     NotRetryable => (CONFLICT, "not_retryable", "Only a failed or cancelled task can be retried."),
     NotCancellable => (CONFLICT, "not_cancellable", "Only a queued or processing task can be cancelled."),
     WorkerNotFound => (NOT_FOUND, "worker_not_found", "No worker with this id is registered."),

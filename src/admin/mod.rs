@@ -1,9 +1,11 @@
-//! Running the fleet: the worker registry, the queue's pause, and the operators' view of every
-//! task (search, retry, cancel, bulk actions). `web::api::admin` and `ocrd admin` call it.
+//! Running the fleet: the worker registry, the queue's pause, health, the operators' view of
+//! every task (search, retry, cancel, bulk actions) and, for admins, accounts.
+//! `web::api::admin` and `ocrd admin` call it.
 
 pub mod health;
 pub mod queue;
 pub mod tasks;
+pub mod users;
 pub mod workers;
 
 use crate::blobs::BlobError;

@@ -162,6 +162,30 @@ impl FromRequest for Operator {
     }
 }
 
+/// A caller who administers the install: an admin (a token needs its `admin` scope). Anyone
+/// else signed in is 403 `forbidden`.
+#[derive(Clone, Debug)]
+pub struct Administrator(pub CurrentUser);
+
+impl FromRequest for Administrator {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Administrator, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let operator = Operator::from_request(req, payload);
+        Box::pin(async move {
+            let Operator(current) = operator.await?;
+            if !current.user.is_admin() {
+                return Err(ApiError::new(
+                    Code::Forbidden,
+                    "this needs an admin account (and, with a token, its admin scope)",
+                ));
+            }
+            Ok(Administrator(current))
+        })
+    }
+}
+
 pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
     let app = req
         .app_data::<web::Data<App>>()

@@ -41,6 +41,22 @@ pub enum AdminCommand {
         #[arg(long)]
         role: String,
     },
+    /// Disable an account (its API tokens are revoked and its sessions refused at once), or
+    /// enable it again with `--enable`.
+    DisableUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Erase an account with all its tasks, results, uploads and tokens, for good.
+    EraseUser {
+        #[arg(long)]
+        email: String,
+        /// Needed: there is no undo.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Every account's tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -243,6 +259,26 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 shell_audit(&app, "user.role", &user.id, Some(detail)).await?;
                 println!("{} is now {}", user.email, user.role.as_str());
             }
+            AdminCommand::DisableUser { email, enable } => {
+                let user = account(&app, &email).await?;
+                let user = crate::admin::users::update(&app, &user.id, None, Some(!enable)).await?;
+                let detail = serde_json::json!({"disabled": user.disabled});
+                shell_audit(&app, "user.update", &user.id, Some(detail)).await?;
+                let state = if user.disabled {
+                    "disabled: its tokens are revoked"
+                } else {
+                    "enabled"
+                };
+                println!("{} is {state}", user.email);
+            }
+            AdminCommand::EraseUser { email, yes } => {
+                let user = account(&app, &email).await?;
+                anyhow::ensure!(yes, "erasing {} cannot be undone: add --yes", user.email);
+                let tasks = crate::admin::users::erase(&app, &user.id).await?;
+                let detail = serde_json::json!({"email": user.email, "tasks": tasks});
+                shell_audit(&app, "user.erase", &user.id, Some(detail)).await?;
+                println!("erased {} and {tasks} task(s)", user.email);
+            }
             AdminCommand::Tasks(TasksCommand::List { filter, limit }) => {
                 let (found, more) = crate::admin::tasks::search(
                     &app,
@@ -400,4 +436,14 @@ async fn shell_audit(
     crate::audit::record(app, &actor, action, Some(target), outcome, detail)
         .await
         .context("writing the audit log")
+}
+
+/// The account with this email.
+async fn account(app: &App, email: &str) -> anyhow::Result<User> {
+    let email = normalize_email(email);
+    let found = email.clone();
+    app.db
+        .run(move |c| async move { User::find_by_email(c, &found).await }.boxed())
+        .await?
+        .with_context(|| format!("no account with email {email}"))
 }

@@ -21,7 +21,7 @@ use crate::error::Code;
         admin::list_tasks, admin::bulk, admin::retry_task, admin::cancel_task,
         admin::list_workers, admin::drain_worker, admin::resume_worker,
         admin::queue, admin::pause_queue, admin::resume_queue, admin::audit_log,
-        admin::health,
+        admin::health, admin::list_users, admin::update_user, admin::erase_user,
         ws::connect, document, docs_page, docs_script,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -37,6 +37,7 @@ use crate::error::Code;
         crate::admin::workers::WorkerView, crate::db::models::HeldTask, admin::AuditPage,
         crate::db::models::AuditRow, crate::admin::health::Health,
         crate::admin::health::Dependency, crate::admin::health::Disk, crate::queue::QueueStats,
+        admin::AdminUserView, admin::AdminUserList, admin::UpdateUserRequest, admin::RoleName,
     )),
     modifiers(&Security, &ErrorCodes, &Contract),
 )]
@@ -92,10 +93,16 @@ impl utoipa::Modify for Contract {
             let api = path.starts_with("/api/")
                 && !path.starts_with("/api/docs")
                 && path != "/api/openapi.json";
-            for method in [HttpMethod::Get, HttpMethod::Post, HttpMethod::Delete] {
+            for method in [
+                HttpMethod::Get,
+                HttpMethod::Post,
+                HttpMethod::Patch,
+                HttpMethod::Delete,
+            ] {
                 let operation = match method {
                     HttpMethod::Get => item.get.as_mut(),
                     HttpMethod::Post => item.post.as_mut(),
+                    HttpMethod::Patch => item.patch.as_mut(),
                     _ => item.delete.as_mut(),
                 };
                 let Some(operation) = operation else { continue };

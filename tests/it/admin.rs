@@ -111,7 +111,7 @@ async fn every_admin_route_checks_the_role() {
             if let Some(token) = bearer {
                 request = request.bearer_auth(token);
             }
-            if *method == "post" {
+            if matches!(*method, "post" | "patch") {
                 request = request.json(&body);
             }
             request.send()
@@ -132,13 +132,16 @@ async fn every_admin_route_checks_the_role() {
             403,
             "{method} {path}: an admin's token without the admin scope"
         );
-        for (who, response) in [
-            (
-                "an operator",
-                send(&operator.client, Some(&operator.csrf), None)
-                    .await
-                    .unwrap(),
-            ),
+        // Accounts are the admins' alone.
+        let admins_only = path.starts_with("/api/admin/users");
+        let by_operator = send(&operator.client, Some(&operator.csrf), None)
+            .await
+            .unwrap();
+        if admins_only {
+            assert_eq!(by_operator.status(), 403, "{method} {path}: an operator");
+        }
+        let operator_in = (!admins_only).then_some(("an operator", by_operator));
+        for (who, response) in operator_in.into_iter().chain([
             (
                 "an admin",
                 send(&admin.client, Some(&admin.csrf), None).await.unwrap(),
@@ -147,7 +150,7 @@ async fn every_admin_route_checks_the_role() {
                 "an admin's token with the admin scope",
                 send(&anonymous, None, Some(&admin_token)).await.unwrap(),
             ),
-        ] {
+        ]) {
             let code = response.status();
             assert!(
                 code != 401 && code != 403,
@@ -629,10 +632,19 @@ async fn the_shell_runs_roles_tasks_workers_and_the_queue() {
     let (ok, _, err) = admin(&["tasks", "list", "--status", "done"]);
     assert!(!ok && err.contains("--status"), "{err}");
 
+    let (ok, out, err) = admin(&["disable-user", "--email", &email]);
+    assert!(ok && out.contains("disabled"), "{out}{err}");
+    let (ok, out, _) = admin(&["disable-user", "--email", &email, "--enable"]);
+    assert!(ok && out.contains("enabled"), "{out}");
+    let (ok, _, err) = admin(&["erase-user", "--email", &email]);
+    assert!(!ok && err.contains("--yes"), "{err}");
     let (ok, out, err) = admin(&["workers", "list"]);
     assert!(ok && out.is_empty(), "no workers yet: {out}{err}");
     let (ok, _, err) = admin(&["workers", "drain", "nobody"]);
     assert!(!ok && err.contains("nobody"), "{err}");
+    let (ok, out, err) = admin(&["erase-user", "--email", &email, "--yes"]);
+    assert!(ok && out.contains("2 task(s)"), "{out}{err}");
+    install.assert_no_orphans().await;
 }
 
 /// The audit log records sign-ins (and refusals), tokens, refused admin requests, operator
@@ -891,5 +903,191 @@ async fn health_reports_every_dependency_and_a_lost_worker_degrades_it() {
         let report = health().await;
         assert_eq!(report["status"], "degraded", "{report}");
         assert_eq!(report["workers"][0]["state"], "lost");
+    }
+}
+
+/// Admins list accounts with what each uses, change roles, disable an account (its session
+/// and its token are refused on their next request; enabled again, the session works), and
+/// erase one with everything it owns after typing its email; nobody demotes or erases
+/// themselves. On both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_accounts() {
+    for install in [
+        Install::embedded(|_| {}).await,
+        Install::distributed(|_| {}).await,
+    ] {
+        let base = served(&install).await;
+        let admin = Caller::new(&install, &base, Role::Admin).await;
+        let member = Caller::new(&install, &base, Role::User).await;
+        let token: Value = member
+            .post(format!("{base}/api/tokens"), json!({"name": "script"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let token = token["token"].as_str().unwrap().to_owned();
+        let png = crate::support::tiny_png();
+        for name in ["a.png", "b.png"] {
+            install.submit_bytes_as(&member.id, name, png.clone()).await;
+        }
+
+        let listed: Value = admin
+            .get(format!(
+                "{base}/api/admin/users?search={}",
+                member.email.to_uppercase()
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let row = &listed["users"][0];
+        assert_eq!(listed["users"].as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(row["email"], json!(member.email));
+        assert_eq!(row["tasks"], 2);
+        assert_eq!(row["stored_bytes"], json!(2 * png.len()));
+        assert_eq!(row["role"], "user");
+        assert!(row["last_login"].is_string(), "{row}");
+        let everyone: Value = admin
+            .get(format!("{base}/api/admin/users?limit=1"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(everyone["next_cursor"].is_string());
+
+        let patch = |id: &str, body: Value| {
+            admin
+                .client
+                .patch(format!("{base}/api/admin/users/{id}"))
+                .header("X-CSRF-Token", &admin.csrf)
+                .json(&body)
+                .send()
+        };
+        let promoted: Value = patch(&member.id, json!({"role": "operator"}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(promoted["role"], "operator");
+        assert_eq!(
+            member
+                .get(format!("{base}/api/admin/workers"))
+                .await
+                .status(),
+            200
+        );
+
+        // Disabled: the session and the token are refused at once.
+        let disabled = patch(&member.id, json!({"disabled": true})).await.unwrap();
+        assert_eq!(disabled.status(), 200);
+        assert_eq!(
+            member.get(format!("{base}/api/auth/me")).await.status(),
+            401
+        );
+        let with_token = reqwest::Client::new()
+            .get(format!("{base}/api/tasks"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(with_token.status(), 401, "the token is revoked");
+        patch(&member.id, json!({"disabled": false})).await.unwrap();
+        assert_eq!(
+            member.get(format!("{base}/api/auth/me")).await.status(),
+            200
+        );
+        let revoked = reqwest::Client::new()
+            .get(format!("{base}/api/tasks"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            revoked.status(),
+            401,
+            "enabling again does not bring the token back"
+        );
+
+        // Nobody demotes, disables or erases themselves.
+        assert_eq!(
+            patch(&admin.id, json!({"role": "user"}))
+                .await
+                .unwrap()
+                .status(),
+            409
+        );
+        assert_eq!(
+            patch(&admin.id, json!({"disabled": true}))
+                .await
+                .unwrap()
+                .status(),
+            409
+        );
+        assert_eq!(
+            patch(&admin.id, json!({"rank": "high"}))
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
+
+        // Erase: the email typed again, then every task, object and token go.
+        let erase = |confirm: &str| {
+            admin
+                .client
+                .delete(format!(
+                    "{base}/api/admin/users/{}?confirm={confirm}",
+                    member.id
+                ))
+                .header("X-CSRF-Token", &admin.csrf)
+                .send()
+        };
+        assert_eq!(erase("someone@else.example").await.unwrap().status(), 400);
+        assert_eq!(erase(&member.email).await.unwrap().status(), 204);
+        assert_eq!(
+            member.get(format!("{base}/api/auth/me")).await.status(),
+            401
+        );
+        let mut conn = install.app.db.get().await.unwrap();
+        assert!(matches!(
+            User::find(&mut conn, &member.id).await,
+            Err(ocrd::db::DbError::NotFound)
+        ));
+        drop(conn);
+        assert!(
+            install
+                .app
+                .blobs
+                .list(&format!("uploads/{}", member.id))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        install.assert_no_orphans().await;
+        let gone = admin
+            .client
+            .delete(format!("{base}/api/admin/users/{}?confirm=x", admin.id))
+            .header("X-CSRF-Token", &admin.csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 409, "nobody erases themselves");
+        let audit: Value = admin
+            .get(format!("{base}/api/admin/audit"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let actions: Vec<&str> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert!(
+            actions.contains(&"user.erase") && actions.contains(&"user.update"),
+            "{actions:?}"
+        );
     }
 }

@@ -2412,6 +2412,48 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             "/api/admin/audit?limit=501".into(),
             None,
         ),
+        v(
+            "admin_list_users.search.minLength",
+            "get",
+            "/api/admin/users",
+            "/api/admin/users?search=".into(),
+            None,
+        ),
+        v(
+            "admin_list_users.search.maxLength",
+            "get",
+            "/api/admin/users",
+            format!("/api/admin/users?search={}", "a".repeat(255)),
+            None,
+        ),
+        v(
+            "admin_list_users.limit.minimum",
+            "get",
+            "/api/admin/users",
+            "/api/admin/users?limit=0".into(),
+            None,
+        ),
+        v(
+            "admin_list_users.limit.maximum",
+            "get",
+            "/api/admin/users",
+            "/api/admin/users?limit=201".into(),
+            None,
+        ),
+        v(
+            "admin_list_users.cursor.pattern",
+            "get",
+            "/api/admin/users",
+            "/api/admin/users?cursor=next".into(),
+            None,
+        ),
+        v(
+            "RoleName.enum",
+            "patch",
+            "/api/admin/users/{id}",
+            format!("/api/admin/users/{}", api.install.user.id),
+            json(json!({"role": "king"})),
+        ),
     ];
     let stated = documented_constraints(&doc);
     let covered: std::collections::BTreeSet<String> =

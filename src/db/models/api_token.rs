@@ -107,4 +107,13 @@ impl ApiToken {
         .execute(c)
         .await)?)
     }
+
+    /// Revokes every token of an account (it was disabled).
+    pub async fn delete_all_for_user(conn: &mut DbConn, user_id: &str) -> Result<usize, DbError> {
+        Ok(with_conn!(conn, |c| diesel::delete(
+            api_tokens::table.filter(api_tokens::user_id.eq(user_id))
+        )
+        .execute(c)
+        .await)?)
+    }
 }

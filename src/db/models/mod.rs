@@ -25,7 +25,7 @@ pub use setting::Setting;
 pub use task::{NewTask, Task, TaskStatus};
 pub use task_filter::{FoundTask, Order, TaskFilter};
 pub use task_result::{BlobKeys, NewTaskResult, TaskResult};
-pub use user::{NewUser, Role, User, normalize_email};
+pub use user::{NewUser, Role, Usage, User, normalize_email};
 pub use worker::{Beat, HeldTask, WorkerRow, WorkerState};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};

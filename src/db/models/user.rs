@@ -163,4 +163,102 @@ impl User {
             .execute(c)
             .await)?)
     }
+
+    /// Accounts whose email contains `search` (any case), by id after `after`.
+    pub async fn search(
+        conn: &mut DbConn,
+        search: Option<&str>,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<User>, DbError> {
+        Ok(with_conn!(conn, |c| {
+            let mut query = users::table
+                .filter(users::id.gt(after.unwrap_or("").to_owned()))
+                .order(users::id.asc())
+                .limit(limit)
+                .select(User::as_select())
+                .into_boxed();
+            if let Some(search) = search {
+                let pattern = format!(
+                    "%{}%",
+                    search
+                        .to_lowercase()
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                );
+                query = query.filter(users::email.like(pattern).escape('\\'));
+            }
+            query.load(c).await
+        })?)
+    }
+
+    /// Per account of `ids`: tasks, pages recognised since `since`, and bytes uploaded.
+    pub async fn usage(
+        conn: &mut DbConn,
+        ids: &[String],
+        since: NaiveDateTime,
+    ) -> Result<std::collections::HashMap<String, Usage>, DbError> {
+        use crate::db::schema::{files, tasks};
+        use diesel::dsl::{count_star, sum};
+        let tasks: Vec<(String, i64)> = with_conn!(conn, |c| tasks::table
+            .filter(tasks::user_id.eq_any(ids))
+            .group_by(tasks::user_id)
+            .select((tasks::user_id, count_star()))
+            .load(c)
+            .await)?;
+        let pages: Vec<(String, Option<i64>)> = with_conn!(conn, |c| tasks::table
+            .filter(tasks::user_id.eq_any(ids))
+            .filter(tasks::created_at.ge(since))
+            .group_by(tasks::user_id)
+            .select((tasks::user_id, sum(tasks::pages_done)))
+            .load(c)
+            .await)?;
+        let logins: Vec<(Option<String>, Option<NaiveDateTime>)> = with_conn!(conn, |c| {
+            use crate::db::schema::audit_log;
+            audit_log::table
+                .filter(audit_log::actor_id.eq_any(ids))
+                .filter(audit_log::action.eq_any(["login", "register"]))
+                .filter(audit_log::outcome.eq("success"))
+                .group_by(audit_log::actor_id)
+                .select((audit_log::actor_id, diesel::dsl::max(audit_log::at)))
+                .load(c)
+                .await
+        })?;
+        // Summed here: SUM over BIGINT is NUMERIC on PostgreSQL.
+        let stored: Vec<(String, i64)> = with_conn!(conn, |c| files::table
+            .filter(files::user_id.eq_any(ids))
+            .select((files::user_id, files::size_bytes))
+            .load(c)
+            .await)?;
+        let mut usage: std::collections::HashMap<String, Usage> = ids
+            .iter()
+            .map(|id| (id.clone(), Usage::default()))
+            .collect();
+        for (id, n) in tasks {
+            usage.entry(id).or_default().tasks = n;
+        }
+        for (id, n) in pages {
+            usage.entry(id).or_default().pages_this_month = n.unwrap_or(0);
+        }
+        for (id, n) in stored {
+            usage.entry(id).or_default().stored_bytes += n;
+        }
+        for (id, at) in logins {
+            if let Some(id) = id {
+                usage.entry(id).or_default().last_login = at;
+            }
+        }
+        Ok(usage)
+    }
+}
+
+/// What an account uses, and when it last signed in (from the audit log).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub tasks: i64,
+    pub pages_this_month: i64,
+    pub stored_bytes: i64,
+    #[serde(with = "utc_time::option")]
+    pub last_login: Option<NaiveDateTime>,
 }

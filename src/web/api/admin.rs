@@ -11,7 +11,7 @@ use super::{StatusName, TaskView, json};
 use crate::admin::tasks::{BulkAction, BulkOutcome};
 use crate::admin::workers::WorkerView;
 use crate::app::App;
-use crate::auth::Operator;
+use crate::auth::{Administrator, Operator};
 use crate::db::DbError;
 use crate::db::models::{FoundTask, Order, Task, TaskFilter, TaskStatus, is_id, normalize_email};
 use crate::error::{ApiError, Code};
@@ -557,6 +557,229 @@ pub async fn audit_log(
             next_before,
         },
     ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserParams {
+    /// A part of the email, in any letter case.
+    #[param(min_length = 1, max_length = 254)]
+    search: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    cursor: Option<String>,
+}
+
+/// An account as admins see it.
+#[derive(Serialize, ToSchema)]
+pub struct AdminUserView {
+    #[serde(flatten)]
+    pub user: super::UserView,
+    pub disabled: bool,
+    pub tasks: i64,
+    /// Pages recognised in tasks created this calendar month (UTC).
+    pub pages_this_month: i64,
+    /// Bytes of uploads stored.
+    pub stored_bytes: i64,
+    #[serde(with = "crate::db::models::utc_time::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_login: Option<chrono::NaiveDateTime>,
+}
+
+impl AdminUserView {
+    fn new(user: &crate::db::models::User, usage: crate::db::models::Usage) -> AdminUserView {
+        AdminUserView {
+            user: user.into(),
+            disabled: user.disabled,
+            tasks: usage.tasks,
+            pages_this_month: usage.pages_this_month,
+            stored_bytes: usage.stored_bytes,
+            last_login: usage.last_login,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdminUserList {
+    pub users: Vec<AdminUserView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Accounts, with what each uses and when it last signed in. Admins only.
+#[utoipa::path(get, path = "/api/admin/users", operation_id = "admin_list_users", tag = "admin", params(UserParams), responses(
+    (status = 200, body = AdminUserList, description = "OK"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`: not an admin"),
+))]
+pub async fn list_users(
+    app: web::Data<App>,
+    _: Administrator,
+    query: web::Query<UserParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit: 1 to 200"));
+    }
+    if let Some(search) = &query.search
+        && (search.is_empty() || search.chars().count() > 254)
+    {
+        return Err(ApiError::invalid("search: 1 to 254 characters"));
+    }
+    if query.cursor.as_deref().is_some_and(|c| !is_id(c)) {
+        return Err(ApiError::invalid(
+            "cursor: pass next_cursor of the previous page",
+        ));
+    }
+    let (rows, next_cursor) =
+        crate::admin::users::list(&app, query.search.clone(), limit, query.cursor.clone()).await?;
+    let users = rows
+        .iter()
+        .map(|(u, used)| AdminUserView::new(u, *used))
+        .collect();
+    Ok(json(StatusCode::OK, &AdminUserList { users, next_cursor }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// `user`, `operator` or `admin`.
+    #[schema(value_type = Option<RoleName>)]
+    pub role: Option<String>,
+    /// Disabling revokes the account's API tokens and refuses its sessions at once.
+    pub disabled: Option<bool>,
+}
+
+/// A role, as admins give it.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RoleName {
+    User,
+    Operator,
+    Admin,
+}
+
+fn user_not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "there is no account with this id")
+}
+
+/// Changes an account's role or disables it (or enables it again). Admins only; an admin
+/// cannot demote or disable their own account.
+#[utoipa::path(patch, path = "/api/admin/users/{id}", operation_id = "admin_update_user", tag = "admin", params(("id" = String, Path)), request_body = UpdateUserRequest, responses(
+    (status = 200, body = AdminUserView, description = "Changed"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+    (status = 404, description = "`not_found`"), (status = 409, description = "`conflict`: your own account"),
+))]
+pub async fn update_user(
+    req: actix_web::HttpRequest,
+    app: web::Data<App>,
+    Administrator(current): Administrator,
+    id: web::Path<String>,
+    body: web::Json<UpdateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let role = body
+        .role
+        .as_deref()
+        .map(|r| {
+            r.parse::<crate::db::models::Role>()
+                .map_err(|_| ApiError::invalid("role: user, operator or admin"))
+        })
+        .transpose()?;
+    if !is_id(&id) {
+        return Err(user_not_found());
+    }
+    if *id == current.user.id
+        && (body.disabled == Some(true)
+            || role.is_some_and(|r| r != crate::db::models::Role::Admin))
+    {
+        return Err(ApiError::new(
+            Code::Conflict,
+            "you cannot demote or disable your own account; ask another admin",
+        ));
+    }
+    let user = match crate::admin::users::update(&app, &id, role, body.disabled).await {
+        Err(DbError::NotFound) => return Err(user_not_found()),
+        other => other?,
+    };
+    let detail = serde_json::json!({"role": role.map(|r| r.as_str()), "disabled": body.disabled});
+    super::audit(
+        &req,
+        &app,
+        &current.user,
+        "user.update",
+        &user.id,
+        Some(detail),
+    )
+    .await?;
+    let (mut rows, _) = crate::admin::users::list(&app, Some(user.email.clone()), 1, None).await?;
+    let used = rows.pop().map(|(_, used)| used).unwrap_or_default();
+    Ok(json(StatusCode::OK, &AdminUserView::new(&user, used)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EraseParams {
+    /// The account's email, typed again: the confirmation (required; checked after the
+    /// caller's rights, so that nobody learns more than 401 or 403 without them).
+    confirm: Option<String>,
+}
+
+/// Erases an account with all its tasks, results, uploads and tokens, for good. Admins only;
+/// `confirm` must be the account's email.
+#[utoipa::path(delete, path = "/api/admin/users/{id}", operation_id = "admin_erase_user", tag = "admin", params(("id" = String, Path), EraseParams), responses(
+    (status = 204, description = "Erased"),
+    (status = 400, description = "`invalid_request`: `confirm` is not the account's email"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+    (status = 404, description = "`not_found`"), (status = 409, description = "`conflict`: your own account"),
+))]
+pub async fn erase_user(
+    req: actix_web::HttpRequest,
+    app: web::Data<App>,
+    Administrator(current): Administrator,
+    id: web::Path<String>,
+    query: web::Query<EraseParams>,
+) -> Result<HttpResponse, ApiError> {
+    if !is_id(&id) {
+        return Err(user_not_found());
+    }
+    if *id == current.user.id {
+        return Err(ApiError::new(
+            Code::Conflict,
+            "you cannot erase your own account",
+        ));
+    }
+    let found = id.clone();
+    let user = match app
+        .db
+        .run(move |c| {
+            futures::FutureExt::boxed(async move { crate::db::models::User::find(c, &found).await })
+        })
+        .await
+    {
+        Err(DbError::NotFound) => return Err(user_not_found()),
+        other => other?,
+    };
+    if query.confirm.as_deref().map(normalize_email).as_deref() != Some(user.email.as_str()) {
+        return Err(ApiError::invalid(
+            "confirm: type the account's email to erase it",
+        ));
+    }
+    let tasks = crate::admin::users::erase(&app, &user.id).await?;
+    let detail = serde_json::json!({"email": user.email, "tasks": tasks});
+    super::audit(
+        &req,
+        &app,
+        &current.user,
+        "user.erase",
+        &user.id,
+        Some(detail),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]

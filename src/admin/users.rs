@@ -1,0 +1,111 @@
+//! Accounts, for admins: search with what each uses, change a role or disable an account
+//! (its tokens are revoked and its sessions refused at once), and erase one with everything
+//! it owns.
+
+use futures::FutureExt;
+
+use super::AdminError;
+use crate::app::App;
+use crate::db::DbError;
+use crate::db::models::{ApiToken, Role, Task, Usage, User};
+
+/// A page of accounts (emails containing `search`), what each uses, and the next cursor.
+pub async fn list(
+    app: &App,
+    search: Option<String>,
+    limit: i64,
+    after: Option<String>,
+) -> Result<(Vec<(User, Usage)>, Option<String>), DbError> {
+    let month = {
+        use chrono::Datelike;
+        let now = crate::db::models::now();
+        now.date()
+            .with_day(1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .unwrap_or(now)
+    };
+    app.db
+        .run(move |c| {
+            async move {
+                let mut users =
+                    User::search(c, search.as_deref(), limit + 1, after.as_deref()).await?;
+                let next = if users.len() as i64 > limit {
+                    users.truncate(limit as usize);
+                    users.last().map(|u| u.id.clone())
+                } else {
+                    None
+                };
+                let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+                let mut usage = User::usage(c, &ids, month).await?;
+                let rows = users
+                    .into_iter()
+                    .map(|u| {
+                        let used = usage.remove(&u.id).unwrap_or_default();
+                        (u, used)
+                    })
+                    .collect();
+                Ok((rows, next))
+            }
+            .boxed()
+        })
+        .await
+}
+
+/// Changes an account's role and whether it is disabled. Disabling revokes its API tokens;
+/// its sessions are refused from the next request on (every request reads the account).
+pub async fn update(
+    app: &App,
+    id: &str,
+    role: Option<Role>,
+    disabled: Option<bool>,
+) -> Result<User, DbError> {
+    let id = id.to_owned();
+    app.db
+        .run(move |c| {
+            async move {
+                let mut user = User::find(c, &id).await?;
+                if let Some(role) = role {
+                    user = User::set_role(c, &id, role).await?;
+                }
+                if let Some(disabled) = disabled {
+                    user = User::set_disabled(c, &id, disabled).await?;
+                    if disabled {
+                        ApiToken::delete_all_for_user(c, &id).await?;
+                    }
+                }
+                Ok(user)
+            }
+            .boxed()
+        })
+        .await
+}
+
+/// Erases an account: every task with its results and upload, then the account with its
+/// tokens and sessions' grounds. Returns how many tasks went.
+pub async fn erase(app: &App, id: &str) -> Result<i64, AdminError> {
+    let mut erased = 0;
+    loop {
+        let owner = id.to_owned();
+        let batch = app
+            .db
+            .run(move |c| {
+                async move { Task::list_for_user(c, &owner, None, 200, None).await }.boxed()
+            })
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for task in batch {
+            match crate::tasks::delete(app, id, &task.id).await {
+                Ok(()) | Err(crate::tasks::DeleteError::NotFound) => erased += 1,
+                Err(crate::tasks::DeleteError::Db(e)) => return Err(e.into()),
+                Err(crate::tasks::DeleteError::Blob(e)) => return Err(e.into()),
+            }
+        }
+    }
+    let id = id.to_owned();
+    app.db
+        .run(move |c| async move { User::delete(c, &id).await }.boxed())
+        .await?;
+    Ok(erased)
+}
