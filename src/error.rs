@@ -115,6 +115,22 @@ impl ApiError {
         ApiError::new(Code::TaskNotFound, "no such task")
     }
 
+    /// A retry of a task in `status` (not failed or cancelled).
+    pub fn not_retryable(status: &str) -> ApiError {
+        ApiError::new(
+            Code::NotRetryable,
+            format!("the task is {status}; only failed or cancelled tasks can be retried"),
+        )
+    }
+
+    /// A cancel of a task in `status` (not queued or processing).
+    pub fn not_cancellable(status: &str) -> ApiError {
+        ApiError::new(
+            Code::NotCancellable,
+            format!("the task is {status}; only queued or processing tasks can be cancelled"),
+        )
+    }
+
     pub fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::new(Code::InvalidRequest, message)
     }

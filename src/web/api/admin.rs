@@ -242,15 +242,7 @@ pub async fn retry_task(
     let task = found(&app, &id).await?;
     crate::tasks::retry(&app, &task.task.id)
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::NotRetryable,
-                format!(
-                    "the task is {}; only failed or cancelled tasks can be retried",
-                    task.task.status.as_str()
-                ),
-            )
-        })?;
+        .ok_or_else(|| ApiError::not_retryable(task.task.status.as_str()))?;
     super::audit(&req, &app, &current.user, "task.retry", &task.task.id, None).await?;
     Ok(json(
         StatusCode::ACCEPTED,
@@ -273,15 +265,7 @@ pub async fn cancel_task(
     let task = found(&app, &id).await?;
     crate::tasks::cancel(&app, &task.task.id)
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::NotCancellable,
-                format!(
-                    "the task is {}; only queued or processing tasks can be cancelled",
-                    task.task.status.as_str()
-                ),
-            )
-        })?;
+        .ok_or_else(|| ApiError::not_cancellable(task.task.status.as_str()))?;
     super::audit(
         &req,
         &app,
@@ -471,9 +455,7 @@ pub async fn pause_queue(
     app: web::Data<App>,
     Operator(current): Operator,
 ) -> Result<HttpResponse, ApiError> {
-    crate::admin::queue::set_paused(&app, true).await?;
-    super::audit(&req, &app, &current.user, "queue.pause", "queue", None).await?;
-    Ok(json(StatusCode::OK, &queue_view(&app).await?))
+    set_queue(&req, &app, &current, true).await
 }
 
 /// Lets workers take work again.
@@ -486,9 +468,23 @@ pub async fn resume_queue(
     app: web::Data<App>,
     Operator(current): Operator,
 ) -> Result<HttpResponse, ApiError> {
-    crate::admin::queue::set_paused(&app, false).await?;
-    super::audit(&req, &app, &current.user, "queue.resume", "queue", None).await?;
-    Ok(json(StatusCode::OK, &queue_view(&app).await?))
+    set_queue(&req, &app, &current, false).await
+}
+
+async fn set_queue(
+    req: &actix_web::HttpRequest,
+    app: &App,
+    current: &crate::auth::CurrentUser,
+    paused: bool,
+) -> Result<HttpResponse, ApiError> {
+    crate::admin::queue::set_paused(app, paused).await?;
+    let action = if paused {
+        "queue.pause"
+    } else {
+        "queue.resume"
+    };
+    super::audit(req, app, &current.user, action, "queue", None).await?;
+    Ok(json(StatusCode::OK, &queue_view(app).await?))
 }
 
 /// Each dependency with its status, latency and detail, the worker processes, and free disk

@@ -696,15 +696,7 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let (task, file) = own_task(&app, &current, &id).await?;
     let cancelled = crate::tasks::cancel(&app, &task.id).await?;
-    let cancelled = cancelled.ok_or_else(|| {
-        ApiError::new(
-            Code::NotCancellable,
-            format!(
-                "the task is {}; only queued or processing tasks can be cancelled",
-                task.status.as_str()
-            ),
-        )
-    })?;
+    let cancelled = cancelled.ok_or_else(|| ApiError::not_cancellable(task.status.as_str()))?;
     super::audit(
         &req,
         &app,
@@ -754,15 +746,7 @@ pub async fn retry(
 ) -> Result<HttpResponse, ApiError> {
     let (task, file) = own_task(&app, &current, &id).await?;
     let retried = crate::tasks::retry(&app, &task.id).await?;
-    let task = retried.ok_or_else(|| {
-        ApiError::new(
-            Code::NotRetryable,
-            format!(
-                "the task is {}; only failed or cancelled tasks can be retried",
-                task.status.as_str()
-            ),
-        )
-    })?;
+    let task = retried.ok_or_else(|| ApiError::not_retryable(task.status.as_str()))?;
     super::audit(&req, &app, &current.user, "task.retry", &task.id, None).await?;
     Ok(json(StatusCode::ACCEPTED, &TaskView::new(&task, &file)))
 }
