@@ -192,17 +192,10 @@ pub async fn list_tasks(
         Some("oldest") => Order::Oldest,
         Some(_) => return Err(ApiError::invalid("order: newest or oldest")),
     };
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit: 1 to 200"));
-    }
-    if page.cursor.as_deref().is_some_and(|c| !is_id(c)) {
-        return Err(ApiError::invalid(
-            "cursor: pass next_cursor of the previous page",
-        ));
-    }
+    let limit = super::page_limit(page.limit, 50, 200)?;
+    let cursor = super::page_cursor(page.cursor.as_deref())?;
     let (found, next_cursor) =
-        crate::admin::tasks::search(&app, filter, order, limit, page.cursor.clone()).await?;
+        crate::admin::tasks::search(&app, filter, order, limit, cursor).await?;
     Ok(json(
         StatusCode::OK,
         &AdminTaskList {
@@ -529,10 +522,7 @@ pub async fn audit_log(
     _: Operator,
     query: web::Query<AuditParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit: 1 to 500"));
-    }
+    let limit = super::page_limit(query.limit, 100, 500)?;
     if query.before.is_some_and(|b| b < 1) {
         return Err(ApiError::invalid("before: 1 or more"));
     }
@@ -616,22 +606,15 @@ pub async fn list_users(
     _: Administrator,
     query: web::Query<UserParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit: 1 to 200"));
-    }
+    let limit = super::page_limit(query.limit, 50, 200)?;
     if let Some(search) = &query.search
         && (search.is_empty() || search.chars().count() > 254)
     {
         return Err(ApiError::invalid("search: 1 to 254 characters"));
     }
-    if query.cursor.as_deref().is_some_and(|c| !is_id(c)) {
-        return Err(ApiError::invalid(
-            "cursor: pass next_cursor of the previous page",
-        ));
-    }
+    let cursor = super::page_cursor(query.cursor.as_deref())?;
     let (rows, next_cursor) =
-        crate::admin::users::list(&app, query.search.clone(), limit, query.cursor.clone()).await?;
+        crate::admin::users::list(&app, query.search.clone(), limit, cursor).await?;
     let users = rows
         .iter()
         .map(|(u, used)| AdminUserView::new(u, *used))

@@ -28,6 +28,25 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     }
 }
 
+/// A page size from the query: `default` when absent, else 1 to `max`.
+pub fn page_limit(asked: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = asked.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::invalid(format!("limit: 1 to {max}")));
+    }
+    Ok(limit)
+}
+
+/// A keyset cursor from the query: the last id of the previous page, if any.
+pub fn page_cursor(asked: Option<&str>) -> Result<Option<String>, ApiError> {
+    match asked {
+        Some(c) if !crate::db::models::is_id(c) => Err(ApiError::invalid(
+            "cursor: pass next_cursor of the previous page",
+        )),
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
 /// Records a change or an access by `user` in the audit log. What cannot be recorded is not
 /// done or served: the error goes back to the caller.
 pub async fn audit(

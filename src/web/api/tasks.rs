@@ -401,16 +401,8 @@ pub async fn list(
         })?),
         None => None,
     };
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit: 1 to 100"));
-    }
-    let cursor = query.cursor.clone();
-    if cursor.as_deref().is_some_and(|c| !is_id(c)) {
-        return Err(ApiError::invalid(
-            "cursor: pass next_cursor of the previous page",
-        ));
-    }
+    let limit = super::page_limit(query.limit, 20, 100)?;
+    let cursor = super::page_cursor(query.cursor.as_deref())?;
     let user_id = current.user.id.clone();
     let (tasks, files, thumbnails, next_cursor) = app
         .db
