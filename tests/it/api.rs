@@ -2673,3 +2673,71 @@ async fn a_client_generated_from_the_openapi_document_completes_the_journey() {
         "the text downloaded by the generated client has CER {cer}"
     );
 }
+
+/// Fields after the file are read once it is stored: a bad one, or a second file, refuses
+/// the upload and keeps nothing of it; a good one is what the task records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_after_the_file_are_checked_and_a_bad_one_keeps_nothing() {
+    let api = Api::start(|_| {}).await;
+    let user = api.signed_in().await;
+    let file = || reqwest::multipart::Part::bytes(crate::support::tiny_png()).file_name("p.png");
+    let send = |form: reqwest::multipart::Form| {
+        user.client
+            .post(api.url("/api/tasks"))
+            .header("X-CSRF-Token", &user.csrf)
+            .multipart(form)
+            .send()
+    };
+    for (form, words) in [
+        (
+            reqwest::multipart::Form::new()
+                .part("file", file())
+                .text("formats", "txt,docx"),
+            "unknown format `docx`",
+        ),
+        (
+            reqwest::multipart::Form::new()
+                .part("file", file())
+                .text("colour", "blue"),
+            "form field `colour`",
+        ),
+        (
+            reqwest::multipart::Form::new()
+                .part("file", file())
+                .part("file", file()),
+            "ne file per upload",
+        ),
+    ] {
+        let refused = send(form).await.unwrap();
+        assert_eq!(refused.status(), 400);
+        let body: Value = refused.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(words),
+            "{body}"
+        );
+    }
+    let uploads = format!("uploads/{}", user.id);
+    assert!(
+        api.install
+            .app
+            .blobs
+            .list(&uploads)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing kept"
+    );
+    let accepted: Value = send(
+        reqwest::multipart::Form::new()
+            .part("file", file())
+            .text("formats", "alto")
+            .text("ocr", "force"),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(accepted["requested_formats"], json!(["xml"]), "{accepted}");
+    assert_eq!(accepted["ocr"], "force");
+}
