@@ -46,6 +46,8 @@ pub struct App {
     /// This process's server metrics (HTTP, WebSockets, database pool, last backup), shared by
     /// its listeners (the operations listener exports the public one's).
     pub server_metrics: Arc<crate::web::ServerMetrics>,
+    /// Runtime settings: the configuration's defaults with the admins' overrides.
+    pub settings: crate::settings::Settings,
     /// The multi-threaded runtime that built the App: see [`App::finish`].
     runtime: tokio::runtime::Handle,
 }
@@ -59,6 +61,7 @@ impl App {
         }
         let blobs = Blobs::from_config(&config)?;
         blobs.check().await?;
+        let settings = crate::settings::Settings::start(db.clone(), &config).await;
         let auth = &config.auth;
         let session_ttl = std::time::Duration::from_secs(auth.session_ttl_secs);
         let window = std::time::Duration::from_secs(auth.login_window_secs);
@@ -101,6 +104,7 @@ impl App {
             login_throttle,
             server_metrics: Arc::new(crate::web::ServerMetrics::new(limiter.limited_counter())),
             limiter,
+            settings,
         })
     }
 

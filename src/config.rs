@@ -59,6 +59,9 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub tasks: TasksConfig,
+    pub retention: RetentionConfig,
+    pub maintenance: MaintenanceConfig,
 }
 
 impl Default for Config {
@@ -75,6 +78,9 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            tasks: TasksConfig::default(),
+            retention: RetentionConfig::default(),
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -254,7 +260,7 @@ pub enum Registration {
     Open,
     /// Only admins create accounts (`ocrd admin create-user`).
     Closed,
-    /// Registration needs `auth.invite_code`.
+    /// Registration needs an invite link made by an admin, or `auth.invite_code`.
     Invite,
 }
 
@@ -598,6 +604,43 @@ impl Default for LimitsConfig {
     }
 }
 
+/// What a task gets when its upload does not say. Runtime settings (`tasks.*`) override these.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// The result formats made at upload: `hocr`, `txt`, `json`, `pdf`, `alto`.
+    pub formats: Vec<crate::render::Format>,
+    /// Pages that already carry text: `auto` (use the text layer), `force` (OCR them), `skip`.
+    pub ocr: crate::tasks::OcrPolicy,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        let defaults = crate::tasks::TaskOptions::default();
+        TasksConfig {
+            formats: defaults.formats,
+            ocr: defaults.ocr,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days a finished task and its files are kept before workers erase them; 0 keeps them
+    /// until deleted.
+    pub days: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// A notice shown on top of every page; empty shows none.
+    pub banner: String,
+    /// Refuse new uploads (503 `read_only`); everything else works.
+    pub read_only: bool,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -667,18 +710,15 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if self.limits.max_pixels == 0 {
-            return Err(ConfigError::invalid(
-                "limits.max_pixels",
-                "must be at least 1",
-            ));
-        }
-        if self.limits.max_pages == 0 {
-            return Err(ConfigError::invalid(
-                "limits.max_pages",
-                "must be at least 1",
-            ));
-        }
+        // Values that are also runtime settings obey the same rules here.
+        crate::settings::Values::from_config(self)
+            .check()
+            .map_err(|e| match e {
+                crate::settings::SettingsError::Invalid { key, reason } => {
+                    ConfigError::invalid(key, reason)
+                }
+                other => ConfigError::invalid("settings", other.to_string()),
+            })?;
         if !(36..=1200).contains(&self.ocr.pdf_dpi) {
             return Err(ConfigError::invalid(
                 "ocr.pdf_dpi",

@@ -66,6 +66,7 @@ codes! {
     UnsupportedType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_type", "Not PNG, JPEG, TIFF, WebP, BMP or PDF (sniffed from the bytes)."),
     Undecodable => (UNPROCESSABLE_ENTITY, "undecodable", "The document cannot be decoded."),
     TooManyRequests => (TOO_MANY_REQUESTS, "too_many_requests", "Too many attempts; retry after Retry-After seconds."),
+    ReadOnly => (SERVICE_UNAVAILABLE, "read_only", "Uploads are refused for maintenance (the maintenance.read_only setting); everything else works."),
     Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "A dependency (database, queue, storage) is unavailable; retry later."),
     Internal => (INTERNAL_SERVER_ERROR, "internal", "An unexpected error; it was logged."),
 }

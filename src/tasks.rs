@@ -139,6 +139,9 @@ pub enum SubmitError {
     UnsupportedType,
     #[error("the file is larger than {0} bytes")]
     TooLarge(u64),
+    /// Maintenance: `maintenance.read_only` is on.
+    #[error("ocrd is read-only for maintenance and accepts no uploads for now; try again later")]
+    ReadOnly,
     /// The client's body failed (disconnected, malformed multipart).
     #[error("reading the upload: {0}")]
     Body(BoxError),
@@ -181,7 +184,7 @@ pub struct Submission<'a> {
 /// nothing is uploaded and the original task is returned with `false`.
 ///
 /// The type is sniffed from the first bytes before anything is stored, so an unsupported or
-/// empty file leaves nothing behind; a body over `limits.max_upload_bytes` is cut off and its
+/// empty file leaves nothing behind; a body over the `limits.max_upload_bytes` setting is cut off and its
 /// partial upload aborted.
 ///
 /// Storing and recording run as a task of their own, fed the body through a channel: a caller
@@ -222,6 +225,9 @@ where
     E: Into<BoxError>,
     T: Future<Output = Result<Option<Trailer>, BoxError>>,
 {
+    if app.settings.get().read_only {
+        return Err(SubmitError::ReadOnly);
+    }
     if let Some(key) = submission.idempotency_key {
         let (user_id, key) = (submission.user_id.to_owned(), key.to_owned());
         let found = app
@@ -369,7 +375,7 @@ async fn store_and_record(
         (_, Some(kind)) => kind,
     };
 
-    let max = app.config.limits.max_upload_bytes;
+    let max = app.settings.get().max_upload_bytes;
     let mut seen = 0u64;
     let limited = futures::stream::iter(head.into_iter().map(Ok))
         .chain(body)
@@ -455,6 +461,7 @@ pub async fn enqueue(
         })
         .await?;
     if created {
+        crate::timeline::record(app, &task.id, crate::timeline::Step::queued()).await;
         announce_queued(app, &task).await;
     }
     Ok((task, created))
@@ -469,6 +476,7 @@ pub async fn cancel(app: &App, task_id: &str) -> Result<Option<Task>, DbError> {
         .run(move |c| async move { Task::cancel(c, &id).await }.boxed())
         .await?;
     if let Some(task) = &cancelled {
+        crate::timeline::record(app, &task.id, crate::timeline::Step::cancelled()).await;
         app.events.task_updated(task).await;
     }
     Ok(cancelled)
@@ -483,6 +491,7 @@ pub async fn retry(app: &App, task_id: &str) -> Result<Option<Task>, DbError> {
         .run(move |c| async move { Task::retry(c, &id).await }.boxed())
         .await?;
     if let Some(task) = &retried {
+        crate::timeline::record(app, &task.id, crate::timeline::Step::retried()).await;
         announce_queued(app, task).await;
     }
     Ok(retried)

@@ -1,9 +1,11 @@
-//! Running the fleet: the worker registry, the queue's pause, health, the operators' view of
-//! every task (search, retry, cancel, bulk actions) and, for admins, accounts.
+//! Running the fleet: the worker registry, the queue's pause, health, statistics, the
+//! operators' view of every task (search, retry, cancel, bulk actions) and, for admins,
+//! accounts.
 //! `web::api::admin` and `ocrd admin` call it.
 
 pub mod health;
 pub mod queue;
+pub mod stats;
 pub mod tasks;
 pub mod users;
 pub mod workers;

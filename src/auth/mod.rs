@@ -5,6 +5,7 @@
 //! session's CSRF token in `X-CSRF-Token`; token requests need none, since a browser never
 //! attaches them by itself.
 
+pub mod invites;
 pub mod password;
 pub mod sessions;
 pub mod throttle;

@@ -57,6 +57,15 @@ pub enum AdminCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Print an invite link that makes one account while `auth.registration` is `invite`.
+    Invite {
+        /// Only this email may use it.
+        #[arg(long)]
+        email: Option<String>,
+        /// Days it stays valid (1 to 30).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
     /// Every account's tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -66,12 +75,33 @@ pub enum AdminCommand {
     /// The queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Throughput, durations, failures and the queue over a window, as JSON.
+    Stats {
+        /// 1h, 24h, 7d or 30d.
+        #[arg(long, default_value = "24h")]
+        window: String,
+    },
+    /// Runtime settings: stored in the database, over the configuration file's values.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Database roles (PostgreSQL).
     #[command(subcommand)]
     Db(DbCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SettingsCommand {
+    /// Every setting (or one) with its value and where it comes from.
+    Get { key: Option<String> },
+    /// Override a setting on every instance, e.g. `set limits.max_upload_bytes 10485760` or
+    /// `set maintenance.banner "Upgrade at 18:00 UTC"`. The value is JSON where it parses as
+    /// JSON, text otherwise.
+    Set { key: String, value: String },
+    /// Return a setting to the configuration file's value.
+    Reset { key: String },
 }
 
 /// Which tasks: every filter given narrows the match.
@@ -362,6 +392,28 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 let paused = crate::admin::queue::paused(&app).await?;
                 println!("the queue is {}", if paused { "paused" } else { "running" });
             }
+            AdminCommand::Settings(command) => settings(&app, command).await?,
+            AdminCommand::Invite { email, days } => {
+                anyhow::ensure!(
+                    (1..=crate::auth::invites::MAX_DAYS).contains(&days),
+                    "--days: 1 to 30"
+                );
+                let email = email.as_deref().map(normalize_email);
+                let (link, invite) = crate::auth::invites::issue(&app, None, email, days).await?;
+                shell_audit(&app, "invite.create", &invite.id, None).await?;
+                println!("{link}");
+                eprintln!(
+                    "valid until {} UTC, for {}",
+                    invite.expires_at.format("%Y-%m-%d %H:%M"),
+                    invite.email.as_deref().unwrap_or("anyone with the link")
+                );
+            }
+            AdminCommand::Stats { window } => {
+                let window = crate::admin::stats::Window::parse(&window)
+                    .context("--window: one of 1h, 24h, 7d, 30d")?;
+                let stats = crate::admin::stats::compute(&app, window).await?;
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            }
             AdminCommand::Audit(AuditCommand::Verify) => {
                 let verified = crate::audit::verify(&app).await?;
                 match verified.broken {
@@ -420,6 +472,45 @@ async fn bulk(
             "{} task(s) matched, {} changed",
             outcome.matched, outcome.changed
         );
+    }
+    Ok(())
+}
+
+async fn settings(app: &App, command: SettingsCommand) -> anyhow::Result<()> {
+    let (key, value) = match command {
+        SettingsCommand::Get { key } => {
+            if let Some(key) = &key {
+                crate::settings::Key::parse(key)?;
+            }
+            for view in app.settings.views().await? {
+                if key.as_deref().is_none_or(|k| k == view.key) {
+                    let source = if view.overridden {
+                        format!("set at runtime; the configuration says {}", view.default)
+                    } else {
+                        "from the configuration".to_owned()
+                    };
+                    println!("{} = {}  ({source})", view.key, view.value);
+                }
+            }
+            return Ok(());
+        }
+        SettingsCommand::Set { key, value } => {
+            let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+            (key, value)
+        }
+        SettingsCommand::Reset { key } => (key, serde_json::Value::Null),
+    };
+    let changes = app
+        .settings
+        .update(&[(key.clone(), value)].into_iter().collect())
+        .await?;
+    for change in &changes {
+        let detail = serde_json::json!({"old": change.old, "new": change.new});
+        shell_audit(app, "settings.update", change.key, Some(detail)).await?;
+        println!("{}: {} -> {}", change.key, change.old, change.new);
+    }
+    if changes.is_empty() {
+        println!("{key}: unchanged");
     }
     Ok(())
 }

@@ -64,6 +64,7 @@ impl Cli {
         match self.command {
             Command::Config => {
                 print!("{}", config.to_redacted_toml());
+                runtime()?.block_on(print_runtime_settings(&config));
                 Ok(ExitCode::SUCCESS)
             }
             Command::Migrate => runtime()?
@@ -88,6 +89,35 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// The runtime settings stored in the database, which win over the file's values above; a note
+/// instead when the database cannot be read.
+async fn print_runtime_settings(config: &Config) {
+    let stored = async {
+        if let DatabaseTarget::Sqlite(path) = config.database_target()?
+            && !path.exists()
+        {
+            anyhow::bail!("{} does not exist yet", path.display());
+        }
+        let db = DbPool::from_config(config)?;
+        let settings = crate::settings::Settings::start(db, config).await;
+        anyhow::Ok(settings.stored().await?)
+    };
+    match stored.await {
+        Ok(stored) => {
+            println!(
+                "\n# Runtime settings stored in the database: these win over the values above."
+            );
+            if stored.is_empty() {
+                println!("# (none: every setting has the value above)");
+            }
+            for (key, value) in stored {
+                println!("# {key} = {value}");
+            }
+        }
+        Err(e) => println!("\n# Runtime settings: the database could not be read ({e:#})."),
+    }
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

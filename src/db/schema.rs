@@ -43,6 +43,32 @@ diesel::table! {
 }
 
 diesel::table! {
+    invites (id) {
+        id -> Text,
+        token_hash -> Text,
+        email -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        used_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    task_events (id) {
+        id -> BigInt,
+        task_id -> Text,
+        at -> Timestamp,
+        kind -> Text,
+        message -> Text,
+        worker -> Nullable<Text>,
+        attempt -> Nullable<Integer>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     tasks (id) {
         id -> Text,
         user_id -> Text,
@@ -151,15 +177,18 @@ diesel::table! {
 }
 
 diesel::joinable!(results -> tasks (task_id));
+diesel::joinable!(task_events -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     backups,
+    invites,
     users,
     api_tokens,
     password_resets,
     files,
     tasks,
+    task_events,
     results,
     settings,
     workers

@@ -18,8 +18,15 @@ struct BuiltInTemplates;
 #[folder = "static/"]
 struct BuiltInStatic;
 
+/// The pages' templates and static files, and the settings every page shows (the maintenance
+/// banner).
+pub struct Assets {
+    source: Source,
+    settings: Option<crate::settings::Settings>,
+}
+
 /// Where the pages come from.
-pub enum Assets {
+enum Source {
     /// The copies built into the binary, templates parsed once.
     BuiltIn(Box<tera::Tera>),
     /// A checkout's `templates/` and `static/`, read on every request (development).
@@ -28,29 +35,47 @@ pub enum Assets {
 
 impl Assets {
     pub fn new(dev_dir: Option<PathBuf>) -> Result<Assets, tera::Error> {
-        Ok(match dev_dir {
-            Some(dir) => Assets::Disk(dir),
-            None => Assets::BuiltIn(Box::new(built_in_tera()?)),
+        let source = match dev_dir {
+            Some(dir) => Source::Disk(dir),
+            None => Source::BuiltIn(Box::new(built_in_tera()?)),
+        };
+        Ok(Assets {
+            source,
+            settings: None,
         })
+    }
+
+    /// Pages show these settings' banner and read-only notice.
+    pub fn with_settings(self, settings: crate::settings::Settings) -> Assets {
+        Assets {
+            settings: Some(settings),
+            ..self
+        }
     }
 
     /// Renders a template; HTML is escaped unless a template marks a value `safe`.
     pub fn render(&self, name: &str, context: &tera::Context) -> Result<String, tera::Error> {
-        match self {
-            Assets::BuiltIn(tera) => tera.render(name, context),
-            Assets::Disk(dir) => {
+        let mut context = context.clone();
+        if let Some(settings) = &self.settings {
+            let values = settings.get();
+            context.insert("banner", &values.banner);
+            context.insert("read_only", &values.read_only);
+        }
+        match &self.source {
+            Source::BuiltIn(tera) => tera.render(name, &context),
+            Source::Disk(dir) => {
                 let glob = format!("{}/templates/**/*.html", dir.display());
-                tera::Tera::new(&glob)?.render(name, context)
+                tera::Tera::new(&glob)?.render(name, &context)
             }
         }
     }
 
     /// A static file and its entity tag.
     fn file(&self, path: &str) -> Option<(Cow<'static, [u8]>, String)> {
-        match self {
-            Assets::BuiltIn(_) => BuiltInStatic::get(path)
+        match &self.source {
+            Source::BuiltIn(_) => BuiltInStatic::get(path)
                 .map(|f| (f.data, hex::encode(&f.metadata.sha256_hash()[..12]))),
-            Assets::Disk(dir) => {
+            Source::Disk(dir) => {
                 // Only plain relative names: no way out of the static folder.
                 if path
                     .split('/')

@@ -107,7 +107,8 @@ pub fn serve(
     // Built now, so that the first login of an unknown email is not slower than the others.
     let _ = crate::auth::password::dummy_hash();
     let assets = assets::Assets::new(app.config.server.dev_assets_dir.clone())
-        .map_err(|e| std::io::Error::other(format!("web templates: {e}")))?;
+        .map_err(|e| std::io::Error::other(format!("web templates: {e}")))?
+        .with_settings(app.settings.clone());
     let assets = web::Data::new(assets);
     let previews = web::Data::new(previews::Previews::default());
     let client_request_timeout = Duration::from_secs(app.config.server.client_request_timeout_secs);
@@ -382,10 +383,12 @@ routes! {
     post "/api/tasks/{id}/retry" => api::tasks::retry,
     post "/api/tasks/{id}/cancel" => api::tasks::cancel,
     get "/api/tasks/{id}/file" => api::tasks::file,
+    get "/api/tasks/{id}/timeline" => api::tasks::timeline,
     get "/api/tasks/{id}/thumbnail" => api::tasks::thumbnail,
     get "/api/tasks/{id}/pages/{page}/image" => api::tasks::page_image,
     get "/api/admin/tasks" => api::admin::list_tasks,
     post "/api/admin/tasks/bulk" => api::admin::bulk,
+    get "/api/admin/tasks/{id}" => api::admin::task_detail,
     post "/api/admin/tasks/{id}/retry" => api::admin::retry_task,
     post "/api/admin/tasks/{id}/cancel" => api::admin::cancel_task,
     get "/api/admin/workers" => api::admin::list_workers,
@@ -396,9 +399,15 @@ routes! {
     post "/api/admin/queue/resume" => api::admin::resume_queue,
     get "/api/admin/audit" => api::admin::audit_log,
     get "/api/admin/health" => api::admin::health,
+    get "/api/admin/stats" => api::admin::stats,
     get "/api/admin/users" => api::admin::list_users,
     patch "/api/admin/users/{id}" => api::admin::update_user,
     delete "/api/admin/users/{id}" => api::admin::erase_user,
+    get "/api/admin/invites" => api::admin::invites::list,
+    post "/api/admin/invites" => api::admin::invites::create,
+    delete "/api/admin/invites/{id}" => api::admin::invites::revoke,
+    get "/api/admin/settings" => api::admin::settings::list,
+    patch "/api/admin/settings" => api::admin::settings::update,
     get "/ws" => ws::connect,
     get "/api/openapi.json" => openapi::document,
     get "/api/docs" => openapi::docs_page,

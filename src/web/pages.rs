@@ -31,6 +31,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account", web::get().to(account))
         .route("/admin", web::get().to(admin_overview))
         .route("/admin/tasks", web::get().to(admin_tasks))
+        .route("/admin/tasks/{id}", web::get().to(admin_task))
+        .route("/admin/users", web::get().to(admin_users))
+        .route("/admin/settings", web::get().to(admin_settings))
         .route("/admin/audit", web::get().to(admin_audit))
         .route(
             "/static/{path:.*}",
@@ -177,7 +180,7 @@ async fn upload(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets>
             let engines = vec![(served.as_str(), served.description())];
             let context = context! {
                 "nav" => "upload",
-                "max_upload_bytes" => app.config.limits.max_upload_bytes,
+                "max_upload_bytes" => app.settings.get().max_upload_bytes,
                 "engines" => engines,
                 "default_engine" => app.config.ocr.engine.as_str(),
                 "default_lang" => app.config.ocr.lang.to_string(),
@@ -213,43 +216,94 @@ async fn account(req: HttpRequest, app: web::Data<App>, assets: web::Data<Assets
     }
 }
 
-/// A page of the operators' console: a user gets the 403 page.
+/// Who may open a console page.
+#[derive(Clone, Copy, PartialEq)]
+enum Console {
+    Operators,
+    Admins,
+}
+
+/// A page of the operators' console: anyone else gets the 403 page.
 async fn console_page(
     req: &HttpRequest,
     assets: &Assets,
     template: &str,
     section: &str,
+    who: Console,
+    mut context: tera::Context,
 ) -> HttpResponse {
     let current = match signed_in(req, assets).await {
         Ok(current) => current,
         Err(response) => return response,
     };
-    if !current.user.can_operate() {
-        let error = ApiError::new(
-            Code::Forbidden,
-            "the console is for operators and administrators",
-        );
+    let refused = match who {
+        Console::Operators if !current.user.can_operate() => {
+            Some("the console is for operators and administrators")
+        }
+        Console::Admins if !current.user.is_admin() => Some("this page is for administrators"),
+        _ => None,
+    };
+    if let Some(message) = refused {
+        let error = ApiError::new(Code::Forbidden, message);
         return error_page(assets, Some(&current), &error);
     }
-    page(
-        assets,
-        StatusCode::OK,
-        template,
-        Some(&current),
-        context! {"nav" => "admin", "section" => section},
-    )
+    context.insert("nav", "admin");
+    context.insert("section", section);
+    page(assets, StatusCode::OK, template, Some(&current), context)
 }
 
 async fn admin_overview(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
-    console_page(&req, &assets, "admin.html", "overview").await
+    let (template, who) = ("admin.html", Console::Operators);
+    console_page(
+        &req,
+        &assets,
+        template,
+        "overview",
+        who,
+        tera::Context::new(),
+    )
+    .await
 }
 
 async fn admin_tasks(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
-    console_page(&req, &assets, "admin-tasks.html", "tasks").await
+    let (template, who) = ("admin-tasks.html", Console::Operators);
+    console_page(&req, &assets, template, "tasks", who, tera::Context::new()).await
+}
+
+/// One task with its timeline; the page asks the API for it, which answers 404 for an unknown
+/// one.
+async fn admin_task(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    let id = req.match_info().get("id").unwrap_or_default();
+    if !crate::db::models::is_id(id) {
+        return error_page(&assets, None, &ApiError::task_not_found());
+    }
+    let context = context! {"task_id" => id};
+    let (template, who) = ("admin-task.html", Console::Operators);
+    console_page(&req, &assets, template, "tasks", who, context).await
+}
+
+async fn admin_users(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    let (template, who) = ("admin-users.html", Console::Admins);
+    console_page(&req, &assets, template, "users", who, tera::Context::new()).await
+}
+
+/// Operators see the settings; only admins can change them.
+async fn admin_settings(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    let (template, who) = ("admin-settings.html", Console::Operators);
+    console_page(
+        &req,
+        &assets,
+        template,
+        "settings",
+        who,
+        tera::Context::new(),
+    )
+    .await
 }
 
 async fn admin_audit(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
-    console_page(&req, &assets, "admin-audit.html", "audit").await
+    let (template, who) = ("admin-audit.html", Console::Operators);
+    console_page(&req, &assets, template, "audit", who, tera::Context::new()).await
 }
 
 /// A task page (detail or viewer) of the signed-in user; another user's task is the 404 page.
@@ -305,12 +359,21 @@ async fn signed_out_page(
             .insert_header((header::LOCATION, "/"))
             .finish();
     }
-    let registration = match app.config.auth.registration {
+    let registration = match app.settings.get().registration {
         Registration::Open => "open",
         Registration::Closed => "closed",
         Registration::Invite => "invite",
     };
-    let context = context! {"registration" => registration, "min_password_length" => app.config.auth.min_password_length};
+    // An invite link (`/register?invite=…`) fills in its code.
+    let invite = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(key, _)| key == "invite")
+        .map(|(_, value)| value.chars().take(128).collect::<String>())
+        .unwrap_or_default();
+    let context = context! {
+        "registration" => registration,
+        "min_password_length" => app.config.auth.min_password_length,
+        "invite" => invite,
+    };
     page(assets, StatusCode::OK, template, None, context)
 }
 

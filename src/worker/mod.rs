@@ -39,6 +39,7 @@ use crate::document::Limits;
 use crate::ocr::Engine;
 use crate::outage::Outage;
 use crate::queue::Delivery;
+use crate::timeline;
 
 /// How long one `pop` waits for new work before looking for abandoned entries again.
 const POLL: Duration = Duration::from_secs(2);
@@ -122,6 +123,11 @@ impl Worker {
             db_outage: Outage::new("database"),
             gate: registry::Gate::default(),
         }
+    }
+
+    /// The limits documents are read under now: the runtime settings over the configuration.
+    fn limits(&self) -> Limits {
+        self.app.settings.get().document_limits(self.options.limits)
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -303,6 +309,7 @@ impl Worker {
             return Step::Done;
         }
         tracing::info!(task = %id, attempt = task.attempts, "processing");
+        timeline::record(&self.app, &id, timeline::Step::started(&task, &self.id)).await;
         self.app.events.task_updated(&task).await;
         let started = Instant::now();
 
@@ -334,6 +341,7 @@ impl Worker {
             Ok(done) => {
                 self.metrics.task_completed(started.elapsed());
                 tracing::info!(task = %id, secs = started.elapsed().as_secs_f64(), "completed");
+                timeline::record(&self.app, &id, timeline::Step::completed(&done, &self.id)).await;
                 self.app.events.task_updated(&done).await;
                 self.ack(&delivery).await;
             }
@@ -408,6 +416,12 @@ impl Worker {
         {
             Ok(Some(task)) => {
                 self.metrics.task_failed(code);
+                timeline::record(
+                    &self.app,
+                    &task.id,
+                    timeline::Step::failed(&task, Some(&self.id)),
+                )
+                .await;
                 self.app.events.task_updated(&task).await;
                 self.ack(held.delivery).await;
             }
@@ -431,6 +445,7 @@ impl Worker {
             Ok(Some(task)) => {
                 tracing::warn!(task = %task.id, message, "failed: poison");
                 self.metrics.task_failed("poison");
+                timeline::record(&self.app, &task.id, timeline::Step::failed(&task, None)).await;
                 self.app.events.task_updated(&task).await;
                 pipeline::drop_checkpoints(self, &task).await;
                 self.ack(delivery).await;
@@ -461,7 +476,12 @@ impl Worker {
             })
             .await;
         match released {
-            Ok(Some(task)) => self.app.events.task_updated(&task).await,
+            Ok(Some(task)) => {
+                let why = "The worker was stopped; queued again for another worker.";
+                let step = timeline::Step::requeued(&task, why, Some(&self.id));
+                timeline::record(&self.app, &task.id, step).await;
+                self.app.events.task_updated(&task).await
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(task = %id, error = %e, "could not release; the lease will expire")

@@ -130,7 +130,7 @@ pub(super) async fn run(
         }
         let engine = engine.clone();
         let password = options.password.clone();
-        let (filename, limits) = (file.filename.clone(), worker.options.limits);
+        let (filename, limits) = (file.filename.clone(), worker.limits());
         tokio::task::spawn_blocking(move || {
             let info = DocumentInfo {
                 source_name: &filename,
@@ -315,7 +315,7 @@ async fn recognise(
     }
     let start_reader = |done: usize| {
         let (tx, rx) = mpsc::channel(1);
-        let limits = worker.options.limits;
+        let limits = worker.limits();
         let reading = (options.read_options(), options.page_options());
         read_pages(engine.clone(), source.clone(), limits, reading, done, tx).map(|()| rx)
     };
@@ -418,7 +418,10 @@ async fn store_page(
     if let Some(total) = known_total {
         check_failed_pages(worker, pages, total)?;
     }
-    publish_progress(worker, task, owner, pages.len(), known_total).await
+    let updated = publish_progress(worker, task, owner, pages.len(), known_total).await?;
+    let step = crate::timeline::Step::page(&updated, &worker.id);
+    crate::timeline::record(&worker.app, &task.id, step).await;
+    Ok(())
 }
 
 /// Records `done` of `total` pages on the task and tells the listeners; fails once this worker
@@ -429,7 +432,7 @@ async fn publish_progress(
     owner: &str,
     done: usize,
     total: Option<usize>,
-) -> Result<(), TaskError> {
+) -> Result<Task, TaskError> {
     let (done, total) = (done as i32, total.map(|t| t as i32));
     let (id, holder) = (task.id.clone(), owner.to_owned());
     let updated = worker
@@ -440,7 +443,7 @@ async fn publish_progress(
     match updated {
         Some(updated) => {
             worker.app.events.task_updated(&updated).await;
-            Ok(())
+            Ok(updated)
         }
         None => Err(lease_lost(worker, task).await),
     }

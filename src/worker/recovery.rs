@@ -2,7 +2,8 @@
 //! - the reaper puts `processing` tasks whose lease expired back to `queued`;
 //! - the reconciler pushes `queued` tasks the queue does not hold (Redis restarted or was
 //!   flushed, a push failed, the process holding the in-process queue restarted);
-//! - temp dirs left by processes that no longer run (killed mid-task) are removed.
+//! - temp dirs left by processes that no longer run (killed mid-task) are removed;
+//! - finished tasks older than the `retention.days` setting are erased with their files.
 //!
 //! Every step is safe to run on several workers at once: requeueing is a conditional update,
 //! and a task pushed twice is claimed once.
@@ -30,6 +31,7 @@ impl Worker {
                 Ok(()) => self.db_outage.up(),
                 Err(e) => self.db_outage.down(&e),
             }
+            self.expire().await;
             let sweeper = self.clone();
             let _ = tokio::task::spawn_blocking(move || sweeper.sweep_temp_dirs()).await;
             // A task queued this recently may simply not be pushed yet.
@@ -50,6 +52,9 @@ impl Worker {
             .await?;
         for task in requeued {
             tracing::info!(task = %task.id, "lease expired; task requeued");
+            let why = "The worker stopped answering; queued again for another worker.";
+            let step = crate::timeline::Step::requeued(&task, why, None);
+            crate::timeline::record(&self.app, &task.id, step).await;
             self.app.events.task_updated(&task).await;
         }
         let before = now() - TimeDelta::from_std(grace).unwrap_or(TimeDelta::zero());
@@ -87,6 +92,39 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Erases up to [`BATCH`] tasks that finished more than `retention.days` ago, each like
+    /// its owner's delete (rows, results, and the upload when no other task uses it).
+    async fn expire(&self) {
+        let days = self.app.settings.get().retention_days;
+        if days == 0 {
+            return;
+        }
+        let before = now() - TimeDelta::days(i64::from(days));
+        let expired = self
+            .app
+            .db
+            .run(move |c| async move { Task::finished_before(c, before, BATCH).await }.boxed())
+            .await;
+        let expired = match expired {
+            Ok(expired) => expired,
+            Err(e) => return self.db_outage.down(&e),
+        };
+        let mut erased = 0;
+        for (user_id, task_id) in expired {
+            match crate::tasks::delete(&self.app, &user_id, &task_id).await {
+                // Another worker's sweep got there first.
+                Ok(()) | Err(crate::tasks::DeleteError::NotFound) => erased += 1,
+                Err(e) => {
+                    tracing::warn!(task = %task_id, error = %e, "cannot erase an expired task");
+                    break;
+                }
+            }
+        }
+        if erased > 0 {
+            tracing::info!(erased, days, "erased tasks past the retention period");
+        }
     }
 
     /// Removes per-task temp dirs that processes of this host left behind when they died.

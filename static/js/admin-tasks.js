@@ -27,7 +27,7 @@ function row(task) {
   const actions = el('td', { class: 'row-actions' });
   if (['failed', 'cancelled'].includes(task.status)) actions.append(el('button', { type: 'button', class: 'small', 'data-retry': task.id }, 'Retry'));
   if (['queued', 'processing'].includes(task.status)) actions.append(el('button', { type: 'button', class: 'small', 'data-cancel': task.id }, 'Cancel'));
-  const name = el('td', { class: 'filename' }, el('span', {}, task.filename), el('br'), el('span', { class: 'mono muted small' }, task.id));
+  const name = el('td', { class: 'filename' }, el('a', { href: `/admin/tasks/${task.id}` }, task.filename), el('br'), el('span', { class: 'mono muted small' }, task.id));
   if (task.error) name.append(el('p', { class: 'row-error' }, `${task.error.code}: ${task.error.message}`));
   return el('tr', { 'data-id': task.id, 'data-status': task.status },
     name,

@@ -1,5 +1,6 @@
 // The console's overview: the queue (pause and resume) and every worker (state, heartbeat,
 // tasks, pages, memory; drain and resume), refreshed every few seconds and on task events.
+import { stackedBars } from './chart.js';
 import { api, el, formatBytes, live, setupChrome, toast } from './lib.js';
 
 setupChrome();
@@ -115,3 +116,52 @@ checkHealth();
 setInterval(refresh, 3000);
 setInterval(checkHealth, 15000);
 live({ onTask: refresh, onConnect: refresh, everyone: true });
+
+// Throughput over a window: tasks ended per bucket, the backlog, durations, failures, engines
+// and the top users, from GET /api/admin/stats.
+const statsWindow = document.getElementById('stats-window');
+const secs = (v) => (v === null ? '—' : `${v.toFixed(v < 10 ? 2 : 0)} s`);
+
+function showStats(s) {
+  const label = (p) => new Date(p.at).toLocaleString();
+  const ended = s.series.reduce((n, p) => n + p.completed + p.failed + p.cancelled, 0);
+  const summary = `${ended} tasks ended in the window: ${s.series.reduce((n, p) => n + p.completed, 0)} completed, ${s.series.reduce((n, p) => n + p.failed, 0)} failed; ${s.queue.queued} waiting now.`;
+  document.getElementById('chart-throughput').replaceChildren(stackedBars(s.series, {
+    bars: [{ key: 'completed', label: 'Completed', cls: 'bar-completed' }, { key: 'failed', label: 'Failed', cls: 'bar-failed' }, { key: 'cancelled', label: 'Cancelled', cls: 'bar-cancelled' }],
+    line: { key: 'backlog', label: 'Waiting or running', cls: 'line-backlog' },
+    summary,
+    label,
+  }));
+  const facts = [
+    ['Created', String(s.series.reduce((n, p) => n + p.created, 0))],
+    ['Pages done', String(s.series.reduce((n, p) => n + p.pages, 0))],
+    ['Task time p50 / p95 / p99', `${secs(s.task_seconds.p50)} / ${secs(s.task_seconds.p95)} / ${secs(s.task_seconds.p99)}`],
+    ['Page time p50 / p95 / p99', `${secs(s.page_seconds.p50)} / ${secs(s.page_seconds.p95)} / ${secs(s.page_seconds.p99)}`],
+    ['Waiting now', `${s.queue.queued}${s.queue.oldest_queued_secs === null ? '' : `, the oldest for ${s.queue.oldest_queued_secs} s`}${s.queue.paused ? ' (paused)' : ''}`],
+  ];
+  document.getElementById('stats-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+  const failures = Object.entries(s.failures);
+  document.getElementById('stats-failures').replaceChildren(...(failures.length
+    ? failures.map(([code, n]) => el('li', {}, el('span', { class: 'mono' }, code), `: ${n}`))
+    : [el('li', { class: 'muted' }, 'None.')]));
+  document.querySelector('#stats-engines tbody').replaceChildren(...s.engines.map((e) => el('tr', {},
+    el('td', {}, e.engine), el('td', {}, String(e.completed)), el('td', {}, String(e.failed)), el('td', {}, String(e.pages)), el('td', {}, secs(e.page_seconds)))));
+  document.querySelector('#stats-users tbody').replaceChildren(...s.top_users.map((u) => el('tr', {},
+    el('td', {}, u.email), el('td', {}, String(u.tasks)), el('td', {}, String(u.pages)))));
+  document.getElementById('stats').hidden = false;
+  document.getElementById('stats-state').hidden = true;
+}
+
+async function refreshStats() {
+  try {
+    showStats(await api(`/api/admin/stats?window=${statsWindow.value}`));
+  } catch (e) {
+    const state = document.getElementById('stats-state');
+    state.hidden = false;
+    state.textContent = `Could not load the statistics: ${e.message}`;
+  }
+}
+
+statsWindow.addEventListener('change', refreshStats);
+refreshStats();
+setInterval(refreshStats, 15000);

@@ -155,11 +155,28 @@ dialog.addEventListener('close', async () => {
   }
 });
 
+/** Consecutive page steps shown as their latest: a long document has one per page. */
+function collapsePages(steps) {
+  return steps.filter((step, i) => step.kind !== 'page' || steps[i + 1]?.kind !== 'page');
+}
+
+async function renderHistory() {
+  try {
+    const { steps } = await api(`/api/tasks/${task.id}/timeline`);
+    document.getElementById('history').replaceChildren(...collapsePages(steps).map((step) =>
+      el('li', { 'data-kind': step.kind }, timeEl(step.at, { seconds: true }), ' ', step.message)));
+  } catch {
+    // The progress above says the same in short; the history comes with the next event.
+  }
+}
+
 render();
+renderHistory();
 async function refresh() {
   try {
     task = await api(`/api/tasks/${task.id}`);
     render();
+    renderHistory();
   } catch (e) {
     if (e.code === 'task_not_found') location.assign('/');
   }

@@ -2399,6 +2399,13 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             None,
         ),
         v(
+            "admin_audit.action.pattern",
+            "get",
+            "/api/admin/audit",
+            "/api/admin/audit?action=DROP%20TABLE".into(),
+            None,
+        ),
+        v(
             "admin_audit.limit.minimum",
             "get",
             "/api/admin/audit",
@@ -2445,6 +2452,34 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             "get",
             "/api/admin/users",
             "/api/admin/users?cursor=next".into(),
+            None,
+        ),
+        v(
+            "CreateInviteRequest.email.maxLength",
+            "post",
+            "/api/admin/invites",
+            "/api/admin/invites".into(),
+            json(json!({"email": format!("{}@example.com", "a".repeat(250))})),
+        ),
+        v(
+            "CreateInviteRequest.days.minimum",
+            "post",
+            "/api/admin/invites",
+            "/api/admin/invites".into(),
+            json(json!({"days": 0})),
+        ),
+        v(
+            "CreateInviteRequest.days.maximum",
+            "post",
+            "/api/admin/invites",
+            "/api/admin/invites".into(),
+            json(json!({"days": 31})),
+        ),
+        v(
+            "Window.enum",
+            "get",
+            "/api/admin/stats",
+            "/api/admin/stats?window=1d".into(),
             None,
         ),
         v(

@@ -399,7 +399,9 @@ async fn columns(conn: &mut DbConn) -> BTreeSet<(String, String, String, bool)> 
         .await
         .unwrap(),
         DbConn::Sqlite(c) => diesel::sql_query(
-            "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, \
+            // An INTEGER PRIMARY KEY is SQLite's 64-bit rowid: PostgreSQL's BIGSERIAL.
+            "SELECT m.name AS table_name, p.name AS column_name, \
+                    CASE WHEN p.pk = 1 AND upper(p.type) = 'INTEGER' THEN 'bigint' ELSE p.type END AS data_type, \
                     (p.\"notnull\" = 1 OR p.pk = 1) AS not_null \
              FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type = 'table'",
         )

@@ -23,5 +23,7 @@ mod queue;
 mod qwen3vl;
 mod redis;
 mod searchable;
+mod settings;
 mod support;
+mod timeline;
 mod worker;

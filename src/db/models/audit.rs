@@ -75,10 +75,12 @@ impl AuditRow {
             .await)?)
     }
 
-    /// Up to `limit` rows before `before` (a `seq`; none: the newest), newest first.
+    /// Up to `limit` rows before `before` (a `seq`; none: the newest), newest first; only
+    /// those of `action` when given.
     pub async fn newest(
         conn: &mut DbConn,
         before: Option<i64>,
+        action: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AuditRow>, DbError> {
         Ok(with_conn!(conn, |c| {
@@ -89,6 +91,9 @@ impl AuditRow {
                 .into_boxed();
             if let Some(before) = before {
                 query = query.filter(audit_log::seq.lt(before));
+            }
+            if let Some(action) = action {
+                query = query.filter(audit_log::action.eq(action));
             }
             query.load(c).await
         })?)

@@ -45,4 +45,21 @@ impl Setting {
             .await)?;
         Ok(())
     }
+
+    /// Every stored setting.
+    pub async fn all(conn: &mut DbConn) -> Result<Vec<Setting>, DbError> {
+        Ok(with_conn!(conn, |c| settings::table
+            .select(Setting::as_select())
+            .order(settings::key)
+            .load(c)
+            .await)?)
+    }
+
+    /// Removes `key`; `false` when it was not set.
+    pub async fn delete(conn: &mut DbConn, key: &str) -> Result<bool, DbError> {
+        let deleted = with_conn!(conn, |c| diesel::delete(settings::table.find(key))
+            .execute(c)
+            .await)?;
+        Ok(deleted > 0)
+    }
 }

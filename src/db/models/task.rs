@@ -296,6 +296,28 @@ impl Task {
             .await)?)
     }
 
+    /// Finished tasks (completed, failed or cancelled) whose end is before `before`, oldest
+    /// first: `(user id, task id)`.
+    pub async fn finished_before(
+        conn: &mut DbConn,
+        before: NaiveDateTime,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, DbError> {
+        let ended = [
+            TaskStatus::Completed.as_str(),
+            TaskStatus::Failed.as_str(),
+            TaskStatus::Cancelled.as_str(),
+        ];
+        Ok(with_conn!(conn, |c| tasks::table
+            .filter(tasks::finished_at.lt(before))
+            .filter(tasks::status.eq_any(ended))
+            .order(tasks::finished_at.asc())
+            .limit(limit)
+            .select((tasks::user_id, tasks::id))
+            .load(c)
+            .await)?)
+    }
+
     /// `queued → processing` for `worker`, holding a lease. A `processing` task whose lease
     /// expired (its worker died) is taken over the same way, without waiting for the reaper.
     /// `None` if the task is not claimable (another worker holds it, it finished, it was

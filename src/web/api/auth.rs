@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::{UserView, json};
 use crate::app::App;
 use crate::audit::Outcome;
+use crate::auth::invites::{self, InviteError};
 use crate::auth::{CurrentUser, Via, password};
 use crate::config::Registration;
 use crate::db::models::{PasswordReset, User, normalize_email};
@@ -42,7 +43,8 @@ pub struct RegisterRequest {
     /// install's value), and not a common password or the email.
     #[schema(max_length = 1024)]
     pub password: String,
-    /// Required when the server's registration is `invite`.
+    /// Required when the server's registration is `invite`: the install's invite code, or the
+    /// token of an invite link (`/register?invite=…`), which it uses up.
     pub invite_code: Option<String>,
 }
 
@@ -92,33 +94,32 @@ pub async fn register(
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     auth_rate(&app, &Client::of(&req)).await?;
-    let auth = &app.config.auth;
-    match auth.registration {
-        Registration::Open => {}
-        Registration::Closed => {
-            return Err(ApiError::new(
-                Code::RegistrationClosed,
-                "registration is closed; ask an administrator for an account",
-            ));
-        }
-        Registration::Invite => {
-            let given = body.invite_code.as_deref().unwrap_or("");
-            let expected = auth.invite_code.expose().as_bytes();
-            if given.is_empty() || !crate::auth::constant_time_eq(given.as_bytes(), expected) {
-                return Err(ApiError::new(
-                    Code::RegistrationClosed,
-                    "registration needs a valid invite code",
-                ));
-            }
-        }
+    let registration = app.settings.get().registration;
+    if registration == Registration::Closed {
+        return Err(ApiError::new(
+            Code::RegistrationClosed,
+            "registration is closed; ask an administrator for an account",
+        ));
     }
     let email = normalize_email(&body.email);
     if !valid_email(&email) {
         return Err(ApiError::invalid("email: not a valid address"));
     }
     check_password(&app, &body.password, &email)?;
-    let user = crate::auth::create_user(&app, &email, &body.password, None).await?;
-    super::audit(&req, &app, &user, "register", &user.id, None).await?;
+    let (user, invite) = if registration == Registration::Invite {
+        let code = body.invite_code.as_deref().unwrap_or("").trim();
+        invites::register(&app, code, &email, &body.password)
+            .await
+            .map_err(|e| match e {
+                InviteError::Invalid => ApiError::new(Code::RegistrationClosed, e.to_string()),
+                InviteError::Account(e) => e.into(),
+            })?
+    } else {
+        let user = crate::auth::create_user(&app, &email, &body.password, None).await?;
+        (user, None)
+    };
+    let detail = invite.map(|i| serde_json::json!({"invite": i.id}));
+    super::audit(&req, &app, &user, "register", &user.id, detail).await?;
     signed_in(&req, &app, &user, StatusCode::CREATED).await
 }
 

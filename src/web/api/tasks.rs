@@ -44,8 +44,8 @@ pub struct UploadForm {
     #[schema(value_type = Option<EngineKind>)]
     engine: Option<String>,
     /// Comma-separated result formats made at once: `html` (hOCR), `txt`, `json`, `pdf`
-    /// (searchable PDF), `alto` (ALTO XML v4, downloaded as `format=xml`). Default: html, txt
-    /// and json. Any other can be downloaded later.
+    /// (searchable PDF), `alto` (ALTO XML v4, downloaded as `format=xml`). Default: the
+    /// `tasks.formats` setting (html, txt and json unless changed). Any other can be downloaded later.
     #[schema(
         pattern = "^\\s*(html|hocr|txt|text|json|pdf|alto|xml)\\s*(,\\s*(html|hocr|txt|text|json|pdf|alto|xml)\\s*)*$"
     )]
@@ -187,6 +187,7 @@ fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::Empty => ApiError::new(Code::EmptyFile, "the file is empty"),
         SubmitError::UnsupportedType => ApiError::new(Code::UnsupportedType, e.to_string()),
         SubmitError::TooLarge(_) => ApiError::new(Code::PayloadTooLarge, e.to_string()),
+        SubmitError::ReadOnly => ApiError::new(Code::ReadOnly, e.to_string()),
         SubmitError::Body(e) if e.is::<ApiError>() => match e.downcast::<ApiError>() {
             Ok(e) => *e,
             Err(e) => ApiError::invalid(format!("reading the upload: {e}")),
@@ -214,6 +215,7 @@ fn submit_error(e: SubmitError) -> ApiError {
         (status = 413, description = "`payload_too_large`"),
         (status = 415, description = "`unsupported_type`"),
         (status = 429, description = "`too_many_requests`: over `rate_limits.uploads_per_minute` or `upload_bytes_per_minute`, with Retry-After"),
+        (status = 503, description = "`read_only`: uploads are refused for maintenance; `unavailable`"),
     ))]
 pub async fn create(
     req: HttpRequest,
@@ -221,8 +223,12 @@ pub async fn create(
     current: CurrentUser,
     mut form: Multipart,
 ) -> Result<HttpResponse, ApiError> {
+    let settings = app.settings.get();
+    if settings.read_only {
+        return Err(submit_error(SubmitError::ReadOnly));
+    }
     // A declared length over the limit is refused before a byte of the body is read.
-    let max = app.config.limits.max_upload_bytes;
+    let max = settings.max_upload_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -246,7 +252,7 @@ pub async fn create(
         .await?;
     let idle = Duration::from_secs(app.config.server.upload_idle_secs);
     let key = idempotency_key(&req)?;
-    let mut fields = FormFields::new(app.config.ocr.engine, idle);
+    let mut fields = FormFields::new(settings.task_options(), app.config.ocr.engine, idle);
     while let Some(field) = fields.next(&mut form).await? {
         if field.name() != Some("file") {
             fields.read_option(field).await?;
@@ -316,9 +322,9 @@ struct FormFields {
 }
 
 impl FormFields {
-    fn new(served: EngineKind, idle: Duration) -> FormFields {
+    fn new(defaults: TaskOptions, served: EngineKind, idle: Duration) -> FormFields {
         FormFields {
-            options: TaskOptions::default(),
+            options: defaults,
             engine: None,
             served,
             idle,
@@ -613,6 +619,46 @@ pub async fn result(
         disposition(kind, &file.filename, Some(format.extension())),
         "private, no-store",
     ))
+}
+
+/// One step of a task's timeline, as its owner sees it.
+#[derive(Serialize, ToSchema)]
+pub struct TimelineStep {
+    #[serde(with = "crate::db::models::utc_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: chrono::NaiveDateTime,
+    /// `queued`, `started`, `page`, `requeued`, `completed`, `failed` or `cancelled`.
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Timeline {
+    /// Oldest first.
+    pub steps: Vec<TimelineStep>,
+}
+
+/// What happened to the task and when: queued, started, each page, retries, the end.
+#[utoipa::path(get, path = "/api/tasks/{id}/timeline", operation_id = "task_timeline", tag = "tasks", params(("id" = String, Path)), responses(
+    (status = 200, body = Timeline, description = "OK"),
+    (status = 401, description = "`unauthenticated`"), (status = 404, description = "`task_not_found`"),
+))]
+pub async fn timeline(
+    app: web::Data<App>,
+    current: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, _) = own_task(&app, &current, &id).await?;
+    let steps = crate::timeline::of(&app, &task.id)
+        .await?
+        .into_iter()
+        .map(|e| TimelineStep {
+            at: e.at,
+            kind: e.kind,
+            message: e.message,
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &Timeline { steps }))
 }
 
 /// Downloads the uploaded file itself, always as an attachment.

@@ -2,6 +2,9 @@
 //! workers (list, drain, resume) and the queue (pause, resume). Operators and admins only;
 //! the logic lives in `crate::admin`.
 
+pub mod invites;
+pub mod settings;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -218,6 +221,38 @@ async fn found(app: &App, id: &str) -> Result<FoundTask, ApiError> {
         .into_iter()
         .next()
         .ok_or_else(ApiError::task_not_found)
+}
+
+/// A task as operators see it, with its whole timeline: workers, attempts and error detail.
+#[derive(Serialize, ToSchema)]
+pub struct AdminTaskDetail {
+    #[serde(flatten)]
+    pub task: AdminTaskView,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub timeline: Vec<crate::db::models::TaskEvent>,
+}
+
+/// Any account's task, with its timeline.
+#[utoipa::path(get, path = "/api/admin/tasks/{id}", operation_id = "admin_task", tag = "admin", params(("id" = String, Path)), responses(
+    (status = 200, body = AdminTaskDetail, description = "OK"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`"),
+    (status = 404, description = "`task_not_found`"),
+))]
+pub async fn task_detail(
+    app: web::Data<App>,
+    _: Operator,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let found = found(&app, &id).await?;
+    let timeline = crate::timeline::of(&app, &found.task.id).await?;
+    let detail = AdminTaskDetail {
+        attempts: found.task.attempts,
+        max_attempts: found.task.max_attempts,
+        task: AdminTaskView::from(&found),
+        timeline,
+    };
+    Ok(json(StatusCode::OK, &detail))
 }
 
 /// Queues any account's failed or cancelled task again.
@@ -480,6 +515,35 @@ async fn set_queue(
     Ok(json(StatusCode::OK, &queue_view(app).await?))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// `1h`, `24h` (default), `7d` or `30d`.
+    #[param(value_type = Option<crate::admin::stats::Window>)]
+    window: Option<String>,
+}
+
+/// Throughput, durations, failures, the queue, engines and top users over a window, from the
+/// database (they survive restarts).
+#[utoipa::path(get, path = "/api/admin/stats", operation_id = "admin_stats", tag = "admin", params(StatsQuery), responses(
+    (status = 200, body = crate::admin::stats::Stats, description = "OK"),
+    (status = 400, description = "`invalid_request`: an unknown window"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`"),
+))]
+pub async fn stats(
+    app: web::Data<App>,
+    _: Operator,
+    query: web::Query<StatsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let window = match query.window.as_deref() {
+        None => crate::admin::stats::Window::Day,
+        Some(w) => crate::admin::stats::Window::parse(w)
+            .ok_or_else(|| ApiError::invalid("window: one of 1h, 24h, 7d, 30d"))?,
+    };
+    let stats = crate::admin::stats::compute(&app, window).await?;
+    Ok(json(StatusCode::OK, &stats))
+}
+
 /// Each dependency with its status, latency and detail, the worker processes, and free disk
 /// space. A dependency that is down is reported with 200 and `status: degraded`.
 #[utoipa::path(get, path = "/api/admin/health", operation_id = "admin_health", tag = "admin", responses(
@@ -502,6 +566,9 @@ pub struct AuditParams {
     /// 1 to 500, default 100.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// Only this action, e.g. `settings.update` or `login`.
+    #[param(pattern = "^[a-z_.]{1,64}$")]
+    action: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -526,12 +593,24 @@ pub async fn audit_log(
     if query.before.is_some_and(|b| b < 1) {
         return Err(ApiError::invalid("before: 1 or more"));
     }
+    let action = query.action.clone();
+    if action.as_deref().is_some_and(|a| {
+        a.is_empty()
+            || a.len() > 64
+            || !a
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+    }) {
+        return Err(ApiError::invalid(
+            "action: an action name such as settings.update",
+        ));
+    }
     let before = query.before;
     let entries = app
         .db
         .run(move |c| {
             futures::FutureExt::boxed(async move {
-                crate::db::models::AuditRow::newest(c, before, limit).await
+                crate::db::models::AuditRow::newest(c, before, action.as_deref(), limit).await
             })
         })
         .await?;

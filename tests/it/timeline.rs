@@ -1,0 +1,408 @@
+//! Each task's timeline (owner's and operators' views), the statistics over a window on both
+//! backends, and the retention sweep, with a real `ocrd work`.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use ocrd::db::models::{Role, now};
+use ocrd::db::schema::tasks;
+use serde_json::{Value, json};
+
+use crate::admin::{Caller, served};
+use crate::install::{Install, sample_pages, wait_for};
+
+/// Sets a task's outcome and times directly, as if it had run.
+struct Outcome<'a> {
+    status: &'a str,
+    created: NaiveDateTime,
+    started: Option<NaiveDateTime>,
+    finished: Option<NaiveDateTime>,
+    pages: i32,
+    error: Option<&'a str>,
+}
+
+async fn set_outcome(install: &Install, id: &str, o: Outcome<'_>) {
+    let mut conn = install.app.db.get().await.unwrap();
+    let update = diesel::update(tasks::table.find(id.to_owned())).set((
+        tasks::status.eq(o.status.to_owned()),
+        tasks::created_at.eq(o.created),
+        tasks::started_at.eq(o.started),
+        tasks::finished_at.eq(o.finished),
+        tasks::pages_done.eq(o.pages),
+        tasks::pages_total.eq(Some(o.pages)),
+        tasks::error_code.eq(o.error.map(str::to_owned)),
+    ));
+    let changed = ocrd::with_conn!(&mut conn, |c| update.execute(c).await).unwrap();
+    assert_eq!(changed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_over_a_window_agree_on_both_backends() {
+    for install in [
+        Install::embedded(|_| {}).await,
+        Install::distributed(|_| {}).await,
+    ] {
+        let base = served(&install).await;
+        let operator = Caller::new(&install, &base, Role::Operator).await;
+        let png = crate::support::tiny_png();
+        let mut ids = Vec::new();
+        for i in 0..17 {
+            ids.push(
+                install
+                    .submit_bytes(&format!("s{i}.png"), png.clone())
+                    .await
+                    .id,
+            );
+        }
+        let t = now();
+        let ago = |secs: i64| t - TimeDelta::seconds(secs);
+        // Ten completed in the last hour, taking 1 to 10 s over 2 pages each.
+        for (i, id) in ids[..10].iter().enumerate() {
+            let finished = ago(300);
+            let started = finished - TimeDelta::seconds(i as i64 + 1);
+            let o = Outcome {
+                status: "completed",
+                created: ago(400),
+                started: Some(started),
+                finished: Some(finished),
+                pages: 2,
+                error: None,
+            };
+            set_outcome(&install, id, o).await;
+        }
+        for (id, code) in [
+            (&ids[10], "undecodable"),
+            (&ids[11], "undecodable"),
+            (&ids[12], "engine_error"),
+        ] {
+            let o = Outcome {
+                status: "failed",
+                created: ago(400),
+                started: Some(ago(350)),
+                finished: Some(ago(300)),
+                pages: 0,
+                error: Some(code),
+            };
+            set_outcome(&install, id, o).await;
+        }
+        let o = Outcome {
+            status: "cancelled",
+            created: ago(400),
+            started: None,
+            finished: Some(ago(200)),
+            pages: 0,
+            error: None,
+        };
+        set_outcome(&install, &ids[13], o).await;
+        // Two waiting, the oldest for ten minutes.
+        let o = Outcome {
+            status: "queued",
+            created: ago(600),
+            started: None,
+            finished: None,
+            pages: 0,
+            error: None,
+        };
+        set_outcome(&install, &ids[14], o).await;
+        // One completed two days ago: in the week, not in the day.
+        let two_days = 2 * 86_400;
+        let o = Outcome {
+            status: "completed",
+            created: ago(two_days + 60),
+            started: Some(ago(two_days + 30)),
+            finished: Some(ago(two_days)),
+            pages: 5,
+            error: None,
+        };
+        set_outcome(&install, &ids[16], o).await;
+
+        let stats = |window: &str| {
+            let url = format!("{base}/api/admin/stats?window={window}");
+            let operator = &operator;
+            async move {
+                let response = operator.get(url).await;
+                assert_eq!(response.status(), 200);
+                response.json::<Value>().await.unwrap()
+            }
+        };
+        let day = stats("24h").await;
+        assert_eq!(day["window"], "24h");
+        assert_eq!(day["bucket_secs"], 1800);
+        assert_eq!(
+            day["by_status"],
+            json!({"completed": 10, "failed": 3, "cancelled": 1, "queued": 2}),
+            "{day}"
+        );
+        let series = day["series"].as_array().unwrap();
+        assert!((48..=49).contains(&series.len()), "{}", series.len());
+        let sum = |key: &str| series.iter().map(|p| p[key].as_i64().unwrap()).sum::<i64>();
+        assert_eq!(
+            (
+                sum("created"),
+                sum("completed"),
+                sum("failed"),
+                sum("cancelled"),
+                sum("pages")
+            ),
+            (16, 10, 3, 1, 20)
+        );
+        assert_eq!(series.last().unwrap()["backlog"], 2, "the two waiting now");
+        let p = &day["task_seconds"];
+        assert_eq!(p["count"], 10);
+        let within = |v: &Value, lo: f64, hi: f64| {
+            let v = v.as_f64().unwrap_or_else(|| panic!("{day}"));
+            assert!((lo..=hi).contains(&v), "{v} not in {lo}..={hi}: {day}");
+        };
+        // PostgreSQL interpolates (5.5, 9.55, 9.91); SQLite takes the nearest rank (5, 10, 10),
+        // with julianday()'s millisecond rounding.
+        within(&p["p50"], 4.99, 6.0);
+        within(&p["p95"], 9.5, 10.01);
+        within(&p["p99"], 9.9, 10.01);
+        within(&day["page_seconds"]["p50"], 2.49, 3.0);
+        assert_eq!(
+            day["failures"],
+            json!({"undecodable": 2, "engine_error": 1})
+        );
+        assert_eq!(day["queue"]["queued"], 2);
+        assert!(
+            day["queue"]["oldest_queued_secs"].as_i64().unwrap() >= 600,
+            "{day}"
+        );
+        assert_eq!(day["queue"]["paused"], false);
+        let engine = &day["engines"][0];
+        assert_eq!(
+            (
+                engine["engine"].as_str(),
+                engine["completed"].as_i64(),
+                engine["failed"].as_i64(),
+                engine["pages"].as_i64()
+            ),
+            (Some("ppocr"), Some(10), Some(3), Some(20))
+        );
+        within(&engine["page_seconds"], 2.74, 2.76);
+        let top = &day["top_users"][0];
+        assert_eq!(
+            (
+                top["email"].as_str(),
+                top["pages"].as_i64(),
+                top["tasks"].as_i64()
+            ),
+            (Some(install.user.email.as_str()), Some(20), Some(14))
+        );
+
+        let week = stats("7d").await;
+        assert_eq!(week["task_seconds"]["count"], 11);
+        assert_eq!(week["by_status"]["completed"], 11);
+        let hour = stats("1h").await;
+        assert_eq!(hour["series"].as_array().unwrap().len(), 61);
+        let bad = operator
+            .get(format!("{base}/api/admin/stats?window=1d"))
+            .await;
+        assert_eq!(bad.status(), 400);
+
+        let output = install
+            .ocrd_command()
+            .args(["admin", "stats", "--window", "7d"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let shell: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(shell["task_seconds"]["count"], 11);
+    }
+}
+
+async fn timeline(caller: &Caller, base: &str, id: &str) -> reqwest::Response {
+    caller.get(format!("{base}/api/tasks/{id}/timeline")).await
+}
+
+/// The kinds of a timeline's steps, in order.
+fn steps(timeline: &Value) -> Vec<String> {
+    timeline
+        .as_array()
+        .unwrap_or_else(|| panic!("{timeline}"))
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_timeline_shows_its_owner_and_operators_what_happened_and_old_ones_expire() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let install = Install::distributed(|_| {}).await;
+    let base = served(&install).await;
+    let owner = Caller::new(&install, &base, Role::User).await;
+    let stranger = Caller::new(&install, &base, Role::User).await;
+    let admin = Caller::new(&install, &base, Role::Admin).await;
+    let page = std::fs::read(&sample_pages()[0].0).unwrap();
+    let mut broken = crate::support::tiny_png();
+    broken.truncate(40);
+
+    let good = install
+        .submit_bytes_as(&owner.id, "good.png", page.clone())
+        .await
+        .id;
+    let bad = install
+        .submit_bytes_as(&owner.id, "bad.png", broken)
+        .await
+        .id;
+    let mut worker = install.spawn_worker("timeline", &[]);
+    let finished = install
+        .wait_finished(&[good.clone(), bad.clone()], Duration::from_secs(120))
+        .await;
+    assert_eq!(
+        finished[0].status.as_str(),
+        "completed",
+        "{}",
+        worker.log_text()
+    );
+    assert_eq!(finished[1].status.as_str(), "failed");
+
+    // The owner: what happened, in words, without workers or error detail.
+    let mine: Value = timeline(&owner, &base, &good).await.json().await.unwrap();
+    assert_eq!(
+        steps(&mine["steps"]),
+        ["queued", "started", "page", "completed"],
+        "{mine}"
+    );
+    for step in mine["steps"].as_array().unwrap() {
+        let keys: Vec<&String> = step.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["at", "kind", "message"], "{step}");
+    }
+    assert_eq!(mine["steps"][2]["message"], "Page 1 of 1 done.");
+    assert_eq!(
+        timeline(&stranger, &base, &good).await.status(),
+        404,
+        "another's task"
+    );
+    let failed: Value = timeline(&owner, &base, &bad).await.json().await.unwrap();
+    assert_eq!(steps(&failed["steps"]).last().unwrap(), "failed");
+
+    // Operators: the worker, the attempt and the error code.
+    let detail: Value = admin
+        .get(format!("{base}/api/admin/tasks/{good}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["attempts"], 1);
+    assert_eq!(detail["owner_email"], owner.email.as_str());
+    let started = &detail["timeline"][1];
+    assert_eq!(started["kind"], "started");
+    assert_eq!(started["attempt"], 1);
+    let worker_id = started["worker"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{detail}"));
+    assert!(
+        worker_id.contains(&format!("-{}-", worker.pid())),
+        "{worker_id}"
+    );
+    let bad_detail: Value = admin
+        .get(format!("{base}/api/admin/tasks/{bad}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let last = bad_detail["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["kind"].as_str(), last["detail"].as_str()),
+        (Some("failed"), Some("undecodable")),
+        "{bad_detail}"
+    );
+    let unknown = admin
+        .get(format!(
+            "{base}/api/admin/tasks/00000000-0000-7000-8000-000000000000"
+        ))
+        .await;
+    assert_eq!(unknown.status(), 404);
+
+    // Cancelled while queued (no worker runs), retried, then run: each step in order.
+    worker.kill();
+    let third = install
+        .submit_bytes_as(&owner.id, "third.png", page.clone())
+        .await
+        .id;
+    let cancelled = admin
+        .post(format!("{base}/api/admin/tasks/{third}/cancel"), json!({}))
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    let retried = owner
+        .post(format!("{base}/api/tasks/{third}/retry"), json!({}))
+        .await;
+    assert_eq!(retried.status(), 202);
+    let mut worker = install.spawn_worker("timeline-2", &[]);
+    install
+        .wait_finished(std::slice::from_ref(&third), Duration::from_secs(120))
+        .await;
+    let third_steps: Value = timeline(&owner, &base, &third).await.json().await.unwrap();
+    assert_eq!(
+        steps(&third_steps["steps"]),
+        [
+            "queued",
+            "cancelled",
+            "queued",
+            "started",
+            "page",
+            "completed"
+        ]
+    );
+
+    // Retention: a task that ended more than `retention.days` ago is erased with its files by
+    // the worker's sweep; newer ones stay.
+    let result_keys = install.result(&good).await.blob_keys;
+    let long_ago = now() - TimeDelta::days(3);
+    {
+        let mut conn = install.app.db.get().await.unwrap();
+        let update = diesel::update(tasks::table.find(good.clone()))
+            .set(tasks::finished_at.eq(Some(long_ago)));
+        ocrd::with_conn!(&mut conn, |c| update.execute(c).await).unwrap();
+    }
+    let set = admin
+        .client
+        .patch(format!("{base}/api/admin/settings"))
+        .header("X-CSRF-Token", &admin.csrf)
+        .json(&json!({"retention.days": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    wait_for(
+        Duration::from_secs(60),
+        "the expired task to be erased",
+        || async {
+            (owner.get(format!("{base}/api/tasks/{good}")).await.status() == 404).then_some(())
+        },
+    )
+    .await;
+    for key in result_keys.0.values() {
+        let key = ocrd::blobs::BlobKey::parse(key).unwrap();
+        assert!(
+            install.app.blobs.get(&key).await.is_err(),
+            "{key} outlived its task"
+        );
+    }
+    assert_eq!(
+        owner
+            .get(format!("{base}/api/tasks/{third}"))
+            .await
+            .status(),
+        200,
+        "a recent task stays"
+    );
+    assert_eq!(
+        owner.get(format!("{base}/api/tasks/{bad}")).await.status(),
+        200
+    );
+    install.assert_no_orphans().await;
+    worker.kill();
+}
