@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod events;
 pub mod fuzz;
+pub mod logs;
 pub mod names;
 pub mod ocr;
 pub mod outage;

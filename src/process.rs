@@ -59,3 +59,10 @@ pub fn prepare(data_dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// This machine's name, safe in file names and worker ids (dots and slashes replaced).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(['.', '/'], "_"))
+        .unwrap_or_else(|_| "localhost".into())
+}

@@ -1,7 +1,10 @@
 //! Logging, set up once per process: an `EnvFilter` from `RUST_LOG` or `log.level` (INFO by
-//! default), human-readable or JSON lines on stderr.
+//! default), human-readable or JSON lines on stderr, and the console's copy of each record
+//! (`crate::logs`).
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -13,12 +16,14 @@ pub fn init(config: &LogConfig) {
         .or_else(|_| EnvFilter::try_new(format!("{},ort=warn,actix_server=warn", config.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, not for log files and collectors.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(crate::logs::LogLayer);
     let _ = match config.format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => registry.with(stderr).try_init(),
+        LogFormat::Json => registry.with(stderr.json().flatten_event(true)).try_init(),
     };
 }

@@ -66,6 +66,9 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 7)]
         days: u32,
     },
+    /// Accounts: `list`, `set-role`, `disable`, `delete` (the commands above, grouped).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Every account's tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -90,6 +93,46 @@ pub enum AdminCommand {
     /// Database roles (PostgreSQL).
     #[command(subcommand)]
     Db(DbCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UsersCommand {
+    /// List accounts.
+    List,
+    /// Give an account a role: `user`, `operator` or `admin`.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Disable an account (tokens revoked, sessions refused at once), or enable it with
+    /// `--enable`.
+    Disable {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Erase an account with all its tasks, results, uploads and tokens.
+    Delete {
+        #[arg(long)]
+        email: String,
+        /// Needed: there is no undo.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+impl From<UsersCommand> for AdminCommand {
+    fn from(command: UsersCommand) -> AdminCommand {
+        match command {
+            UsersCommand::List => AdminCommand::ListUsers,
+            UsersCommand::SetRole { email, role } => AdminCommand::SetRole { email, role },
+            UsersCommand::Disable { email, enable } => AdminCommand::DisableUser { email, enable },
+            UsersCommand::Delete { email, yes } => AdminCommand::EraseUser { email, yes },
+        }
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -214,6 +257,10 @@ pub enum DbCommand {
 pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     super::runtime()?.block_on(async move {
         let app = App::build(config).await.context("connecting")?;
+        let command = match command {
+            AdminCommand::Users(users) => users.into(),
+            other => other,
+        };
         match command {
             AdminCommand::CreateUser { email, admin } => {
                 let mut input = String::new();
@@ -392,6 +439,7 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 let paused = crate::admin::queue::paused(&app).await?;
                 println!("the queue is {}", if paused { "paused" } else { "running" });
             }
+            AdminCommand::Users(_) => unreachable!("turned into the account commands above"),
             AdminCommand::Settings(command) => settings(&app, command).await?,
             AdminCommand::Invite { email, days } => {
                 anyhow::ensure!(

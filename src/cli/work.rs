@@ -194,6 +194,11 @@ async fn run(
     scope: Scope,
     mode: &str,
 ) -> anyhow::Result<()> {
+    // The console's log view reads every process's records from one Redis stream.
+    crate::logs::set_process(if mode == "worker" { "work" } else { mode });
+    if let Some(pool) = &app.redis {
+        crate::logs::ship(pool.clone(), &app.config.redis.key_prefix);
+    }
     let worker = engines.map(|engines| {
         Arc::new(Worker::new(
             app.clone(),

@@ -34,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/tasks/{id}", web::get().to(admin_task))
         .route("/admin/users", web::get().to(admin_users))
         .route("/admin/settings", web::get().to(admin_settings))
+        .route("/admin/logs", web::get().to(admin_logs))
         .route("/admin/audit", web::get().to(admin_audit))
         .route(
             "/static/{path:.*}",
@@ -299,6 +300,11 @@ async fn admin_settings(req: HttpRequest, assets: web::Data<Assets>) -> HttpResp
         tera::Context::new(),
     )
     .await
+}
+
+async fn admin_logs(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    let (template, who) = ("admin-logs.html", Console::Operators);
+    console_page(&req, &assets, template, "logs", who, tera::Context::new()).await
 }
 
 async fn admin_audit(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {

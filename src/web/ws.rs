@@ -1,4 +1,5 @@
-//! `GET /ws`: live `task.updated` events, for the caller's tasks (admins: every task).
+//! `GET /ws`: live `task.updated` events, for the caller's tasks (admins: every task), and for
+//! operators who send `{"subscribe":"logs"}`, every new log record as `{"type":"log",…}`.
 //!
 //! One subscription to the events port per process, fanned out in memory to every socket.
 //! The server pings every [`PING_EVERY`] and closes a socket that has not answered for
@@ -102,8 +103,17 @@ async fn pump(
     let (user_id, admin) = (current.user.id.clone(), current.user.can_operate());
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut heard = Instant::now();
+    // The log tail, once an operator asks for it.
+    let mut logs: Option<broadcast::Receiver<crate::logs::LogRecord>> = None;
     let reason = loop {
         tokio::select! {
+            record = async { logs.as_mut()?.recv().await.ok() }, if logs.is_some() => {
+                let Some(record) = record else { continue };
+                let message = serde_json::json!({"type": "log", "record": record});
+                if session.text(crate::error::escape_markup(&message.to_string())).await.is_err() {
+                    return;
+                }
+            },
             event = events.recv() => match event {
                 Ok(event) => {
                     let Event::TaskUpdated { task } = &event;
@@ -127,6 +137,13 @@ async fn pump(
                     }
                 }
                 Some(Ok(Message::Close(reason))) => break reason,
+                Some(Ok(Message::Text(text))) => {
+                    heard = Instant::now();
+                    if admin && logs.is_none() && is_log_subscription(&text) {
+                        let redis_url = app.config.redis_url().ok().flatten();
+                        logs = Some(crate::logs::live(redis_url, &app.config.redis.key_prefix));
+                    }
+                }
                 Some(Ok(_)) => heard = Instant::now(),
                 Some(Err(_)) | None => return,
             },
@@ -146,4 +163,10 @@ async fn pump(
         }
     };
     let _ = session.close(reason).await;
+}
+
+/// `{"subscribe":"logs"}`.
+fn is_log_subscription(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .is_ok_and(|v| v.get("subscribe").and_then(|s| s.as_str()) == Some("logs"))
 }

@@ -109,7 +109,7 @@ impl Worker {
         }
         let id = format!(
             "{}-{}-{:04x}",
-            recovery::hostname(),
+            crate::process::hostname(),
             std::process::id(),
             fastrand::u16(..)
         );
@@ -259,6 +259,7 @@ impl Worker {
                 return self.give_up(&delivery, &message).await;
             }
         }
+        let id = self.ahead_of(id).await;
         // A lease belongs to one claim, not to the process: two slots can never both hold a
         // task, even when one took it over from the other after a lost heartbeat.
         let owner = format!("{}#{:08x}", self.id, fastrand::u32(..));
@@ -359,6 +360,31 @@ impl Worker {
             }
         }
         Step::Done
+    }
+
+    /// The task to run for an entry of `id`: a queued one that operators gave a higher
+    /// priority goes first. The entry then carries it, and `id` is pushed again, to the end of
+    /// the queue; the prioritised task's own entry finds it taken later and is dropped.
+    async fn ahead_of(&self, id: String) -> String {
+        let asked = id.clone();
+        let ahead = self
+            .app
+            .db
+            .run(move |c| async move { Task::ahead_of(c, &asked).await }.boxed())
+            .await;
+        match ahead {
+            Ok(Some(first)) => {
+                tracing::info!(task = %first, displaced = %id, "a task with a higher priority goes first");
+                if let Err(e) = self.app.queue.push(&id).await {
+                    // The reconciler pushes it again soon.
+                    self.queue_outage.down(&e);
+                }
+                first
+            }
+            Ok(None) => id,
+            // Claiming reports the database's trouble.
+            Err(_) => id,
+        }
     }
 
     /// Pages of the task that earlier runs finished (0 when it cannot be read).

@@ -132,7 +132,7 @@ impl Worker {
         let Ok(entries) = std::fs::read_dir(&self.options.temp_root) else {
             return;
         };
-        let host = format!("{}.", hostname());
+        let host = format!("{}.", crate::process::hostname());
         for entry in entries.flatten() {
             let name = entry.file_name();
             // `{host}.{pid}.{task id}…`; another host's dirs (a shared data dir) are its own.
@@ -162,11 +162,9 @@ impl Worker {
 /// The name of a task's temp dir: host and process first, so that the sweep can tell which
 /// dirs belong to processes that are gone.
 pub(super) fn temp_dir_prefix(task_id: &str) -> String {
-    format!("{}.{}.{task_id}.", hostname(), std::process::id())
-}
-
-pub(super) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().replace(['.', '/'], "_"))
-        .unwrap_or_else(|_| "localhost".into())
+    format!(
+        "{}.{}.{task_id}.",
+        crate::process::hostname(),
+        std::process::id()
+    )
 }

@@ -37,7 +37,7 @@ impl Worker {
         let at = now();
         WorkerRow {
             id: self.id.clone(),
-            host: super::recovery::hostname(),
+            host: crate::process::hostname(),
             pid: std::process::id() as i32,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             engine: self.engines[0].name().to_owned(),

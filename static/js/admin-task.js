@@ -31,6 +31,8 @@ function render(t) {
       el('td', { class: 'mono small' }, s.worker ?? '—'),
       el('td', {}, s.attempt === null ? '—' : String(s.attempt)),
       el('td', { class: 'mono small' }, s.detail ?? '—'))));
+  const priority = document.getElementById('priority');
+  if (document.activeElement !== priority) priority.value = String(t.priority);
   retry.hidden = !['failed', 'cancelled'].includes(t.status);
   cancel.hidden = !['queued', 'processing'].includes(t.status);
   document.getElementById('task-summary').hidden = false;
@@ -57,6 +59,21 @@ async function act(action, done) {
   }
 }
 
+document.getElementById('task-priority').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const value = Number(document.getElementById('priority').value);
+  if (!Number.isInteger(value) || value < -100 || value > 100) {
+    toast('The priority is a whole number from −100 to 100.');
+    return;
+  }
+  try {
+    await api(`/api/admin/tasks/${id}/priority`, { method: 'POST', json: { priority: value } });
+    toast(`Priority set to ${value}.`);
+    load();
+  } catch (e) {
+    toast(e.message);
+  }
+});
 retry.addEventListener('click', () => act('retry', 'Queued again.'));
 cancel.addEventListener('click', () => act('cancel', 'Cancelled: it stops at its next page.'));
 live({ everyone: true, onTask: (event) => { if (event.id === id) load(); }, onConnect: load });

@@ -163,7 +163,7 @@ export function downloadLinks(task) {
 let leaving = false;
 window.addEventListener('pagehide', () => { leaving = true; });
 
-export function live({ onTask, onConnect, everyone = false }) {
+export function live({ onTask, onConnect, onLog, everyone = false }) {
   const indicator = document.getElementById('live');
   // Operators hear of every user's tasks; the pages show only the viewer's own, but the
   // console (`everyone`) shows them all.
@@ -183,12 +183,15 @@ export function live({ onTask, onConnect, everyone = false }) {
       offlineSince = null;
       setOffline(false);
       document.body.dataset.live = 'connected';
+      // Operators: new log records too (the console's live tail).
+      if (onLog) socket.send(JSON.stringify({ subscribe: 'logs' }));
       onConnect?.();
     });
     socket.addEventListener('message', (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      if (message.type === 'task.updated' && (!me || message.task.user_id === me)) onTask(message.task);
+      if (message.type === 'task.updated' && (!me || message.task.user_id === me)) onTask?.(message.task);
+      if (message.type === 'log') onLog?.(message.record);
     });
     socket.addEventListener('close', async () => {
       if (leaving) return;

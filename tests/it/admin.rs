@@ -1094,3 +1094,69 @@ async fn admins_manage_accounts() {
         );
     }
 }
+
+/// A queued task given a higher priority starts before the others; the change is audited and
+/// bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prioritised_task_runs_first() {
+    let _turn = crate::worker::one_at_a_time().await;
+    let install = Install::distributed(|_| {}).await;
+    let base = served(&install).await;
+    let operator = Caller::new(&install, &base, Role::Operator).await;
+    let page = std::fs::read(&sample_pages()[0].0).unwrap();
+    // Queued while no worker runs: without priorities they would run in this order.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            install
+                .submit_bytes(&format!("p{i}.png"), page.clone())
+                .await
+                .id,
+        );
+    }
+    let last = &ids[2];
+    let url = format!("{base}/api/admin/tasks/{last}/priority");
+    for bad in [
+        json!({"priority": 101}),
+        json!({"priority": "high"}),
+        json!({}),
+    ] {
+        assert_eq!(
+            operator.post(url.clone(), bad.clone()).await.status(),
+            400,
+            "{bad}"
+        );
+    }
+    let changed: Value = operator
+        .post(url, json!({"priority": 10}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed["priority"], 10);
+
+    let mut worker = install.spawn_worker("priority", &[]);
+    let done = install.wait_finished(&ids, Duration::from_secs(180)).await;
+    assert!(
+        done.iter().all(|t| t.status.as_str() == "completed"),
+        "{}",
+        worker.log_text()
+    );
+    let started = |i: usize| done[i].started_at.unwrap();
+    assert!(
+        started(2) < started(0) && started(2) < started(1),
+        "the prioritised task went first: {:?}",
+        done.iter().map(|t| t.started_at).collect::<Vec<_>>()
+    );
+    let audit: Value = operator
+        .get(format!("{base}/api/admin/audit?action=task.priority"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["target"], last.as_str());
+    assert_eq!(entry["detail"], r#"{"new":10,"old":0}"#);
+    install.assert_no_orphans().await;
+    worker.kill();
+}

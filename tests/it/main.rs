@@ -16,6 +16,7 @@ mod edge;
 mod events;
 mod hostile;
 mod install;
+mod logs;
 mod ocr;
 mod ocr_cli;
 mod pdf;

@@ -328,6 +328,21 @@ async fn runtime_settings_apply_on_every_instance_without_a_restart() {
             .unwrap();
         assert!(!bad.status.success());
         assert!(String::from_utf8_lossy(&bad.stderr).contains("limits.max_pages"));
+        let users = run(&["admin", "users", "list"]);
+        assert!(
+            users.contains(&format!("{}\tadmin\tactive", admin.email)),
+            "{users}"
+        );
+        let demoted = run(&[
+            "admin",
+            "users",
+            "set-role",
+            "--email",
+            &operator.email,
+            "--role",
+            "user",
+        ]);
+        assert!(demoted.contains("is now user"), "{demoted}");
         let config = run(&["config"]);
         assert!(config.contains("max_upload_bytes = "), "{config}");
         assert!(

@@ -538,6 +538,47 @@ impl Task {
         .await)?)
     }
 
+    /// Sets a task's priority; `None` if there is no such task.
+    pub async fn set_priority(
+        conn: &mut DbConn,
+        id: &str,
+        priority: i32,
+    ) -> Result<Option<Task>, DbError> {
+        Ok(with_conn!(conn, |c| diesel::update(tasks::table.find(id))
+            .set(tasks::priority.eq(priority))
+            .returning(Task::as_returning())
+            .get_result(c)
+            .await
+            .optional())?)
+    }
+
+    /// The queued task that should run before `id`: the one with the highest priority above
+    /// `id`'s, if any (the oldest among equals). One index lookup when nothing was prioritised.
+    pub async fn ahead_of(conn: &mut DbConn, id: &str) -> Result<Option<String>, DbError> {
+        let queued = TaskStatus::Queued.as_str();
+        let top: Option<(String, i32)> = with_conn!(conn, |c| tasks::table
+            .filter(tasks::status.eq(queued))
+            .filter(tasks::priority.gt(0))
+            .order((tasks::priority.desc(), tasks::id.asc()))
+            .select((tasks::id, tasks::priority))
+            .first(c)
+            .await
+            .optional())?;
+        let Some((top, top_priority)) = top else {
+            return Ok(None);
+        };
+        if top == id {
+            return Ok(None);
+        }
+        let own: Option<i32> = with_conn!(conn, |c| tasks::table
+            .find(id)
+            .select(tasks::priority)
+            .first(c)
+            .await
+            .optional())?;
+        Ok((own.unwrap_or(0) < top_priority).then_some(top))
+    }
+
     /// `queued | processing → cancelled`; `None` if the task had already finished.
     pub async fn cancel(conn: &mut DbConn, id: &str) -> Result<Option<Task>, DbError> {
         let at = now();

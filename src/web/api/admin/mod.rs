@@ -3,6 +3,7 @@
 //! the logic lives in `crate::admin`.
 
 pub mod invites;
+pub mod logs;
 pub mod settings;
 
 use actix_web::http::StatusCode;
@@ -253,6 +254,61 @@ pub async fn task_detail(
         timeline,
     };
     Ok(json(StatusCode::OK, &detail))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityRequest {
+    /// -100 to 100; 0 is every task's at upload. A queued task with a higher priority starts
+    /// before those with a lower one.
+    #[schema(minimum = -100, maximum = 100)]
+    pub priority: i32,
+}
+
+/// Reprioritises any account's task: while it is queued, the next free worker takes it before
+/// every task of a lower priority.
+#[utoipa::path(post, path = "/api/admin/tasks/{id}/priority", operation_id = "admin_task_priority", tag = "admin", params(("id" = String, Path)), request_body = PriorityRequest, responses(
+    (status = 200, body = AdminTaskView, description = "Changed"),
+    (status = 400, description = "`invalid_request`"),
+    (status = 401, description = "`unauthenticated`"), (status = 403, description = "`forbidden`, `csrf_failed`"),
+    (status = 404, description = "`task_not_found`"),
+))]
+pub async fn task_priority(
+    req: actix_web::HttpRequest,
+    app: web::Data<App>,
+    Operator(current): Operator,
+    id: web::Path<String>,
+    body: web::Json<PriorityRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let priority = body.priority;
+    if !(-100..=100).contains(&priority) {
+        return Err(ApiError::invalid("priority: -100 to 100"));
+    }
+    let task = found(&app, &id).await?;
+    let old = task.task.priority;
+    let task_id = task.task.id.clone();
+    app.db
+        .run(move |c| {
+            futures::FutureExt::boxed(
+                async move { Task::set_priority(c, &task_id, priority).await },
+            )
+        })
+        .await?
+        .ok_or_else(ApiError::task_not_found)?;
+    let detail = serde_json::json!({"old": old, "new": priority});
+    super::audit(
+        &req,
+        &app,
+        &current.user,
+        "task.priority",
+        &task.task.id,
+        Some(detail),
+    )
+    .await?;
+    Ok(json(
+        StatusCode::OK,
+        &AdminTaskView::from(&found(&app, &id).await?),
+    ))
 }
 
 /// Queues any account's failed or cancelled task again.
