@@ -190,6 +190,17 @@ fn stream_key(prefix: &str) -> String {
     format!("{prefix}logs")
 }
 
+/// A stream entry as Redis returns it: its id and field-value pairs.
+type Entry = (String, Vec<(String, String)>);
+
+/// The record a stream entry holds (field `r`), with the entry's id.
+fn decode((id, fields): Entry) -> Option<LogRecord> {
+    let (_, json) = fields.into_iter().find(|(k, _)| k == "r")?;
+    let mut record: LogRecord = serde_json::from_str(&json).ok()?;
+    record.id = id;
+    Some(record)
+}
+
 /// Ships this process's records to the Redis stream from now on. Call once, in a mode that
 /// runs (`serve`, `work`, `all-in-one` with Redis).
 pub fn ship(pool: deadpool_redis::Pool, key_prefix: &str) {
@@ -288,7 +299,7 @@ pub async fn recent(
         .map_or_else(|| "+".to_owned(), |b| format!("({b}"));
     let mut scanned = 0;
     while found.len() < limit && scanned < SCAN {
-        let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        let page: Vec<Entry> = redis::cmd("XREVRANGE")
             .arg(&key)
             .arg(&end)
             .arg("-")
@@ -300,15 +311,7 @@ pub async fn recent(
         let Some((last, _)) = page.last() else { break };
         end = format!("({last}");
         scanned += page.len();
-        for (id, fields) in page {
-            let Some(mut record) = fields
-                .into_iter()
-                .find(|(k, _)| k == "r")
-                .and_then(|(_, json)| serde_json::from_str::<LogRecord>(&json).ok())
-            else {
-                continue;
-            };
-            record.id = id;
+        for record in page.into_iter().filter_map(decode) {
             if filter.matches(&record) && found.len() < limit {
                 found.push(record);
             }
@@ -341,27 +344,21 @@ async fn tail(url: String, key: String) {
                 .await
                 .map_err(|e| e.to_string())?;
             loop {
-                let read: Option<Vec<(String, Vec<(String, Vec<(String, String)>)>)>> =
-                    redis::cmd("XREAD")
-                        .arg("BLOCK")
-                        .arg(5000)
-                        .arg("COUNT")
-                        .arg(200)
-                        .arg("STREAMS")
-                        .arg(&key)
-                        .arg(&last)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                let read: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREAD")
+                    .arg("BLOCK")
+                    .arg(5000)
+                    .arg("COUNT")
+                    .arg(200)
+                    .arg("STREAMS")
+                    .arg(&key)
+                    .arg(&last)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 for (_, entries) in read.unwrap_or_default() {
-                    for (id, fields) in entries {
-                        last = id.clone();
-                        if let Some(mut record) = fields
-                            .into_iter()
-                            .find(|(k, _)| k == "r")
-                            .and_then(|(_, json)| serde_json::from_str::<LogRecord>(&json).ok())
-                        {
-                            record.id = id;
+                    for entry in entries {
+                        last = entry.0.clone();
+                        if let Some(record) = decode(entry) {
                             let _ = sink().live.send(record);
                         }
                     }
