@@ -58,6 +58,8 @@ pub struct Health {
     pub server: serde_json::Value,
     /// Every registered worker process.
     pub workers: Vec<WorkerView>,
+    /// Every registered `serve` process (engine, devices and tasks empty).
+    pub servers: Vec<WorkerView>,
     pub disks: Vec<Disk>,
 }
 
@@ -135,8 +137,9 @@ pub async fn check(app: &App) -> Health {
         .await,
     );
     let workers = super::workers::list(app).await.unwrap_or_default();
-    let degraded =
-        dependencies.iter().any(|d| d.status != "ok") || workers.iter().any(|w| w.state == "lost");
+    let servers = super::workers::servers(app).await.unwrap_or_default();
+    let degraded = dependencies.iter().any(|d| d.status != "ok")
+        || workers.iter().chain(&servers).any(|w| w.state == "lost");
     let uptime = STARTED.get().map(|at| at.elapsed().as_secs_f64());
     Health {
         status: if degraded { "degraded" } else { "ok" },
@@ -147,6 +150,7 @@ pub async fn check(app: &App) -> Health {
             "uptime_secs": uptime,
         }),
         workers,
+        servers,
         disks: vec![
             disk("data_dir", &app.config.data_dir),
             disk("temp_dir", &app.config.worker_temp_dir()),

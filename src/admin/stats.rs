@@ -1,10 +1,11 @@
 //! Fleet statistics over a window (the last hour, day, week or month), computed from the
 //! tasks table so they survive restarts and agree on every instance.
 //!
-//! Each figure is one indexed query over the window (`tasks_created_at_idx`,
-//! `tasks_finished_at_idx`, `tasks_queue_idx`); nothing counts the whole table. Time buckets and
-//! durations need each backend's date arithmetic, so the SQL is written here per backend; the
-//! percentiles are PostgreSQL's `percentile_cont`, and on SQLite the row at each rank.
+//! Each figure is one query over the window's range of a covering index
+//! (`tasks_created_stats_idx`, `tasks_finished_stats_idx`, `tasks_queue_idx`), read from the
+//! index alone; nothing counts the whole table. Time buckets and durations need each backend's
+//! date arithmetic, so the SQL is written here per backend; the percentiles are PostgreSQL's
+//! `percentile_cont` (all six in one pass), and on SQLite the row at each nearest rank.
 
 use std::collections::BTreeMap;
 
@@ -168,6 +169,24 @@ struct Rank {
 }
 
 #[derive(QueryableByName)]
+struct Ranks {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    t50: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    t95: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    t99: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    p50: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    p95: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    p99: Option<f64>,
+}
+
+#[derive(QueryableByName)]
 struct Oldest {
     #[diesel(sql_type = Nullable<Timestamp>)]
     at: Option<NaiveDateTime>,
@@ -230,75 +249,162 @@ where
     })
 }
 
-/// The statistics of `window`, ending now.
+/// Tasks that have ended, in SQL.
+const ENDED: &str = "status IN ('completed', 'failed', 'cancelled')";
+
+/// The statistics of `window`, ending now. Its parts are independent reads over the window,
+/// run at once, each on a connection of its own.
 pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
     let at = now();
     let since = at - window.span();
-    let paused = super::queue::paused(app).await?;
-    app.db
-        .run(move |c| async move { compute_on(c, window, since, at, paused).await }.boxed())
-        .await
+    let step = window.bucket_secs();
+    let db = &app.db;
+    let (
+        by_status,
+        created,
+        finished,
+        (task_seconds, page_seconds),
+        failures,
+        engines,
+        top,
+        waiting,
+        paused,
+    ) = futures::try_join!(
+        db.run(move |c| async move { by_status(c, since).await }.boxed()),
+        db.run(move |c| async move { buckets(c, "created_at", since, step).await }.boxed()),
+        db.run(move |c| async move { buckets(c, "finished_at", since, step).await }.boxed()),
+        db.run(move |c| async move { durations(c, since).await }.boxed()),
+        db.run(move |c| async move { failures(c, since).await }.boxed()),
+        db.run(move |c| async move { engines(c, since).await }.boxed()),
+        db.run(move |c| async move { top_users(c, since).await }.boxed()),
+        db.run(move |c| async move { waiting(c).await }.boxed()),
+        super::queue::paused(app),
+    )?;
+    let (counts, oldest) = waiting;
+    let queue = QueueFigures {
+        queued: counts.get("queued").copied().unwrap_or(0),
+        processing: counts.get("processing").copied().unwrap_or(0),
+        oldest_queued_secs: oldest.map(|t| (at - t).num_seconds().max(0)),
+        paused,
+    };
+    let mut series = series(since, at, step, created.into_iter().chain(finished));
+    fill_backlog(&mut series, queue.queued + queue.processing);
+    Ok(Stats {
+        window,
+        since,
+        bucket_secs: step,
+        by_status,
+        series,
+        task_seconds,
+        page_seconds,
+        failures,
+        queue,
+        engines,
+        top_users: top,
+    })
 }
 
-async fn compute_on(
-    c: &mut DbConn,
-    window: Window,
-    since: NaiveDateTime,
-    at: NaiveDateTime,
-    paused: bool,
-) -> Result<Stats, DbError> {
-    let d = Dialect::of(c);
-    let step = window.bucket_secs();
-    let ended = "status IN ('completed', 'failed', 'cancelled')";
-
-    let by_status: Vec<Count> = load(
+/// Tasks created since `since`, by their status now.
+async fn by_status(c: &mut DbConn, since: NaiveDateTime) -> Result<BTreeMap<String, i64>, DbError> {
+    let rows: Vec<Count> = load(
         c,
         "SELECT status AS key, COUNT(*) AS n FROM tasks WHERE created_at >= ? GROUP BY status",
         Some(since),
     )
     .await?;
+    Ok(rows.into_iter().map(|r| (r.key, r.n)).collect())
+}
 
-    let created_bucket = format!("{} / {step}", d.epoch("created_at"));
-    let finished_bucket = format!("{} / {step}", d.epoch("finished_at"));
-    let created: Vec<Bucket> = load(
-        c,
-        &format!(
-            "SELECT {created_bucket} AS bucket, 'created' AS status, COUNT(*) AS n, \
-             CAST(0 AS BIGINT) AS pages FROM tasks WHERE created_at >= ? GROUP BY {created_bucket}"
-        ),
-        Some(since),
-    )
-    .await?;
-    let finished: Vec<Bucket> = load(
-        c,
-        &format!(
-            "SELECT {finished_bucket} AS bucket, status, COUNT(*) AS n, \
+/// Tasks per bucket of `column`: created (`created_at`), or ended by status with their pages
+/// (`finished_at`).
+async fn buckets(
+    c: &mut DbConn,
+    column: &str,
+    since: NaiveDateTime,
+    step: i64,
+) -> Result<Vec<Bucket>, DbError> {
+    let bucket = format!("{} / {step}", Dialect::of(c).epoch(column));
+    let sql = if column == "created_at" {
+        format!(
+            "SELECT {bucket} AS bucket, 'created' AS status, COUNT(*) AS n, \
+             CAST(0 AS BIGINT) AS pages FROM tasks WHERE created_at >= ? GROUP BY {bucket}"
+        )
+    } else {
+        format!(
+            "SELECT {bucket} AS bucket, status, COUNT(*) AS n, \
              CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages FROM tasks \
-             WHERE finished_at >= ? AND {ended} GROUP BY {finished_bucket}, status"
-        ),
-        Some(since),
-    )
-    .await?;
-    let series = series(since, at, step, created.into_iter().chain(finished));
+             WHERE {column} >= ? AND {ENDED} GROUP BY {bucket}, status"
+        )
+    };
+    load(c, &sql, Some(since)).await
+}
 
-    let done =
-        "FROM tasks WHERE finished_at >= ? AND status = 'completed' AND started_at IS NOT NULL";
-    let per_page = format!(
+/// Seconds per page of a task, in SQL.
+fn per_page(d: Dialect) -> String {
+    format!(
         "({}) / (CASE WHEN pages_done > 0 THEN pages_done ELSE 1 END)",
         d.duration()
-    );
-    let task_seconds = percentiles(c, d, d.duration(), done, since).await?;
-    let page_seconds = percentiles(c, d, &per_page, done, since).await?;
+    )
+}
 
-    let failures: Vec<Count> = load(
+/// Task and page seconds of the tasks completed since `since`.
+async fn durations(
+    c: &mut DbConn,
+    since: NaiveDateTime,
+) -> Result<(Percentiles, Percentiles), DbError> {
+    let d = Dialect::of(c);
+    let done =
+        "FROM tasks WHERE finished_at >= ? AND status = 'completed' AND started_at IS NOT NULL";
+    match d {
+        Dialect::Postgres => both_percentiles(c, d.duration(), &per_page(d), done, since).await,
+        Dialect::Sqlite => Ok((
+            nearest_ranks(c, d.duration(), done, since).await?,
+            nearest_ranks(c, &per_page(d), done, since).await?,
+        )),
+    }
+}
+
+/// Tasks failed since `since`, by error code.
+async fn failures(c: &mut DbConn, since: NaiveDateTime) -> Result<BTreeMap<String, i64>, DbError> {
+    let rows: Vec<Count> = load(
         c,
         "SELECT COALESCE(error_code, 'unknown') AS key, COUNT(*) AS n FROM tasks \
          WHERE finished_at >= ? AND status = 'failed' GROUP BY error_code",
         Some(since),
     )
     .await?;
+    Ok(rows.into_iter().map(|r| (r.key, r.n)).collect())
+}
 
-    let waiting: Vec<Count> = load(
+async fn engines(c: &mut DbConn, since: NaiveDateTime) -> Result<Vec<EngineFigures>, DbError> {
+    let per_page = per_page(Dialect::of(c));
+    let sql = format!(
+        "SELECT engine, \
+         CAST(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS BIGINT) AS completed, \
+         CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
+         CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages, \
+         AVG(CASE WHEN status = 'completed' AND started_at IS NOT NULL THEN {per_page} END) AS page_seconds \
+         FROM tasks WHERE finished_at >= ? AND {ENDED} GROUP BY engine ORDER BY engine"
+    );
+    load(c, &sql, Some(since)).await
+}
+
+async fn top_users(c: &mut DbConn, since: NaiveDateTime) -> Result<Vec<UserFigures>, DbError> {
+    let sql = format!(
+        "SELECT users.email AS email, COUNT(*) AS tasks, \
+         CAST(COALESCE(SUM(tasks.pages_done), 0) AS BIGINT) AS pages \
+         FROM tasks JOIN users ON users.id = tasks.user_id \
+         WHERE tasks.finished_at >= ? AND tasks.{ENDED} \
+         GROUP BY users.email ORDER BY pages DESC, tasks DESC LIMIT 10"
+    );
+    load(c, &sql, Some(since)).await
+}
+
+/// Tasks waiting and running now, and when the oldest waiting one was created.
+async fn waiting(
+    c: &mut DbConn,
+) -> Result<(BTreeMap<String, i64>, Option<NaiveDateTime>), DbError> {
+    let counts: Vec<Count> = load(
         c,
         "SELECT status AS key, COUNT(*) AS n FROM tasks \
          WHERE status IN ('queued', 'processing') GROUP BY status",
@@ -311,67 +417,43 @@ async fn compute_on(
         None,
     )
     .await?;
-    let waiting: BTreeMap<String, i64> = waiting.into_iter().map(|r| (r.key, r.n)).collect();
-    let queue = QueueFigures {
-        queued: waiting.get("queued").copied().unwrap_or(0),
-        processing: waiting.get("processing").copied().unwrap_or(0),
-        oldest_queued_secs: oldest
-            .into_iter()
-            .next()
-            .and_then(|o| o.at)
-            .map(|t| (at - t).num_seconds().max(0)),
-        paused,
-    };
-
-    let mut series = series;
-    fill_backlog(&mut series, queue.queued + queue.processing);
-
-    let engines: Vec<EngineFigures> = load(
-        c,
-        &format!(
-            "SELECT engine, \
-             CAST(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS BIGINT) AS completed, \
-             CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
-             CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages, \
-             AVG(CASE WHEN status = 'completed' AND started_at IS NOT NULL THEN {per_page} END) AS page_seconds \
-             FROM tasks WHERE finished_at >= ? AND {ended} GROUP BY engine ORDER BY engine"
-        ),
-        Some(since),
-    )
-    .await?;
-
-    let top_users: Vec<UserFigures> = load(
-        c,
-        &format!(
-            "SELECT users.email AS email, COUNT(*) AS tasks, \
-             CAST(COALESCE(SUM(tasks.pages_done), 0) AS BIGINT) AS pages \
-             FROM tasks JOIN users ON users.id = tasks.user_id \
-             WHERE tasks.finished_at >= ? AND tasks.{ended} \
-             GROUP BY users.email ORDER BY pages DESC, tasks DESC LIMIT 10"
-        ),
-        Some(since),
-    )
-    .await?;
-
-    Ok(Stats {
-        window,
-        since,
-        bucket_secs: step,
-        by_status: by_status.into_iter().map(|r| (r.key, r.n)).collect(),
-        series,
-        task_seconds,
-        page_seconds,
-        failures: failures.into_iter().map(|r| (r.key, r.n)).collect(),
-        queue,
-        engines,
-        top_users,
-    })
+    Ok((
+        counts.into_iter().map(|r| (r.key, r.n)).collect(),
+        oldest.into_iter().next().and_then(|o| o.at),
+    ))
 }
 
-/// p50, p95 and p99 of `value` over the rows of `from` (a `FROM … WHERE` with one `?`).
-async fn percentiles(
+/// PostgreSQL: p50, p95 and p99 of task and page seconds over the rows of `from` (a
+/// `FROM … WHERE` with one `?`), interpolated, in one pass.
+async fn both_percentiles(
     c: &mut DbConn,
-    d: Dialect,
+    task: &str,
+    page: &str,
+    from: &str,
+    since: NaiveDateTime,
+) -> Result<(Percentiles, Percentiles), DbError> {
+    let sql = format!(
+        "SELECT n, t[1] AS t50, t[2] AS t95, t[3] AS t99, p[1] AS p50, p[2] AS p95, p[3] AS p99 \
+         FROM (SELECT COUNT(*) AS n, \
+           percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {task}) AS t, \
+           percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {page}) AS p {from}) s"
+    );
+    let rows: Vec<Ranks> = load(c, &sql, Some(since)).await?;
+    let Some(r) = rows.into_iter().next() else {
+        return Ok(Default::default());
+    };
+    let of = |p50, p95, p99| Percentiles {
+        count: r.n,
+        p50,
+        p95,
+        p99,
+    };
+    Ok((of(r.t50, r.t95, r.t99), of(r.p50, r.p95, r.p99)))
+}
+
+/// SQLite, which has no percentile function: the value at each nearest rank ⌈p·n⌉.
+async fn nearest_ranks(
+    c: &mut DbConn,
     value: &str,
     from: &str,
     since: NaiveDateTime,
@@ -388,16 +470,8 @@ async fn percentiles(
     }
     let mut at = [None; 3];
     for (slot, p) in at.iter_mut().zip([0.5, 0.95, 0.99]) {
-        let sql = match d {
-            Dialect::Postgres => format!(
-                "SELECT CAST(percentile_cont({p}) WITHIN GROUP (ORDER BY {value}) AS DOUBLE PRECISION) AS value {from}"
-            ),
-            // The nearest rank: the row at position ⌈p·n⌉.
-            Dialect::Sqlite => {
-                let offset = ((p * count as f64).ceil() as i64 - 1).clamp(0, count - 1);
-                format!("SELECT {value} AS value {from} ORDER BY value LIMIT 1 OFFSET {offset}")
-            }
-        };
+        let offset = ((p * count as f64).ceil() as i64 - 1).clamp(0, count - 1);
+        let sql = format!("SELECT {value} AS value {from} ORDER BY value LIMIT 1 OFFSET {offset}");
         let rows: Vec<Rank> = load(c, &sql, Some(since)).await?;
         *slot = rows.into_iter().next().and_then(|r| r.value);
     }

@@ -85,7 +85,7 @@ pub async fn list(app: &App) -> Result<Vec<WorkerView>, DbError> {
     app.db
         .run(move |c| {
             async move {
-                let rows = WorkerRow::list(c, KEEP_STOPPED).await?;
+                let rows = WorkerRow::list(c, "work", KEEP_STOPPED).await?;
                 let mut views = Vec::with_capacity(rows.len());
                 for row in rows {
                     let tasks = WorkerRow::held_tasks(c, &row.id).await?;
@@ -96,6 +96,78 @@ pub async fn list(app: &App) -> Result<Vec<WorkerView>, DbError> {
             .boxed()
         })
         .await
+}
+
+/// Every `serve` process, newest first, with its version, start and state.
+pub async fn servers(app: &App) -> Result<Vec<WorkerView>, DbError> {
+    let interval = interval(app);
+    let rows = app
+        .db
+        .run(move |c| async move { WorkerRow::list(c, "serve", KEEP_STOPPED).await }.boxed())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| WorkerView::new(row, Vec::new(), interval))
+        .collect())
+}
+
+/// Registers this `serve` process and heartbeats every `worker.report_secs` until `shutdown`,
+/// then reports it stopped. An unreachable database is retried at the next beat.
+pub async fn serve_heartbeat(app: App, shutdown: tokio_util::sync::CancellationToken) {
+    let at = now();
+    let id = format!(
+        "serve-{}-{}-{:04x}",
+        crate::process::hostname(),
+        std::process::id(),
+        fastrand::u16(..)
+    );
+    let row = WorkerRow {
+        id: id.clone(),
+        host: crate::process::hostname(),
+        pid: std::process::id() as i32,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        engine: String::new(),
+        devices: String::new(),
+        concurrency: 0,
+        started_at: at,
+        heartbeat_at: at,
+        state: WorkerState::Running,
+        drain: false,
+        pages_done: 0,
+        pages_per_sec: 0.0,
+        rss_bytes: rss_bytes(),
+        role: "serve".into(),
+    };
+    let mut registered = false;
+    let every = interval(&app);
+    loop {
+        let stopping = shutdown.is_cancelled();
+        if !registered {
+            registered = register(&app, row.clone()).await.is_ok();
+        }
+        let state = if stopping {
+            WorkerState::Stopped
+        } else {
+            WorkerState::Running
+        };
+        let beat_now = Beat {
+            state,
+            pages_done: 0,
+            pages_per_sec: 0.0,
+            rss_bytes: rss_bytes(),
+        };
+        if registered && let Ok(None) = beat(&app, &id, beat_now).await {
+            // Removed by hand: register again.
+            registered = false;
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Asks a worker to drain or to take work again; `NotFound` for an unknown id.

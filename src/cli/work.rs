@@ -242,9 +242,16 @@ async fn run(
         }
         announce_ready(&app, bound).await;
     }
+    let shutdown = CancellationToken::new();
+    // Health lists every web server with its version and uptime, as it lists workers.
+    let registry = (scope == Scope::Full).then(|| {
+        tokio::spawn(crate::admin::workers::serve_heartbeat(
+            app.clone(),
+            shutdown.clone(),
+        ))
+    });
     drop(app);
 
-    let shutdown = CancellationToken::new();
     let mut work = match worker {
         Some(worker) => tokio::spawn(worker.run(shutdown.clone())),
         // Without a worker, "the worker ended" means "shutdown was requested".
@@ -277,6 +284,10 @@ async fn run(
     }
     for handle in handles {
         handle.stop(true).await;
+    }
+    if let Some(registry) = registry {
+        // Reports this server stopped.
+        let _ = registry.await;
     }
     Ok(())
 }

@@ -173,6 +173,7 @@ diesel::table! {
         pages_done -> BigInt,
         pages_per_sec -> Double,
         rss_bytes -> BigInt,
+        role -> Text,
     }
 }
 

@@ -50,6 +50,7 @@ impl Worker {
             pages_done: 0,
             pages_per_sec: 0.0,
             rss_bytes: admin::workers::rss_bytes(),
+            role: "work".into(),
         }
     }
 

@@ -1,7 +1,8 @@
-// The console's overview: the queue (pause and resume) and every worker (state, heartbeat,
-// tasks, pages, memory; drain and resume), refreshed every few seconds and on task events.
+// The console's overview: health (dependencies, disks, servers), throughput charts, the queue
+// (pause and resume) and every worker (state, heartbeat, tasks, pages, memory; drain and
+// resume), refreshed every few seconds and on task events.
 import { stackedBars } from './chart.js';
-import { api, el, formatBytes, live, setupChrome, toast } from './lib.js';
+import { api, el, formatBytes, formatDuration, live, setupChrome, toast } from './lib.js';
 
 setupChrome();
 
@@ -70,9 +71,13 @@ async function checkHealth() {
       const low = disk.free_bytes !== null && disk.total_bytes && disk.free_bytes / disk.total_bytes < 0.05;
       tiles.push(tile(`Disk: ${disk.name}`, disk.free_bytes !== null && !low, [disk.path, disk.free_bytes === null ? 'unknown' : `${formatBytes(disk.free_bytes)} free of ${formatBytes(disk.total_bytes)}`]));
     }
+    for (const s of health.servers.filter((x) => x.state !== 'stopped')) {
+      const up = formatDuration(Date.now() - new Date(s.started_at).getTime());
+      tiles.push(tile(`Server ${s.host}:${s.pid}`, s.state === 'running', [`v${s.version}, up ${up}`, s.state === 'lost' ? `silent for ${Math.round(s.heartbeat_age_secs)} s` : null]));
+    }
     document.getElementById('health').replaceChildren(...tiles);
     state.dataset.status = health.status;
-    state.textContent = health.status === 'ok' ? 'Everything answers.' : 'Degraded: a dependency is down or a worker is lost.';
+    state.textContent = health.status === 'ok' ? 'Everything answers.' : 'Degraded: a dependency is down, or a worker or server is lost.';
   } catch (e) {
     state.textContent = `Could not check the health: ${e.message}`;
   }

@@ -898,6 +898,7 @@ async fn health_reports_every_dependency_and_a_lost_worker_degrades_it() {
                 pages_done: 0,
                 pages_per_sec: 0.0,
                 rss_bytes: 0,
+                role: "work".into(),
             },
         )
         .await
@@ -906,6 +907,63 @@ async fn health_reports_every_dependency_and_a_lost_worker_degrades_it() {
         let report = health().await;
         assert_eq!(report["status"], "degraded", "{report}");
         assert_eq!(report["workers"][0]["state"], "lost");
+        assert_eq!(
+            report["servers"],
+            json!([]),
+            "in-process servers do not register"
+        );
+
+        // A real `ocrd serve` lists itself with its version and uptime, and is lost within two
+        // report intervals of a SIGKILL.
+        if distributed {
+            let port = crate::install::free_port();
+            let mut serve = install
+                .ocrd_command()
+                .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+                .env("OCRD_WORKER__REPORT_SECS", "1")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let pid = serve.id();
+            let server = wait_for(
+                Duration::from_secs(60),
+                "the serve process in health",
+                || async {
+                    let report = health().await;
+                    report["servers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|s| s["pid"] == pid && s["state"] == "running")
+                        .cloned()
+                },
+            )
+            .await;
+            assert_eq!(server["version"], env!("CARGO_PKG_VERSION"));
+            assert!(
+                server["id"].as_str().unwrap().starts_with("serve-"),
+                "{server}"
+            );
+            serve.kill().unwrap();
+            serve.wait().unwrap();
+            let lost = std::time::Instant::now();
+            wait_for(
+                Duration::from_secs(30),
+                "the killed serve process to be lost",
+                || async {
+                    let report = health().await;
+                    report["servers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|s| s["pid"] == pid && s["state"] == "lost")
+                        .then_some(())
+                },
+            )
+            .await;
+            println!("serve process lost {:?} after SIGKILL", lost.elapsed());
+        }
     }
 }
 

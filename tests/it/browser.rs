@@ -1698,3 +1698,226 @@ async fn the_console_runs_the_queue_workers_and_tasks() {
     worker.await.unwrap();
     browser.close().await;
 }
+
+/// An admin, in the browser: cancels a running 10-page PDF (its worker stops within 5 s of the
+/// click), lowers the upload limit on the settings page (the upload page refuses a larger file
+/// at once, no restart), disables an account whose open session is refused on its next
+/// request, and finds all of it in the audit log, which `ocrd admin audit verify` passes until
+/// a row is edited. Screenshots of the task, settings, users and logs pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cancels_a_long_task_lowers_the_upload_limit_and_disables_an_account() {
+    // Small renders: pages go by quickly, so the cancel lands mid-document.
+    let (install, base, _) = serve(|c| {
+        c.ocr.pdf_dpi = 100;
+        c.worker.report_secs = 1;
+    })
+    .await;
+    let browser = Browser::start(base.clone()).await;
+    let email = browser.register_new().await;
+    {
+        let mut conn = install.app.db.get().await.unwrap();
+        let user = ocrd::db::models::User::find_by_email(&mut conn, &email)
+            .await
+            .unwrap()
+            .unwrap();
+        ocrd::db::models::User::set_role(&mut conn, &user.id, ocrd::db::models::Role::Admin)
+            .await
+            .unwrap();
+    }
+
+    // 1. A running 10-page PDF, cancelled from its console page.
+    let images: Vec<image::RgbImage> = sample_pages()
+        .into_iter()
+        .cycle()
+        .take(10)
+        .map(|(path, _)| image::open(path).unwrap().to_rgb8())
+        .collect();
+    let pdf = crate::pdf::image_pdf(&images, 300.0);
+    let long = install.submit_bytes("ten-pages.pdf", pdf).await.id;
+    let (stop, worker) = start_worker(&install, crate::ocr::engine());
+    wait_for(DEADLINE, "the first page of the PDF", || async {
+        let task = install.task(&long).await;
+        (task.status.as_str() == "processing" && task.pages_done >= 1).then_some(())
+    })
+    .await;
+    browser.goto(&format!("/admin/tasks/{long}")).await;
+    browser
+        .until(
+            "the task's page with its timeline",
+            "return !document.getElementById('task-cancel').hidden && document.querySelectorAll('#steps tr[data-kind=page]').length >= 1",
+        )
+        .await;
+    browser.assert_accessible("the console's task page").await;
+    browser.screenshots("admin-task").await;
+    browser.click("#task-cancel").await;
+    let clicked = std::time::Instant::now();
+    let root = install.temp_root();
+    wait_for(
+        Duration::from_secs(5),
+        "the worker to stop the cancelled task",
+        || async {
+            let task = install.task(&long).await;
+            let idle = std::fs::read_dir(&root).map_or(true, |mut d| d.next().is_none());
+            (task.status.as_str() == "cancelled" && idle).then_some(())
+        },
+    )
+    .await;
+    let stopped_after = clicked.elapsed();
+    let done = install.task(&long).await.pages_done;
+    assert!(done < 10, "cancelled mid-document, after {done} pages");
+    println!("cancel: stopped {stopped_after:?} after the click, at page {done} of 10");
+    browser
+        .until(
+            "the timeline to show the cancel, live",
+            "return document.querySelector('#steps tr[data-kind=cancelled]') !== null",
+        )
+        .await;
+
+    // 2. A lower upload limit applies to the upload page at once.
+    browser.goto("/admin/settings").await;
+    browser
+        .until(
+            "the settings",
+            "return !document.getElementById('settings').hidden",
+        )
+        .await;
+    browser.assert_accessible("the settings page").await;
+    browser.screenshots("admin-settings").await;
+    browser
+        .fill("#setting-limits-max_upload_bytes", "100000")
+        .await;
+    browser.click("#settings button[type=submit]").await;
+    browser
+        .until(
+            "the override to show",
+            "return document.querySelector('.setting[data-key=\"limits.max_upload_bytes\"]').dataset.overridden === 'true'",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.png");
+    std::fs::copy(&sample_pages()[0].0, &big).unwrap();
+    assert!(std::fs::metadata(&big).unwrap().len() > 100_000);
+    browser.goto("/upload").await;
+    let input = browser.client.find(Locator::Css("#files")).await.unwrap();
+    input.send_keys(big.to_str().unwrap()).await.unwrap();
+    let refused = browser
+        .until(
+            "the upload page to refuse the file",
+            "const row = document.querySelector('.upload'); \
+             return row && row.dataset.state === 'error' && row.querySelector('.upload-status').textContent",
+        )
+        .await;
+    assert!(refused.as_str().unwrap().contains("Too large"), "{refused}");
+
+    // 3. A disabled account's open session is refused on its next request.
+    let someone = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let someone_email = format!("{}@example.com", unique("someone"));
+    crate::support::register_and_sign_in(&base, &someone, &someone_email).await;
+    assert_eq!(
+        someone
+            .get(format!("{base}/api/tasks"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    browser.goto("/admin/users").await;
+    let row = format!("#users tbody tr[data-email='{someone_email}']");
+    browser
+        .until(
+            "the account in the list",
+            &format!("return document.querySelector(\"{row}\") !== null"),
+        )
+        .await;
+    browser.assert_accessible("the users page").await;
+    browser.screenshots("admin-users").await;
+    browser.click(&format!("{row} button[data-disable]")).await;
+    browser
+        .until(
+            "the account to show disabled",
+            &format!("return document.querySelector(\"{row}\")?.dataset.disabled === 'true'"),
+        )
+        .await;
+    assert_eq!(
+        someone
+            .get(format!("{base}/api/tasks"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // The logs page lists the worker's records (kept by the layer every ocrd process installs;
+    // this test's in-process server needs it installed here).
+    crate::support::keep_logs();
+    tracing::info!(target: "ocrd::browser_test", task = %long, "a record for the logs page");
+    browser.goto("/admin/logs").await;
+    browser
+        .until(
+            "log records",
+            "return document.querySelectorAll('#logs tbody tr').length > 0",
+        )
+        .await;
+    browser.assert_accessible("the logs page").await;
+    browser.screenshots("admin-logs").await;
+
+    // 4. The audit log has every step; verify passes, then names an edited row.
+    browser.goto("/admin/audit").await;
+    let actions = browser
+        .until(
+            "the audit log",
+            "const rows = [...document.querySelectorAll('#audit tbody tr')]; \
+             return rows.length > 0 && rows.map((r) => r.dataset.action)",
+        )
+        .await;
+    for action in ["task.cancel", "settings.update", "user.update"] {
+        assert!(
+            actions.as_array().unwrap().iter().any(|a| a == action),
+            "{action} missing from {actions}"
+        );
+    }
+    browser
+        .assert_no_console_errors("the admin's journey")
+        .await;
+    let verify = || {
+        install
+            .ocrd_command()
+            .args(["admin", "audit", "verify"])
+            .output()
+            .unwrap()
+    };
+    let passed = verify();
+    assert!(
+        passed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    let row: i64 = {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use ocrd::db::schema::audit_log;
+        let mut conn = install.app.db.get().await.unwrap();
+        let seq: i64 = ocrd::with_conn!(&mut conn, |c| audit_log::table
+            .filter(audit_log::action.eq("settings.update"))
+            .select(audit_log::seq)
+            .first(c)
+            .await)
+        .unwrap();
+        let edit =
+            diesel::update(audit_log::table.find(seq)).set(audit_log::actor.eq("someone else"));
+        ocrd::with_conn!(&mut conn, |c| edit.execute(c).await).unwrap();
+        seq
+    };
+    let failed = verify();
+    assert!(!failed.status.success());
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(said.contains(&format!("row {row}")), "{said}");
+    stop.cancel();
+    worker.await.unwrap();
+    browser.close().await;
+}

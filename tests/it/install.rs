@@ -204,6 +204,18 @@ impl Install {
         command
     }
 
+    /// Runs `ocrd ARGS…` on this install to success; its standard output.
+    pub fn run_ocrd(&self, args: &[&str]) -> String {
+        let output = self.ocrd_command().args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "ocrd {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// Starts `ocrd work` on this install; `extra` env overrides come last.
     pub fn spawn_worker(&self, name: &str, extra: &[(&str, &str)]) -> WorkerProcess {
         let log = self

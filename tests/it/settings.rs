@@ -11,7 +11,7 @@ use crate::admin::{Caller, served};
 use crate::install::{Install, wait_for};
 
 impl Caller {
-    async fn patch(&self, url: String, body: Value) -> reqwest::Response {
+    pub async fn patch(&self, url: String, body: Value) -> reqwest::Response {
         self.client
             .patch(url)
             .header("X-CSRF-Token", &self.csrf)
@@ -295,16 +295,7 @@ async fn runtime_settings_apply_on_every_instance_without_a_restart() {
 
         // The shell: the same settings, and `ocrd config` shows the file's values and the
         // stored ones.
-        let run = |args: &[&str]| {
-            let output = install.ocrd_command().args(args).output().unwrap();
-            let text = String::from_utf8_lossy(&output.stdout).into_owned();
-            assert!(
-                output.status.success(),
-                "{args:?}: {text}{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            text
-        };
+        let run = |args: &[&str]| install.run_ocrd(args);
         let set = run(&[
             "admin",
             "settings",
@@ -375,7 +366,11 @@ async fn register_with(base: &str, email: &str, code: Option<&str>) -> (u16, Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_links_make_one_account_each() {
-    let install = Install::embedded(|_| {}).await;
+    invite_links_on(Install::embedded(|_| {}).await).await;
+    invite_links_on(Install::distributed(|_| {}).await).await;
+}
+
+async fn invite_links_on(install: Install) {
     let base = served(&install).await;
     let admin = Caller::new(&install, &base, Role::Admin).await;
     let fresh = |name: &str| format!("{}@example.com", crate::support::unique(name));
@@ -393,13 +388,11 @@ async fn invite_links_make_one_account_each() {
     };
     let closed = json!("registration_closed");
     let set = admin
-        .client
-        .patch(format!("{base}/api/admin/settings"))
-        .header("X-CSRF-Token", &admin.csrf)
-        .json(&json!({"auth.registration": "invite"}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            format!("{base}/api/admin/settings"),
+            json!({"auth.registration": "invite"}),
+        )
+        .await;
     assert_eq!(set.status(), 200);
     assert_eq!(
         register_with(&base, &fresh("none"), None).await,
@@ -485,17 +478,7 @@ async fn invite_links_make_one_account_each() {
     );
 
     // The shell makes them too; the audit log has every step.
-    let output = install
-        .ocrd_command()
-        .args(["admin", "invite", "--days", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let link = String::from_utf8(output.stdout).unwrap();
+    let link = install.run_ocrd(&["admin", "invite", "--days", "2"]);
     let token = link.trim().rsplit_once("invite=").unwrap().1.to_owned();
     assert_eq!(
         register_with(&base, &fresh("shell"), Some(&token)).await.0,

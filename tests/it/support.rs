@@ -384,3 +384,14 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value 
         .await
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
+
+/// Keeps this test process's log records for the console's log view, as `ocrd` processes do
+/// (`ocrd::telemetry::init`), without printing them.
+pub fn keep_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let subscriber = tracing_subscriber::registry().with(ocrd::logs::LogLayer);
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}

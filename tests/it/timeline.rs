@@ -202,17 +202,8 @@ async fn statistics_over_a_window_agree_on_both_backends() {
             .await;
         assert_eq!(bad.status(), 400);
 
-        let output = install
-            .ocrd_command()
-            .args(["admin", "stats", "--window", "7d"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let shell: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let output = install.run_ocrd(&["admin", "stats", "--window", "7d"]);
+        let shell: Value = serde_json::from_str(&output).unwrap();
         assert_eq!(shell["task_seconds"]["count"], 11);
     }
 }
@@ -368,13 +359,11 @@ async fn a_tasks_timeline_shows_its_owner_and_operators_what_happened_and_old_on
         ocrd::with_conn!(&mut conn, |c| update.execute(c).await).unwrap();
     }
     let set = admin
-        .client
-        .patch(format!("{base}/api/admin/settings"))
-        .header("X-CSRF-Token", &admin.csrf)
-        .json(&json!({"retention.days": 2}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            format!("{base}/api/admin/settings"),
+            json!({"retention.days": 2}),
+        )
+        .await;
     assert_eq!(set.status(), 200);
     wait_for(
         Duration::from_secs(60),

@@ -37,6 +37,8 @@ pub struct WorkerRow {
     pub pages_done: i64,
     pub pages_per_sec: f64,
     pub rss_bytes: i64,
+    /// `work` (a worker) or `serve` (a web server).
+    pub role: String,
 }
 
 impl From<WorkerState> for String {
@@ -106,10 +108,11 @@ impl WorkerRow {
         Ok(updated == 1)
     }
 
-    /// Every registered worker, newest first; workers stopped more than `keep` ago are left
-    /// out (and removed).
+    /// Every registered process of `role` (`work` or `serve`), newest first; those silent for
+    /// more than `keep` are left out (and removed).
     pub async fn list(
         conn: &mut DbConn,
+        role: &str,
         keep: chrono::TimeDelta,
     ) -> Result<Vec<WorkerRow>, DbError> {
         let before = now() - keep;
@@ -119,6 +122,7 @@ impl WorkerRow {
         .execute(c)
         .await)?;
         Ok(with_conn!(conn, |c| workers::table
+            .filter(workers::role.eq(role))
             .select(WorkerRow::as_select())
             .order(workers::started_at.desc())
             .load(c)
