@@ -325,9 +325,13 @@ pub async fn recent(
 pub fn live(redis_url: Option<&str>, key_prefix: &str) -> broadcast::Receiver<LogRecord> {
     let sink = sink();
     if let Some(url) = redis_url {
-        static TAIL: OnceLock<()> = OnceLock::new();
-        if TAIL.set(()).is_ok() {
-            tokio::spawn(tail(url.to_owned(), stream_key(key_prefix)));
+        // One reader per stream (a process serves one; tests run several installs).
+        static TAILED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let key = stream_key(key_prefix);
+        let mut tailed = TAILED.lock().unwrap_or_else(|e| e.into_inner());
+        if !tailed.contains(&key) {
+            tailed.push(key.clone());
+            tokio::spawn(tail(url.to_owned(), key));
         }
     }
     sink.live.subscribe()

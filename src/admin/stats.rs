@@ -117,18 +117,13 @@ pub struct QueueFigures {
     pub paused: bool,
 }
 
-#[derive(Clone, Debug, Serialize, ToSchema, QueryableByName)]
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
 pub struct EngineFigures {
-    #[diesel(sql_type = Text)]
     pub engine: String,
-    #[diesel(sql_type = BigInt)]
     pub completed: i64,
-    #[diesel(sql_type = BigInt)]
     pub failed: i64,
-    #[diesel(sql_type = BigInt)]
     pub pages: i64,
     /// Mean seconds per page of its completed tasks.
-    #[diesel(sql_type = Nullable<Double>)]
     pub page_seconds: Option<f64>,
 }
 
@@ -160,6 +155,28 @@ struct Bucket {
     n: i64,
     #[diesel(sql_type = BigInt)]
     pages: i64,
+}
+
+/// Ended tasks of one bucket, status, engine and error code.
+#[derive(QueryableByName)]
+struct Ended {
+    #[diesel(sql_type = BigInt)]
+    bucket: i64,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Text)]
+    engine: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    error_code: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = BigInt)]
+    pages: i64,
+    /// Completed tasks with a start time, and the sum of their seconds per page.
+    #[diesel(sql_type = BigInt)]
+    timed: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    page_seconds: Option<f64>,
 }
 
 #[derive(QueryableByName)]
@@ -252,30 +269,18 @@ where
 /// Tasks that have ended, in SQL.
 const ENDED: &str = "status IN ('completed', 'failed', 'cancelled')";
 
-/// The statistics of `window`, ending now. Its parts are independent reads over the window,
-/// run at once, each on a connection of its own.
+/// The statistics of `window`, ending now: four reads of the window's range of an index (what
+/// was created, what ended, the durations, the top users), run at once, each on a connection
+/// of its own.
 pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
     let at = now();
     let since = at - window.span();
     let step = window.bucket_secs();
     let db = &app.db;
-    let (
-        by_status,
-        created,
-        finished,
-        (task_seconds, page_seconds),
-        failures,
-        engines,
-        top,
-        waiting,
-        paused,
-    ) = futures::try_join!(
-        db.run(move |c| async move { by_status(c, since).await }.boxed()),
-        db.run(move |c| async move { buckets(c, "created_at", since, step).await }.boxed()),
-        db.run(move |c| async move { buckets(c, "finished_at", since, step).await }.boxed()),
+    let (created, ended, (task_seconds, page_seconds), top_users, waiting, paused) = futures::try_join!(
+        db.run(move |c| async move { created(c, since, step).await }.boxed()),
+        db.run(move |c| async move { ended(c, since, step).await }.boxed()),
         db.run(move |c| async move { durations(c, since).await }.boxed()),
-        db.run(move |c| async move { failures(c, since).await }.boxed()),
-        db.run(move |c| async move { engines(c, since).await }.boxed()),
         db.run(move |c| async move { top_users(c, since).await }.boxed()),
         db.run(move |c| async move { waiting(c).await }.boxed()),
         super::queue::paused(app),
@@ -287,7 +292,48 @@ pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
         oldest_queued_secs: oldest.map(|t| (at - t).num_seconds().max(0)),
         paused,
     };
-    let mut series = series(since, at, step, created.into_iter().chain(finished));
+    let mut by_status = BTreeMap::new();
+    for row in &created {
+        *by_status.entry(row.status.clone()).or_insert(0) += row.n;
+    }
+    let mut failures = BTreeMap::new();
+    let mut engines: BTreeMap<String, (EngineFigures, i64, f64)> = BTreeMap::new();
+    for row in &ended {
+        if row.status == "failed" {
+            let code = row.error_code.clone().unwrap_or_else(|| "unknown".into());
+            *failures.entry(code).or_insert(0) += row.n;
+        }
+        let (figures, timed, seconds) = engines.entry(row.engine.clone()).or_default();
+        match row.status.as_str() {
+            "completed" => figures.completed += row.n,
+            "failed" => figures.failed += row.n,
+            _ => {}
+        }
+        figures.pages += row.pages;
+        *timed += row.timed;
+        *seconds += row.page_seconds.unwrap_or(0.0);
+    }
+    let engines = engines
+        .into_iter()
+        .map(|(engine, (figures, timed, seconds))| EngineFigures {
+            engine,
+            page_seconds: (timed > 0).then(|| seconds / timed as f64),
+            ..figures
+        })
+        .collect();
+    let rows = created
+        .into_iter()
+        .map(|row| Bucket {
+            status: "created".into(),
+            ..row
+        })
+        .chain(ended.into_iter().map(|row| Bucket {
+            bucket: row.bucket,
+            status: row.status,
+            n: row.n,
+            pages: row.pages,
+        }));
+    let mut series = series(since, at, step, rows);
     fill_backlog(&mut series, queue.queued + queue.processing);
     Ok(Stats {
         window,
@@ -300,42 +346,35 @@ pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
         failures,
         queue,
         engines,
-        top_users: top,
+        top_users,
     })
 }
 
-/// Tasks created since `since`, by their status now.
-async fn by_status(c: &mut DbConn, since: NaiveDateTime) -> Result<BTreeMap<String, i64>, DbError> {
-    let rows: Vec<Count> = load(
-        c,
-        "SELECT status AS key, COUNT(*) AS n FROM tasks WHERE created_at >= ? GROUP BY status",
-        Some(since),
-    )
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.key, r.n)).collect())
+/// Tasks created since `since` per bucket, by their status now.
+async fn created(c: &mut DbConn, since: NaiveDateTime, step: i64) -> Result<Vec<Bucket>, DbError> {
+    let bucket = format!("{} / {step}", Dialect::of(c).epoch("created_at"));
+    let sql = format!(
+        "SELECT {bucket} AS bucket, status, COUNT(*) AS n, CAST(0 AS BIGINT) AS pages \
+         FROM tasks WHERE created_at >= ? GROUP BY {bucket}, status"
+    );
+    load(c, &sql, Some(since)).await
 }
 
-/// Tasks per bucket of `column`: created (`created_at`), or ended by status with their pages
-/// (`finished_at`).
-async fn buckets(
-    c: &mut DbConn,
-    column: &str,
-    since: NaiveDateTime,
-    step: i64,
-) -> Result<Vec<Bucket>, DbError> {
-    let bucket = format!("{} / {step}", Dialect::of(c).epoch(column));
-    let sql = if column == "created_at" {
-        format!(
-            "SELECT {bucket} AS bucket, 'created' AS status, COUNT(*) AS n, \
-             CAST(0 AS BIGINT) AS pages FROM tasks WHERE created_at >= ? GROUP BY {bucket}"
-        )
-    } else {
-        format!(
-            "SELECT {bucket} AS bucket, status, COUNT(*) AS n, \
-             CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages FROM tasks \
-             WHERE {column} >= ? AND {ENDED} GROUP BY {bucket}, status"
-        )
-    };
+/// Tasks ended since `since` per bucket, status, engine and error code, with their pages and
+/// seconds per page: the series, the failures and the engines from one read.
+async fn ended(c: &mut DbConn, since: NaiveDateTime, step: i64) -> Result<Vec<Ended>, DbError> {
+    let d = Dialect::of(c);
+    let bucket = format!("{} / {step}", d.epoch("finished_at"));
+    let per_page = per_page(d);
+    let timed = "status = 'completed' AND started_at IS NOT NULL";
+    let sql = format!(
+        "SELECT {bucket} AS bucket, status, engine, error_code, COUNT(*) AS n, \
+         CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages, \
+         CAST(SUM(CASE WHEN {timed} THEN 1 ELSE 0 END) AS BIGINT) AS timed, \
+         SUM(CASE WHEN {timed} THEN {per_page} END) AS page_seconds \
+         FROM tasks WHERE finished_at >= ? AND {ENDED} \
+         GROUP BY {bucket}, status, engine, error_code"
+    );
     load(c, &sql, Some(since)).await
 }
 
@@ -364,38 +403,16 @@ async fn durations(
     }
 }
 
-/// Tasks failed since `since`, by error code.
-async fn failures(c: &mut DbConn, since: NaiveDateTime) -> Result<BTreeMap<String, i64>, DbError> {
-    let rows: Vec<Count> = load(
-        c,
-        "SELECT COALESCE(error_code, 'unknown') AS key, COUNT(*) AS n FROM tasks \
-         WHERE finished_at >= ? AND status = 'failed' GROUP BY error_code",
-        Some(since),
-    )
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.key, r.n)).collect())
-}
-
-async fn engines(c: &mut DbConn, since: NaiveDateTime) -> Result<Vec<EngineFigures>, DbError> {
-    let per_page = per_page(Dialect::of(c));
-    let sql = format!(
-        "SELECT engine, \
-         CAST(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS BIGINT) AS completed, \
-         CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
-         CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages, \
-         AVG(CASE WHEN status = 'completed' AND started_at IS NOT NULL THEN {per_page} END) AS page_seconds \
-         FROM tasks WHERE finished_at >= ? AND {ENDED} GROUP BY engine ORDER BY engine"
-    );
-    load(c, &sql, Some(since)).await
-}
-
+/// The ten accounts with the most pages in tasks ended since `since`: counted per account from
+/// the index, and only those ten looked up.
 async fn top_users(c: &mut DbConn, since: NaiveDateTime) -> Result<Vec<UserFigures>, DbError> {
     let sql = format!(
-        "SELECT users.email AS email, COUNT(*) AS tasks, \
-         CAST(COALESCE(SUM(tasks.pages_done), 0) AS BIGINT) AS pages \
-         FROM tasks JOIN users ON users.id = tasks.user_id \
-         WHERE tasks.finished_at >= ? AND tasks.{ENDED} \
-         GROUP BY users.email ORDER BY pages DESC, tasks DESC LIMIT 10"
+        "SELECT users.email AS email, t.tasks AS tasks, t.pages AS pages \
+         FROM (SELECT user_id, COUNT(*) AS tasks, \
+                 CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages \
+               FROM tasks WHERE finished_at >= ? AND {ENDED} \
+               GROUP BY user_id ORDER BY pages DESC, tasks DESC LIMIT 10) t \
+         JOIN users ON users.id = t.user_id ORDER BY t.pages DESC, t.tasks DESC"
     );
     load(c, &sql, Some(since)).await
 }

@@ -202,6 +202,34 @@ async fn statistics_over_a_window_agree_on_both_backends() {
             .await;
         assert_eq!(bad.status(), 400);
 
+        // On this backend too: a task's detail with its timeline, its priority, and the logs.
+        let waiting = &ids[14];
+        let prioritised: Value = operator
+            .post(
+                format!("{base}/api/admin/tasks/{waiting}/priority"),
+                json!({"priority": 5}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(prioritised["priority"], 5);
+        let detail: Value = operator
+            .get(format!("{base}/api/admin/tasks/{waiting}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (detail["priority"].as_i64(), detail["status"].as_str()),
+            (Some(5), Some("queued"))
+        );
+        assert_eq!(steps(&detail["timeline"]), ["queued"], "{detail}");
+        let logs = operator.get(format!("{base}/api/admin/logs?limit=5")).await;
+        assert_eq!(logs.status(), 200);
+        let logs: Value = logs.json().await.unwrap();
+        assert!(logs["records"].is_array(), "{logs}");
+
         let output = install.run_ocrd(&["admin", "stats", "--window", "7d"]);
         let shell: Value = serde_json::from_str(&output).unwrap();
         assert_eq!(shell["task_seconds"]["count"], 11);
