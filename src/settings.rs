@@ -288,6 +288,25 @@ pub struct Change {
     pub new: Value,
 }
 
+/// The overrides stored in `db`, by key (`ocrd config` reads them without starting the
+/// reloading).
+pub async fn stored(db: &DbPool) -> Result<BTreeMap<String, Value>, DbError> {
+    let rows = db
+        .run(|c| async move { Setting::all(c).await }.boxed())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| Key::parse(&row.key).is_ok())
+        .filter_map(|row| match serde_json::from_str(&row.value) {
+            Ok(value) => Some((row.key, value)),
+            Err(_) => {
+                tracing::warn!(key = %row.key, "ignoring a stored setting that is not JSON");
+                None
+            }
+        })
+        .collect())
+}
+
 /// The settings of this instance: the configuration's defaults, the stored overrides, and the
 /// values they make, kept fresh in the background.
 #[derive(Clone, Debug)]
@@ -356,22 +375,7 @@ impl Settings {
 
     /// The overrides stored in the database, by key.
     pub async fn stored(&self) -> Result<BTreeMap<String, Value>, DbError> {
-        let rows = self
-            .inner
-            .db
-            .run(|c| async move { Setting::all(c).await }.boxed())
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter(|row| Key::parse(&row.key).is_ok())
-            .filter_map(|row| match serde_json::from_str(&row.value) {
-                Ok(value) => Some((row.key, value)),
-                Err(_) => {
-                    tracing::warn!(key = %row.key, "ignoring a stored setting that is not JSON");
-                    None
-                }
-            })
-            .collect())
+        stored(&self.inner.db).await
     }
 
     fn merge(&self, stored: &BTreeMap<String, Value>) -> Values {

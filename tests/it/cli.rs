@@ -119,9 +119,21 @@ fn config_file_then_environment_and_secrets_redacted() {
         "data_dir = \"/srv/ocrd\"\n[database]\nurl = \"postgres://ocrd:hunter2@db:5432/ocrd\"\n[log]\nlevel = \"debug\"\n",
     )
     .unwrap();
+    let asked = std::time::Instant::now();
     let out = ocrd(dir.path(), &["config"], &[("OCRD_LOG__LEVEL", "warn")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = String::from_utf8_lossy(&out.stdout);
+    // The stored runtime settings follow; a database that does not answer costs a note, not
+    // a wait.
+    assert!(
+        shown.contains("# Runtime settings: the database could not be read"),
+        "{shown}"
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(shown.contains("data_dir = \"/srv/ocrd\""), "{shown}");
     assert!(
         shown.contains("level = \"warn\""),

@@ -393,21 +393,28 @@ async fn a_tasks_timeline_shows_its_owner_and_operators_what_happened_and_old_on
         )
         .await;
     assert_eq!(set.status(), 200);
+    // The rows go first, then the objects: wait for both.
+    let keys: Vec<ocrd::blobs::BlobKey> = result_keys
+        .0
+        .values()
+        .map(|key| ocrd::blobs::BlobKey::parse(key).unwrap())
+        .collect();
     wait_for(
         Duration::from_secs(60),
-        "the expired task to be erased",
+        "the expired task and its files to be erased",
         || async {
-            (owner.get(format!("{base}/api/tasks/{good}")).await.status() == 404).then_some(())
+            if owner.get(format!("{base}/api/tasks/{good}")).await.status() != 404 {
+                return None;
+            }
+            for key in &keys {
+                if install.app.blobs.get(key).await.is_ok() {
+                    return None;
+                }
+            }
+            Some(())
         },
     )
     .await;
-    for key in result_keys.0.values() {
-        let key = ocrd::blobs::BlobKey::parse(key).unwrap();
-        assert!(
-            install.app.blobs.get(&key).await.is_err(),
-            "{key} outlived its task"
-        );
-    }
     assert_eq!(
         owner
             .get(format!("{base}/api/tasks/{third}"))
