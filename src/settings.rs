@@ -400,7 +400,10 @@ impl Settings {
                 key: key.name(),
                 value: key.get(&values),
                 default: key.get(&self.inner.defaults),
-                overridden: stored.contains_key(key.name()),
+                // A stored value the rules refuse (edited by hand) is ignored: not in force.
+                overridden: stored
+                    .get(key.name())
+                    .is_some_and(|v| key.apply(&mut values.clone(), v.clone()).is_ok()),
                 description: key.description(),
                 choices: key.choices(),
             })
@@ -428,23 +431,13 @@ impl Settings {
             };
             writes.push((key, write));
         }
-        let db_writes = writes.clone();
+        let db_writes: Vec<(&'static str, Option<String>)> = writes
+            .iter()
+            .map(|(key, write)| (key.name(), write.clone()))
+            .collect();
         self.inner
             .db
-            .run(move |c| {
-                async move {
-                    for (key, write) in db_writes {
-                        match write {
-                            Some(value) => Setting::put(c, key.name(), &value).await?,
-                            None => {
-                                Setting::delete(c, key.name()).await?;
-                            }
-                        }
-                    }
-                    Ok::<_, DbError>(())
-                }
-                .boxed()
-            })
+            .run(move |c| async move { Setting::write_all(c, &db_writes).await }.boxed())
             .await?;
         self.reload().await;
         let after = self.get();

@@ -1,24 +1,32 @@
-//! Fleet statistics over a window (the last hour, day, week or month), computed from the
-//! tasks table so they survive restarts and agree on every instance.
+//! Fleet statistics over a window (the last hour, day, week or month), computed from SQL so
+//! they survive restarts and agree on every instance.
 //!
-//! Each figure is one query over the window's range of a covering index
-//! (`tasks_created_stats_idx`, `tasks_finished_stats_idx`, `tasks_queue_idx`), read from the
-//! index alone; nothing counts the whole table. Time buckets and durations need each backend's
-//! date arithmetic, so the SQL is written here per backend; the percentiles are PostgreSQL's
-//! `percentile_cont` (all six in one pass), and on SQLite the row at each nearest rank.
+//! A window is read in parts: its whole closed hours and days from the rollup (`rollup.rs`, a
+//! few rows per hour, summed once), and its open ends from the tasks table through covering
+//! indexes (`tasks_created_stats_idx`, `tasks_finished_stats_idx`), read from the index alone.
+//! The last hour and day are mostly read from tasks; a week or a month mostly from the rollup.
+//! Durations are counted in buckets 40 to a decade, which add up across parts; a percentile is
+//! its bucket's middle, within 3 % of the exact value. Time buckets and durations need each
+//! backend's date arithmetic, so the SQL is written here per backend.
 
-use std::collections::BTreeMap;
+mod rollup;
+
+pub use rollup::catch_up;
+
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{NaiveDateTime, TimeDelta};
-use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Double, Nullable, Text, Timestamp};
+use diesel::{ExpressionMethods, QueryDsl, QueryableByName};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use self::rollup::{Level, Range, Split};
 use crate::app::App;
 use crate::db::models::now;
+use crate::db::schema::users;
 use crate::db::{DbConn, DbError};
 
 /// How far back the figures go, and the width of one bucket of the time series.
@@ -48,11 +56,11 @@ impl Window {
         }
     }
 
-    /// Seconds per bucket: 60, 30, 84 and 30 buckets.
+    /// Seconds per bucket: 60, 24, 84 and 30 buckets.
     fn bucket_secs(self) -> i64 {
         match self {
             Window::Hour => 60,
-            Window::Day => 1800,
+            Window::Day => 3600,
             Window::Week => 7200,
             Window::Month => 86_400,
         }
@@ -66,11 +74,12 @@ pub struct Stats {
     #[schema(value_type = String, format = DateTime)]
     pub since: NaiveDateTime,
     pub bucket_secs: i64,
-    /// Tasks created in the window, by their status now.
+    /// Tasks that ended in the window, by how they ended, and the tasks queued and processing
+    /// now.
     pub by_status: BTreeMap<String, i64>,
     /// One point per bucket, oldest first, empty buckets included.
     pub series: Vec<Point>,
-    /// Seconds from start to end of the tasks completed in the window.
+    /// Seconds from start to end of the tasks completed in the window (within 3 %).
     pub task_seconds: Percentiles,
     /// Seconds per page of the same tasks.
     pub page_seconds: Percentiles,
@@ -127,15 +136,15 @@ pub struct EngineFigures {
     pub page_seconds: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize, ToSchema, QueryableByName)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct UserFigures {
-    #[diesel(sql_type = Text)]
     pub email: String,
-    #[diesel(sql_type = BigInt)]
     pub tasks: i64,
-    #[diesel(sql_type = BigInt)]
     pub pages: i64,
 }
+
+/// Tasks created per bucket: the `status` of a [`Bucket`] that counts creations.
+const CREATED: &str = "created";
 
 #[derive(QueryableByName)]
 struct Count {
@@ -145,6 +154,7 @@ struct Count {
     n: i64,
 }
 
+/// Tasks created (`status` [`CREATED`]) or ended in one bucket of the series.
 #[derive(QueryableByName)]
 struct Bucket {
     #[diesel(sql_type = BigInt)]
@@ -179,34 +189,80 @@ struct Ended {
     page_seconds: Option<f64>,
 }
 
+/// A completed task's day (since the epoch) and its seconds, in all and per page.
 #[derive(QueryableByName)]
-struct Rank {
+struct Timing {
+    #[diesel(sql_type = BigInt)]
+    day: i64,
     #[diesel(sql_type = Nullable<Double>)]
-    value: Option<f64>,
+    task: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    page: Option<f64>,
 }
 
+/// Tasks ended and their pages, of one account on one day (since the epoch).
 #[derive(QueryableByName)]
-struct Ranks {
+struct UserDay {
     #[diesel(sql_type = BigInt)]
-    n: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    t50: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    t95: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    t99: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    p50: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    p95: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    p99: Option<f64>,
+    day: i64,
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = BigInt)]
+    tasks: i64,
+    #[diesel(sql_type = BigInt)]
+    pages: i64,
 }
 
 #[derive(QueryableByName)]
 struct Oldest {
     #[diesel(sql_type = Nullable<Timestamp>)]
     at: Option<NaiveDateTime>,
+}
+
+/// Seconds counted in buckets 40 to a decade, each 5.9 % wide, so that durations add up across
+/// hours, days and backends. A percentile is the middle of its bucket: within 3 % of the exact
+/// value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram(BTreeMap<i32, i64>);
+
+impl Histogram {
+    const PER_DECADE: f64 = 40.0;
+
+    /// The bucket of `seconds`: a millisecond to 30 years, so that a zero, a negative (a clock
+    /// stepped back) or a NaN counts at the ends, not as an error.
+    pub fn bucket(seconds: f64) -> i32 {
+        (seconds.clamp(1e-3, 1e9).log10() * Self::PER_DECADE).floor() as i32
+    }
+
+    pub fn record(&mut self, seconds: f64) {
+        self.add(Self::bucket(seconds), 1);
+    }
+
+    pub fn add(&mut self, bucket: i32, n: i64) {
+        *self.0.entry(bucket).or_insert(0) += n;
+    }
+
+    /// p50, p95 and p99 at the nearest rank ⌈p·n⌉.
+    pub fn percentiles(&self) -> Percentiles {
+        let count: i64 = self.0.values().sum();
+        let at = |p: f64| {
+            let rank = ((p * count as f64).ceil() as i64).clamp(1, count);
+            let mut seen = 0;
+            self.0.iter().find_map(|(&bucket, &n)| {
+                seen += n;
+                (seen >= rank).then(|| 10f64.powf((f64::from(bucket) + 0.5) / Self::PER_DECADE))
+            })
+        };
+        if count == 0 {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count,
+            p50: at(0.5),
+            p95: at(0.95),
+            p99: at(0.99),
+        }
+    }
 }
 
 /// The date arithmetic of one backend.
@@ -243,45 +299,70 @@ impl Dialect {
     }
 }
 
-/// Runs `sql` on whichever backend `conn` is, with `since` bound to its `?` if given.
-async fn load<T>(
-    conn: &mut DbConn,
-    sql: &str,
-    since: Option<NaiveDateTime>,
-) -> Result<Vec<T>, DbError>
+/// Runs `sql` on whichever backend `conn` is, with a range's ends bound to its two `?`, if
+/// given.
+async fn load<T>(conn: &mut DbConn, sql: &str, range: Option<Range>) -> Result<Vec<T>, DbError>
 where
     T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + Send + 'static,
 {
     let sql = match conn {
-        DbConn::Postgres(_) => sql.replace('?', "$1"),
+        DbConn::Postgres(_) => sql.replacen('?', "$1", 1).replacen('?', "$2", 1),
         DbConn::Sqlite(_) => sql.to_owned(),
     };
     let query = diesel::sql_query(sql);
-    Ok(match since {
-        Some(since) => {
-            let query = query.bind::<Timestamp, _>(since);
+    Ok(match range {
+        Some((from, until)) => {
+            let query = query.bind::<Timestamp, _>(from).bind::<Timestamp, _>(until);
             crate::with_conn!(conn, |c| query.load::<T>(c).await)?
         }
         None => crate::with_conn!(conn, |c| query.load::<T>(c).await)?,
     })
 }
 
-/// Tasks that have ended, in SQL.
-const ENDED: &str = "status IN ('completed', 'failed', 'cancelled')";
+/// Tasks that ended in a range, in SQL with its two `?`.
+const ENDED_IN: &str = "finished_at >= ? AND finished_at < ? \
+     AND status IN ('completed', 'failed', 'cancelled')";
 
-/// The statistics of `window`, ending now: four reads of the window's range of an index (what
-/// was created, what ended, the durations, the top users), run at once, each on a connection
-/// of its own.
+/// The statistics of `window`, ending now: the rollup brought up to date, then four reads (the
+/// series and ends, the durations, the top users, the queue), run at once, each on a
+/// connection of its own.
 pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
+    compute_from(app, window, Source::Rollup).await
+}
+
+/// Where the closed hours and days of a window are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Rollup,
+    /// The tasks table alone: the same figures, slower on long windows, and as the tasks are
+    /// now rather than as they ended. `make bench-admin`'s baseline, and the tests' check.
+    Tasks,
+}
+
+pub async fn compute_from(app: &App, window: Window, source: Source) -> Result<Stats, DbError> {
     let at = now();
     let since = at - window.span();
     let step = window.bucket_secs();
     let db = &app.db;
-    let (created, ended, (task_seconds, page_seconds), top_users, waiting, paused) = futures::try_join!(
-        db.run(move |c| async move { created(c, since, step).await }.boxed()),
-        db.run(move |c| async move { ended(c, since, step).await }.boxed()),
-        db.run(move |c| async move { durations(c, since).await }.boxed()),
-        db.run(move |c| async move { top_users(c, since).await }.boxed()),
+    let (hours, days) = match source {
+        Source::Tasks => (Split::raw(since, at), Split::raw(since, at)),
+        Source::Rollup => {
+            db.run(move |c| async move { rollup::catch_up(c, at).await }.boxed())
+                .await?;
+            // Summed hours make up the series' buckets only where those are whole hours.
+            let hours = if step % Level::Hour.secs() == 0 {
+                Level::Hour.split(since, at)
+            } else {
+                Split::raw(since, at)
+            };
+            (hours, Level::Day.split(since, at))
+        }
+    };
+    let days_again = days.clone();
+    let ((created, ended), (task_seconds, page_seconds), top_users, waiting, paused) = futures::try_join!(
+        db.run(move |c| async move { read_ends(c, &hours, step).await }.boxed()),
+        db.run(move |c| async move { read_durations(c, &days).await }.boxed()),
+        db.run(move |c| async move { read_top_users(c, &days_again).await }.boxed()),
         db.run(move |c| async move { waiting(c).await }.boxed()),
         super::queue::paused(app),
     )?;
@@ -292,13 +373,11 @@ pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
         oldest_queued_secs: oldest.map(|t| (at - t).num_seconds().max(0)),
         paused,
     };
-    let mut by_status = BTreeMap::new();
-    for row in &created {
-        *by_status.entry(row.status.clone()).or_insert(0) += row.n;
-    }
+    let mut by_status = counts;
     let mut failures = BTreeMap::new();
     let mut engines: BTreeMap<String, (EngineFigures, i64, f64)> = BTreeMap::new();
     for row in &ended {
+        *by_status.entry(row.status.clone()).or_insert(0) += row.n;
         if row.status == "failed" {
             let code = row.error_code.clone().unwrap_or_else(|| "unknown".into());
             *failures.entry(code).or_insert(0) += row.n;
@@ -323,10 +402,6 @@ pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
         .collect();
     let rows = created
         .into_iter()
-        .map(|row| Bucket {
-            status: "created".into(),
-            ..row
-        })
         .chain(ended.into_iter().map(|row| Bucket {
             bucket: row.bucket,
             status: row.status,
@@ -341,8 +416,8 @@ pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
         bucket_secs: step,
         by_status,
         series,
-        task_seconds,
-        page_seconds,
+        task_seconds: task_seconds.percentiles(),
+        page_seconds: page_seconds.percentiles(),
         failures,
         queue,
         engines,
@@ -350,19 +425,91 @@ pub async fn compute(app: &App, window: Window) -> Result<Stats, DbError> {
     })
 }
 
-/// Tasks created since `since` per bucket, by their status now.
-async fn created(c: &mut DbConn, since: NaiveDateTime, step: i64) -> Result<Vec<Bucket>, DbError> {
-    let bucket = format!("{} / {step}", Dialect::of(c).epoch("created_at"));
-    let sql = format!(
-        "SELECT {bucket} AS bucket, status, COUNT(*) AS n, CAST(0 AS BIGINT) AS pages \
-         FROM tasks WHERE created_at >= ? GROUP BY {bucket}, status"
-    );
-    load(c, &sql, Some(since)).await
+/// The tasks created and ended in `split`, in buckets of `step` seconds.
+async fn read_ends(
+    c: &mut DbConn,
+    split: &Split,
+    step: i64,
+) -> Result<(Vec<Bucket>, Vec<Ended>), DbError> {
+    let (mut created, mut ended) = match split.rolled {
+        Some(range) => rollup::ends(c, range, step).await?,
+        None => Default::default(),
+    };
+    for &range in &split.raw {
+        created.extend(self::created(c, range, step).await?);
+        ended.extend(self::ended(c, range, step).await?);
+    }
+    Ok((created, ended))
 }
 
-/// Tasks ended since `since` per bucket, status, engine and error code, with their pages and
+/// Task and page seconds of the tasks completed in `split`.
+async fn read_durations(c: &mut DbConn, split: &Split) -> Result<(Histogram, Histogram), DbError> {
+    let (mut task, mut page) = match split.rolled {
+        Some(range) => rollup::durations(c, range).await?,
+        None => Default::default(),
+    };
+    for &range in &split.raw {
+        for timing in timings(c, range).await? {
+            task.record(timing.task.unwrap_or(0.0));
+            page.record(timing.page.unwrap_or(0.0));
+        }
+    }
+    Ok((task, page))
+}
+
+/// The ten accounts with the most pages in tasks ended in `split`: summed per account, and only
+/// those ten looked up. An account deleted since is left out.
+async fn read_top_users(c: &mut DbConn, split: &Split) -> Result<Vec<UserFigures>, DbError> {
+    let mut sums: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut rows = match split.rolled {
+        Some(range) => rollup::users(c, range).await?,
+        None => Vec::new(),
+    };
+    for &range in &split.raw {
+        rows.extend(user_days(c, range).await?);
+    }
+    for row in rows {
+        let sum = sums.entry(row.user_id).or_default();
+        sum.0 += row.pages;
+        sum.1 += row.tasks;
+    }
+    let mut top: Vec<(String, (i64, i64))> = sums.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(10);
+    let ids: Vec<String> = top.iter().map(|(id, _)| id.clone()).collect();
+    let emails: HashMap<String, String> = crate::with_conn!(c, |c| users::table
+        .filter(users::id.eq_any(&ids))
+        .select((users::id, users::email))
+        .load::<(String, String)>(c)
+        .await)?
+    .into_iter()
+    .collect();
+    Ok(top
+        .into_iter()
+        .filter_map(|(id, (pages, tasks))| {
+            emails.get(&id).map(|email| UserFigures {
+                email: email.clone(),
+                tasks,
+                pages,
+            })
+        })
+        .collect())
+}
+
+/// Tasks created in `range` per bucket of `step` seconds.
+async fn created(c: &mut DbConn, range: Range, step: i64) -> Result<Vec<Bucket>, DbError> {
+    let bucket = format!("{} / {step}", Dialect::of(c).epoch("created_at"));
+    let sql = format!(
+        "SELECT {bucket} AS bucket, CAST('{CREATED}' AS TEXT) AS status, COUNT(*) AS n, \
+         CAST(0 AS BIGINT) AS pages \
+         FROM tasks WHERE created_at >= ? AND created_at < ? GROUP BY {bucket}"
+    );
+    load(c, &sql, Some(range)).await
+}
+
+/// Tasks ended in `range` per bucket, status, engine and error code, with their pages and
 /// seconds per page: the series, the failures and the engines from one read.
-async fn ended(c: &mut DbConn, since: NaiveDateTime, step: i64) -> Result<Vec<Ended>, DbError> {
+async fn ended(c: &mut DbConn, range: Range, step: i64) -> Result<Vec<Ended>, DbError> {
     let d = Dialect::of(c);
     let bucket = format!("{} / {step}", d.epoch("finished_at"));
     let per_page = per_page(d);
@@ -372,10 +519,10 @@ async fn ended(c: &mut DbConn, since: NaiveDateTime, step: i64) -> Result<Vec<En
          CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages, \
          CAST(SUM(CASE WHEN {timed} THEN 1 ELSE 0 END) AS BIGINT) AS timed, \
          SUM(CASE WHEN {timed} THEN {per_page} END) AS page_seconds \
-         FROM tasks WHERE finished_at >= ? AND {ENDED} \
+         FROM tasks WHERE {ENDED_IN} \
          GROUP BY {bucket}, status, engine, error_code"
     );
-    load(c, &sql, Some(since)).await
+    load(c, &sql, Some(range)).await
 }
 
 /// Seconds per page of a task, in SQL.
@@ -386,35 +533,29 @@ fn per_page(d: Dialect) -> String {
     )
 }
 
-/// Task and page seconds of the tasks completed since `since`.
-async fn durations(
-    c: &mut DbConn,
-    since: NaiveDateTime,
-) -> Result<(Percentiles, Percentiles), DbError> {
+/// The seconds of each task completed in `range`.
+async fn timings(c: &mut DbConn, range: Range) -> Result<Vec<Timing>, DbError> {
     let d = Dialect::of(c);
-    let done =
-        "FROM tasks WHERE finished_at >= ? AND status = 'completed' AND started_at IS NOT NULL";
-    match d {
-        Dialect::Postgres => both_percentiles(c, d.duration(), &per_page(d), done, since).await,
-        Dialect::Sqlite => Ok((
-            nearest_ranks(c, d.duration(), done, since).await?,
-            nearest_ranks(c, &per_page(d), done, since).await?,
-        )),
-    }
+    let sql = format!(
+        "SELECT {} / 86400 AS day, {} AS task, {} AS page FROM tasks \
+         WHERE finished_at >= ? AND finished_at < ? \
+         AND status = 'completed' AND started_at IS NOT NULL",
+        d.epoch("finished_at"),
+        d.duration(),
+        per_page(d)
+    );
+    load(c, &sql, Some(range)).await
 }
 
-/// The ten accounts with the most pages in tasks ended since `since`: counted per account from
-/// the index, and only those ten looked up.
-async fn top_users(c: &mut DbConn, since: NaiveDateTime) -> Result<Vec<UserFigures>, DbError> {
+/// Tasks ended in `range` and their pages, per day and account.
+async fn user_days(c: &mut DbConn, range: Range) -> Result<Vec<UserDay>, DbError> {
+    let day = format!("{} / 86400", Dialect::of(c).epoch("finished_at"));
     let sql = format!(
-        "SELECT users.email AS email, t.tasks AS tasks, t.pages AS pages \
-         FROM (SELECT user_id, COUNT(*) AS tasks, \
-                 CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages \
-               FROM tasks WHERE finished_at >= ? AND {ENDED} \
-               GROUP BY user_id ORDER BY pages DESC, tasks DESC LIMIT 10) t \
-         JOIN users ON users.id = t.user_id ORDER BY t.pages DESC, t.tasks DESC"
+        "SELECT {day} AS day, user_id, COUNT(*) AS tasks, \
+         CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages \
+         FROM tasks WHERE {ENDED_IN} GROUP BY {day}, user_id"
     );
-    load(c, &sql, Some(since)).await
+    load(c, &sql, Some(range)).await
 }
 
 /// Tasks waiting and running now, and when the oldest waiting one was created.
@@ -438,66 +579,6 @@ async fn waiting(
         counts.into_iter().map(|r| (r.key, r.n)).collect(),
         oldest.into_iter().next().and_then(|o| o.at),
     ))
-}
-
-/// PostgreSQL: p50, p95 and p99 of task and page seconds over the rows of `from` (a
-/// `FROM … WHERE` with one `?`), interpolated, in one pass.
-async fn both_percentiles(
-    c: &mut DbConn,
-    task: &str,
-    page: &str,
-    from: &str,
-    since: NaiveDateTime,
-) -> Result<(Percentiles, Percentiles), DbError> {
-    let sql = format!(
-        "SELECT n, t[1] AS t50, t[2] AS t95, t[3] AS t99, p[1] AS p50, p[2] AS p95, p[3] AS p99 \
-         FROM (SELECT COUNT(*) AS n, \
-           percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {task}) AS t, \
-           percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {page}) AS p {from}) s"
-    );
-    let rows: Vec<Ranks> = load(c, &sql, Some(since)).await?;
-    let Some(r) = rows.into_iter().next() else {
-        return Ok(Default::default());
-    };
-    let of = |p50, p95, p99| Percentiles {
-        count: r.n,
-        p50,
-        p95,
-        p99,
-    };
-    Ok((of(r.t50, r.t95, r.t99), of(r.p50, r.p95, r.p99)))
-}
-
-/// SQLite, which has no percentile function: the value at each nearest rank ⌈p·n⌉.
-async fn nearest_ranks(
-    c: &mut DbConn,
-    value: &str,
-    from: &str,
-    since: NaiveDateTime,
-) -> Result<Percentiles, DbError> {
-    let count: Vec<Count> = load(
-        c,
-        &format!("SELECT 'n' AS key, COUNT(*) AS n {from}"),
-        Some(since),
-    )
-    .await?;
-    let count = count.into_iter().next().map_or(0, |r| r.n);
-    if count == 0 {
-        return Ok(Percentiles::default());
-    }
-    let mut at = [None; 3];
-    for (slot, p) in at.iter_mut().zip([0.5, 0.95, 0.99]) {
-        let offset = ((p * count as f64).ceil() as i64 - 1).clamp(0, count - 1);
-        let sql = format!("SELECT {value} AS value {from} ORDER BY value LIMIT 1 OFFSET {offset}");
-        let rows: Vec<Rank> = load(c, &sql, Some(since)).await?;
-        *slot = rows.into_iter().next().and_then(|r| r.value);
-    }
-    Ok(Percentiles {
-        count,
-        p50: at[0],
-        p95: at[1],
-        p99: at[2],
-    })
 }
 
 /// Every bucket from `since` to `at`, with the counts that fell in it.
@@ -525,7 +606,7 @@ fn series(
             continue;
         };
         match row.status.as_str() {
-            "created" => point.created += row.n,
+            CREATED => point.created += row.n,
             "completed" => {
                 point.completed += row.n;
                 point.pages += row.pages;
@@ -606,6 +687,46 @@ mod tests {
         assert_eq!((points[60].failed, points[60].pages), (4, 1));
         let total: i64 = points.iter().map(|p| p.failed).sum();
         assert_eq!(total, 4);
+    }
+
+    #[test]
+    fn percentiles_from_the_histogram_are_within_3_percent() {
+        let mut values: Vec<f64> = (0..1000)
+            .map(|i| 0.01 * 1.013f64.powi(i) + f64::from(i % 7))
+            .collect();
+        let mut histogram = Histogram::default();
+        for v in &values {
+            histogram.record(*v);
+        }
+        values.sort_by(f64::total_cmp);
+        let p = histogram.percentiles();
+        assert_eq!(p.count, 1000);
+        for (got, rank) in [(p.p50, 500), (p.p95, 950), (p.p99, 990)] {
+            let exact = values[rank - 1];
+            let got = got.unwrap();
+            assert!((got / exact - 1.0).abs() <= 0.03, "{got} against {exact}");
+        }
+        // Halves recorded apart and merged count as the whole.
+        let (mut a, mut b) = (Histogram::default(), Histogram::default());
+        for (i, v) in values.iter().enumerate() {
+            if i % 2 == 0 {
+                a.record(*v)
+            } else {
+                b.record(*v)
+            }
+        }
+        for (bucket, n) in b.0 {
+            a.add(bucket, n);
+        }
+        assert_eq!(a.percentiles(), p);
+        // What no clock should give still counts, at the ends.
+        let mut odd = Histogram::default();
+        for v in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            odd.record(v);
+        }
+        assert_eq!(odd.percentiles().count, 4);
+        assert!(odd.percentiles().p99.unwrap().is_finite());
+        assert_eq!(Histogram::default().percentiles(), Percentiles::default());
     }
 
     #[test]

@@ -177,6 +177,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    stats_units (level, start_at) {
+        level -> Text,
+        start_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    stats_hours (hour, event, engine, error_code) {
+        hour -> Timestamp,
+        event -> Text,
+        engine -> Text,
+        error_code -> Text,
+        n -> BigInt,
+        pages -> BigInt,
+        timed -> BigInt,
+        page_seconds -> Double,
+    }
+}
+
+diesel::table! {
+    stats_durations (day, kind, bucket) {
+        day -> Timestamp,
+        kind -> Text,
+        bucket -> Integer,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
+    stats_users (day, user_id) {
+        day -> Timestamp,
+        user_id -> Text,
+        tasks -> BigInt,
+        pages -> BigInt,
+    }
+}
+
 diesel::joinable!(results -> tasks (task_id));
 diesel::joinable!(task_events -> tasks (task_id));
 

@@ -3,7 +3,9 @@
 //! - the reconciler pushes `queued` tasks the queue does not hold (Redis restarted or was
 //!   flushed, a push failed, the process holding the in-process queue restarted);
 //! - temp dirs left by processes that no longer run (killed mid-task) are removed;
-//! - finished tasks older than the `retention.days` setting are erased with their files.
+//! - finished tasks older than the `retention.days` setting are erased with their files;
+//! - the statistics' closed hours and days are summed (`admin::stats::catch_up`), so that the
+//!   first look at a month's figures after a quiet spell does not wait for it.
 //!
 //! Every step is safe to run on several workers at once: requeueing is a conditional update,
 //! and a task pushed twice is claimed once.
@@ -32,6 +34,7 @@ impl Worker {
                 Err(e) => self.db_outage.down(&e),
             }
             self.expire().await;
+            self.sum_statistics().await;
             let sweeper = self.clone();
             let _ = tokio::task::spawn_blocking(move || sweeper.sweep_temp_dirs()).await;
             // A task queued this recently may simply not be pushed yet.
@@ -96,6 +99,18 @@ impl Worker {
 
     /// Erases up to [`BATCH`] tasks that finished more than `retention.days` ago, each like
     /// its owner's delete (rows, results, and the upload when no other task uses it).
+    async fn sum_statistics(&self) {
+        let at = now();
+        let summed = self
+            .app
+            .db
+            .run(move |c| async move { crate::admin::stats::catch_up(c, at).await }.boxed())
+            .await;
+        if let Err(e) = summed {
+            tracing::warn!(error = %e, "cannot sum the statistics of the closed hours");
+        }
+    }
+
     async fn expire(&self) {
         let days = self.app.settings.get().retention_days;
         if days == 0 {

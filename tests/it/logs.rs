@@ -164,3 +164,181 @@ async fn operators_read_and_tail_every_processs_logs() {
     );
     worker.kill();
 }
+
+/// A record as another process ships it: one stream entry, its JSON under `r`.
+async fn ship_record(redis: &mut redis::aio::MultiplexedConnection, key: &str, message: &str) {
+    let record = json!({
+        "id": "", "at": "2026-12-06T00:00:00Z", "level": "INFO", "target": "ocrd::test",
+        "message": message, "process": "work@elsewhere:1", "task": null, "fields": {},
+    });
+    let _: String = redis::cmd("XADD")
+        .arg(key)
+        .arg("*")
+        .arg("r")
+        .arg(record.to_string())
+        .query_async(redis)
+        .await
+        .unwrap();
+}
+
+/// Reads the socket for up to `within` until a log record with `message` arrives.
+async fn hear<S>(socket: &mut S, message: &str, within: Duration) -> Option<Value>
+where
+    S: futures::Stream<Item = Result<tungstenite::Message, tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(within, async {
+        while let Some(Ok(frame)) = socket.next().await {
+            let text = frame.into_text().unwrap_or_default();
+            if let Ok(value) = serde_json::from_str::<Value>(&text)
+                && value["type"] == "log"
+                && value["record"]["message"] == message
+            {
+                return Some(value);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_and_the_list_ride_out_a_redis_outage_odd_messages_and_bad_entries() {
+    let real = url::Url::parse(&crate::support::redis_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        real.host_str().unwrap(),
+        real.port().unwrap_or(6379)
+    );
+    let outage = crate::install::Outage::proxy(&target).await;
+    let install = Install::distributed(|c| {
+        c.redis.url = ocrd::config::Secret::new(format!("redis://{}", outage.addr));
+    })
+    .await;
+    let key = format!("{}logs", install.config.redis.key_prefix);
+    let mut redis = redis::Client::open(crate::support::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let base = served(&install).await;
+    let operator = Caller::new(&install, &base, Role::Operator).await;
+    let token: Value = operator
+        .post(
+            format!("{base}/api/tokens"),
+            json!({"name": "tail", "scopes": ["read", "admin"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut request = format!("{}/ws", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    request
+        .headers_mut()
+        .insert("Authorization", bearer.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    // Messages that are not a subscription are ignored, and the socket stays open.
+    for odd in [
+        "not json".to_owned(),
+        r#"{"subscribe":"tasks"}"#.to_owned(),
+        r#"{"subscribe":["logs"]}"#.to_owned(),
+        r#"{"subscribe":null}"#.to_owned(),
+        "{".repeat(60_000),
+    ] {
+        socket.send(tungstenite::Message::text(odd)).await.unwrap();
+    }
+    socket
+        .send(tungstenite::Message::Ping("still there?".into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(frame)) = socket.next().await {
+            if let tungstenite::Message::Pong(bytes) = frame {
+                return bytes == "still there?".as_bytes();
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(pong, Ok(true)), "the socket closed: {pong:?}");
+
+    socket
+        .send(tungstenite::Message::text(r#"{"subscribe":"logs"}"#))
+        .await
+        .unwrap();
+    // Entries another process might have written badly are skipped, not an error.
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("r")
+        .arg("not a record")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("other")
+        .arg("field")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // The tail starts at the stream's end when first asked for: ship until one arrives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tail never followed the stream"
+        );
+        ship_record(&mut redis, &key, "before the outage").await;
+        if let Some(heard) = hear(&mut socket, "before the outage", Duration::from_secs(2)).await {
+            break heard;
+        }
+    };
+    assert_eq!(first["record"]["process"], "work@elsewhere:1");
+    let listed = operator.get(format!("{base}/api/admin/logs")).await;
+    assert_eq!(listed.status(), 200);
+    let listed: Value = listed.json().await.unwrap();
+    let messages: Vec<&str> = listed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    assert!(messages.contains(&"before the outage"), "{messages:?}");
+
+    // Redis away: the list says so (asked with a token: sessions live in Redis), and the tail
+    // waits.
+    outage.start();
+    let during = reqwest::Client::new()
+        .get(format!("{base}/api/admin/logs"))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(during.status(), 503);
+    let during: Value = during.json().await.unwrap();
+    assert_eq!(during["error"]["code"], "unavailable", "{during}");
+    assert!(
+        during["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("log stream"),
+        "{during}"
+    );
+    ship_record(&mut redis, &key, "during the outage").await;
+    outage.end();
+    // Back: the tail picks up where it stopped, so what was written meanwhile arrives.
+    let heard = hear(&mut socket, "during the outage", Duration::from_secs(60)).await;
+    assert!(
+        heard.is_some(),
+        "the record written during the outage never arrived"
+    );
+    let after = operator.get(format!("{base}/api/admin/logs")).await;
+    assert_eq!(after.status(), 200);
+}

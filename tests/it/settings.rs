@@ -505,3 +505,75 @@ async fn invite_links_on(install: Install) {
         .count();
     assert_eq!(with_invite, 3, "{registered}");
 }
+
+/// Rows someone edited by hand, and a write the database refuses half-way: the settings in
+/// force stay whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stored_rows_are_ignored_and_a_failed_write_changes_nothing() {
+    use diesel_async::SimpleAsyncConnection;
+    let install = Install::distributed(|_| {}).await;
+    let base = served(&install).await;
+    let admin = Caller::new(&install, &base, Role::Admin).await;
+    let url = format!("{base}/api/admin/settings");
+    let mut conn = install.app.db.get().await.unwrap();
+    let ocrd::db::DbConn::Postgres(pg) = &mut conn else {
+        panic!("the distributed install runs on PostgreSQL");
+    };
+    pg.batch_execute(
+        "INSERT INTO settings (key, value, updated_at) VALUES \
+         ('limits.max_pages', '\"lots\"', now()), \
+         ('maintenance.banner', '{not json', now()), \
+         ('no.such.setting', '1', now())",
+    )
+    .await
+    .unwrap();
+    // Each instance reloads every 2 s; the list reads the rows itself.
+    let listed = settings(&admin, &base).await;
+    assert_eq!(listed.len(), 9, "an unknown key is not listed: {listed:?}");
+    for key in ["limits.max_pages", "maintenance.banner"] {
+        assert_eq!(listed[key]["value"], listed[key]["default"], "{key}");
+        assert_eq!(listed[key]["overridden"], false, "{key}");
+    }
+    // Uploads go on under the configuration's limits.
+    let (status, _) = admin
+        .upload(&base, "fine.png", crate::support::tiny_png())
+        .await;
+    assert_eq!(status, 202);
+    // Setting the key again replaces the bad row.
+    let fixed = admin
+        .patch(url.clone(), json!({"limits.max_pages": 40}))
+        .await;
+    assert_eq!(fixed.status(), 200);
+    assert_eq!(
+        settings(&admin, &base).await["limits.max_pages"]["value"],
+        40
+    );
+
+    // The database refuses the second of two writes (as a full disk or a dropped connection
+    // would): the first is not kept either.
+    pg.batch_execute(
+        "CREATE FUNCTION refuse_banner() RETURNS trigger AS $$ BEGIN \
+           IF NEW.key = 'maintenance.banner' THEN RAISE EXCEPTION 'refused'; END IF; \
+           RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse_banner BEFORE INSERT OR UPDATE ON settings \
+           FOR EACH ROW EXECUTE FUNCTION refuse_banner();",
+    )
+    .await
+    .unwrap();
+    let both = json!({"auth.registration": "closed", "maintenance.banner": "Back soon."});
+    let refused = admin.patch(url.clone(), both.clone()).await;
+    assert_eq!(refused.status(), 500);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    let listed = settings(&admin, &base).await;
+    assert_eq!(listed["auth.registration"]["overridden"], false);
+    assert_eq!(listed["maintenance.banner"]["overridden"], false);
+    pg.batch_execute("DROP TRIGGER refuse_banner ON settings")
+        .await
+        .unwrap();
+    let applied = admin.patch(url, both).await;
+    assert_eq!(applied.status(), 200);
+    let listed = settings(&admin, &base).await;
+    assert_eq!(listed["auth.registration"]["value"], "closed");
+    assert_eq!(listed["maintenance.banner"]["value"], "Back soon.");
+}

@@ -1,6 +1,6 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::now;
 use crate::db::schema::settings;
@@ -42,6 +42,43 @@ impl Setting {
                 settings::updated_at.eq(row.updated_at),
             ))
             .execute(c)
+            .await)?;
+        Ok(())
+    }
+
+    /// Sets each key to its value (JSON), or removes it where the value is `None`, in one
+    /// transaction: all of them or none.
+    pub async fn write_all(
+        conn: &mut DbConn,
+        writes: &[(&str, Option<String>)],
+    ) -> Result<(), DbError> {
+        let at = now();
+        with_conn!(conn, |c| c
+            .transaction::<_, diesel::result::Error, _>(async |tx| {
+                for (key, value) in writes {
+                    match value {
+                        Some(value) => {
+                            diesel::insert_into(settings::table)
+                                .values((
+                                    settings::key.eq(*key),
+                                    settings::value.eq(value),
+                                    settings::updated_at.eq(at),
+                                ))
+                                .on_conflict(settings::key)
+                                .do_update()
+                                .set((settings::value.eq(value), settings::updated_at.eq(at)))
+                                .execute(tx)
+                                .await?;
+                        }
+                        None => {
+                            diesel::delete(settings::table.find(*key))
+                                .execute(tx)
+                                .await?;
+                        }
+                    }
+                }
+                Ok(())
+            })
             .await)?;
         Ok(())
     }
