@@ -4,8 +4,12 @@
 //!
 //! Rows are hash-chained: each row's `hash` is the SHA-256 of its own fields and the previous
 //! row's hash, and `seq` counts 1, 2, 3, … without gaps, so that [`verify`] finds a row that
-//! was edited or deleted and names it. Appends from many `serve` processes race for the next
-//! `seq`; the loser reads the new head and tries again.
+//! was edited or deleted and names it. Each append also records the newest row in
+//! `audit_head`, in its transaction, so that rows removed from the end are found too. (Someone
+//! who can write the database at will can rewrite a chain and its head alike: copies exported
+//! with `ocrd admin audit export` to write-once storage are the answer to that.) Appends from
+//! many `serve` processes race for the next `seq`; the loser reads the new head and tries
+//! again.
 
 use actix_web::HttpRequest;
 use futures::FutureExt;
@@ -162,7 +166,12 @@ pub async fn verify(app: &App) -> Result<Verified, DbError> {
             .run(move |c| async move { AuditRow::page(c, after, 1000).await }.boxed())
             .await?;
         if page.is_empty() {
-            return Ok(Verified { rows, broken: None });
+            let head = app
+                .db
+                .run(|c| async move { AuditRow::head(c).await }.boxed())
+                .await?;
+            let broken = end_broken(after, &prev, head);
+            return Ok(Verified { rows, broken });
         }
         for row in page {
             rows += 1;
@@ -187,6 +196,27 @@ pub async fn verify(app: &App) -> Result<Verified, DbError> {
             prev = row.hash.clone();
             expected_seq += 1;
         }
+    }
+}
+
+/// Whether the chain, walked to row `last` (0: none) ending in `hash`, ends where the last
+/// append recorded.
+fn end_broken(last: i64, hash: &str, head: Option<(i64, String)>) -> Option<(i64, String)> {
+    match head {
+        None if last == 0 => None,
+        None => Some((
+            last,
+            "the record of the newest row is gone (audit_head was emptied)".to_owned(),
+        )),
+        Some((seq, _)) if seq > last => Some((
+            last + 1,
+            format!("rows {} to {seq} were removed from the end", last + 1),
+        )),
+        Some((seq, recorded)) if seq == last && recorded == hash => None,
+        Some((seq, _)) => Some((
+            seq.min(last),
+            format!("the newest rows are not the ones appended (the last append was row {seq})"),
+        )),
     }
 }
 

@@ -200,11 +200,9 @@ struct Timing {
     page: Option<f64>,
 }
 
-/// Tasks ended and their pages, of one account on one day (since the epoch).
+/// Tasks ended and their pages, of one account.
 #[derive(QueryableByName)]
-struct UserDay {
-    #[diesel(sql_type = BigInt)]
-    day: i64,
+struct UserSum {
     #[diesel(sql_type = Text)]
     user_id: String,
     #[diesel(sql_type = BigInt)]
@@ -288,6 +286,16 @@ impl Dialect {
         }
     }
 
+    /// The timestamp of an SQL expression of seconds since the epoch.
+    fn timestamp(self, seconds: &str) -> String {
+        match self {
+            Dialect::Postgres => {
+                format!("CAST(to_timestamp({seconds}) AT TIME ZONE 'UTC' AS TIMESTAMP)")
+            }
+            Dialect::Sqlite => format!("datetime({seconds}, 'unixepoch')"),
+        }
+    }
+
     /// Seconds from `started_at` to `finished_at`.
     fn duration(self) -> &'static str {
         match self {
@@ -299,17 +307,21 @@ impl Dialect {
     }
 }
 
+/// `sql` with its `?` numbered for PostgreSQL (two at most).
+fn placeholders(conn: &DbConn, sql: &str) -> String {
+    match conn {
+        DbConn::Postgres(_) => sql.replacen('?', "$1", 1).replacen('?', "$2", 1),
+        DbConn::Sqlite(_) => sql.to_owned(),
+    }
+}
+
 /// Runs `sql` on whichever backend `conn` is, with a range's ends bound to its two `?`, if
 /// given.
 async fn load<T>(conn: &mut DbConn, sql: &str, range: Option<Range>) -> Result<Vec<T>, DbError>
 where
     T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + Send + 'static,
 {
-    let sql = match conn {
-        DbConn::Postgres(_) => sql.replacen('?', "$1", 1).replacen('?', "$2", 1),
-        DbConn::Sqlite(_) => sql.to_owned(),
-    };
-    let query = diesel::sql_query(sql);
+    let query = diesel::sql_query(placeholders(conn, sql));
     Ok(match range {
         Some((from, until)) => {
             let query = query.bind::<Timestamp, _>(from).bind::<Timestamp, _>(until);
@@ -466,7 +478,7 @@ async fn read_top_users(c: &mut DbConn, split: &Split) -> Result<Vec<UserFigures
         None => Vec::new(),
     };
     for &range in &split.raw {
-        rows.extend(user_days(c, range).await?);
+        rows.extend(user_sums(c, range).await?);
     }
     for row in rows {
         let sum = sums.entry(row.user_id).or_default();
@@ -547,13 +559,11 @@ async fn timings(c: &mut DbConn, range: Range) -> Result<Vec<Timing>, DbError> {
     load(c, &sql, Some(range)).await
 }
 
-/// Tasks ended in `range` and their pages, per day and account.
-async fn user_days(c: &mut DbConn, range: Range) -> Result<Vec<UserDay>, DbError> {
-    let day = format!("{} / 86400", Dialect::of(c).epoch("finished_at"));
+/// Tasks ended in `range` and their pages, per account.
+async fn user_sums(c: &mut DbConn, range: Range) -> Result<Vec<UserSum>, DbError> {
     let sql = format!(
-        "SELECT {day} AS day, user_id, COUNT(*) AS tasks, \
-         CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages \
-         FROM tasks WHERE {ENDED_IN} GROUP BY {day}, user_id"
+        "SELECT user_id, COUNT(*) AS tasks, CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) AS pages \
+         FROM tasks WHERE {ENDED_IN} GROUP BY user_id"
     );
     load(c, &sql, Some(range)).await
 }

@@ -178,6 +178,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_head (id) {
+        id -> BigInt,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
     stats_units (level, start_at) {
         level -> Text,
         start_at -> Timestamp,

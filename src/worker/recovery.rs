@@ -97,8 +97,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Erases up to [`BATCH`] tasks that finished more than `retention.days` ago, each like
-    /// its owner's delete (rows, results, and the upload when no other task uses it).
+    /// Sums the statistics' closed hours and days (`admin::stats::catch_up`).
     async fn sum_statistics(&self) {
         let at = now();
         let summed = self
@@ -111,6 +110,8 @@ impl Worker {
         }
     }
 
+    /// Erases up to [`BATCH`] tasks that finished more than `retention.days` ago, each like
+    /// its owner's delete (rows, results, and the upload when no other task uses it).
     async fn expire(&self) {
         let days = self.app.settings.get().retention_days;
         if days == 0 {

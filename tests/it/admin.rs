@@ -656,8 +656,8 @@ async fn the_shell_runs_roles_tasks_workers_and_the_queue() {
 
 /// The audit log records sign-ins (and refusals), tokens, refused admin requests, operator
 /// actions from the API and the shell, and document access, with who, from where, on what and
-/// how it ended; `ocrd admin audit verify` passes, and after one row is edited, or one is
-/// deleted, it fails naming that row. On SQLite and on PostgreSQL.
+/// how it ended; `ocrd admin audit verify` passes, and after one row is edited, the newest is
+/// removed, or one is deleted, it fails naming that row. On SQLite and on PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
     for install in [
@@ -817,6 +817,13 @@ async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
         sql("UPDATE audit_log SET outcome = 'failure' WHERE seq = 5").await;
         let (ok, _, err) = shell(&["verify"]);
         assert!(ok, "{err}");
+        // The newest row removed: the head recorded by its append still names it.
+        sql("DELETE FROM audit_log WHERE seq = 13").await;
+        let (ok, _, err) = shell(&["verify"]);
+        assert!(
+            !ok && err.contains("broken at row 13") && err.contains("removed from the end"),
+            "{err}"
+        );
         sql("DELETE FROM audit_log WHERE seq = 7").await;
         let (ok, _, err) = shell(&["verify"]);
         assert!(

@@ -13,9 +13,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
+use diesel::sql_types::Timestamp;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::{Bucket, Ended, Histogram, UserDay};
+use super::{Bucket, Ended, Histogram, UserSum};
 use crate::db::schema::{stats_durations, stats_hours, stats_units, stats_users};
 use crate::db::{DbConn, DbError};
 use crate::with_conn;
@@ -145,21 +146,14 @@ struct DurationRow {
     n: i64,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = stats_users)]
-struct UserRow {
-    day: NaiveDateTime,
-    user_id: String,
-    tasks: i64,
-    pages: i64,
-}
-
 /// What one run of units adds to the rollup.
 #[derive(Default)]
 struct Sums {
     hours: Vec<HourRow>,
     durations: Vec<DurationRow>,
-    users: Vec<UserRow>,
+    /// Pages per account and day are summed by the database itself (`INSERT … SELECT`): they
+    /// are most of the rows, and one statement writes them all.
+    users: Option<String>,
 }
 
 /// Sums every closed unit of the last `REACH` that is not summed yet, and drops those older than
@@ -250,16 +244,16 @@ async fn sums(c: &mut DbConn, level: Level, run: Range) -> Result<Sums, DbError>
                     n,
                 })
                 .collect();
-            sums.users = super::user_days(c, run)
-                .await?
-                .into_iter()
-                .map(|u| UserRow {
-                    day: Level::at(u.day * level.secs()),
-                    user_id: u.user_id,
-                    tasks: u.tasks,
-                    pages: u.pages,
-                })
-                .collect();
+            let d = super::Dialect::of(c);
+            let day = format!("{} / 86400 * 86400", d.epoch("finished_at"));
+            let sql = format!(
+                "INSERT INTO stats_users (day, user_id, tasks, pages) \
+                 SELECT {}, user_id, COUNT(*), COALESCE(SUM(pages_done), 0) \
+                 FROM tasks WHERE {} GROUP BY {day}, user_id",
+                d.timestamp(&day),
+                super::ENDED_IN
+            );
+            sums.users = Some(super::placeholders(c, &sql));
         }
     }
     Ok(sums)
@@ -300,9 +294,10 @@ async fn write(c: &mut DbConn, level: Level, run: Range, sums: Sums) -> Result<b
                     .execute(tx)
                     .await?;
             }
-            for row in &sums.users {
-                diesel::insert_into(stats_users::table)
-                    .values(row)
+            if let Some(sql) = &sums.users {
+                diesel::sql_query(sql)
+                    .bind::<Timestamp, _>(run.0)
+                    .bind::<Timestamp, _>(run.1)
                     .execute(tx)
                     .await?;
             }
@@ -399,10 +394,10 @@ pub(super) async fn durations(
 }
 
 /// The summed days of `range`: tasks and pages per account.
-pub(super) async fn users(c: &mut DbConn, range: Range) -> Result<Vec<UserDay>, DbError> {
+pub(super) async fn users(c: &mut DbConn, range: Range) -> Result<Vec<UserSum>, DbError> {
     super::load(
         c,
-        "SELECT CAST(0 AS BIGINT) AS day, user_id, CAST(SUM(tasks) AS BIGINT) AS tasks, \
+        "SELECT user_id, CAST(SUM(tasks) AS BIGINT) AS tasks, \
          CAST(SUM(pages) AS BIGINT) AS pages FROM stats_users \
          WHERE day >= ? AND day < ? GROUP BY user_id",
         Some(range),

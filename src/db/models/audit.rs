@@ -1,10 +1,10 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::utc_time;
-use crate::db::schema::audit_log;
+use crate::db::schema::{audit_head, audit_log};
 use crate::db::{DbConn, DbError};
 use crate::with_conn;
 
@@ -48,11 +48,28 @@ impl AuditRow {
             .optional())?)
     }
 
-    /// Appends `row`; `false` when another writer took its `seq` first.
+    /// Appends `row` and records it as the head, in one transaction; `false` when another
+    /// writer took its `seq` first.
     pub async fn append(conn: &mut DbConn, row: &AuditRow) -> Result<bool, DbError> {
-        match with_conn!(conn, |c| diesel::insert_into(audit_log::table)
-            .values(row.clone())
-            .execute(c)
+        let head = (
+            audit_head::id.eq(1),
+            audit_head::seq.eq(row.seq),
+            audit_head::hash.eq(&row.hash),
+        );
+        match with_conn!(conn, |c| c
+            .transaction::<_, diesel::result::Error, _>(async |tx| {
+                diesel::insert_into(audit_log::table)
+                    .values(row.clone())
+                    .execute(tx)
+                    .await?;
+                diesel::insert_into(audit_head::table)
+                    .values(head)
+                    .on_conflict(audit_head::id)
+                    .do_update()
+                    .set((audit_head::seq.eq(row.seq), audit_head::hash.eq(&row.hash)))
+                    .execute(tx)
+                    .await
+            })
             .await)
         {
             Ok(_) => Ok(true),
@@ -62,6 +79,15 @@ impl AuditRow {
             )) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The `seq` and hash that the last append recorded as the newest row.
+    pub async fn head(conn: &mut DbConn) -> Result<Option<(i64, String)>, DbError> {
+        Ok(with_conn!(conn, |c| audit_head::table
+            .select((audit_head::seq, audit_head::hash))
+            .first(c)
+            .await
+            .optional())?)
     }
 
     /// Up to `limit` rows after `after` (a `seq`), oldest first.
