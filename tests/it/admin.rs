@@ -1229,3 +1229,87 @@ async fn a_prioritised_task_runs_first() {
     install.assert_no_orphans().await;
     worker.kill();
 }
+
+/// A file-name search past the first tasks walked ([`WALK`] in `task_filter.rs`, 10,000): a
+/// common name fills its pages from the newest tasks, a rare one is found however old, in
+/// either order and across pages. On both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_name_search_finds_common_and_rare_names_beyond_the_first_ten_thousand() {
+    use diesel_async::RunQueryDsl;
+    use ocrd::db::models::{Order, TaskFilter};
+    const TASKS: usize = 10_080;
+    for install in [
+        Install::embedded(|_| {}).await,
+        Install::distributed(|_| {}).await,
+    ] {
+        let id = |i: usize| format!("{i:08x}-0000-7000-8000-{i:012x}");
+        // Every third task is a "Common" scan; two are "Rare", the oldest and one in the middle.
+        let name = |i: usize| match i {
+            3 | 4_000 => format!("Rare-{i}.png"),
+            i if i % 3 == 0 => format!("Common-{i}.png"),
+            i => format!("other-{i}.png"),
+        };
+        let mut conn = install.app.db.get().await.unwrap();
+        let user = install.user.id.clone();
+        let rows: Vec<(String, String)> = (1..=TASKS).map(|i| (id(i), name(i))).collect();
+        ocrd::with_conn!(&mut conn, |c| {
+            use diesel_async::AsyncConnection;
+            c.transaction::<_, diesel::result::Error, _>(async |tx| {
+                for (task, filename) in &rows {
+                    let statement = format!(
+                        "INSERT INTO files (id, user_id, blob_key, filename, content_type, size_bytes, sha256, created_at) \
+                         VALUES ('f{task}', '{user}', 'uploads/{task}', '{filename}', 'image/png', 1, '{task}', CURRENT_TIMESTAMP)"
+                    );
+                    diesel::sql_query(statement).execute(tx).await?;
+                    let statement = format!(
+                        "INSERT INTO tasks (id, user_id, file_id, status, engine, max_attempts, created_at, updated_at) \
+                         VALUES ('{task}', '{user}', 'f{task}', 'completed', 'ppocr', 3, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    );
+                    diesel::sql_query(statement).execute(tx).await?;
+                }
+                Ok(())
+            })
+            .await
+        })
+        .unwrap();
+        drop(conn);
+        let search = |filename: &str, order: Order, after: Option<String>| {
+            let filter = TaskFilter {
+                filename: Some(filename.to_owned()),
+                ..TaskFilter::default()
+            };
+            let app = install.app.clone();
+            async move {
+                let (found, next) = ocrd::admin::tasks::search(&app, filter, order, 50, after)
+                    .await
+                    .unwrap();
+                let ids: Vec<String> = found.into_iter().map(|f| f.task.id).collect();
+                (ids, next)
+            }
+        };
+        // Rare: past the walk, found through the index, newest first or oldest first.
+        let (rare, _) = search("rare-", Order::Newest, None).await;
+        assert_eq!(rare, [id(4_000), id(3)]);
+        let (rare, _) = search("RARE", Order::Oldest, None).await;
+        assert_eq!(rare, [id(3), id(4_000)]);
+        // Common: each page is the next 50 common names, newest first, page after page.
+        let common: Vec<String> = (1..=TASKS)
+            .rev()
+            .filter(|i| i % 3 == 0 && *i != 3)
+            .map(id)
+            .collect();
+        let (first, next) = search("common-", Order::Newest, None).await;
+        assert_eq!(first, common[..50]);
+        let (second, _) = search("common-", Order::Newest, next).await;
+        assert_eq!(second, common[50..100]);
+        // Near the end of the table the walk has less than 10,000 left: still every match.
+        let (last, next) = search(
+            "common-",
+            Order::Newest,
+            Some(common[common.len() - 3].clone()),
+        )
+        .await;
+        assert_eq!(last, common[common.len() - 2..]);
+        assert_eq!(next, None);
+    }
+}
