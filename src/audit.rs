@@ -54,8 +54,13 @@ impl Actor {
 
     /// `ocrd admin` on the server's shell.
     pub fn shell() -> Actor {
+        Actor::system("shell")
+    }
+
+    /// ocrd itself, doing a job (`retention`).
+    pub fn system(name: &str) -> Actor {
         Actor {
-            name: "shell".into(),
+            name: name.into(),
             ..Actor::default()
         }
     }

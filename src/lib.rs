@@ -25,6 +25,7 @@ pub mod queue;
 pub mod redis_pool;
 pub mod render;
 pub mod results;
+pub mod retention;
 pub mod settings;
 pub mod tasks;
 pub mod telemetry;

@@ -34,6 +34,9 @@ pub struct TaskOptions {
     /// The scripts the document is written in; `None` takes the worker's `ocr.lang`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<Lang>,
+    /// Days the task is kept once finished; `None`: its owner's. Kept in its own column.
+    #[serde(skip)]
+    pub retention_days: Option<i32>,
 }
 
 impl Default for TaskOptions {
@@ -43,6 +46,7 @@ impl Default for TaskOptions {
             ocr: OcrPolicy::Auto,
             password: None,
             lang: None,
+            retention_days: None,
         }
     }
 }
@@ -441,6 +445,7 @@ pub async fn enqueue(
     options: &TaskOptions,
     idempotency_key: Option<&str>,
 ) -> Result<(Task, bool), SubmitError> {
+    let retention_days = options.retention_days;
     let options = options.to_json();
     let max_attempts = app.config.worker.max_attempts as i32;
     let (file, idempotency_key) = (file.clone(), idempotency_key.map(str::to_owned));
@@ -454,6 +459,7 @@ pub async fn enqueue(
                     priority: 0,
                     max_attempts,
                     idempotency_key: idempotency_key.as_deref(),
+                    retention_days,
                 };
                 Task::create(c, &file, new).await
             }

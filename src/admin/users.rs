@@ -51,27 +51,35 @@ pub async fn list(
         .await
 }
 
-/// Changes an account's role and whether it is disabled. Disabling revokes its API tokens;
-/// its sessions are refused from the next request on (every request reads the account).
-pub async fn update(
-    app: &App,
-    id: &str,
-    role: Option<Role>,
-    disabled: Option<bool>,
-) -> Result<User, DbError> {
+/// What an admin changes about an account; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// The account's retention in days; `Some(None)` returns it to the install's.
+    pub retention_days: Option<Option<i32>>,
+}
+
+/// Changes an account's role, whether it is disabled, and its retention. Disabling revokes
+/// its API tokens; its sessions are refused from the next request on (every request reads the
+/// account).
+pub async fn update(app: &App, id: &str, change: UserChange) -> Result<User, DbError> {
     let id = id.to_owned();
     app.db
         .run(move |c| {
             async move {
                 let mut user = User::find(c, &id).await?;
-                if let Some(role) = role {
+                if let Some(role) = change.role {
                     user = User::set_role(c, &id, role).await?;
                 }
-                if let Some(disabled) = disabled {
+                if let Some(disabled) = change.disabled {
                     user = User::set_disabled(c, &id, disabled).await?;
                     if disabled {
                         ApiToken::delete_all_for_user(c, &id).await?;
                     }
+                }
+                if let Some(days) = change.retention_days {
+                    user = User::set_retention(c, &id, days).await?;
                 }
                 Ok(user)
             }

@@ -338,7 +338,11 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             }
             AdminCommand::DisableUser { email, enable } => {
                 let user = account(&app, &email).await?;
-                let user = crate::admin::users::update(&app, &user.id, None, Some(!enable)).await?;
+                let change = crate::admin::users::UserChange {
+                    disabled: Some(!enable),
+                    ..Default::default()
+                };
+                let user = crate::admin::users::update(&app, &user.id, change).await?;
                 let detail = serde_json::json!({"disabled": user.disabled});
                 shell_audit(&app, "user.update", &user.id, Some(detail)).await?;
                 let state = if user.disabled {

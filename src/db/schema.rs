@@ -11,6 +11,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        retention_days -> Nullable<Integer>,
     }
 }
 
@@ -91,6 +92,7 @@ diesel::table! {
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
         warnings -> Nullable<Text>,
+        retention_days -> Nullable<Integer>,
     }
 }
 
@@ -174,6 +176,14 @@ diesel::table! {
         pages_per_sec -> Double,
         rss_bytes -> BigInt,
         role -> Text,
+    }
+}
+
+diesel::table! {
+    job_leases (name) {
+        name -> Text,
+        holder -> Text,
+        until -> Timestamp,
     }
 }
 

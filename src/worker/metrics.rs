@@ -29,6 +29,7 @@ pub struct Metrics {
     completed: Counter,
     failed: Family<CodeLabel, Counter>,
     pub(super) retries: Counter,
+    pub(super) purged: Counter,
     pub(super) task_seconds: Histogram,
     page_seconds: Histogram,
     pages: Counter,
@@ -51,6 +52,7 @@ impl Metrics {
         let completed = Counter::default();
         let failed = Family::<CodeLabel, Counter>::default();
         let retries = Counter::default();
+        let purged = Counter::default();
         let task_seconds = Histogram::new(exponential_buckets(0.1, 2.0, 14));
         let page_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
         let pages = Counter::default();
@@ -67,6 +69,11 @@ impl Metrics {
             "task_retries",
             "Retries after transient failures",
             retries.clone(),
+        );
+        registry.register(
+            "tasks_purged",
+            "Finished tasks erased after their retention period",
+            purged.clone(),
         );
         registry.register(
             "task_duration_seconds",
@@ -99,6 +106,7 @@ impl Metrics {
             completed,
             failed,
             retries,
+            purged,
             task_seconds,
             page_seconds,
             pages,

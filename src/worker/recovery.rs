@@ -3,7 +3,8 @@
 //! - the reconciler pushes `queued` tasks the queue does not hold (Redis restarted or was
 //!   flushed, a push failed, the process holding the in-process queue restarted);
 //! - temp dirs left by processes that no longer run (killed mid-task) are removed;
-//! - finished tasks older than the `retention.days` setting are erased with their files;
+//! - finished tasks past their retention are erased with all they own (`crate::retention`,
+//!   in one worker at a time);
 //! - the statistics' closed hours and days are summed (`admin::stats::catch_up`), so that the
 //!   first look at a month's figures after a quiet spell does not wait for it.
 //!
@@ -110,36 +111,16 @@ impl Worker {
         }
     }
 
-    /// Erases up to [`BATCH`] tasks that finished more than `retention.days` ago, each like
-    /// its owner's delete (rows, results, and the upload when no other task uses it).
+    /// One round of the retention purge (`crate::retention`), when no other process runs it.
     async fn expire(&self) {
-        let days = self.app.settings.get().retention_days;
-        if days == 0 {
-            return;
-        }
-        let before = now() - TimeDelta::days(i64::from(days));
-        let expired = self
-            .app
-            .db
-            .run(move |c| async move { Task::finished_before(c, before, BATCH).await }.boxed())
-            .await;
-        let expired = match expired {
-            Ok(expired) => expired,
-            Err(e) => return self.db_outage.down(&e),
-        };
-        let mut erased = 0;
-        for (user_id, task_id) in expired {
-            match crate::tasks::delete(&self.app, &user_id, &task_id).await {
-                // Another worker's sweep got there first.
-                Ok(()) | Err(crate::tasks::DeleteError::NotFound) => erased += 1,
-                Err(e) => {
-                    tracing::warn!(task = %task_id, error = %e, "cannot erase an expired task");
-                    break;
-                }
+        // Held for three rounds: a worker that dies hands the purge on within that.
+        let lease = TimeDelta::from_std(self.options.recover_every * 3).unwrap_or(TimeDelta::MAX);
+        match crate::retention::purge(&self.app, &self.id, lease).await {
+            Ok(Some(erased)) => {
+                self.metrics.purged.inc_by(erased as u64);
             }
-        }
-        if erased > 0 {
-            tracing::info!(erased, days, "erased tasks past the retention period");
+            Ok(None) => {}
+            Err(e) => self.db_outage.down(&e),
         }
     }
 

@@ -12,6 +12,9 @@ const more = document.getElementById('more-users');
 const dialog = document.getElementById('confirm-erase');
 const me = document.querySelector('meta[name="user-id"]')?.content;
 const ROLES = ['user', 'operator', 'admin'];
+// How long an account's finished tasks are kept: '' is the install's `retention.days`.
+const KEEP = [['', "The install's setting"], ['1', '1 day'], ['7', '7 days'], ['30', '30 days'],
+  ['90', '90 days'], ['365', 'A year'], ['0', 'Until deleted']];
 let cursor = null;
 
 function row(u) {
@@ -20,6 +23,11 @@ function row(u) {
     ...ROLES.map((r) => el('option', { value: r }, r)));
   role.value = u.role;
   const toggle = self ? null : el('button', { type: 'button', class: 'small', 'data-disable': u.id, 'data-to': String(!u.disabled) }, u.disabled ? 'Enable' : 'Disable');
+  const days = u.retention_days === null ? '' : String(u.retention_days);
+  const keep = el('select', { 'data-keep': u.id, 'aria-label': `How long ${u.email}'s finished tasks are kept` },
+    ...KEEP.map(([value, label]) => el('option', { value }, label)));
+  if (!KEEP.some(([value]) => value === days)) keep.append(el('option', { value: days }, `${days} days`));
+  keep.value = days;
   const erase = self ? null : el('button', { type: 'button', class: 'small danger', 'data-erase': u.id, 'data-email': u.email }, 'Erase…');
   return el('tr', { 'data-id': u.id, 'data-email': u.email, 'data-disabled': String(u.disabled) },
     el('td', {}, u.email, self ? el('span', { class: 'muted small' }, ' (you)') : null),
@@ -28,6 +36,7 @@ function row(u) {
     el('td', {}, String(u.tasks)),
     el('td', {}, String(u.pages_this_month)),
     el('td', {}, formatBytes(u.stored_bytes)),
+    el('td', {}, keep),
     el('td', {}, timeEl(u.last_login)),
     el('td', { class: 'row-actions' }, toggle, erase));
 }
@@ -69,6 +78,14 @@ more.addEventListener('click', () => load(false));
 body.addEventListener('change', (event) => {
   const id = event.target.dataset.role;
   if (id) update(id, { role: event.target.value }, (u) => `${u.email} is now ${u.role === 'user' ? 'a user' : `an ${u.role}`}.`);
+  const keeper = event.target.dataset.keep;
+  if (keeper) {
+    const value = event.target.value;
+    update(keeper, { retention_days: value === '' ? null : Number(value) }, (u) => (u.retention_days === null
+      ? `${u.email}'s tasks follow the install's retention.`
+      : u.retention_days === 0 ? `${u.email}'s tasks are kept until deleted.`
+        : `${u.email}'s finished tasks are erased after ${u.retention_days} days.`));
+  }
 });
 
 body.addEventListener('click', (event) => {

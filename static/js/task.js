@@ -102,6 +102,11 @@ function renderDetails() {
   if (task.mean_confidence !== null && task.mean_confidence !== undefined) {
     facts.push(['Mean confidence', `${Math.round(task.mean_confidence * 100)}%`]);
   }
+  if (task.expires_at) {
+    facts.push(['Deleted automatically', timeEl(task.expires_at)]);
+  } else if (task.retention_days === 0 || task.finished_at) {
+    facts.push(['Deleted automatically', 'never: kept until you delete it']);
+  }
   document.getElementById('details').replaceChildren(...facts.flatMap(([name, value]) =>
     [el('dt', {}, name), el('dd', { 'data-fact': name }, value)]));
   const thumbnail = document.getElementById('thumbnail');

@@ -31,6 +31,7 @@ function options() {
     formats: formats.join(','),
     ocr: form.querySelector('input[name=ocr]:checked').value,
     lang: form.lang.value,
+    retention: form.retention.value,
     password: form.password.value,
   };
 }
@@ -71,6 +72,7 @@ function send(file, row, opts) {
   if (opts.formats) data.append('formats', opts.formats);
   data.append('ocr', opts.ocr);
   if (opts.lang) data.append('lang', opts.lang);
+  if (opts.retention) data.append('retention_days', opts.retention);
   if (opts.password) data.append('password', opts.password);
   data.append('file', file, file.name);
   const xhr = new XMLHttpRequest();

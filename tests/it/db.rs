@@ -48,6 +48,7 @@ fn new_task(key: Option<&str>) -> NewTask<'_> {
         priority: 0,
         max_attempts: 3,
         idempotency_key: key,
+        retention_days: None,
     }
 }
 

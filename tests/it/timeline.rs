@@ -7,7 +7,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use ocrd::admin::stats::{Source, Window, compute_from};
-use ocrd::db::models::{Role, now};
+use ocrd::db::models::{JobLease, Role, now};
 use ocrd::db::schema::tasks;
 use serde_json::{Value, json};
 
@@ -474,5 +474,243 @@ async fn a_tasks_timeline_shows_its_owner_and_operators_what_happened_and_old_on
         200
     );
     install.assert_no_orphans().await;
+    // The worker that erased it counted it, and the audit log names it.
+    let (_, metrics) = worker.health("/metrics").await;
+    assert!(metrics.contains("ocrd_tasks_purged_total 1"), "{metrics}");
+    let audit: Value = admin
+        .get(format!("{base}/api/admin/audit?action=task.purge"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["entries"][0]["target"], json!(good), "{audit}");
+    assert_eq!(audit["entries"][0]["actor"], "retention", "{audit}");
     worker.kill();
+}
+
+/// `GET /api/tasks/{id}` as `caller`: the status, and the body when it is JSON.
+async fn task_of(caller: &Caller, base: &str, id: &str) -> (u16, Value) {
+    let response = caller.get(format!("{base}/api/tasks/{id}")).await;
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Uploads a small page through the API with a `retention_days` field.
+async fn upload_keeping(caller: &Caller, base: &str, days: &str) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .text("retention_days", days.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(crate::support::tiny_png()).file_name("kept.png"),
+        );
+    caller
+        .client
+        .post(format!("{base}/api/tasks"))
+        .header("X-CSRF-Token", &caller.csrf)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Retention per task (chosen at upload) and per account (set by an admin) over the install's
+/// `retention.days`: the purge erases each expired task with its files, audits it, runs in one
+/// process at a time, and the task page says when a task goes. On both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_per_task_and_per_account_purges_what_expired_and_audits_it() {
+    for install in [
+        Install::embedded(|_| {}).await,
+        Install::distributed(|_| {}).await,
+    ] {
+        let base = served(&install).await;
+        let admin = Caller::new(&install, &base, Role::Admin).await;
+        let alice = Caller::new(&install, &base, Role::User).await;
+        let bob = Caller::new(&install, &base, Role::User).await;
+
+        // At upload: a number of days from 0 to 36,500, or a 400 naming the rule.
+        for bad in ["-1", "36501", "a week", ""] {
+            let refused = upload_keeping(&bob, &base, bad).await;
+            assert_eq!(refused.status(), 400, "{bad:?}");
+            let body: Value = refused.json().await.unwrap();
+            let message = body["error"]["message"].as_str().unwrap().to_owned();
+            assert!(
+                message.contains("etention_days: a whole number"),
+                "{message}"
+            );
+        }
+        let uploaded = upload_keeping(&bob, &base, "1").await;
+        assert_eq!(uploaded.status(), 202);
+        let uploaded: Value = uploaded.json().await.unwrap();
+        assert_eq!(uploaded["retention_days"], 1);
+        let b_one_day = uploaded["id"].as_str().unwrap().to_owned();
+        let b_three_days = {
+            let response = upload_keeping(&bob, &base, "3").await;
+            let body: Value = response.json().await.unwrap();
+            body["id"].as_str().unwrap().to_owned()
+        };
+        let png = crate::support::tiny_png();
+        let b_default = install
+            .submit_bytes_as(&bob.id, "b.png", png.clone())
+            .await
+            .id;
+        let a_default = install
+            .submit_bytes_as(&alice.id, "a.png", png.clone())
+            .await
+            .id;
+        let keep = ocrd::tasks::TaskOptions {
+            retention_days: Some(0),
+            ..Default::default()
+        };
+        let a_forever = install
+            .submit_with(&alice.id, "a0.png", png.clone(), keep)
+            .await
+            .id;
+
+        // An admin keeps Alice's tasks a day; nonsense is refused.
+        let url = format!("{base}/api/admin/users/{}", alice.id);
+        let refused = admin
+            .patch(url.clone(), json!({"retention_days": -5}))
+            .await;
+        assert_eq!(refused.status(), 400);
+        let set = admin.patch(url.clone(), json!({"retention_days": 1})).await;
+        assert_eq!(set.status(), 200);
+        let set: Value = set.json().await.unwrap();
+        assert_eq!(
+            (set["retention_days"].as_i64(), set["role"].as_str()),
+            (Some(1), Some("user"))
+        );
+
+        // All five finished two days ago.
+        let finished = now() - TimeDelta::days(2);
+        for id in [
+            &b_one_day,
+            &b_three_days,
+            &b_default,
+            &a_default,
+            &a_forever,
+        ] {
+            let o = Outcome {
+                status: "completed",
+                created: finished - TimeDelta::seconds(60),
+                started: Some(finished - TimeDelta::seconds(30)),
+                finished: Some(finished),
+                pages: 1,
+                error: None,
+            };
+            set_outcome(&install, id, o).await;
+        }
+        let (_, three) = task_of(&bob, &base, &b_three_days).await;
+        let expires = chrono::DateTime::parse_from_rfc3339(three["expires_at"].as_str().unwrap())
+            .unwrap()
+            .naive_utc();
+        assert!(
+            (expires - (finished + TimeDelta::days(3)))
+                .num_seconds()
+                .abs()
+                <= 1,
+            "{three}"
+        );
+        let (_, kept) = task_of(&bob, &base, &b_default).await;
+        assert_eq!(
+            kept["expires_at"],
+            Value::Null,
+            "the install keeps tasks: {kept}"
+        );
+
+        // Another process holds the purge: this one waits its turn.
+        let mut conn = install.app.db.get().await.unwrap();
+        let held = JobLease::take(&mut conn, "retention", "elsewhere", TimeDelta::minutes(1))
+            .await
+            .unwrap();
+        assert!(held);
+        assert_eq!(
+            ocrd::retention::purge(&install.app, "here", TimeDelta::minutes(1))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(task_of(&alice, &base, &a_default).await.0, 200);
+        // Its lease lapses (it died): this one takes over.
+        let lapsed = JobLease::take(&mut conn, "retention", "elsewhere", TimeDelta::seconds(-1))
+            .await
+            .unwrap();
+        assert!(lapsed);
+        drop(conn);
+        assert_eq!(
+            ocrd::retention::purge(&install.app, "here", TimeDelta::minutes(1))
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        for (caller, id, status) in [
+            (&bob, &b_one_day, 404),
+            (&alice, &a_default, 404),
+            (&bob, &b_three_days, 200),
+            (&bob, &b_default, 200),
+            (&alice, &a_forever, 200),
+        ] {
+            assert_eq!(task_of(caller, &base, id).await.0, status, "{id}");
+        }
+        let uploads = install
+            .app
+            .blobs
+            .list(&format!("uploads/{}", alice.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            uploads.len(),
+            1,
+            "only the kept task's upload is left: {uploads:?}"
+        );
+        let audit: Value = admin
+            .get(format!("{base}/api/admin/audit?action=task.purge"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let mut purged: Vec<&str> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["target"].as_str().unwrap())
+            .collect();
+        purged.sort();
+        let mut expected = [b_one_day.as_str(), a_default.as_str()];
+        expected.sort();
+        assert_eq!(purged, expected, "{audit}");
+
+        // The install now keeps tasks a day: Bob's default task goes, the task that chose
+        // three days and the one kept until deleted stay.
+        let set = admin
+            .patch(
+                format!("{base}/api/admin/settings"),
+                json!({"retention.days": 1}),
+            )
+            .await;
+        assert_eq!(set.status(), 200);
+        assert_eq!(
+            ocrd::retention::purge(&install.app, "here", TimeDelta::minutes(1))
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(task_of(&bob, &base, &b_default).await.0, 404);
+        assert_eq!(task_of(&bob, &base, &b_three_days).await.0, 200);
+        assert_eq!(task_of(&alice, &base, &a_forever).await.0, 200);
+        // Alice back on the install's: her task that chose "until deleted" still stays.
+        let reset = admin.patch(url, json!({"retention_days": null})).await;
+        let reset: Value = reset.json().await.unwrap();
+        assert_eq!(reset["retention_days"], Value::Null);
+        assert_eq!(
+            ocrd::retention::purge(&install.app, "here", TimeDelta::minutes(1))
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        assert_eq!(task_of(&alice, &base, &a_forever).await.0, 200);
+        install.assert_no_orphans().await;
+    }
 }

@@ -56,6 +56,9 @@ pub struct Task {
     /// JSON text: the pages that failed in a task that still completed ([`PageWarning`]s).
     #[serde(skip)]
     pub warnings: Option<String>,
+    /// Days the task is kept once finished, as chosen at upload; `None`: its owner's.
+    #[serde(skip)]
+    pub retention_days: Option<i32>,
 }
 
 impl Task {
@@ -76,6 +79,7 @@ pub struct NewTask<'a> {
     pub priority: i32,
     pub max_attempts: i32,
     pub idempotency_key: Option<&'a str>,
+    pub retention_days: Option<i32>,
 }
 
 #[derive(Insertable)]
@@ -90,6 +94,7 @@ struct TaskRow<'a> {
     priority: i32,
     max_attempts: i32,
     idempotency_key: Option<&'a str>,
+    retention_days: Option<i32>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
 }
@@ -153,6 +158,7 @@ impl Task {
             priority: new.priority,
             max_attempts: new.max_attempts,
             idempotency_key: new.idempotency_key,
+            retention_days: new.retention_days,
             created_at: at,
             updated_at: at,
         };
@@ -292,28 +298,6 @@ impl Task {
             .order((tasks::priority.desc(), tasks::id.asc()))
             .limit(limit)
             .select(tasks::id)
-            .load(c)
-            .await)?)
-    }
-
-    /// Finished tasks (completed, failed or cancelled) whose end is before `before`, oldest
-    /// first: `(user id, task id)`.
-    pub async fn finished_before(
-        conn: &mut DbConn,
-        before: NaiveDateTime,
-        limit: i64,
-    ) -> Result<Vec<(String, String)>, DbError> {
-        let ended = [
-            TaskStatus::Completed.as_str(),
-            TaskStatus::Failed.as_str(),
-            TaskStatus::Cancelled.as_str(),
-        ];
-        Ok(with_conn!(conn, |c| tasks::table
-            .filter(tasks::finished_at.lt(before))
-            .filter(tasks::status.eq_any(ended))
-            .order(tasks::finished_at.asc())
-            .limit(limit)
-            .select((tasks::user_id, tasks::id))
             .load(c)
             .await)?)
     }

@@ -96,16 +96,17 @@ macro_rules! filtered {
 /// A file-name search is where a plan chosen from estimates goes wrong: the planner guesses
 /// how common a substring is from a sample, and a common name searched through the trigram
 /// index reads every match before sorting (196 ms against 20 ms at 1,000,000 tasks, a name in
-/// 1 % of them, one run in three). So it runs in two steps, each with its plan fixed: first
-/// the newest [`WALK`] tasks are walked in order, which fills a page of any common name; only
-/// when that page is short is the trigram index read, which is quick for the names that are
-/// rare enough to leave it short.
+/// 1 % of them, one run in three). So it runs in two steps: first the newest [`WALK`] tasks
+/// are walked in id order, each file looked up by its key (the plan fixed), which fills a page
+/// of any common name; only when that page is short does the planner choose, for a name rare
+/// among the newest tasks, and it then reads the trigram index.
 trait PagePlan {
     async fn plan_for_a_page(&mut self) -> diesel::QueryResult<()>;
-    /// Walk the tasks in id order; no bitmap scans (the trigram index).
+    /// Walk the tasks in id order, looking each file and owner up by key: no bitmap scans
+    /// (the trigram index), sequential scans, hash or merge joins.
     async fn walk(&mut self) -> diesel::QueryResult<()>;
-    /// Read the matches through the trigram index; no walk in id order.
-    async fn look_up(&mut self) -> diesel::QueryResult<()>;
+    /// Back to the planner's choice.
+    async fn plan_freely(&mut self) -> diesel::QueryResult<()>;
 }
 
 /// Tasks walked for a page of a file-name search before the trigram index is read.
@@ -121,13 +122,19 @@ impl PagePlan for AsyncPgConnection {
     }
 
     async fn walk(&mut self) -> diesel::QueryResult<()> {
-        self.batch_execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexscan = on")
-            .await
+        self.batch_execute(
+            "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; \
+             SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+        )
+        .await
     }
 
-    async fn look_up(&mut self) -> diesel::QueryResult<()> {
-        self.batch_execute("SET LOCAL enable_bitmapscan = on; SET LOCAL enable_indexscan = off")
-            .await
+    async fn plan_freely(&mut self) -> diesel::QueryResult<()> {
+        self.batch_execute(
+            "SET LOCAL enable_bitmapscan TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT; \
+             SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT",
+        )
+        .await
     }
 }
 
@@ -140,7 +147,7 @@ impl PagePlan for crate::db::SqliteConn {
         Ok(())
     }
 
-    async fn look_up(&mut self) -> diesel::QueryResult<()> {
+    async fn plan_freely(&mut self) -> diesel::QueryResult<()> {
         Ok(())
     }
 }
@@ -205,7 +212,7 @@ impl Task {
                 if end.is_none() || walked.len() as i64 >= limit {
                     return Ok(walked);
                 }
-                tx.look_up().await?;
+                tx.plan_freely().await?;
                 page(None).load(tx).await
             })
             .await)?;

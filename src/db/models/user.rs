@@ -28,6 +28,10 @@ pub struct User {
     pub created_at: NaiveDateTime,
     #[serde(with = "utc_time")]
     pub updated_at: NaiveDateTime,
+    /// Days a finished task of this account is kept; `None`: the `retention.days` setting; 0:
+    /// until it is deleted.
+    #[serde(skip)]
+    pub retention_days: Option<i32>,
 }
 
 pub struct NewUser<'a> {
@@ -144,6 +148,19 @@ impl User {
     ) -> Result<User, DbError> {
         Ok(with_conn!(conn, |c| diesel::update(users::table.find(id))
             .set((users::disabled.eq(disabled), users::updated_at.eq(now())))
+            .returning(User::as_returning())
+            .get_result(c)
+            .await)?)
+    }
+
+    /// Sets the account's retention in days (`None`: the install's).
+    pub async fn set_retention(
+        conn: &mut DbConn,
+        id: &str,
+        days: Option<i32>,
+    ) -> Result<User, DbError> {
+        Ok(with_conn!(conn, |c| diesel::update(users::table.find(id))
+            .set((users::retention_days.eq(days), users::updated_at.eq(now())))
             .returning(User::as_returning())
             .get_result(c)
             .await)?)

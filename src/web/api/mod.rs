@@ -162,6 +162,14 @@ pub struct TaskView {
     pub formats: Vec<String>,
     /// Whether `GET /api/tasks/{id}/thumbnail` has a picture of the first page.
     pub thumbnail: bool,
+    /// Days the task is kept once finished, as chosen at upload (0: until deleted); `null`:
+    /// the account's retention, else the install's.
+    pub retention_days: Option<i32>,
+    /// When the task and its results will be erased; only on `GET /api/tasks/{id}` of a
+    /// finished task that is not kept until deleted.
+    #[serde(with = "utc_time::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<chrono::NaiveDateTime>,
     /// Only in the answer to an upload: the user's latest earlier task of a file with the same
     /// bytes (sha256).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -217,12 +225,20 @@ impl TaskView {
             warnings: task.page_warnings(),
             formats,
             thumbnail: false,
+            retention_days: task.retention_days,
+            expires_at: None,
             duplicate_of: None,
             created_at: task.created_at,
             updated_at: task.updated_at,
             started_at: task.started_at,
             finished_at: task.finished_at,
         }
+    }
+
+    /// Adds when the task will be erased (`crate::retention::expires_at`).
+    pub fn with_expiry(mut self, at: Option<chrono::NaiveDateTime>) -> TaskView {
+        self.expires_at = at;
+        self
     }
 
     /// Adds what only the result row knows.

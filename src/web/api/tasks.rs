@@ -59,6 +59,10 @@ pub struct UploadForm {
     /// The password of an encrypted PDF. It is kept with the task; the searchable PDF comes
     /// out without it.
     password: Option<String>,
+    /// Days the task and its results are kept once it has finished, then erased: 0 keeps them
+    /// until deleted. Default: the account's retention, else the `retention.days` setting.
+    #[schema(minimum = 0, maximum = 36500)]
+    retention_days: Option<i32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -382,6 +386,11 @@ impl FormFields {
                 let lang = value.parse().map_err(|e: String| ApiError::invalid(e))?;
                 self.options.lang = Some(lang);
             }
+            "retention_days" => {
+                let value = read_field(&mut field, "retention_days", idle).await?;
+                let days = crate::retention::parse(&value).map_err(ApiError::invalid)?;
+                self.options.retention_days = Some(days);
+            }
             "password" => {
                 let value = read_field(&mut field, "password", idle).await?;
                 self.options.password = (!value.is_empty()).then(|| Password::new(value));
@@ -534,7 +543,12 @@ pub async fn get(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (task, file) = own_task(&app, &current, &id).await?;
-    let view = TaskView::new(&task, &file);
+    let install = app.settings.get().retention_days;
+    let view = TaskView::new(&task, &file).with_expiry(crate::retention::expires_at(
+        &task,
+        current.user.retention_days,
+        install,
+    ));
     let view = match crate::results::of_completed(&app, &task).await? {
         Some(result) => view.with_result(&result),
         None => view,

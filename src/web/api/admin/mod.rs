@@ -710,6 +710,9 @@ pub struct AdminUserView {
     #[serde(with = "crate::db::models::utc_time::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_login: Option<chrono::NaiveDateTime>,
+    /// Days the account's finished tasks are kept (0: until deleted); `null`: the
+    /// `retention.days` setting.
+    pub retention_days: Option<i32>,
 }
 
 impl AdminUserView {
@@ -721,6 +724,7 @@ impl AdminUserView {
             pages_this_month: usage.pages_this_month,
             stored_bytes: usage.stored_bytes,
             last_login: usage.last_login,
+            retention_days: user.retention_days,
         }
     }
 }
@@ -765,6 +769,20 @@ pub struct UpdateUserRequest {
     pub role: Option<String>,
     /// Disabling revokes the account's API tokens and refuses its sessions at once.
     pub disabled: Option<bool>,
+    /// Days the account's finished tasks are kept (0: until deleted); `null` returns it to the
+    /// `retention.days` setting. A task's own choice at upload comes first.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 0, maximum = 36500)]
+    pub retention_days: Option<Option<i32>>,
+}
+
+/// A field that may be `null`: present (`Some`, holding `None` for `null`) or absent (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A role, as admins give it.
@@ -815,11 +833,26 @@ pub async fn update_user(
             "you cannot demote or disable your own account; ask another admin",
         ));
     }
-    let user = match crate::admin::users::update(&app, &id, role, body.disabled).await {
+    let retention_days = match body.retention_days {
+        Some(Some(days)) => Some(Some(
+            crate::retention::check(days.into()).map_err(ApiError::invalid)?,
+        )),
+        other => other,
+    };
+    let change = crate::admin::users::UserChange {
+        role,
+        disabled: body.disabled,
+        retention_days,
+    };
+    let user = match crate::admin::users::update(&app, &id, change).await {
         Err(DbError::NotFound) => return Err(user_not_found()),
         other => other?,
     };
-    let detail = serde_json::json!({"role": role.map(|r| r.as_str()), "disabled": body.disabled});
+    let mut detail =
+        serde_json::json!({"role": role.map(|r| r.as_str()), "disabled": body.disabled});
+    if let Some(days) = retention_days {
+        detail["retention_days"] = serde_json::json!(days);
+    }
     super::audit(
         &req,
         &app,
