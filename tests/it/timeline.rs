@@ -109,15 +109,15 @@ async fn statistics_over_a_window_agree_on_both_backends() {
         set_outcome(&install, &ids[14], o).await;
         // One completed two days ago: in the week, not in the day.
         let two_days = 2 * 86_400;
-        let o = Outcome {
+        let two_days_ago = |pages| Outcome {
             status: "completed",
             created: ago(two_days + 60),
             started: Some(ago(two_days + 30)),
             finished: Some(ago(two_days)),
-            pages: 5,
+            pages,
             error: None,
         };
-        set_outcome(&install, &ids[16], o).await;
+        set_outcome(&install, &ids[16], two_days_ago(5)).await;
 
         let stats = |window: &str| {
             let url = format!("{base}/api/admin/stats?window={window}");
@@ -229,15 +229,7 @@ async fn statistics_over_a_window_agree_on_both_backends() {
         );
         // A closed hour is summed once, and read from its sums: the task rewritten since
         // (which no worker does) still counts as it was.
-        let o = Outcome {
-            status: "completed",
-            created: ago(two_days + 60),
-            started: Some(ago(two_days + 30)),
-            finished: Some(ago(two_days)),
-            pages: 50,
-            error: None,
-        };
-        set_outcome(&install, &ids[16], o).await;
+        set_outcome(&install, &ids[16], two_days_ago(50)).await;
         let again = stats("7d").await;
         assert_eq!(same(&again), same(&week));
         assert_eq!(again["top_users"], week["top_users"]);
