@@ -2278,6 +2278,13 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             form("engine", "tesseract"),
         ),
         v(
+            "UploadForm.retention_days.maximum",
+            "post",
+            "/api/tasks",
+            "/api/tasks".into(),
+            form("retention_days", "36501"),
+        ),
+        v(
             "OcrPolicy.enum",
             "post",
             "/api/tasks",
@@ -2542,6 +2549,13 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             "/api/admin/users/{id}",
             format!("/api/admin/users/{}", api.install.user.id),
             json(json!({"role": "king"})),
+        ),
+        v(
+            "UpdateUserRequest.retention_days.maximum",
+            "patch",
+            "/api/admin/users/{id}",
+            format!("/api/admin/users/{}", api.install.user.id),
+            json(json!({"retention_days": 36_501})),
         ),
     ];
     let stated = documented_constraints(&doc);
