@@ -3,25 +3,34 @@
 //! The days come from the task (chosen at upload), else its owner's account (set by admins),
 //! else the `retention.days` setting; 0 at any level keeps the task until it is deleted. The
 //! purge runs in the workers' recovery round, in one process at a time (the `retention`
-//! lease, renewed each round and lapsing after three when its holder dies), and erases each expired task with all it owns, as its owner's delete does (rows,
-//! results, checkpoints, timeline, and the upload when no other task uses it), then writes an
-//! audit record `task.purge`.
+//! lease, renewed each round and lapsing three rounds after its holder dies), and erases each
+//! expired task with all it owns, as its owner's delete does (rows, results, checkpoints,
+//! timeline, and the upload when no other task uses it), then writes an audit record
+//! `task.purge`.
 
 use chrono::{NaiveDateTime, TimeDelta};
-use diesel::QueryableByName;
-use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Text, Timestamp};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use crate::app::App;
 use crate::audit::{Actor, Outcome};
-use crate::db::models::{JobLease, Task, now};
+use crate::db::models::{JobLease, Task, TaskStatus, now};
+use crate::db::schema::{tasks, users};
 use crate::db::{DbConn, DbError};
+use crate::with_conn;
 
 /// The longest retention anyone may choose: a hundred years.
 pub const MAX_DAYS: i32 = 36_500;
 /// Tasks erased per round at most; the rest follow in the next rounds.
 const BATCH: i64 = 100;
+/// The states a task has finished in.
+const ENDED: [&str; 3] = [
+    TaskStatus::Completed.as_str(),
+    TaskStatus::Failed.as_str(),
+    TaskStatus::Cancelled.as_str(),
+];
 
 /// The days a finished task is kept: the first of the task's, its owner's and the install's
 /// that is set; `None` when that is 0 (kept until deleted).
@@ -58,6 +67,7 @@ fn rule() -> String {
     format!("retention_days: a whole number of days from 0 (keep until deleted) to {MAX_DAYS}")
 }
 
+/// A finished task due for erasure, with the days it was kept.
 #[derive(QueryableByName)]
 struct Expired {
     #[diesel(sql_type = Text)]
@@ -68,52 +78,76 @@ struct Expired {
     days: i32,
 }
 
-/// Up to `limit` finished tasks past their retention at `at`, oldest first.
+/// Up to `limit` finished tasks past their retention at `at`, in three reads that each walk
+/// an index over the tasks that can be due only: those that chose their own days
+/// (`tasks_own_retention_idx`), those of each account with its own (`tasks_user_finished_idx`),
+/// and the rest, which finished before the install's cutoff (`tasks_finished_stats_idx`).
 async fn expired(
     c: &mut DbConn,
     at: NaiveDateTime,
     install: Option<i32>,
     limit: i64,
 ) -> Result<Vec<Expired>, DbError> {
-    let days = "NULLIF(COALESCE(t.retention_days, u.retention_days, ?), 0)";
-    let (past, days) = match c {
-        DbConn::Postgres(_) => (
-            format!(
-                "t.finished_at + {} * INTERVAL '1 day' < $2",
-                days.replace('?', "$1")
-            ),
-            days.replace('?', "$1"),
-        ),
-        DbConn::Sqlite(_) => (
-            format!("julianday(t.finished_at) + {days} < julianday(?)"),
-            days.to_owned(),
-        ),
+    let mut due = own_days_due(c, at, limit).await?;
+    let accounts: Vec<(String, Option<i32>)> = with_conn!(c, |c| users::table
+        .filter(users::retention_days.gt(0))
+        .select((users::id, users::retention_days))
+        .load(c)
+        .await)?;
+    let mut classes: Vec<(Option<String>, i32)> = accounts
+        .into_iter()
+        .filter_map(|(id, days)| Some((Some(id), days?)))
+        .collect();
+    classes.extend(install.map(|days| (None, days)));
+    for (account, days) in classes {
+        let room = limit - due.len() as i64;
+        if room <= 0 {
+            break;
+        }
+        let cutoff = at - TimeDelta::days(i64::from(days));
+        let found: Vec<(String, String)> = with_conn!(c, |c| {
+            let mut query = tasks::table
+                .inner_join(users::table.on(users::id.eq(tasks::user_id)))
+                .filter(tasks::status.eq_any(ENDED))
+                .filter(tasks::finished_at.lt(cutoff))
+                .filter(tasks::retention_days.is_null())
+                .select((tasks::user_id, tasks::id))
+                .order(tasks::finished_at.asc())
+                .limit(room)
+                .into_boxed();
+            query = match &account {
+                Some(id) => query.filter(tasks::user_id.eq(id.clone())),
+                None => query.filter(users::retention_days.is_null()),
+            };
+            query.load(c).await
+        })?;
+        due.extend(
+            found
+                .into_iter()
+                .map(|(user_id, id)| Expired { user_id, id, days }),
+        );
+    }
+    Ok(due)
+}
+
+/// Tasks that chose their own days (above 0) and are past them.
+async fn own_days_due(
+    c: &mut DbConn,
+    at: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<Expired>, DbError> {
+    let (past, at_param) = match c {
+        DbConn::Postgres(_) => ("finished_at + retention_days * INTERVAL '1 day'", "$1"),
+        DbConn::Sqlite(_) => ("julianday(finished_at) + retention_days", "julianday(?)"),
     };
-    // SQLite binds in order of appearance: the days in the SELECT list, then the test.
     let sql = format!(
-        "SELECT t.user_id AS user_id, t.id AS id, {days} AS days \
-         FROM tasks t JOIN users u ON u.id = t.user_id \
-         WHERE t.status IN ('completed', 'failed', 'cancelled') AND t.finished_at IS NOT NULL \
-         AND {past} ORDER BY t.finished_at LIMIT {limit}"
+        "SELECT user_id, id, retention_days AS days FROM tasks \
+         WHERE retention_days IS NOT NULL AND retention_days > 0 \
+         AND status IN ('completed', 'failed', 'cancelled') AND finished_at IS NOT NULL \
+         AND {past} < {at_param} ORDER BY finished_at LIMIT {limit}"
     );
-    let rows = match c {
-        DbConn::Postgres(c) => {
-            diesel::sql_query(sql)
-                .bind::<Nullable<Integer>, _>(install)
-                .bind::<Timestamp, _>(at)
-                .load(&mut **c)
-                .await
-        }
-        DbConn::Sqlite(c) => {
-            diesel::sql_query(sql)
-                .bind::<Nullable<Integer>, _>(install)
-                .bind::<Nullable<Integer>, _>(install)
-                .bind::<Timestamp, _>(at)
-                .load(&mut **c)
-                .await
-        }
-    };
-    Ok(rows?)
+    let query = diesel::sql_query(sql).bind::<Timestamp, _>(at);
+    Ok(with_conn!(c, |c| query.load::<Expired>(c).await)?)
 }
 
 /// One round of the purge as `holder` (a process name), which holds the lease for `lease` and

@@ -9,3 +9,6 @@ CREATE TABLE job_leases (
     holder TEXT NOT NULL,
     until  TIMESTAMP NOT NULL
 );
+-- The purge reads only what can be due: tasks that chose their own days, and each account's.
+CREATE INDEX tasks_own_retention_idx ON tasks (finished_at) WHERE retention_days IS NOT NULL;
+CREATE INDEX tasks_user_finished_idx ON tasks (user_id, finished_at);
