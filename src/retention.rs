@@ -136,16 +136,16 @@ async fn own_days_due(
     at: NaiveDateTime,
     limit: i64,
 ) -> Result<Vec<Expired>, DbError> {
-    let (past, at_param) = match c {
-        DbConn::Postgres(_) => ("finished_at + retention_days * INTERVAL '1 day'", "$1"),
-        DbConn::Sqlite(_) => ("julianday(finished_at) + retention_days", "julianday(?)"),
+    let past = match c {
+        DbConn::Postgres(_) => "finished_at + retention_days * INTERVAL '1 day' < ?",
+        DbConn::Sqlite(_) => "julianday(finished_at) + retention_days < julianday(?)",
     };
-    let sql = format!(
+    let sql = c.placeholders(&format!(
         "SELECT user_id, id, retention_days AS days FROM tasks \
          WHERE retention_days IS NOT NULL AND retention_days > 0 \
          AND status IN ('completed', 'failed', 'cancelled') AND finished_at IS NOT NULL \
-         AND {past} < {at_param} ORDER BY finished_at LIMIT {limit}"
-    );
+         AND {past} ORDER BY finished_at LIMIT {limit}"
+    ));
     let query = diesel::sql_query(sql).bind::<Timestamp, _>(at);
     Ok(with_conn!(c, |c| query.load::<Expired>(c).await)?)
 }

@@ -307,21 +307,13 @@ impl Dialect {
     }
 }
 
-/// `sql` with its `?` numbered for PostgreSQL (two at most).
-fn placeholders(conn: &DbConn, sql: &str) -> String {
-    match conn {
-        DbConn::Postgres(_) => sql.replacen('?', "$1", 1).replacen('?', "$2", 1),
-        DbConn::Sqlite(_) => sql.to_owned(),
-    }
-}
-
 /// Runs `sql` on whichever backend `conn` is, with a range's ends bound to its two `?`, if
 /// given.
 async fn load<T>(conn: &mut DbConn, sql: &str, range: Option<Range>) -> Result<Vec<T>, DbError>
 where
     T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + Send + 'static,
 {
-    let query = diesel::sql_query(placeholders(conn, sql));
+    let query = diesel::sql_query(conn.placeholders(sql));
     Ok(match range {
         Some((from, until)) => {
             let query = query.bind::<Timestamp, _>(from).bind::<Timestamp, _>(until);

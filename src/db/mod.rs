@@ -176,6 +176,26 @@ pub enum DbConn {
     Sqlite(Object<SqliteConn>),
 }
 
+impl DbConn {
+    /// Raw SQL written with `?` placeholders (SQLite's), as this backend takes it: numbered
+    /// `$1`, `$2`, … for PostgreSQL. The SQL must hold no `?` inside a literal.
+    pub fn placeholders(&self, sql: &str) -> String {
+        match self {
+            DbConn::Postgres(_) => {
+                let mut numbered = String::with_capacity(sql.len() + 8);
+                for (n, part) in sql.split('?').enumerate() {
+                    if n > 0 {
+                        numbered.push_str(&format!("${n}"));
+                    }
+                    numbered.push_str(part);
+                }
+                numbered
+            }
+            DbConn::Sqlite(_) => sql.to_owned(),
+        }
+    }
+}
+
 /// Runs `$body` with `$c` bound to `&mut` the concrete connection, whichever backend it is.
 #[macro_export]
 macro_rules! with_conn {

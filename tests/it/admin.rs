@@ -824,6 +824,13 @@ async fn the_audit_log_records_who_did_what_and_verify_finds_tampering() {
             !ok && err.contains("broken at row 13") && err.contains("removed from the end"),
             "{err}"
         );
+        // The record of the newest row emptied as well: that is found too.
+        sql("DELETE FROM audit_head").await;
+        let (ok, _, err) = shell(&["verify"]);
+        assert!(
+            !ok && err.contains("broken at row 12") && err.contains("audit_head was emptied"),
+            "{err}"
+        );
         sql("DELETE FROM audit_log WHERE seq = 7").await;
         let (ok, _, err) = shell(&["verify"]);
         assert!(

@@ -253,7 +253,7 @@ async fn sums(c: &mut DbConn, level: Level, run: Range) -> Result<Sums, DbError>
                 d.timestamp(&day),
                 super::ENDED_IN
             );
-            sums.users = Some(super::placeholders(c, &sql));
+            sums.users = Some(c.placeholders(&sql));
         }
     }
     Ok(sums)

@@ -20,20 +20,12 @@ impl JobLease {
     ) -> Result<bool, DbError> {
         let at = now();
         let until: NaiveDateTime = at + ttl;
-        // The same statement on both backends: an upsert that only overwrites a lapsed lease
-        // or the holder's own.
-        let sql = match conn {
-            DbConn::Postgres(_) => {
-                "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                 WHERE job_leases.until < $4 OR job_leases.holder = excluded.holder"
-            }
-            DbConn::Sqlite(_) => {
-                "INSERT INTO job_leases (name, holder, until) VALUES (?, ?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                 WHERE job_leases.until < ? OR job_leases.holder = excluded.holder"
-            }
-        };
+        // An upsert that only overwrites a lapsed lease or the holder's own.
+        let sql = conn.placeholders(
+            "INSERT INTO job_leases (name, holder, until) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+             WHERE job_leases.until < ? OR job_leases.holder = excluded.holder",
+        );
         let query = diesel::sql_query(sql)
             .bind::<Text, _>(name)
             .bind::<Text, _>(holder)
