@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: run dev test lint build bench bench-api bench-admin models fuzz chaos image-test
+.PHONY: run dev test lint build bench bench-api bench-admin bench-search models fuzz chaos image-test
 
 # Start ocrd on the embedded defaults (SQLite, in-process queue, local blobs in ./data), with the
 # models fetched first.
@@ -66,6 +66,11 @@ bench-api:
 # PostgreSQL (OCRDBENCH_TASKS=… for another size): p50 and p95 against 100 ms.
 bench-admin:
 	scripts/bench-admin.sh
+
+# Full-text search on 100,000 indexed pages, on PostgreSQL and SQLite (OCRDBENCH_PAGES=… for
+# another size): the index's build time and size, and search p50 and p95 against 50 ms.
+bench-search:
+	scripts/bench-admin.sh search
 
 # The CPU image built with podman from base images made here (no registry is reachable) and
 # run: health, readiness, non-root, HEALTHCHECK, a page recognised through the API. As root.

@@ -26,6 +26,7 @@ pub mod redis_pool;
 pub mod render;
 pub mod results;
 pub mod retention;
+pub mod search;
 pub mod settings;
 pub mod tasks;
 pub mod telemetry;

@@ -90,6 +90,9 @@ pub enum AdminCommand {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The full-text search index.
+    #[command(subcommand)]
+    Search(SearchCommand),
     /// Database roles (PostgreSQL).
     #[command(subcommand)]
     Db(DbCommand),
@@ -232,6 +235,15 @@ pub enum AuditCommand {
     Verify,
     /// Write the whole log as JSON lines, oldest first, to standard output.
     Export,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SearchCommand {
+    /// Rebuild the index from the stored results, a batch at a time; search keeps working
+    /// meanwhile.
+    Reindex,
+    /// Pages indexed, and the index's size next to the text's, as JSON.
+    Stats,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -481,6 +493,28 @@ pub fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 let rows = crate::audit::export(&app, &mut out).await?;
                 std::io::Write::flush(&mut out)?;
                 eprintln!("{rows} rows");
+            }
+            AdminCommand::Search(SearchCommand::Reindex) => {
+                let started = std::time::Instant::now();
+                let done = crate::search::reindex(&app.db, |so_far| {
+                    eprintln!("{} results, {} pages…", so_far.tasks, so_far.pages);
+                })
+                .await?;
+                let detail = serde_json::json!({ "tasks": done.tasks, "pages": done.pages });
+                shell_audit(&app, "search.reindex", "search", Some(detail)).await?;
+                println!(
+                    "reindexed {} pages of {} results in {:.1} s",
+                    done.pages,
+                    done.tasks,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            AdminCommand::Search(SearchCommand::Stats) => {
+                let size = app
+                    .db
+                    .run(|c| async move { crate::search::size(c).await }.boxed())
+                    .await?;
+                println!("{}", serde_json::to_string_pretty(&size)?);
             }
             AdminCommand::Db(DbCommand::GrantAppRole { role }) => {
                 app.db

@@ -37,6 +37,9 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
+/// The migration that adds full-text search: the results before it are indexed once it ran.
+const SEARCH_MIGRATION: &str = "20261210000001";
+
 /// How long a caller waits for a free connection before the request fails.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -338,8 +341,19 @@ impl DbPool {
                 DbConn::Sqlite(conn) => run(conn, SQLITE_MIGRATIONS),
             }
         });
-        task.await
-            .unwrap_or_else(|e| Err(DbError::Aborted(e.to_string())))
+        let applied = task
+            .await
+            .unwrap_or_else(|e| Err(DbError::Aborted(e.to_string())))?;
+        // Data the new tables need from what came before them.
+        if applied.iter().any(|v| v == SEARCH_MIGRATION) {
+            let indexed = crate::search::reindex(self, |_| {}).await?;
+            tracing::info!(
+                tasks = indexed.tasks,
+                pages = indexed.pages,
+                "indexed the existing results for search"
+            );
+        }
+        Ok(applied)
     }
 
     /// Lets `role` run `ocrd serve` and `ocrd work` on this PostgreSQL database and nothing

@@ -233,7 +233,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    search_pages (id) {
+        id -> BigInt,
+        task_id -> Text,
+        page -> Integer,
+        body -> Text,
+    }
+}
+
 diesel::joinable!(results -> tasks (task_id));
+diesel::joinable!(search_pages -> tasks (task_id));
 diesel::joinable!(task_events -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -247,6 +257,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasks,
     task_events,
     results,
+    search_pages,
     settings,
     workers
 );

@@ -386,6 +386,8 @@ routes! {
     get "/api/tasks/{id}/timeline" => api::tasks::timeline,
     get "/api/tasks/{id}/thumbnail" => api::tasks::thumbnail,
     get "/api/tasks/{id}/pages/{page}/image" => api::tasks::page_image,
+    get "/api/search" => api::search::search,
+    get "/api/admin/search" => api::search::search_all,
     get "/api/admin/tasks" => api::admin::list_tasks,
     post "/api/admin/tasks/bulk" => api::admin::bulk,
     get "/api/admin/tasks/{id}" => api::admin::task_detail,

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::api::{self, admin, auth, tasks, tokens};
+use super::api::{self, admin, auth, search, tasks, tokens};
 use super::{ops, ws};
 use crate::error::Code;
 
@@ -18,6 +18,7 @@ use crate::error::Code;
         tokens::create, tokens::list, tokens::delete,
         tasks::create, tasks::list, tasks::get, tasks::result, tasks::delete, tasks::retry,
         tasks::page_image, tasks::cancel, tasks::file, tasks::thumbnail, tasks::timeline,
+        search::search, search::search_all,
         admin::list_tasks, admin::bulk, admin::task_detail, admin::retry_task, admin::cancel_task,
         admin::task_priority,
         admin::list_workers, admin::drain_worker, admin::resume_worker,
@@ -34,6 +35,7 @@ use crate::error::Code;
         auth::SessionResponse, auth::ChangePasswordRequest,
         auth::ResetPasswordRequest, tokens::CreateTokenRequest, tokens::TokenView,
         tokens::CreatedToken, tokens::TokenList, tasks::TaskList, tasks::UploadForm,
+        search::SearchResults, crate::search::Hit, crate::search::Segment,
         crate::tasks::OcrPolicy, crate::tasks::PageWarning, api::StatusName, api::FormatName,
         crate::config::EngineKind, admin::FilterParams, admin::BulkRequest, admin::AdminTaskView,
         admin::AdminTaskList, admin::WorkerList, admin::QueueView, admin::OrderName,

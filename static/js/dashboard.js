@@ -1,4 +1,5 @@
-// The task list: newest first, filtered by status, updated live over the WebSocket.
+// The task list: newest first, filtered by status, updated live over the WebSocket; and the
+// search box, which searches the text of the results as the user types.
 import { api, badge, el, live, setupChrome, timeEl, TASK_ERRORS } from './lib.js';
 
 setupChrome();
@@ -121,6 +122,87 @@ for (const button of filters) {
   });
 }
 more.addEventListener('click', () => load({ append: true }));
+
+// Search as you type: a pause of 250 ms sends the query, the last word as a prefix while it
+// is being typed; only the newest answer is shown.
+const searchInput = document.getElementById('search');
+const searchResults = document.getElementById('search-results');
+const searchState = document.getElementById('search-state');
+const hitList = document.getElementById('hits');
+const moreHits = document.getElementById('more-hits');
+const taskList = document.getElementById('task-list');
+let searchTimer = null;
+let searchSeq = 0;
+let searchCursor = null;
+
+/** What is sent: the typed words, the last one as a prefix unless it is finished (a space, a quote). */
+function asTyped(text) {
+  const trimmed = text.trimStart();
+  const last = trimmed.split(/\s+/).pop() ?? '';
+  const quotes = (trimmed.match(/"/g) ?? []).length;
+  if (/[\p{L}\p{N}]{2,}$/u.test(last) && !/\s$/.test(text) && quotes % 2 === 0 && !last.startsWith('-')) return `${trimmed}*`;
+  return trimmed;
+}
+
+function hitItem(hit, terms) {
+  const params = new URLSearchParams({ page: String(hit.page), terms: terms.join(' ') });
+  const snippet = el('p', { class: 'snippet' },
+    ...hit.snippet.map((s) => (s.match ? el('mark', {}, s.text) : s.text)));
+  return el('li', { class: 'hit' },
+    el('a', { href: `/tasks/${hit.task_id}/view?${params}` }, hit.filename || 'upload'),
+    el('span', { class: 'muted small' }, ` · page ${hit.page} · `), timeEl(hit.task_created_at),
+    snippet);
+}
+
+async function runSearch({ append = false } = {}) {
+  const text = searchInput.value;
+  const seq = ++searchSeq;
+  if (!text.trim()) {
+    searchResults.hidden = true;
+    taskList.hidden = false;
+    return;
+  }
+  searchResults.hidden = false;
+  taskList.hidden = true;
+  const query = new URLSearchParams({ q: asTyped(text), limit: '20' });
+  if (append && searchCursor) query.set('cursor', searchCursor);
+  let found;
+  try {
+    found = await api(`/api/search?${query}`);
+  } catch (e) {
+    if (seq !== searchSeq) return;
+    // A search with nothing to find yet (only punctuation, only exclusions) says how to go on.
+    searchState.textContent = e.code === 'invalid_request' ? e.message : `Could not search: ${e.message}`;
+    if (!append) hitList.replaceChildren();
+    moreHits.hidden = true;
+    return;
+  }
+  if (seq !== searchSeq) return;
+  if (!append) hitList.replaceChildren();
+  hitList.append(...found.hits.map((hit) => hitItem(hit, found.terms)));
+  searchCursor = found.next_cursor;
+  moreHits.hidden = !searchCursor;
+  const count = hitList.children.length;
+  searchState.textContent = count === 0
+    ? 'No page of your documents has these words.'
+    : `${count}${searchCursor ? '+' : ''} matching ${count === 1 ? 'page' : 'pages'}`;
+}
+
+searchInput.addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(runSearch, 250);
+});
+document.getElementById('search-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  clearTimeout(searchTimer);
+  runSearch();
+});
+moreHits.addEventListener('click', () => runSearch({ append: true }));
+const initialSearch = new URLSearchParams(location.search).get('q');
+if (initialSearch) {
+  searchInput.value = initialSearch;
+  runSearch();
+}
 
 load();
 // Each (re)connection re-reads the list: events sent while offline are not replayed.

@@ -21,9 +21,13 @@ const scroll = document.getElementById('scroll');
 const frame = document.getElementById('frame');
 const level = document.getElementById('zoom-level');
 const showBoxes = document.getElementById('show-boxes');
+const hitLabel = document.getElementById('hit-label');
 const fitButtons = { width: document.getElementById('fit-width'), page: document.getElementById('fit-page') };
 let result = null;
-let page = 1;
+const params = new URLSearchParams(location.search);
+let page = Number.parseInt(params.get('page') ?? '1', 10) || 1;
+/** Words a search found (from the search results' link): marked on the page; `x*` is a prefix. */
+const terms = (params.get('terms') ?? '').toLowerCase().split(/\s+/).filter(Boolean);
 let selected = null;
 /** Screen pixels per page pixel, and how it follows the window: 'width', 'page' or null (fixed). */
 let zoom = 1;
@@ -33,6 +37,13 @@ const ZOOM_MAX = 8;
 const ZOOM_STEP = 1.25;
 
 document.getElementById('downloads').replaceChildren(...downloadLinks(task));
+
+/** Whether a recognised word is one the search found: any of its letter-and-digit runs. */
+function isHit(text) {
+  if (!terms.length) return false;
+  return text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean).some((part) => terms.some(
+    (term) => (term.endsWith('*') ? part.startsWith(term.slice(0, -1)) : part === term)));
+}
 
 function confidenceClass(c) {
   return c >= 0.9 ? 'c-hi' : c >= 0.7 ? 'c-mid' : 'c-lo';
@@ -126,7 +137,8 @@ function showPage(n) {
         rect.setAttribute('y', y0);
         rect.setAttribute('width', Math.max(x1 - x0, 1));
         rect.setAttribute('height', Math.max(y1 - y0, 1));
-        rect.setAttribute('class', `word ${confidenceClass(word.confidence)}`);
+        const hit = isHit(word.text) ? ' hit' : '';
+        rect.setAttribute('class', `word ${confidenceClass(word.confidence)}${hit}`);
         rect.dataset.i = String(i);
         const title = document.createElementNS(SVG, 'title');
         title.textContent = `${word.text} (${Math.round(word.confidence * 100)}% confident)`;
@@ -135,7 +147,7 @@ function showPage(n) {
         if (words.length) words.push(' ');
         // One tab stop for all the words (a roving tabindex): the first word until another
         // is reached with the arrow keys.
-        words.push(el('span', { class: `w ${confidenceClass(word.confidence)}`, 'data-i': String(i), tabindex: i === 0 ? '0' : '-1', role: 'button' }, word.text));
+        words.push(el('span', { class: `w ${confidenceClass(word.confidence)}${hit}`, 'data-i': String(i), tabindex: i === 0 ? '0' : '-1', role: 'button' }, word.text));
         i++;
       }
       lines.push(el('span', { class: 'line' }, ...words), el('br'));
@@ -148,6 +160,17 @@ function showPage(n) {
   if (fit) fitTo(fit);
   else setZoom(zoom);
   scroll.scrollTo({ left: 0, top: 0 });
+  const hits = boxes.querySelectorAll('.word.hit').length;
+  hitLabel.hidden = hits === 0 && !terms.length;
+  hitLabel.textContent = terms.length ? `${hits} ${hits === 1 ? 'match' : 'matches'} on this page` : '';
+  // The first match in view, in both panels.
+  const first = boxes.querySelector('.word.hit');
+  if (first) {
+    const at = (name) => Number(first.getAttribute(name)) * zoom;
+    reveal(scroll, at('x'), at('y'), at('width'), at('height'));
+    const word = text.querySelector('.w.hit');
+    if (word) reveal(textPanel, word.offsetLeft, word.offsetTop, word.offsetWidth, word.offsetHeight);
+  }
 }
 
 // Dragging pans (a mouse, a pen or one finger), two fingers pinch-zoom; the page handles
@@ -316,6 +339,6 @@ async function load() {
   }
   state.hidden = true;
   viewer.hidden = false;
-  showPage(1);
+  showPage(page);
 }
 load();

@@ -412,6 +412,12 @@ async fn columns(conn: &mut DbConn) -> BTreeSet<(String, String, String, bool)> 
     };
     rows.into_iter()
         .filter(|r| !r.table_name.starts_with("__diesel") && !r.table_name.starts_with("sqlite_"))
+        // Each backend's own full-text index: PostgreSQL's tsvector column, SQLite's FTS5
+        // table and its shadow tables.
+        .filter(|r| {
+            let tsv = r.table_name == "search_pages" && r.column_name == "tsv";
+            !(tsv || r.table_name.starts_with("search_fts"))
+        })
         .map(|r| {
             let ty = match r.data_type.to_lowercase().as_str() {
                 "timestamp without time zone" => "timestamp".to_string(),

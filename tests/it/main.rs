@@ -23,6 +23,7 @@ mod pdf;
 mod queue;
 mod qwen3vl;
 mod redis;
+mod search;
 mod searchable;
 mod settings;
 mod support;

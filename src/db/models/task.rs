@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{
     File, FileSummary, NewFile, NewTaskResult, TaskResult, new_id, now, text_enum, utc_time,
 };
-use crate::db::schema::{files, results, tasks};
+use crate::db::schema::{files, results, search_pages, tasks};
 use crate::db::{DbConn, DbError};
 use crate::tasks::PageWarning;
 use crate::with_conn;
@@ -417,6 +417,8 @@ impl Task {
         warnings: &[PageWarning],
     ) -> Result<Option<(Task, TaskResult)>, DbError> {
         let at = now();
+        // Searchable from the moment the result exists.
+        let pages = crate::search::page_rows(id, &result.text);
         let row = result.into_row(id, at);
         // A list of plain structs always serialises.
         let warnings =
@@ -446,6 +448,12 @@ impl Task {
                     .returning(TaskResult::as_returning())
                     .get_result(tx)
                     .await?;
+                for page in &pages {
+                    diesel::insert_into(search_pages::table)
+                        .values(page)
+                        .execute(tx)
+                        .await?;
+                }
                 Ok(Some((task, result)))
             })
             .await)?)

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod search;
 pub mod tasks;
 pub mod tokens;
 
