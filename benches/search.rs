@@ -61,7 +61,7 @@ fn vocabulary() -> Vec<String> {
 }
 
 /// The text of page `n`: Zipf-distributed words in lines, plus the markers: "invoice" on 1 %
-/// of pages, the phrase "net total" on 1 %, "zyxwvut" on page 4,242 alone.
+/// of pages, the phrase "net total" on 1 %, "zyxwvut" on one page of account u7's alone.
 fn page_text(n: usize, rng: &mut Rng, words: &[String], cumulative: &[f64]) -> String {
     let mut text = String::with_capacity(WORDS_PER_PAGE * 7);
     for i in 0..WORDS_PER_PAGE {
@@ -70,13 +70,14 @@ fn page_text(n: usize, rng: &mut Rng, words: &[String], cumulative: &[f64]) -> S
         text.push_str(&words[w]);
         text.push(if i % 12 == 11 { '\n' } else { ' ' });
     }
-    if n % 100 == 7 {
+    if rng.unit() < 0.01 {
         text.push_str(" invoice 4711");
     }
-    if n % 100 == 13 {
+    if rng.unit() < 0.01 {
         text.push_str(" net total 120 eur");
     }
-    if n == 4242 {
+    // Task 7's second page: account u7's.
+    if n == 7 * PAGES_PER_TASK + 1 {
         text.push_str(" zyxwvut");
     }
     text

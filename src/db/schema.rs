@@ -237,6 +237,7 @@ diesel::table! {
     search_pages (id) {
         id -> BigInt,
         task_id -> Text,
+        owner -> Text,
         page -> Integer,
         body -> Text,
     }

@@ -49,6 +49,8 @@ pub enum Scope<'a> {
 #[diesel(table_name = search_pages)]
 pub struct PageRow {
     pub task_id: String,
+    /// The task's owner, for SQLite's index to narrow by; searches still join `tasks`.
+    pub owner: String,
     pub page: i32,
     pub body: String,
 }
@@ -56,12 +58,13 @@ pub struct PageRow {
 /// A result's text (its pages separated by form feeds, as `results.text` holds it) as the rows
 /// to index: pages numbered from 1, control characters as spaces (the snippets' markers are
 /// control characters), each cut at [`MAX_PAGE_CHARS`], blank pages left out.
-pub fn page_rows(task_id: &str, text: &str) -> Vec<PageRow> {
+pub fn page_rows(task_id: &str, owner: &str, text: &str) -> Vec<PageRow> {
     text.split('\u{c}')
         .enumerate()
         .filter(|(_, page)| !page.trim().is_empty())
         .map(|(i, page)| PageRow {
             task_id: task_id.to_owned(),
+            owner: owner.to_owned(),
             page: i as i32 + 1,
             body: page
                 .chars()
@@ -234,20 +237,20 @@ async fn reindex_batch(
 ) -> Result<(Option<String>, Reindexed), DbError> {
     Ok(with_conn!(conn, |c| c
         .transaction::<_, diesel::result::Error, _>(async |tx| {
-            let batch: Vec<(String, String)> = results::table
+            let batch: Vec<(String, String, String)> = results::table
                 .filter(results::task_id.gt(after))
                 .order(results::task_id)
-                .select((results::task_id, results::text))
+                .select((results::task_id, results::user_id, results::text))
                 .limit(REINDEX_BATCH)
                 .load(tx)
                 .await?;
-            let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+            let ids: Vec<&str> = batch.iter().map(|(id, ..)| id.as_str()).collect();
             diesel::delete(search_pages::table.filter(search_pages::task_id.eq_any(&ids)))
                 .execute(tx)
                 .await?;
             let mut pages = 0;
-            for (task_id, text) in &batch {
-                for row in page_rows(task_id, text) {
+            for (task_id, owner, text) in &batch {
+                for row in page_rows(task_id, owner, text) {
                     diesel::insert_into(search_pages::table)
                         .values(&row)
                         .execute(tx)
@@ -259,7 +262,7 @@ async fn reindex_batch(
                 tasks: batch.len() as u64,
                 pages,
             };
-            Ok((batch.last().map(|(id, _)| id.clone()), done))
+            Ok((batch.last().map(|(id, ..)| id.clone()), done))
         })
         .await)?)
 }
@@ -301,7 +304,7 @@ mod tests {
 
     #[test]
     fn pages_are_numbered_cleaned_cut_and_blank_ones_skipped() {
-        let rows = page_rows("t", "first\u{1}page\n\u{c} \n\u{c}third\tpage");
+        let rows = page_rows("t", "u", "first\u{1}page\n\u{c} \n\u{c}third\tpage");
         assert_eq!(
             rows.iter()
                 .map(|r| (r.page, r.body.as_str()))
@@ -310,10 +313,10 @@ mod tests {
         );
         let long = "é".repeat(MAX_PAGE_CHARS + 10);
         assert_eq!(
-            page_rows("t", &long)[0].body.chars().count(),
+            page_rows("t", "u", &long)[0].body.chars().count(),
             MAX_PAGE_CHARS
         );
-        assert!(page_rows("t", "").is_empty());
+        assert!(page_rows("t", "u", "").is_empty());
     }
 
     #[test]

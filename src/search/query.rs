@@ -55,6 +55,11 @@ pub enum QueryError {
     TooManyTerms,
 }
 
+/// `text` as an FTS5 string: double-quoted, its quotes doubled; whatever it holds is words.
+pub fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
 /// A word worth searching for: it has a letter or a digit.
 fn searchable(text: &str) -> bool {
     text.chars().any(char::is_alphanumeric)
@@ -179,9 +184,6 @@ impl Query {
     /// The query in FTS5's syntax. Every word and phrase is a double-quoted string (quotes
     /// doubled), so nothing typed can be read as an FTS5 operator or column filter.
     pub fn fts5(&self) -> String {
-        fn quoted(text: &str) -> String {
-            format!("\"{}\"", text.replace('"', "\"\""))
-        }
         fn term(t: &Term) -> String {
             match t {
                 Term::Word(text) | Term::Phrase(text) => quoted(text),

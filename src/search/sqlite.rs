@@ -3,6 +3,7 @@
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 
+use super::query::quoted;
 use super::{HitRow, Query, RANKED, Scope, SizeRow};
 use crate::db::SqliteConn;
 
@@ -13,6 +14,13 @@ pub(super) async fn search(
     limit: i64,
     offset: i64,
 ) -> diesel::QueryResult<Vec<HitRow>> {
+    // The words are looked for in the text alone; a user's search also names its owner to
+    // FTS5, so that only their pages' entries are read. The join on tasks below is what
+    // decides whose pages are shown.
+    let fts = match scope {
+        Scope::Owner(user) => format!("owner : {} AND body : ({})", quoted(user), query.fts5()),
+        Scope::All => format!("body : ({})", query.fts5()),
+    };
     let owner = match scope {
         Scope::Owner(_) => "AND t.user_id = ?",
         Scope::All => "",
@@ -21,7 +29,7 @@ pub(super) async fn search(
     // rowid, to make theirs.
     let sql = format!(
         "WITH candidates AS ( \
-             SELECT search_fts.rowid AS id, bm25(search_fts) AS rank \
+             SELECT search_fts.rowid AS id, bm25(search_fts, 1.0, 0.0) AS rank \
              FROM search_fts JOIN search_pages sp ON sp.id = search_fts.rowid \
                   JOIN tasks t ON t.id = sp.task_id \
              WHERE search_fts MATCH ? {owner} \
@@ -37,7 +45,6 @@ pub(super) async fn search(
          WHERE search_fts MATCH ? \
          ORDER BY r.rank, r.id DESC"
     );
-    let fts = query.fts5();
     let statement = diesel::sql_query(sql).bind::<Text, _>(fts.clone());
     match scope {
         Scope::Owner(user) => {

@@ -439,6 +439,68 @@ async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
     let cer = ocrd::eval::cer(text.as_str().unwrap(), &truth);
     assert!(cer <= 0.02, "the downloaded text has CER {cer}");
 
+    // Search from the dashboard: results come as the word is typed, marked in a snippet; the
+    // hit opens the viewer on its page with the word marked on the image and in the text.
+    let word = text
+        .as_str()
+        .unwrap()
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| w.chars().count() >= 6)
+        .max_by_key(|w| w.chars().count())
+        .expect("a long word in the page")
+        .to_lowercase();
+    browser.goto("/").await;
+    let prefix: String = word.chars().take(4).collect();
+    browser.fill("#search", &prefix).await;
+    let marked = browser
+        .until(
+            "search results while typing",
+            "return !document.getElementById('task-list').hidden ? null :              document.querySelector('#hits li mark')?.textContent",
+        )
+        .await;
+    assert!(
+        marked.as_str().unwrap().to_lowercase().starts_with(&prefix),
+        "{marked} marked for {prefix}"
+    );
+    browser.fill("#search", &word).await;
+    browser
+        .until(
+            "the whole word's results",
+            &format!(
+                "return [...document.querySelectorAll('#hits li a')].some((a) =>                  a.search.includes('terms={word}'))"
+            ),
+        )
+        .await;
+    browser.assert_accessible("the search results").await;
+    browser.screenshots("search").await;
+    browser.click("#hits li a").await;
+    let found = browser
+        .until(
+            "the viewer with the word marked",
+            "return document.querySelectorAll('#boxes rect.word.hit').length &&              {boxes: document.querySelectorAll('#boxes rect.word.hit').length,               words: [...document.querySelectorAll('#text .w.hit')].map((w) => w.textContent),               label: document.getElementById('hit-label').textContent,               query: location.search}",
+        )
+        .await;
+    let words = found["words"].as_array().unwrap();
+    assert!(!words.is_empty(), "{found}");
+    for w in words {
+        assert!(
+            w.as_str().unwrap().to_lowercase().contains(&word),
+            "{found}"
+        );
+    }
+    assert_eq!(found["boxes"], json!(words.len()), "{found}");
+    assert!(
+        found["query"].as_str().unwrap().contains("page=1"),
+        "{found}"
+    );
+    assert!(
+        found["label"].as_str().unwrap().ends_with("on this page"),
+        "{found}"
+    );
+    browser
+        .assert_no_console_errors("the search and the viewer")
+        .await;
+
     stop.cancel();
     worker.await.unwrap();
     browser.close().await;

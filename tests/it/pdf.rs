@@ -3,6 +3,7 @@
 //! while the worker stays up, pages that fail costing only themselves (within the ratio),
 //! resuming after a crash, and memory that stays flat over a 300-page document.
 
+use futures::FutureExt;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -434,6 +435,34 @@ async fn a_mixed_pdf_is_read_page_by_page() {
         "the scan has no text layer: {:?}",
         skip.text
     );
+
+    // Both kinds of page are searchable, each on its own page: the typed page of both tasks,
+    // the scanned page of the task that recognised it.
+    let search = |q: String| {
+        let (db, owner) = (install.app.db.clone(), install.user.id.clone());
+        async move {
+            let query = ocrd::search::Query::parse(&q).unwrap();
+            db.run(move |c| {
+                async move {
+                    let scope = ocrd::search::Scope::Owner(&owner);
+                    ocrd::search::search(c, scope, &query, 20, 0).await
+                }
+                .boxed()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|hit| hit.page)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("\"five dozen liquor\"".into()).await, [1, 1]);
+    let scanned = auto.text.split('\u{c}').nth(1).unwrap();
+    let word = scanned
+        .split(|c: char| !c.is_alphabetic())
+        .max_by_key(|w| w.chars().count())
+        .unwrap();
+    assert_eq!(search(word.to_owned()).await, [2], "{word}");
 }
 
 /// A counter's value in a Prometheus text exposition.

@@ -5,6 +5,9 @@
 CREATE TABLE search_pages (
     id      BIGSERIAL PRIMARY KEY,
     task_id TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    -- The task's owner, copied for SQLite's index (where it narrows a user's search inside
+    -- FTS5). Never the authority: every search joins tasks on its owner.
+    owner   TEXT NOT NULL,
     page    INTEGER NOT NULL,
     body    TEXT NOT NULL,
     tsv     tsvector GENERATED ALWAYS AS (to_tsvector('simple', body)) STORED,

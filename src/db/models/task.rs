@@ -418,7 +418,7 @@ impl Task {
     ) -> Result<Option<(Task, TaskResult)>, DbError> {
         let at = now();
         // Searchable from the moment the result exists.
-        let pages = crate::search::page_rows(id, &result.text);
+        let pages = crate::search::page_rows(id, &result.user_id, &result.text);
         let row = result.into_row(id, at);
         // A list of plain structs always serialises.
         let warnings =
