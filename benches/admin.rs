@@ -4,13 +4,14 @@
 //! statistics (from the rollup, and from the tasks table alone as the baseline), through the
 //! same functions the API calls. Prints p50 and p95 of each against the target of 100 ms. Run with `make bench-admin`, which brings up PostgreSQL.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures::FutureExt;
 use ocrd::admin::stats::{Source, Window, compute_from};
 use ocrd::app::App;
-use ocrd::config::{Config, Secret};
 use ocrd::db::models::{Order, TaskFilter, TaskStatus, now};
 
 const TARGET: Duration = Duration::from_millis(100);
@@ -98,28 +99,13 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let admin_url = std::env::var("OCRDTEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("ocrd_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = AsyncPgConnection::establish(&admin_url)
-            .await
-            .expect("PostgreSQL (make bench-admin starts one)");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
+        let db = support::BenchDb::create().await;
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Config::default()
-        };
-        config.database.url = Secret::new(url.to_string());
+        let config = db.config(&dir);
         let app = App::build(config).await.unwrap();
 
         let seeding = Instant::now();
-        let mut conn = AsyncPgConnection::establish(url.as_str()).await.unwrap();
+        let mut conn = AsyncPgConnection::establish(db.url.as_str()).await.unwrap();
         conn.batch_execute(&SEED.replace("{n}", &n.to_string()))
             .await
             .unwrap();
@@ -241,9 +227,6 @@ fn main() {
         }
         drop(conn);
         drop(app);
-        admin
-            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .await
-            .unwrap();
+        db.drop().await;
     });
 }

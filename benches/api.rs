@@ -6,13 +6,14 @@
 //!
 //! The server runs in this process on PostgreSQL + Redis, as `ocrd serve` does.
 
+mod support;
+
 use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use ocrd::app::App;
-use ocrd::config::{Config, Secret};
+use ocrd::config::Secret;
 use ocrd::db::models::{ApiToken, NewApiToken, Role};
 use ocrd::tasks::{Submission, TaskOptions};
 
@@ -78,27 +79,12 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let admin_url = std::env::var("OCRDTEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let redis_url =
             std::env::var("OCRDTEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let name = format!("ocrd_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = AsyncPgConnection::establish(&admin_url)
-            .await
-            .expect("PostgreSQL");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
-
+        let db = support::BenchDb::create().await;
+        let name = db.name.clone();
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Config::default()
-        };
-        config.database.url = Secret::new(url.to_string());
+        let mut config = db.config(&dir);
         config.database.pool_size = 16;
         // The limiter runs (its cost is part of every request) but never refuses.
         config.rate_limits.api_per_second = 1_000_000;
@@ -200,8 +186,6 @@ fn main() {
 
         handle.stop(true).await;
         unlimited_handle.stop(true).await;
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
+        db.drop().await;
     });
 }

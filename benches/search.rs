@@ -10,12 +10,14 @@
 //!
 //! Run with `make bench-search`, which brings up PostgreSQL.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use futures::FutureExt;
 use ocrd::app::App;
-use ocrd::config::{Config, Secret};
+use ocrd::config::Config;
 use ocrd::search::{Query, Scope};
 
 const TARGET: Duration = Duration::from_millis(50);
@@ -101,10 +103,7 @@ async fn time(app: &App, name: &str, scope: Option<&str>, q: &str) -> Timed {
             .db
             .run(move |c| {
                 async move {
-                    let scope = match &owner {
-                        Some(user) => Scope::Owner(user),
-                        None => Scope::All,
-                    };
+                    let scope = Scope::of(owner.as_deref());
                     ocrd::search::search(c, scope, &query, 21, 0).await
                 }
                 .boxed()
@@ -294,31 +293,11 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let admin_url = std::env::var("OCRDTEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("ocrd_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = AsyncPgConnection::establish(&admin_url)
-            .await
-            .expect("PostgreSQL (make bench-search starts one)");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
+        let db = support::BenchDb::create().await;
         let dir = tempfile::tempdir().unwrap();
-        let base = Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Config::default()
-        };
-        let mut postgres = base.clone();
-        postgres.database.url = Secret::new(url.to_string());
-        let mut met = bench("PostgreSQL", postgres, pages).await;
-        met &= bench("SQLite", base, pages).await;
-        admin
-            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .await
-            .unwrap();
+        let mut met = bench("PostgreSQL", db.config(&dir), pages).await;
+        met &= bench("SQLite", support::config(&dir), pages).await;
+        db.drop().await;
         println!(
             "\n{}",
             if met {

@@ -44,6 +44,13 @@ pub enum Scope<'a> {
     All,
 }
 
+impl<'a> Scope<'a> {
+    /// One account's pages, or with `None` everyone's.
+    pub fn of(owner: Option<&'a str>) -> Scope<'a> {
+        owner.map_or(Scope::All, Scope::Owner)
+    }
+}
+
 /// One page of `search_pages`.
 #[derive(Clone, Debug, PartialEq, Eq, Insertable)]
 #[diesel(table_name = search_pages)]

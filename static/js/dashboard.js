@@ -150,7 +150,7 @@ function hitItem(hit, terms) {
     ...hit.snippet.map((s) => (s.match ? el('mark', {}, s.text) : s.text)));
   return el('li', { class: 'hit' },
     el('a', { href: `/tasks/${hit.task_id}/view?${params}` }, hit.filename || 'upload'),
-    el('span', { class: 'muted small' }, ` · page ${hit.page} · `), timeEl(hit.task_created_at),
+    el('span', { class: 'muted small' }, ` · page ${hit.page} · `, timeEl(hit.task_created_at)),
     snippet);
 }
 

@@ -353,8 +353,28 @@ impl Install {
     pub async fn assert_no_orphans(&self) {
         use diesel::prelude::*;
         use diesel_async::RunQueryDsl;
-        use ocrd::db::schema::{files, results};
+        use ocrd::db::schema::{files, results, search_pages};
         let mut conn = self.app.db.get().await.unwrap();
+        // Search rows only for results that exist (they go with their task).
+        let indexed: Vec<String> = ocrd::with_conn!(&mut conn, |c| search_pages::table
+            .select(search_pages::task_id)
+            .distinct()
+            .load(c)
+            .await)
+        .unwrap();
+        let completed: std::collections::HashSet<String> =
+            ocrd::with_conn!(&mut conn, |c| results::table
+                .select(results::task_id)
+                .load(c)
+                .await)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let stray: Vec<&String> = indexed.iter().filter(|t| !completed.contains(*t)).collect();
+        assert!(
+            stray.is_empty(),
+            "search rows of tasks without a result: {stray:?}"
+        );
         let file_keys: Vec<String> = ocrd::with_conn!(&mut conn, |c| files::table
             .select(files::blob_key)
             .load(c)

@@ -229,6 +229,12 @@ async fn search_finds_words_phrases_and_prefixes_and_only_the_callers_own() {
             assert_eq!(status, 200);
             assert!(pages(&body).is_empty(), "{q}: {body}");
         }
+        // Account ids are not words of the text: neither one's own nor another's finds pages.
+        for id in [&alice.id, &bob.id] {
+            let (status, body) = search(&alice, &base, "/api/search", id, "").await;
+            assert_eq!(status, 200);
+            assert!(pages(&body).is_empty(), "{id}: {body}");
+        }
         let (_, body) = search(
             &bob,
             &base,

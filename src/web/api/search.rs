@@ -101,10 +101,7 @@ async fn respond(
         .db
         .run(move |c| {
             async move {
-                let scope = match &owner {
-                    Some(user) => Scope::Owner(user),
-                    None => Scope::All,
-                };
+                let scope = Scope::of(owner.as_deref());
                 // One more than asked tells whether there is a next page.
                 search::search(c, scope, &query, limit + 1, offset).await
             }
