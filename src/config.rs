@@ -61,6 +61,7 @@ pub struct Config {
     pub log: LogConfig,
     pub tasks: TasksConfig,
     pub retention: RetentionConfig,
+    pub quota: QuotaConfig,
     pub maintenance: MaintenanceConfig,
 }
 
@@ -80,6 +81,7 @@ impl Default for Config {
             log: LogConfig::default(),
             tasks: TasksConfig::default(),
             retention: RetentionConfig::default(),
+            quota: QuotaConfig::default(),
             maintenance: MaintenanceConfig::default(),
         }
     }
@@ -630,6 +632,20 @@ pub struct RetentionConfig {
     /// Days a finished task and its files are kept before workers erase them; 0 keeps them
     /// until deleted.
     pub days: u32,
+}
+
+/// Each account's allowance, unless an admin set the account's own; 0 is no limit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Pages read per calendar month (UTC).
+    pub pages_per_month: u64,
+    /// Bytes of uploaded files kept.
+    pub stored_bytes: u64,
+    /// Tasks queued or running at once.
+    pub concurrent_tasks: u64,
+    /// The largest upload, in bytes (within `limits.max_upload_bytes`).
+    pub max_upload_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

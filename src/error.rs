@@ -66,6 +66,8 @@ codes! {
     UnsupportedType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_type", "Not PNG, JPEG, TIFF, WebP, BMP or PDF (sniffed from the bytes)."),
     Undecodable => (UNPROCESSABLE_ENTITY, "undecodable", "The document cannot be decoded."),
     TooManyRequests => (TOO_MANY_REQUESTS, "too_many_requests", "Too many attempts; retry after Retry-After seconds."),
+    QuotaExceeded => (TOO_MANY_REQUESTS, "quota_exceeded", "Over the account's quota of pages per month or of tasks at once; the message names it and the use, Retry-After says when to try again."),
+    StorageQuotaExceeded => (FORBIDDEN, "storage_quota_exceeded", "The account's storage quota is used up, or this upload would cross it; nothing was kept. Delete tasks to make room."),
     ReadOnly => (SERVICE_UNAVAILABLE, "read_only", "Uploads are refused for maintenance (the maintenance.read_only setting); everything else works."),
     Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "A dependency (database, queue, storage) is unavailable; retry later."),
     Internal => (INTERNAL_SERVER_ERROR, "internal", "An unexpected error; it was logged."),
@@ -196,6 +198,25 @@ impl From<crate::blobs::BlobError> for ApiError {
                 ApiError::new(Code::Unavailable, "storage is unavailable; retry later")
             }
         }
+    }
+}
+
+/// A quota refused: 429 `quota_exceeded` (pages, tasks at once) with `Retry-After`, 403
+/// `storage_quota_exceeded`, 413 for an upload over the account's size; each with the
+/// `RateLimit-Policy` and `RateLimit` headers of the limit.
+impl From<crate::quota::Refusal> for ApiError {
+    fn from(refusal: crate::quota::Refusal) -> Self {
+        use crate::quota::Refusal;
+        let at = crate::db::models::now();
+        let code = match refusal {
+            Refusal::Storage { .. } => Code::StorageQuotaExceeded,
+            Refusal::UploadSize { .. } => Code::PayloadTooLarge,
+            _ => Code::QuotaExceeded,
+        };
+        let mut error = ApiError::new(code, refusal.to_string());
+        error.retry_after = refusal.retry_after(at);
+        error.headers.extend(refusal.headers(at));
+        error
     }
 }
 

@@ -22,6 +22,7 @@ pub mod ocr;
 pub mod outage;
 pub mod process;
 pub mod queue;
+pub mod quota;
 pub mod redis_pool;
 pub mod render;
 pub mod results;

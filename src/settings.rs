@@ -41,6 +41,8 @@ pub struct Values {
     pub ocr: OcrPolicy,
     /// Days a finished task and its files are kept; 0 keeps them until deleted.
     pub retention_days: u32,
+    /// Each account's allowance unless it has its own; 0 is no limit.
+    pub quota: crate::quota::Limits,
     /// Shown on top of every page when not empty.
     pub banner: String,
     /// Uploads are refused while this is on.
@@ -57,6 +59,12 @@ impl Values {
             formats: config.tasks.formats.clone(),
             ocr: config.tasks.ocr,
             retention_days: config.retention.days,
+            quota: crate::quota::Limits {
+                pages_per_month: config.quota.pages_per_month,
+                stored_bytes: config.quota.stored_bytes,
+                concurrent_tasks: config.quota.concurrent_tasks,
+                max_upload_bytes: config.quota.max_upload_bytes,
+            },
             banner: config.maintenance.banner.clone(),
             read_only: config.maintenance.read_only,
         }
@@ -102,12 +110,16 @@ pub enum Key {
     Formats,
     Ocr,
     RetentionDays,
+    QuotaPages,
+    QuotaStoredBytes,
+    QuotaConcurrentTasks,
+    QuotaMaxUploadBytes,
     Banner,
     ReadOnly,
 }
 
 impl Key {
-    pub const ALL: [Key; 9] = [
+    pub const ALL: [Key; 13] = [
         Key::Registration,
         Key::MaxUploadBytes,
         Key::MaxPages,
@@ -115,6 +127,10 @@ impl Key {
         Key::Formats,
         Key::Ocr,
         Key::RetentionDays,
+        Key::QuotaPages,
+        Key::QuotaStoredBytes,
+        Key::QuotaConcurrentTasks,
+        Key::QuotaMaxUploadBytes,
         Key::Banner,
         Key::ReadOnly,
     ];
@@ -128,6 +144,10 @@ impl Key {
             Key::Formats => "tasks.formats",
             Key::Ocr => "tasks.ocr",
             Key::RetentionDays => "retention.days",
+            Key::QuotaPages => "quota.pages_per_month",
+            Key::QuotaStoredBytes => "quota.stored_bytes",
+            Key::QuotaConcurrentTasks => "quota.concurrent_tasks",
+            Key::QuotaMaxUploadBytes => "quota.max_upload_bytes",
             Key::Banner => "maintenance.banner",
             Key::ReadOnly => "maintenance.read_only",
         }
@@ -147,6 +167,18 @@ impl Key {
             }
             Key::RetentionDays => {
                 "Days a finished task and its files are kept before they are erased; 0 keeps them until deleted."
+            }
+            Key::QuotaPages => {
+                "Pages each account may have read per calendar month (UTC), unless it has its own quota; 0 is no limit."
+            }
+            Key::QuotaStoredBytes => {
+                "Bytes of uploaded files each account may keep, unless it has its own quota; 0 is no limit."
+            }
+            Key::QuotaConcurrentTasks => {
+                "Tasks each account may have queued or running at once, unless it has its own quota; 0 is no limit."
+            }
+            Key::QuotaMaxUploadBytes => {
+                "The largest upload of each account, in bytes, unless it has its own quota; 0 leaves limits.max_upload_bytes alone."
             }
             Key::Banner => "A notice shown on top of every page; empty shows none.",
             Key::ReadOnly => {
@@ -181,6 +213,10 @@ impl Key {
             Key::Formats => serde_json::to_value(&v.formats),
             Key::Ocr => serde_json::to_value(v.ocr),
             Key::RetentionDays => Ok(v.retention_days.into()),
+            Key::QuotaPages => Ok(v.quota.pages_per_month.into()),
+            Key::QuotaStoredBytes => Ok(v.quota.stored_bytes.into()),
+            Key::QuotaConcurrentTasks => Ok(v.quota.concurrent_tasks.into()),
+            Key::QuotaMaxUploadBytes => Ok(v.quota.max_upload_bytes.into()),
             Key::Banner => Ok(v.banner.clone().into()),
             Key::ReadOnly => Ok(v.read_only.into()),
         };
@@ -232,6 +268,14 @@ impl Key {
                     .map_err(|_| invalid("must be auto, force or skip".into()))?
             }
             Key::RetentionDays => values.retention_days = number(0, 36_500)? as u32,
+            Key::QuotaPages => values.quota.pages_per_month = number(0, crate::quota::MAX)?,
+            Key::QuotaStoredBytes => values.quota.stored_bytes = number(0, crate::quota::MAX)?,
+            Key::QuotaConcurrentTasks => {
+                values.quota.concurrent_tasks = number(0, crate::quota::MAX)?
+            }
+            Key::QuotaMaxUploadBytes => {
+                values.quota.max_upload_bytes = number(0, crate::quota::MAX)?
+            }
             Key::Banner => {
                 let text = value
                     .as_str()
@@ -473,6 +517,10 @@ mod tests {
             (Key::Formats, serde_json::json!(["pdf", "txt"])),
             (Key::Ocr, serde_json::json!("force")),
             (Key::RetentionDays, serde_json::json!(30)),
+            (Key::QuotaPages, serde_json::json!(500)),
+            (Key::QuotaStoredBytes, serde_json::json!(1_000_000_000)),
+            (Key::QuotaConcurrentTasks, serde_json::json!(4)),
+            (Key::QuotaMaxUploadBytes, serde_json::json!(0)),
             (Key::Banner, serde_json::json!("Upgrade at 18:00 UTC")),
             (Key::ReadOnly, serde_json::json!(true)),
         ];

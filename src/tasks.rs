@@ -156,6 +156,18 @@ pub enum SubmitError {
     /// The storing task panicked, or the runtime is shutting down.
     #[error("storing the upload was aborted: {0}")]
     Aborted(String),
+    /// Over one of the account's quotas: nothing was kept.
+    #[error(transparent)]
+    Quota(#[from] crate::quota::Refusal),
+}
+
+impl From<crate::quota::QuotaError> for SubmitError {
+    fn from(e: crate::quota::QuotaError) -> Self {
+        match e {
+            crate::quota::QuotaError::Refused(refusal) => SubmitError::Quota(refusal),
+            crate::quota::QuotaError::Db(e) => SubmitError::Db(e),
+        }
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -244,12 +256,21 @@ where
             return Ok((task, false));
         }
     }
+    // Before a byte is stored; the body is then cut at what the account may still hold.
+    let allowance = crate::quota::check_upload(app, submission.user_id).await?;
     let (sender, chunks) = tokio::sync::mpsc::channel::<Chunk>(2);
     let (trailer_sender, trailer_received) = tokio::sync::oneshot::channel();
     let owned = OwnedSubmission::from(&submission);
     let detached = app.clone();
     let stored = app.finish(async move {
-        store_and_record(&detached, owned, body_of(chunks), trailer_received).await
+        store_and_record(
+            &detached,
+            owned,
+            allowance,
+            body_of(chunks),
+            trailer_received,
+        )
+        .await
     });
     let mut body = std::pin::pin!(body);
     let mut stored = std::pin::pin!(stored);
@@ -351,6 +372,7 @@ impl From<&Submission<'_>> for OwnedSubmission {
 async fn store_and_record(
     app: &App,
     mut submission: OwnedSubmission,
+    allowance: crate::quota::Allowance,
     body: impl Stream<Item = Result<Bytes, BoxError>> + Send,
     trailer: tokio::sync::oneshot::Receiver<Option<Trailer>>,
 ) -> Result<(Task, bool), SubmitError> {
@@ -388,6 +410,9 @@ async fn store_and_record(
             seen += chunk.len() as u64;
             if seen > max {
                 return Err(Box::new(SubmitError::TooLarge(max)) as BoxError);
+            }
+            if let Some(refusal) = allowance.exceeded_by(seen) {
+                return Err(Box::new(SubmitError::Quota(refusal)) as BoxError);
             }
             Ok(chunk)
         });
@@ -494,7 +519,14 @@ pub async fn retry(app: &App, task_id: &str) -> Result<Option<Task>, DbError> {
     let id = task_id.to_owned();
     let retried = app
         .db
-        .run(move |c| async move { Task::retry(c, &id).await }.boxed())
+        .run(move |c| {
+            async move {
+                // What the last run read is counted before its pages are reserved again.
+                crate::quota::settle(c, Some(&id)).await?;
+                Task::retry(c, &id).await
+            }
+            .boxed()
+        })
         .await?;
     if let Some(task) = &retried {
         crate::timeline::record(app, &task.id, crate::timeline::Step::retried()).await;

@@ -58,9 +58,11 @@ pub struct UserChange {
     pub disabled: Option<bool>,
     /// The account's retention in days; `Some(None)` returns it to the install's.
     pub retention_days: Option<Option<i32>>,
+    /// The account's own quotas.
+    pub quota: Option<crate::quota::Change>,
 }
 
-/// Changes an account's role, whether it is disabled, and its retention. Disabling revokes
+/// Changes an account's role, whether it is disabled, its retention and its quotas. Disabling revokes
 /// its API tokens; its sessions are refused from the next request on (every request reads the
 /// account).
 pub async fn update(app: &App, id: &str, change: UserChange) -> Result<User, DbError> {
@@ -80,6 +82,9 @@ pub async fn update(app: &App, id: &str, change: UserChange) -> Result<User, DbE
                 }
                 if let Some(days) = change.retention_days {
                     user = User::set_retention(c, &id, days).await?;
+                }
+                if let Some(quota) = change.quota {
+                    crate::quota::set_overrides(c, &id, quota).await?;
                 }
                 Ok(user)
             }

@@ -12,6 +12,10 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         retention_days -> Nullable<Integer>,
+        quota_pages_per_month -> Nullable<BigInt>,
+        quota_stored_bytes -> Nullable<BigInt>,
+        quota_concurrent_tasks -> Nullable<BigInt>,
+        quota_max_upload_bytes -> Nullable<BigInt>,
     }
 }
 
@@ -93,6 +97,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamp>,
         warnings -> Nullable<Text>,
         retention_days -> Nullable<Integer>,
+        pages_reserved -> Integer,
     }
 }
 
@@ -240,6 +245,14 @@ diesel::table! {
         owner -> Text,
         page -> Integer,
         body -> Text,
+    }
+}
+
+diesel::table! {
+    quota_pages (user_id, month) {
+        user_id -> Text,
+        month -> Text,
+        pages -> BigInt,
     }
 }
 

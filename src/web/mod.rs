@@ -370,6 +370,7 @@ routes! {
     post "/api/auth/login" => api::auth::login,
     post "/api/auth/logout" => api::auth::logout,
     get "/api/auth/me" => api::auth::me,
+    get "/api/account/usage" => api::account::usage,
     post "/api/auth/password" => api::auth::change_password,
     post "/api/auth/reset" => api::auth::reset_password,
     post "/api/tokens" => api::tokens::create,

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::api::{self, admin, auth, search, tasks, tokens};
+use super::api::{self, account, admin, auth, search, tasks, tokens};
 use super::{ops, ws};
 use crate::error::Code;
 
@@ -14,7 +14,7 @@ use crate::error::Code;
     info(title = "ocrd API", description = "Self-hosted OCR. Authenticate with the session cookie from `POST /api/auth/login` (and send its CSRF token as `X-CSRF-Token` on changes) or with `Authorization: Bearer <API token>`."),
     paths(
         auth::register, auth::login, auth::logout, auth::me, auth::change_password,
-        auth::reset_password,
+        auth::reset_password, account::usage,
         tokens::create, tokens::list, tokens::delete,
         tasks::create, tasks::list, tasks::get, tasks::result, tasks::delete, tasks::retry,
         tasks::page_image, tasks::cancel, tasks::file, tasks::thumbnail, tasks::timeline,
@@ -36,6 +36,8 @@ use crate::error::Code;
         auth::ResetPasswordRequest, tokens::CreateTokenRequest, tokens::TokenView,
         tokens::CreatedToken, tokens::TokenList, tasks::TaskList, tasks::UploadForm,
         search::SearchResults, crate::search::Hit, crate::search::Segment,
+        account::AccountUsage, account::OwnLimits, crate::quota::Limits, crate::quota::Usage,
+        crate::quota::Overrides, admin::QuotaChange,
         crate::tasks::OcrPolicy, crate::tasks::PageWarning, api::StatusName, api::FormatName,
         crate::config::EngineKind, admin::FilterParams, admin::BulkRequest, admin::AdminTaskView,
         admin::AdminTaskList, admin::WorkerList, admin::QueueView, admin::OrderName,

@@ -338,6 +338,8 @@ impl Worker {
                 }
             }
         };
+        // Another holder (or the deletion) deals with a task whose lease was lost.
+        let ended_here = !matches!(outcome, Err(TaskError::LeaseLost));
         match outcome {
             Ok(done) => {
                 self.metrics.task_completed(started.elapsed());
@@ -359,7 +361,25 @@ impl Worker {
                 self.finish_failed(&held, &code, &message).await;
             }
         }
+        // The pages it read count against its owner's month (after a failure is recorded, so
+        // that is settled too); a miss is settled by the recovery round.
+        if ended_here {
+            self.settle(&id).await;
+        }
         Step::Done
+    }
+
+    /// Settles a task's pages against its owner's monthly quota, if it has ended.
+    async fn settle(&self, id: &str) {
+        let id = id.to_owned();
+        let settled = self
+            .app
+            .db
+            .run(move |c| async move { crate::quota::settle(c, Some(&id)).await }.boxed())
+            .await;
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "cannot settle a task's pages; the recovery round will");
+        }
     }
 
     /// The task to run for an entry of `id`: a queued one that operators gave a higher

@@ -344,6 +344,7 @@ async fn recognise(
         let page = match message {
             Some(PageMessage::Total(total)) => {
                 known_total = Some(total);
+                reserve_pages(worker, task, total as u64).await?;
                 publish_progress(worker, task, owner, pages.len(), known_total).await?;
                 continue;
             }
@@ -386,6 +387,8 @@ async fn recognise(
     if !held {
         return Err(lease_lost(worker, task).await);
     }
+    // A TIFF's pages are counted only now; the others' were reserved when the count came.
+    reserve_pages(worker, task, total as u64).await?;
     // `dir` goes with the result, and is dropped on every early return above.
     Ok((
         file,
@@ -565,6 +568,21 @@ fn recognise_page(
             format!("the engine crashed on page {}", index + 1),
         )),
     }
+}
+
+/// The document's pages held against its owner's monthly quota, in place of the one held
+/// since upload; a document with more pages than are left fails here (`crate::quota::reserve`).
+async fn reserve_pages(worker: &Worker, task: &Task, pages: u64) -> Result<(), TaskError> {
+    let (id, user_id) = (task.id.clone(), task.user_id.clone());
+    let install = worker.app.settings.get().quota;
+    let reserved = worker
+        .app
+        .db
+        .run(move |c| {
+            async move { crate::quota::reserve(c, &id, &user_id, pages, install).await }.boxed()
+        })
+        .await?;
+    reserved.map_err(|refusal| TaskError::permanent("quota_exceeded", refusal.to_string()))
 }
 
 enum PageMessage {

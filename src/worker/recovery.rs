@@ -36,6 +36,7 @@ impl Worker {
             }
             self.expire().await;
             self.sum_statistics().await;
+            self.settle_quotas().await;
             let sweeper = self.clone();
             let _ = tokio::task::spawn_blocking(move || sweeper.sweep_temp_dirs()).await;
             // A task queued this recently may simply not be pushed yet.
@@ -108,6 +109,21 @@ impl Worker {
             .await;
         if let Err(e) = summed {
             tracing::warn!(error = %e, "cannot sum the statistics of the closed hours");
+        }
+    }
+
+    /// Settles the pages of tasks that ended without their worker settling them (cancelled,
+    /// failed by the reaper, a worker killed after its commit): `crate::quota::settle`.
+    async fn settle_quotas(&self) {
+        let settled = self
+            .app
+            .db
+            .run(|c| async move { crate::quota::settle(c, None).await }.boxed())
+            .await;
+        match settled {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tasks = n, "settled the pages of ended tasks"),
+            Err(e) => self.db_outage.down(&e),
         }
     }
 

@@ -1,7 +1,46 @@
-// The account page: API tokens (create, shown once; list; revoke) and the password.
-import { api, copyText, el, setupChrome, showError, timeEl, toast } from './lib.js';
+// The account page: quotas and use, API tokens (create, shown once; list; revoke) and the
+// password.
+import { api, copyText, el, formatBytes, setupChrome, showError, timeEl, toast } from './lib.js';
 
 setupChrome();
+
+/** One quota's row: what is used (null: nothing to count), against its limit (0 is none), with a meter when limited. */
+function usageRow(label, used, limit, show) {
+  const cells = [el('th', { scope: 'row' }, label), el('td', { 'data-label': 'Used' }, used === null ? '—' : show(used))];
+  if (limit > 0 && used === null) {
+    cells.push(el('td', { 'data-label': 'Limit' }, show(limit)));
+  } else if (limit > 0) {
+    cells.push(el('td', { 'data-label': 'Limit' },
+      el('meter', { min: 0, max: limit, value: Math.min(used, limit), 'aria-label': `${label}: ${show(used)} of ${show(limit)}` }),
+      ` ${show(limit)}`));
+  } else {
+    cells.push(el('td', { 'data-label': 'Limit', class: 'muted' }, 'no limit'));
+  }
+  return el('tr', { 'data-quota': label }, ...cells);
+}
+
+async function loadUsage() {
+  const state = document.getElementById('usage-state');
+  const table = document.getElementById('usage');
+  let found;
+  try {
+    found = await api('/api/account/usage');
+  } catch (e) {
+    state.replaceChildren(`Could not load your usage: ${e.message} `, el('button', { type: 'button', onclick: loadUsage }, 'Try again'));
+    return;
+  }
+  const { limits, usage } = found;
+  const count = (n) => n.toLocaleString();
+  const reserved = usage.pages_reserved ? ` (${count(usage.pages_reserved)} held by unfinished tasks)` : '';
+  table.querySelector('tbody').replaceChildren(
+    usageRow(`Pages in ${found.month}`, usage.pages_this_month + usage.pages_reserved, limits.pages_per_month, (n) => `${count(n)}`),
+    usageRow('Stored files', usage.stored_bytes, limits.stored_bytes, formatBytes),
+    usageRow('Tasks at once', usage.concurrent_tasks, limits.concurrent_tasks, count),
+    usageRow('Largest upload', null, limits.max_upload_bytes, formatBytes));
+  state.textContent = `Pages count from the first of each month (UTC)${reserved}.`;
+  table.hidden = false;
+}
+loadUsage();
 
 const tokens = document.getElementById('tokens');
 const tokensBody = tokens.querySelector('tbody');

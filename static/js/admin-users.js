@@ -15,7 +15,25 @@ const ROLES = ['user', 'operator', 'admin'];
 // How long an account's finished tasks are kept: '' is the install's `retention.days`.
 const KEEP = [['', "The install's setting"], ['1', '1 day'], ['7', '7 days'], ['30', '30 days'],
   ['90', '90 days'], ['365', 'A year'], ['0', 'Until deleted']];
+// An account's own quotas: the API's field, its label, and bytes per unit typed.
+const QUOTAS = [['pages_per_month', 'Pages a month', 1], ['stored_bytes', 'Stored MiB', 1048576],
+  ['concurrent_tasks', 'Tasks at once', 1], ['max_upload_bytes', 'Largest upload MiB', 1048576]];
 let cursor = null;
+
+/** The quotas cell: a summary of the account's own limits, opening to a form that sets them. */
+function quotaCell(u) {
+  const own = QUOTAS.filter(([field]) => u.quota[field] !== null);
+  const summary = own.length
+    ? own.map(([field, label, unit]) => `${label}: ${u.quota[field] === 0 ? 'no limit' : (u.quota[field] / unit).toLocaleString()}`).join(', ')
+    : "The install's";
+  const inputs = QUOTAS.map(([field, label, unit]) => el('label', { class: 'quota-field' }, label,
+    el('input', { type: 'number', min: '0', step: 'any', name: field, placeholder: "install's",
+      value: u.quota[field] === null ? '' : String(u.quota[field] / unit) })));
+  const form = el('form', { class: 'quota-form', 'data-quota': u.id }, ...inputs,
+    el('p', { class: 'hint' }, "Empty takes the install's quota.* setting; 0 is no limit."),
+    el('button', { type: 'submit', class: 'small' }, 'Save quotas'));
+  return el('details', { class: 'quota' }, el('summary', { 'aria-label': `Quotas of ${u.email}` }, summary), form);
+}
 
 function row(u) {
   const self = u.id === me;
@@ -37,6 +55,7 @@ function row(u) {
     el('td', {}, String(u.pages_this_month)),
     el('td', {}, formatBytes(u.stored_bytes)),
     el('td', {}, keep),
+    el('td', {}, quotaCell(u)),
     el('td', {}, timeEl(u.last_login)),
     el('td', { class: 'row-actions' }, toggle, erase));
 }
@@ -73,6 +92,17 @@ async function update(id, change, done) {
 }
 
 form.addEventListener('submit', (event) => { event.preventDefault(); load(true); });
+body.addEventListener('submit', (event) => {
+  const quota = event.target.closest('[data-quota]');
+  if (!quota) return;
+  event.preventDefault();
+  const change = {};
+  for (const [field, , unit] of QUOTAS) {
+    const value = quota.elements[field].value.trim();
+    change[field] = value === '' ? null : Math.round(Number(value) * unit);
+  }
+  update(quota.dataset.quota, { quota: change }, (u) => `${u.email}'s quotas are saved.`);
+});
 more.addEventListener('click', () => load(false));
 
 body.addEventListener('change', (event) => {

@@ -252,6 +252,7 @@ export const TASK_ERRORS = {
   bad_options: ['The task\'s options could not be read', 'Upload the document again.'],
   source_missing: ['The uploaded file is gone from storage', 'Upload the document again.'],
   io: ['A file could not be read or written on the worker', 'Retry; if it fails again, tell your administrator.'],
+  quota_exceeded: ['Over your monthly page quota', 'The document has more pages than your quota has left this month. See Account for your use; retry next month or ask your administrator.'],
 };
 
 /** Failures of the file itself: running the same file again ends the same way, so no Retry. */

@@ -2083,8 +2083,17 @@ fn documented_constraints(doc: &Value) -> std::collections::BTreeSet<String> {
             }
             let mut bodies = Vec::new();
             refs(&operation["requestBody"], &mut bodies);
-            for body in bodies.iter().filter_map(name_of) {
-                for (property, schema) in schemas[&body]["properties"].as_object().unwrap() {
+            // A body's schemas, and the object schemas its properties use (nested objects).
+            let mut pending: Vec<String> = bodies.iter().filter_map(name_of).collect();
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(body) = pending.pop() {
+                let Some(properties) = schemas[&body]["properties"].as_object() else {
+                    continue;
+                };
+                if !seen.insert(body.clone()) {
+                    continue;
+                }
+                for (property, schema) in properties {
                     for keyword in KEYWORDS {
                         // utoipa states `minimum: 0` for every unsigned number: no rule.
                         if !schema[keyword].is_null() && schema[keyword] != json!(0) {
@@ -2095,6 +2104,7 @@ fn documented_constraints(doc: &Value) -> std::collections::BTreeSet<String> {
                     refs(schema, &mut found);
                     for r in found.iter().filter_map(name_of) {
                         enum_rule(&r, &mut rules);
+                        pending.push(r);
                     }
                 }
             }
@@ -2626,6 +2636,78 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             "/api/admin/users/{id}",
             format!("/api/admin/users/{}", api.install.user.id),
             json(json!({"retention_days": 36_501})),
+        ),
+        v(
+            "FilterParams.user.maxLength",
+            "post",
+            "/api/admin/tasks/bulk",
+            "/api/admin/tasks/bulk".into(),
+            json(json!({"action": "retry", "dry_run": true, "filter": {"user": "a".repeat(255)}})),
+        ),
+        v(
+            "FilterParams.engine.maxLength",
+            "post",
+            "/api/admin/tasks/bulk",
+            "/api/admin/tasks/bulk".into(),
+            json(json!({"action": "retry", "dry_run": true, "filter": {"engine": "e".repeat(33)}})),
+        ),
+        v(
+            "FilterParams.error.maxLength",
+            "post",
+            "/api/admin/tasks/bulk",
+            "/api/admin/tasks/bulk".into(),
+            json(json!({"action": "retry", "dry_run": true, "filter": {"error": "e".repeat(65)}})),
+        ),
+        v(
+            "FilterParams.filename.minLength",
+            "post",
+            "/api/admin/tasks/bulk",
+            "/api/admin/tasks/bulk".into(),
+            json(json!({"action": "retry", "dry_run": true, "filter": {"filename": ""}})),
+        ),
+        v(
+            "FilterParams.filename.maxLength",
+            "post",
+            "/api/admin/tasks/bulk",
+            "/api/admin/tasks/bulk".into(),
+            json(
+                json!({"action": "retry", "dry_run": true, "filter": {"filename": "f".repeat(256)}}),
+            ),
+        ),
+        v(
+            "FilterParams.id.pattern",
+            "post",
+            "/api/admin/tasks/bulk",
+            "/api/admin/tasks/bulk".into(),
+            json(json!({"action": "retry", "dry_run": true, "filter": {"id": "not-an-id!"}})),
+        ),
+        v(
+            "QuotaChange.pages_per_month.maximum",
+            "patch",
+            "/api/admin/users/{id}",
+            format!("/api/admin/users/{}", api.install.user.id),
+            json(json!({"quota": {"pages_per_month": 9_223_372_036_854_775_808_u64}})),
+        ),
+        v(
+            "QuotaChange.stored_bytes.maximum",
+            "patch",
+            "/api/admin/users/{id}",
+            format!("/api/admin/users/{}", api.install.user.id),
+            json(json!({"quota": {"stored_bytes": 9_223_372_036_854_775_808_u64}})),
+        ),
+        v(
+            "QuotaChange.concurrent_tasks.maximum",
+            "patch",
+            "/api/admin/users/{id}",
+            format!("/api/admin/users/{}", api.install.user.id),
+            json(json!({"quota": {"concurrent_tasks": 9_223_372_036_854_775_808_u64}})),
+        ),
+        v(
+            "QuotaChange.max_upload_bytes.maximum",
+            "patch",
+            "/api/admin/users/{id}",
+            format!("/api/admin/users/{}", api.install.user.id),
+            json(json!({"quota": {"max_upload_bytes": 9_223_372_036_854_775_808_u64}})),
         ),
     ];
     let stated = documented_constraints(&doc);

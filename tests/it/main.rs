@@ -21,6 +21,7 @@ mod ocr;
 mod ocr_cli;
 mod pdf;
 mod queue;
+mod quota;
 mod qwen3vl;
 mod redis;
 mod search;

@@ -501,6 +501,19 @@ async fn a_worker_killed_mid_document_resumes_after_the_stored_pages() {
     })
     .await;
     first.kill();
+    // The killed worker's task keeps the ten pages it holds against the month's quota.
+    let standing = || async {
+        let mut conn = install.app.db.get().await.unwrap();
+        ocrd::quota::usage(&mut conn, &task.user_id, ocrd::db::models::now())
+            .await
+            .unwrap()
+    };
+    let held = standing().await;
+    assert_eq!(
+        (held.pages_reserved, held.pages_this_month),
+        (10, 0),
+        "{held:?}"
+    );
     let stored = install.app.blobs.list(&prefix).await.unwrap().len();
     assert!(
         (3..10).contains(&stored),
@@ -514,6 +527,13 @@ async fn a_worker_killed_mid_document_resumes_after_the_stored_pages() {
     let done = &done[0];
     assert_eq!(done.status, TaskStatus::Completed, "{done:?}");
     assert_eq!((done.pages_done, done.pages_total), (10, Some(10)));
+    // Settled once, by whichever worker finished it: ten pages read, none held.
+    crate::install::wait_for(Duration::from_secs(60), "the pages settled", || async {
+        let used = standing().await;
+        (used.pages_reserved == 0).then_some(used)
+    })
+    .await;
+    assert_eq!(standing().await.pages_this_month, 10);
     let (_, metrics) = second.health("/metrics").await;
     let recognised = counter(&metrics, "ocrd_pages_total");
     println!(

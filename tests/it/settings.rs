@@ -85,7 +85,7 @@ async fn runtime_settings_apply_on_every_instance_without_a_restart() {
 
         // Operators read them; everything comes from the configuration at first.
         let listed = settings(&operator, &base).await;
-        assert_eq!(listed.len(), 9, "{listed:?}");
+        assert_eq!(listed.len(), ocrd::settings::Key::ALL.len(), "{listed:?}");
         let upload_limit = &listed["limits.max_upload_bytes"];
         assert_eq!(
             upload_limit["value"],
@@ -529,7 +529,11 @@ async fn bad_stored_rows_are_ignored_and_a_failed_write_changes_nothing() {
     .unwrap();
     // Each instance reloads every 2 s; the list reads the rows itself.
     let listed = settings(&admin, &base).await;
-    assert_eq!(listed.len(), 9, "an unknown key is not listed: {listed:?}");
+    assert_eq!(
+        listed.len(),
+        ocrd::settings::Key::ALL.len(),
+        "an unknown key is not listed: {listed:?}"
+    );
     for key in ["limits.max_pages", "maintenance.banner"] {
         assert_eq!(listed[key]["value"], listed[key]["default"], "{key}");
         assert_eq!(listed[key]["overridden"], false, "{key}");

@@ -95,6 +95,7 @@ struct TaskRow<'a> {
     max_attempts: i32,
     idempotency_key: Option<&'a str>,
     retention_days: Option<i32>,
+    pages_reserved: i32,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
 }
@@ -159,6 +160,8 @@ impl Task {
             max_attempts: new.max_attempts,
             idempotency_key: new.idempotency_key,
             retention_days: new.retention_days,
+            // A page against the monthly allowance until a worker has counted them.
+            pages_reserved: 1,
             created_at: at,
             updated_at: at,
         };
@@ -606,6 +609,10 @@ impl Task {
             tasks::status.eq(TaskStatus::Queued.as_str()),
             tasks::attempts.eq(0),
             tasks::pages_done.eq(0),
+            // Its pages count against the allowance again (settled before, see tasks::retry).
+            tasks::pages_reserved.eq(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "COALESCE(pages_total, 1)",
+            )),
             tasks::error_code.eq(None::<String>),
             tasks::error_message.eq(None::<String>),
             tasks::warnings.eq(None::<String>),

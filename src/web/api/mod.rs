@@ -1,5 +1,6 @@
 //! The REST API under `/api`: JSON in, JSON out, errors as [`ApiError`].
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod search;

@@ -204,6 +204,7 @@ fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::Aborted(e) => ApiError::internal(e),
         SubmitError::Blob(e) => e.into(),
         SubmitError::Db(e) => e.into(),
+        SubmitError::Quota(refusal) => refusal.into(),
     }
 }
 

@@ -713,10 +713,16 @@ pub struct AdminUserView {
     /// Days the account's finished tasks are kept (0: until deleted); `null`: the
     /// `retention.days` setting.
     pub retention_days: Option<i32>,
+    /// The account's own quotas (0: no limit); `null` takes the install's `quota.*` setting.
+    pub quota: crate::quota::Overrides,
 }
 
 impl AdminUserView {
-    fn new(user: &crate::db::models::User, usage: crate::db::models::Usage) -> AdminUserView {
+    fn new(
+        user: &crate::db::models::User,
+        usage: crate::db::models::Usage,
+        quota: crate::quota::Overrides,
+    ) -> AdminUserView {
         AdminUserView {
             user: user.into(),
             disabled: user.disabled,
@@ -725,8 +731,25 @@ impl AdminUserView {
             stored_bytes: usage.stored_bytes,
             last_login: usage.last_login,
             retention_days: user.retention_days,
+            quota,
         }
     }
+}
+
+/// The own quotas of these accounts, by id.
+async fn own_quotas(
+    app: &App,
+    ids: Vec<String>,
+) -> Result<std::collections::HashMap<String, crate::quota::Overrides>, ApiError> {
+    Ok(app
+        .db
+        .run(move |c| {
+            futures::FutureExt::boxed(async move {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                crate::quota::overrides(c, &ids).await
+            })
+        })
+        .await?)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -754,9 +777,12 @@ pub async fn list_users(
     let cursor = super::page_cursor(query.cursor.as_deref())?;
     let (rows, next_cursor) =
         crate::admin::users::list(&app, query.search.clone(), limit, cursor).await?;
+    let quotas = own_quotas(&app, rows.iter().map(|(u, _)| u.id.clone()).collect()).await?;
     let users = rows
         .iter()
-        .map(|(u, used)| AdminUserView::new(u, *used))
+        .map(|(u, used)| {
+            AdminUserView::new(u, *used, quotas.get(&u.id).copied().unwrap_or_default())
+        })
         .collect();
     Ok(json(StatusCode::OK, &AdminUserList { users, next_cursor }))
 }
@@ -774,6 +800,48 @@ pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i32>, minimum = 0, maximum = 36500)]
     pub retention_days: Option<Option<i32>>,
+    /// The account's own quotas: each field given replaces that limit (0: no limit), `null`
+    /// returns it to the install's `quota.*` setting.
+    pub quota: Option<QuotaChange>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaChange {
+    /// Pages read per calendar month (UTC).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
+    pub pages_per_month: Option<Option<u64>>,
+    /// Bytes of uploaded files kept.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
+    pub stored_bytes: Option<Option<u64>>,
+    /// Tasks queued or running at once.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
+    pub concurrent_tasks: Option<Option<u64>>,
+    /// The largest upload, in bytes (within `limits.max_upload_bytes`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
+    pub max_upload_bytes: Option<Option<u64>>,
+}
+
+impl QuotaChange {
+    fn checked(&self) -> Result<crate::quota::Change, ApiError> {
+        let check = |name: &str, v: Option<Option<u64>>| match v {
+            Some(Some(n)) if n > crate::quota::MAX => Err(ApiError::invalid(format!(
+                "quota.{name}: 0 to {}",
+                crate::quota::MAX
+            ))),
+            other => Ok(other),
+        };
+        Ok(crate::quota::Change {
+            pages_per_month: check("pages_per_month", self.pages_per_month)?,
+            stored_bytes: check("stored_bytes", self.stored_bytes)?,
+            concurrent_tasks: check("concurrent_tasks", self.concurrent_tasks)?,
+            max_upload_bytes: check("max_upload_bytes", self.max_upload_bytes)?,
+        })
+    }
 }
 
 /// A field that may be `null`: present (`Some`, holding `None` for `null`) or absent (`None`).
@@ -839,10 +907,12 @@ pub async fn update_user(
         )),
         other => other,
     };
+    let quota = body.quota.as_ref().map(QuotaChange::checked).transpose()?;
     let change = crate::admin::users::UserChange {
         role,
         disabled: body.disabled,
         retention_days,
+        quota,
     };
     let user = match crate::admin::users::update(&app, &id, change).await {
         Err(DbError::NotFound) => return Err(user_not_found()),
@@ -852,6 +922,14 @@ pub async fn update_user(
         serde_json::json!({"role": role.map(|r| r.as_str()), "disabled": body.disabled});
     if let Some(days) = retention_days {
         detail["retention_days"] = serde_json::json!(days);
+    }
+    if let Some(quota) = &body.quota {
+        detail["quota"] = serde_json::json!({
+            "pages_per_month": quota.pages_per_month,
+            "stored_bytes": quota.stored_bytes,
+            "concurrent_tasks": quota.concurrent_tasks,
+            "max_upload_bytes": quota.max_upload_bytes,
+        });
     }
     super::audit(
         &req,
@@ -864,7 +942,12 @@ pub async fn update_user(
     .await?;
     let (mut rows, _) = crate::admin::users::list(&app, Some(user.email.clone()), 1, None).await?;
     let used = rows.pop().map(|(_, used)| used).unwrap_or_default();
-    Ok(json(StatusCode::OK, &AdminUserView::new(&user, used)))
+    let quota = own_quotas(&app, vec![user.id.clone()]).await?;
+    let quota = quota.get(&user.id).copied().unwrap_or_default();
+    Ok(json(
+        StatusCode::OK,
+        &AdminUserView::new(&user, used, quota),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
