@@ -732,7 +732,44 @@ async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_pass
     let (install, base, _) = serve(|_| {}).await;
     let browser = Browser::start(base.clone()).await;
     let email = browser.register_new().await;
+    {
+        // The account's own quotas: 100 pages a month and 1 MiB stored.
+        let mut conn = install.app.db.get().await.unwrap();
+        let user = ocrd::db::models::User::find_by_email(&mut conn, &email)
+            .await
+            .unwrap()
+            .unwrap();
+        let change = ocrd::quota::Change {
+            pages_per_month: Some(Some(100)),
+            stored_bytes: Some(Some(1 << 20)),
+            ..Default::default()
+        };
+        ocrd::quota::set_overrides(&mut conn, &user.id, change)
+            .await
+            .unwrap();
+    }
     browser.goto("/account").await;
+    // Usage against the quotas, a meter where there is a limit.
+    let usage = browser
+        .until(
+            "the usage table",
+            "const t = document.getElementById('usage'); return !t.hidden &&              [...t.querySelectorAll('tbody tr')].map((r) => ({                quota: r.querySelector('th').textContent,                cells: [...r.querySelectorAll('td')].map((c) => c.textContent.trim()),                meter: r.querySelector('meter')?.getAttribute('max') ?? null }))",
+        )
+        .await;
+    let month = ocrd::quota::month(ocrd::db::models::now());
+    assert_eq!(
+        usage[0]["quota"],
+        json!(format!("Pages in {month}")),
+        "{usage}"
+    );
+    assert_eq!(usage[0]["cells"], json!(["0", "100"]), "{usage}");
+    assert_eq!(usage[0]["meter"], json!("100"), "{usage}");
+    assert_eq!(usage[1]["meter"], json!("1048576"), "{usage}");
+    assert_eq!(usage[2]["cells"], json!(["0", "no limit"]), "{usage}");
+    assert_eq!(usage[2]["meter"], Value::Null, "{usage}");
+    browser
+        .assert_accessible("the account page with quotas")
+        .await;
     // The page says who is signed in, and whether that account administers this install.
     let role = browser
         .js("return document.getElementById('account-role').textContent")
@@ -1897,6 +1934,41 @@ async fn an_admin_cancels_a_long_task_lowers_the_upload_limit_and_disables_an_ac
         .await;
     browser.assert_accessible("the users page").await;
     browser.screenshots("admin-users").await;
+    // The account's own quotas, set in the row's form: 50 pages a month, 2 MiB an upload.
+    browser.click(&format!("{row} details.quota summary")).await;
+    browser
+        .fill(&format!("{row} input[name=pages_per_month]"), "50")
+        .await;
+    browser
+        .fill(&format!("{row} input[name=max_upload_bytes]"), "2")
+        .await;
+    browser
+        .click(&format!("{row} form[data-quota] button[type=submit]"))
+        .await;
+    browser
+        .until(
+            "the quotas saved",
+            &format!(
+                "return document.querySelector(\"{row} details.quota summary\")?.textContent \
+                 === 'Pages a month: 50, Largest upload MiB: 2'"
+            ),
+        )
+        .await;
+    {
+        let mut conn = install.app.db.get().await.unwrap();
+        let someone_id = ocrd::db::models::User::find_by_email(&mut conn, &someone_email)
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let own = ocrd::quota::overrides(&mut conn, &[&someone_id])
+            .await
+            .unwrap()[&someone_id];
+        assert_eq!(
+            (own.pages_per_month, own.max_upload_bytes, own.stored_bytes),
+            (Some(50), Some(2 << 20), None)
+        );
+    }
     browser.click(&format!("{row} button[data-disable]")).await;
     browser
         .until(
