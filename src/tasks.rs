@@ -593,6 +593,8 @@ async fn delete_detached(app: &App, user_id: String, task_id: String) -> Result<
                 async move {
                     let task = Task::find_for_user(c, &user_id, &task_id).await?;
                     let cancelled = Task::cancel(c, &task.id).await?;
+                    // The pages it read stay counted against its owner's month.
+                    crate::quota::settle(c, Some(&task.id)).await?;
                     Ok::<_, DbError>((task, cancelled))
                 }
                 .boxed()

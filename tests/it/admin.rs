@@ -44,6 +44,21 @@ impl Caller {
         self.client.get(url).send().await.unwrap()
     }
 
+    /// Posts a multipart upload form to `base`'s `/api/tasks`.
+    pub async fn upload_form(
+        &self,
+        base: &str,
+        form: reqwest::multipart::Form,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{base}/api/tasks"))
+            .header("X-CSRF-Token", &self.csrf)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn post(&self, url: String, body: Value) -> reqwest::Response {
         self.client
             .post(url)

@@ -17,14 +17,7 @@ async fn upload(caller: &Caller, base: &str, name: &str, bytes: Vec<u8>) -> reqw
         "file",
         reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
     );
-    caller
-        .client
-        .post(format!("{base}/api/tasks"))
-        .header("X-CSRF-Token", &caller.csrf)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+    caller.upload_form(base, form).await
 }
 
 /// What is stored of `user`'s: upload objects and task rows.
@@ -309,8 +302,7 @@ async fn a_document_over_the_pages_left_fails_before_it_is_read_and_is_settled()
         )
         .await;
         // Deleting the read task keeps its pages counted.
-        let mut conn = install.app.db.get().await.unwrap();
-        ocrd::db::models::Task::delete_for_user(&mut conn, &user, &first.id)
+        ocrd::tasks::delete(&install.app, &user, &first.id)
             .await
             .unwrap();
         assert_eq!(standing().await.pages_this_month, 3);

@@ -27,14 +27,7 @@ impl Caller {
             "file",
             reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
         );
-        let response = self
-            .client
-            .post(format!("{base}/api/tasks"))
-            .header("X-CSRF-Token", &self.csrf)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let response = self.upload_form(base, form).await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

@@ -498,14 +498,7 @@ async fn upload_keeping(caller: &Caller, base: &str, days: &str) -> reqwest::Res
             "file",
             reqwest::multipart::Part::bytes(crate::support::tiny_png()).file_name("kept.png"),
         );
-    caller
-        .client
-        .post(format!("{base}/api/tasks"))
-        .header("X-CSRF-Token", &caller.csrf)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+    caller.upload_form(base, form).await
 }
 
 /// Retention per task (chosen at upload) and per account (set by an admin) over the install's
