@@ -210,11 +210,24 @@ pub async fn reindex(
 ) -> Result<Reindexed, DbError> {
     let mut done = Reindexed::default();
     let mut after = String::new();
+    let mut raced = 0;
     loop {
         let from = after.clone();
-        let (last, batch) = db
+        let outcome = db
             .run(move |c| async move { reindex_batch(c, &from).await }.boxed())
-            .await?;
+            .await;
+        let (last, batch) = match outcome {
+            // A task of the batch was deleted meanwhile: read the batch again, without it.
+            Err(DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                _,
+            ))) if raced < 3 => {
+                raced += 1;
+                continue;
+            }
+            other => other?,
+        };
+        raced = 0;
         let Some(last) = last else { break };
         done.tasks += batch.tasks;
         done.pages += batch.pages;
@@ -242,36 +255,57 @@ async fn reindex_batch(
     conn: &mut DbConn,
     after: &str,
 ) -> Result<(Option<String>, Reindexed), DbError> {
-    Ok(with_conn!(conn, |c| c
-        .transaction::<_, diesel::result::Error, _>(async |tx| {
-            let batch: Vec<(String, String, String)> = results::table
-                .filter(results::task_id.gt(after))
-                .order(results::task_id)
-                .select((results::task_id, results::user_id, results::text))
-                .limit(REINDEX_BATCH)
-                .load(tx)
-                .await?;
-            let ids: Vec<&str> = batch.iter().map(|(id, ..)| id.as_str()).collect();
-            diesel::delete(search_pages::table.filter(search_pages::task_id.eq_any(&ids)))
-                .execute(tx)
-                .await?;
-            let mut pages = 0;
-            for (task_id, owner, text) in &batch {
-                for row in page_rows(task_id, owner, text) {
+    let batch: Vec<(String, String, String)> = with_conn!(conn, |c| results::table
+        .filter(results::task_id.gt(after))
+        .order(results::task_id)
+        .select((results::task_id, results::user_id, results::text))
+        .limit(REINDEX_BATCH)
+        .load(c)
+        .await)?;
+    let ids: Vec<&str> = batch.iter().map(|(id, ..)| id.as_str()).collect();
+    let rows: Vec<PageRow> = batch
+        .iter()
+        .flat_map(|(task_id, owner, text)| page_rows(task_id, owner, text))
+        .collect();
+    // Each result's rows replaced at once. PostgreSQL takes many rows per INSERT (a round trip
+    // each is most of the time); diesel-async's SQLite connection takes one.
+    match conn {
+        DbConn::Postgres(c) => {
+            c.transaction::<_, diesel::result::Error, _>(async |tx| {
+                diesel::delete(search_pages::table.filter(search_pages::task_id.eq_any(&ids)))
+                    .execute(tx)
+                    .await?;
+                for chunk in rows.chunks(500) {
                     diesel::insert_into(search_pages::table)
-                        .values(&row)
+                        .values(chunk)
                         .execute(tx)
                         .await?;
-                    pages += 1;
                 }
-            }
-            let done = Reindexed {
-                tasks: batch.len() as u64,
-                pages,
-            };
-            Ok((batch.last().map(|(id, ..)| id.clone()), done))
-        })
-        .await)?)
+                Ok(())
+            })
+            .await?
+        }
+        DbConn::Sqlite(c) => {
+            c.transaction::<_, diesel::result::Error, _>(async |tx| {
+                diesel::delete(search_pages::table.filter(search_pages::task_id.eq_any(&ids)))
+                    .execute(tx)
+                    .await?;
+                for row in &rows {
+                    diesel::insert_into(search_pages::table)
+                        .values(row)
+                        .execute(tx)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await?
+        }
+    }
+    let done = Reindexed {
+        tasks: batch.len() as u64,
+        pages: rows.len() as u64,
+    };
+    Ok((batch.last().map(|(id, ..)| id.clone()), done))
 }
 
 /// The index's size on disk and the text it holds, in bytes.
