@@ -10,7 +10,8 @@
 //! **Reserve, then settle.** A task holds pages against the month's allowance while it is not
 //! finished (`tasks.pages_reserved`): one when it is accepted, its page count once a worker has
 //! opened the file ([`reserve`]; a document with more pages than are left fails there with
-//! `quota_exceeded`, before a page is read). When it ends, the pages it read are added to the
+//! `quota_exceeded`, before any of its pages is stored or counted; a TIFF's pages are counted
+//! only at its end). When it ends, the pages it read are added to the
 //! month's (`quota_pages`) and the reservation dropped, in one transaction ([`settle`]): the
 //! worker settles its own tasks, and its recovery round settles whatever ended another way
 //! (cancelled, failed by the reaper, a worker killed after the commit), so no reservation

@@ -1,7 +1,7 @@
 //! Per-account quotas on both backends: each of the four limits refuses an upload before
 //! anything is stored, with its status, code, message, `Retry-After` and `RateLimit` headers;
 //! admins set an account's own; the account sees its use; a document with more pages than are
-//! left fails before a page is read, and its reservation is settled. (A worker SIGKILLed
+//! left fails once they are counted, and its reservation is settled. (A worker SIGKILLed
 //! mid-document keeping its task's reservation is in `pdf::a_worker_killed_mid_document…`.)
 
 use std::time::Duration;
@@ -242,10 +242,10 @@ async fn each_quota_refuses_an_upload_before_anything_is_stored_on_both_backends
     }
 }
 
-/// A document with more pages than the month has left fails before a page is read, with the
+/// A document with more pages than the month has left fails once they are counted, with the
 /// numbers; its reservation is settled, and what was read before stays counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_document_over_the_pages_left_fails_before_it_is_read_and_is_settled() {
+async fn a_document_over_the_pages_left_fails_once_counted_and_is_settled() {
     for install in [
         Install::embedded(|c| c.quota.pages_per_month = 4).await,
         Install::distributed(|c| c.quota.pages_per_month = 4).await,
