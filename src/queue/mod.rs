@@ -157,6 +157,17 @@ impl Queue {
         }
     }
 
+    /// Forgets consumers silent for longer than `idle` that hold nothing: the names of worker
+    /// slots that are gone (each process reads under names of its own, so they pile up with
+    /// every restart). A live one that was only quiet is made again by its next read. How
+    /// many were forgotten; an in-process queue has none.
+    pub async fn forget_idle_consumers(&self, idle: Duration) -> Result<usize, QueueError> {
+        match self {
+            Queue::Redis(q) => q.forget_idle_consumers(idle).await,
+            Queue::Local(_) => Ok(0),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), QueueError> {
         match self {
             Queue::Redis(q) => q.ping().await,

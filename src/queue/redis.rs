@@ -236,6 +236,37 @@ impl RedisQueue {
         Ok((pending, consumers.consumers.len() as u64))
     }
 
+    /// See `Queue::forget_idle_consumers`.
+    pub async fn forget_idle_consumers(&self, idle: Duration) -> Result<usize, QueueError> {
+        let mut conn = self.conn().await?;
+        let consumers: redis::RedisResult<redis::streams::StreamInfoConsumersReply> =
+            conn.xinfo_consumers(&self.stream, GROUP).await;
+        let consumers = match consumers {
+            Ok(reply) => reply.consumers,
+            // No stream or no group yet: nobody to forget.
+            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
+                return Ok(0);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut forgotten = 0;
+        for consumer in consumers {
+            if consumer.pending > 0 || (consumer.idle as u128) < idle.as_millis() {
+                continue;
+            }
+            // DELCONSUMER drops the consumer's pending entries too; it has none.
+            let _: i64 = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(&self.stream)
+                .arg(GROUP)
+                .arg(&consumer.name)
+                .query_async(&mut conn)
+                .await?;
+            forgotten += 1;
+        }
+        Ok(forgotten)
+    }
+
     pub async fn ping(&self) -> Result<(), QueueError> {
         let _: String = redis::cmd("PING")
             .query_async(&mut *self.conn().await?)

@@ -37,6 +37,7 @@ impl Worker {
             self.expire().await;
             self.sum_statistics().await;
             self.settle_quotas().await;
+            self.forget_gone_consumers().await;
             let sweeper = self.clone();
             let _ = tokio::task::spawn_blocking(move || sweeper.sweep_temp_dirs()).await;
             // A task queued this recently may simply not be pushed yet.
@@ -124,6 +125,16 @@ impl Worker {
             Ok(0) => {}
             Ok(n) => tracing::info!(tasks = n, "settled the pages of ended tasks"),
             Err(e) => self.db_outage.down(&e),
+        }
+    }
+
+    /// Forgets the queue consumers of worker slots silent for a day with nothing held.
+    async fn forget_gone_consumers(&self) {
+        const IDLE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+        match self.app.queue.forget_idle_consumers(IDLE).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(consumers = n, "forgot the queue consumers of gone workers"),
+            Err(e) => self.queue_outage.down(&e),
         }
     }
 

@@ -157,6 +157,10 @@ function hitItem(hit, terms) {
 async function runSearch({ append = false } = {}) {
   const text = searchInput.value;
   const seq = ++searchSeq;
+  // The search is part of the address, so Back from a hit returns to it.
+  const address = new URLSearchParams(location.search);
+  if (text.trim()) address.set('q', text); else address.delete('q');
+  history.replaceState(null, '', address.size ? `/?${address}` : '/');
   if (!text.trim()) {
     searchResults.hidden = true;
     taskList.hidden = false;

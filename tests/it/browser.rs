@@ -497,6 +497,16 @@ async fn register_upload_watch_it_complete_view_words_and_download_the_text() {
         found["label"].as_str().unwrap().ends_with("on this page"),
         "{found}"
     );
+    // Back from the hit returns to the search and its results.
+    browser.client.back().await.unwrap();
+    let back = browser
+        .until(
+            "the search again after Back",
+            "return document.querySelectorAll('#hits li').length > 0 && \
+             document.getElementById('search').value",
+        )
+        .await;
+    assert_eq!(back, json!(word));
     browser
         .assert_no_console_errors("the search and the viewer")
         .await;

@@ -71,6 +71,47 @@ async fn delivery_rules(queue: Queue) {
     assert_eq!((again.task_id.as_str(), again.deliveries), ("t3", 1));
 }
 
+/// The names of gone workers' slots are forgotten once silent long enough, unless they still
+/// hold an entry; a forgotten name reads again as if new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_consumers_holding_nothing_are_forgotten() {
+    let (queue, _) = redis_queue();
+    assert_eq!(
+        queue.forget_idle_consumers(Duration::ZERO).await.unwrap(),
+        0,
+        "no group yet"
+    );
+    queue.push("t1").await.unwrap();
+    queue.push("t2").await.unwrap();
+    let done = queue.pop("gone", LEASE, NO_WAIT).await.unwrap().unwrap();
+    queue.ack(&done).await.unwrap();
+    let held = queue.pop("holding", LEASE, NO_WAIT).await.unwrap().unwrap();
+    let consumers = |queue: &Queue| {
+        let queue = queue.clone();
+        async move { queue.stats().await.unwrap().consumers }
+    };
+    assert_eq!(consumers(&queue).await, Some(2));
+    // Not silent long enough: all stay.
+    assert_eq!(
+        queue
+            .forget_idle_consumers(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        queue.forget_idle_consumers(Duration::ZERO).await.unwrap(),
+        1
+    );
+    assert_eq!(consumers(&queue).await, Some(1));
+    // The one left still holds its entry, and a forgotten name works as before.
+    queue.ack(&held).await.unwrap();
+    queue.push("t3").await.unwrap();
+    let again = queue.pop("gone", LEASE, NO_WAIT).await.unwrap().unwrap();
+    assert_eq!(again.task_id, "t3");
+    assert!(queue.task_ids().await.unwrap().contains("t3"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_streams_delivery_rules() {
     delivery_rules(redis_queue().0).await;

@@ -242,10 +242,14 @@ impl User {
                 .load(c)
                 .await
         })?;
-        // Summed here: SUM over BIGINT is NUMERIC on PostgreSQL.
+        // Cast: SUM over BIGINT is NUMERIC on PostgreSQL.
         let stored: Vec<(String, i64)> = with_conn!(conn, |c| files::table
             .filter(files::user_id.eq_any(ids))
-            .select((files::user_id, files::size_bytes))
+            .group_by(files::user_id)
+            .select((
+                files::user_id,
+                diesel::dsl::sql::<diesel::sql_types::BigInt>("CAST(SUM(size_bytes) AS BIGINT)"),
+            ))
             .load(c)
             .await)?;
         let mut usage: std::collections::HashMap<String, Usage> = ids
@@ -259,7 +263,7 @@ impl User {
             usage.entry(id).or_default().pages_this_month = n.unwrap_or(0);
         }
         for (id, n) in stored {
-            usage.entry(id).or_default().stored_bytes += n;
+            usage.entry(id).or_default().stored_bytes = n;
         }
         for (id, at) in logins {
             if let Some(id) = id {
