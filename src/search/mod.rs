@@ -201,9 +201,9 @@ pub struct Reindexed {
 const REINDEX_BATCH: i64 = 200;
 
 /// Rebuilds the index from the results: each result's rows are replaced by its pages as they
-/// are written today, a batch of results per transaction, so the index stays usable meanwhile
-/// and a result completed during the run is indexed either way. `progress` hears the running
-/// totals after each batch.
+/// are written today, the rows of a batch of results in one transaction, so the index stays
+/// usable meanwhile and a result completed during the run is indexed either way. `progress`
+/// hears the running totals after each batch.
 pub async fn reindex(
     db: &DbPool,
     progress: impl Fn(Reindexed) + Send,

@@ -239,6 +239,37 @@ async fn each_quota_refuses_an_upload_before_anything_is_stored_on_both_backends
                 .status(),
             403
         );
+
+        // A running task deleted after reading two of its pages: they stay counted, and it
+        // holds nothing any more.
+        let before = usage(&alice, &base).await["usage"].clone();
+        let running = install
+            .submit_bytes_as(&alice.id, "running.png", png.clone())
+            .await;
+        {
+            let mut conn = install.app.db.get().await.unwrap();
+            ocrd::db::models::Task::claim(&mut conn, &running.id, "w#1", Duration::from_secs(60))
+                .await
+                .unwrap()
+                .unwrap();
+            ocrd::db::models::Task::set_progress(&mut conn, &running.id, "w#1", 2, Some(3))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        ocrd::tasks::delete(&install.app, &alice.id, &running.id)
+            .await
+            .unwrap();
+        let after = usage(&alice, &base).await["usage"].clone();
+        assert_eq!(
+            after["pages_this_month"].as_u64().unwrap(),
+            before["pages_this_month"].as_u64().unwrap() + 2,
+            "{before} → {after}"
+        );
+        assert_eq!(
+            after["pages_reserved"], before["pages_reserved"],
+            "{before} → {after}"
+        );
     }
 }
 
