@@ -16,14 +16,7 @@ pub async fn list(
     limit: i64,
     after: Option<String>,
 ) -> Result<(Vec<(User, Usage)>, Option<String>), DbError> {
-    let month = {
-        use chrono::Datelike;
-        let now = crate::db::models::now();
-        now.date()
-            .with_day(1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .unwrap_or(now)
-    };
+    let at = crate::db::models::now();
     app.db
         .run(move |c| {
             async move {
@@ -36,7 +29,7 @@ pub async fn list(
                     None
                 };
                 let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
-                let mut usage = User::usage(c, &ids, month).await?;
+                let mut usage = User::usage(c, &ids, at).await?;
                 let rows = users
                     .into_iter()
                     .map(|u| {

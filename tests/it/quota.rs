@@ -270,6 +270,16 @@ async fn each_quota_refuses_an_upload_before_anything_is_stored_on_both_backends
             after["pages_reserved"], before["pages_reserved"],
             "{before} → {after}"
         );
+        // The console's "pages this month" is what the quota counts.
+        let listed: Value = admin
+            .get(format!("{base}/api/admin/users?search={}", alice.email))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let counted =
+            after["pages_this_month"].as_u64().unwrap() + after["pages_reserved"].as_u64().unwrap();
+        assert_eq!(listed["users"][0]["pages_this_month"], counted, "{listed}");
     }
 }
 

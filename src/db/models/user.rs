@@ -210,13 +210,14 @@ impl User {
         })?)
     }
 
-    /// Per account of `ids`: tasks, pages recognised since `since`, and bytes uploaded.
+    /// Per account of `ids`: tasks, the pages counted against the quota of the month of `at`
+    /// (read by tasks that ended in it, and held by unfinished ones), and bytes uploaded.
     pub async fn usage(
         conn: &mut DbConn,
         ids: &[String],
-        since: NaiveDateTime,
+        at: NaiveDateTime,
     ) -> Result<std::collections::HashMap<String, Usage>, DbError> {
-        use crate::db::schema::{files, tasks};
+        use crate::db::schema::{files, quota_pages, tasks};
         use diesel::dsl::{count_star, sum};
         let tasks: Vec<(String, i64)> = with_conn!(conn, |c| tasks::table
             .filter(tasks::user_id.eq_any(ids))
@@ -224,11 +225,17 @@ impl User {
             .select((tasks::user_id, count_star()))
             .load(c)
             .await)?;
-        let pages: Vec<(String, Option<i64>)> = with_conn!(conn, |c| tasks::table
+        let read: Vec<(String, i64)> = with_conn!(conn, |c| quota_pages::table
+            .filter(quota_pages::user_id.eq_any(ids))
+            .filter(quota_pages::month.eq(crate::quota::month(at)))
+            .select((quota_pages::user_id, quota_pages::pages))
+            .load(c)
+            .await)?;
+        let held: Vec<(String, Option<i64>)> = with_conn!(conn, |c| tasks::table
             .filter(tasks::user_id.eq_any(ids))
-            .filter(tasks::created_at.ge(since))
+            .filter(tasks::pages_reserved.gt(0))
             .group_by(tasks::user_id)
-            .select((tasks::user_id, sum(tasks::pages_done)))
+            .select((tasks::user_id, sum(tasks::pages_reserved)))
             .load(c)
             .await)?;
         let logins: Vec<(Option<String>, Option<NaiveDateTime>)> = with_conn!(conn, |c| {
@@ -259,8 +266,11 @@ impl User {
         for (id, n) in tasks {
             usage.entry(id).or_default().tasks = n;
         }
-        for (id, n) in pages {
-            usage.entry(id).or_default().pages_this_month = n.unwrap_or(0);
+        for (id, n) in read {
+            usage.entry(id).or_default().pages_this_month += n;
+        }
+        for (id, n) in held {
+            usage.entry(id).or_default().pages_this_month += n.unwrap_or(0);
         }
         for (id, n) in stored {
             usage.entry(id).or_default().stored_bytes = n;

@@ -703,7 +703,8 @@ pub struct AdminUserView {
     pub user: super::UserView,
     pub disabled: bool,
     pub tasks: i64,
-    /// Pages recognised in tasks created this calendar month (UTC).
+    /// Pages counted against this month's quota (UTC): read by tasks that ended this month,
+    /// and held by unfinished ones.
     pub pages_this_month: i64,
     /// Bytes of uploads stored.
     pub stored_bytes: i64,
