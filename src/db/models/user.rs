@@ -211,33 +211,23 @@ impl User {
     }
 
     /// Per account of `ids`: tasks, the pages counted against the quota of the month of `at`
-    /// (read by tasks that ended in it, and held by unfinished ones), and bytes uploaded.
+    /// (read by tasks that ended in it, and held by unfinished ones), and bytes uploaded (as
+    /// `crate::quota::usage_of` counts them).
     pub async fn usage(
         conn: &mut DbConn,
         ids: &[String],
         at: NaiveDateTime,
     ) -> Result<std::collections::HashMap<String, Usage>, DbError> {
-        use crate::db::schema::{files, quota_pages, tasks};
-        use diesel::dsl::{count_star, sum};
+        use crate::db::schema::tasks;
+        use diesel::dsl::count_star;
         let tasks: Vec<(String, i64)> = with_conn!(conn, |c| tasks::table
             .filter(tasks::user_id.eq_any(ids))
             .group_by(tasks::user_id)
             .select((tasks::user_id, count_star()))
             .load(c)
             .await)?;
-        let read: Vec<(String, i64)> = with_conn!(conn, |c| quota_pages::table
-            .filter(quota_pages::user_id.eq_any(ids))
-            .filter(quota_pages::month.eq(crate::quota::month(at)))
-            .select((quota_pages::user_id, quota_pages::pages))
-            .load(c)
-            .await)?;
-        let held: Vec<(String, Option<i64>)> = with_conn!(conn, |c| tasks::table
-            .filter(tasks::user_id.eq_any(ids))
-            .filter(tasks::pages_reserved.gt(0))
-            .group_by(tasks::user_id)
-            .select((tasks::user_id, sum(tasks::pages_reserved)))
-            .load(c)
-            .await)?;
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let quota = crate::quota::usage_of(conn, &refs, at).await?;
         let logins: Vec<(Option<String>, Option<NaiveDateTime>)> = with_conn!(conn, |c| {
             use crate::db::schema::audit_log;
             audit_log::table
@@ -249,16 +239,6 @@ impl User {
                 .load(c)
                 .await
         })?;
-        // Cast: SUM over BIGINT is NUMERIC on PostgreSQL.
-        let stored: Vec<(String, i64)> = with_conn!(conn, |c| files::table
-            .filter(files::user_id.eq_any(ids))
-            .group_by(files::user_id)
-            .select((
-                files::user_id,
-                diesel::dsl::sql::<diesel::sql_types::BigInt>("CAST(SUM(size_bytes) AS BIGINT)"),
-            ))
-            .load(c)
-            .await)?;
         let mut usage: std::collections::HashMap<String, Usage> = ids
             .iter()
             .map(|id| (id.clone(), Usage::default()))
@@ -266,14 +246,10 @@ impl User {
         for (id, n) in tasks {
             usage.entry(id).or_default().tasks = n;
         }
-        for (id, n) in read {
-            usage.entry(id).or_default().pages_this_month += n;
-        }
-        for (id, n) in held {
-            usage.entry(id).or_default().pages_this_month += n.unwrap_or(0);
-        }
-        for (id, n) in stored {
-            usage.entry(id).or_default().stored_bytes = n;
+        for (id, used) in quota {
+            let entry = usage.entry(id).or_default();
+            entry.pages_this_month = used.pages() as i64;
+            entry.stored_bytes = used.stored_bytes as i64;
         }
         for (id, at) in logins {
             if let Some(id) = id {

@@ -51,7 +51,12 @@ pub async fn search(
     current: CurrentUser,
     params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, ApiError> {
-    respond(&app, Some(current.user.id), &params).await
+    let query = parse(&params)?;
+    respond(&app, Some(current.user.id), query, &params).await
+}
+
+fn parse(params: &SearchParams) -> Result<Query, ApiError> {
+    Query::parse(&params.q).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
 /// Searches the text of every account's results. Each search is recorded in the audit log.
@@ -67,7 +72,7 @@ pub async fn search_all(
     params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, ApiError> {
     // Validated before it is recorded: the audit log holds searches that ran.
-    Query::parse(&params.q).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let query = parse(&params)?;
     let detail = serde_json::json!({ "q": params.q });
     super::audit(
         &req,
@@ -78,15 +83,15 @@ pub async fn search_all(
         Some(detail),
     )
     .await?;
-    respond(&app, None, &params).await
+    respond(&app, None, query, &params).await
 }
 
 async fn respond(
     app: &App,
     owner: Option<String>,
+    query: Query,
     params: &SearchParams,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&params.q).map_err(|e| ApiError::invalid(e.to_string()))?;
     let limit = super::page_limit(params.limit, 20, 50)?;
     let offset = match params.cursor.as_deref() {
         None => 0,
