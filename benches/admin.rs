@@ -13,9 +13,9 @@ use futures::FutureExt;
 use ocrd::admin::stats::{Source, Window, compute_from};
 use ocrd::app::App;
 use ocrd::db::models::{Order, TaskFilter, TaskStatus, now};
+use support::time;
 
 const TARGET: Duration = Duration::from_millis(100);
-const RUNS: usize = 30;
 
 /// Accounts, files and tasks made in the database itself: ids shaped like UUIDs in creation
 /// order (as UUIDv7 are), 90 % completed, 5 % failed with three codes, the rest cancelled,
@@ -55,50 +55,9 @@ LATERAL (SELECT CASE
 LATERAL (SELECT now() AT TIME ZONE 'UTC' - interval '60 days' + (g::float8 / {n}) * interval '60 days' AS created) t;
 "#;
 
-struct Timed {
-    name: String,
-    p50: Duration,
-    p95: Duration,
-    rows: usize,
-}
-
-async fn time<F, Fut>(name: &str, mut run: F) -> Timed
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = usize>,
-{
-    for _ in 0..3 {
-        run().await;
-    }
-    let mut times = Vec::with_capacity(RUNS);
-    let mut rows = 0;
-    for _ in 0..RUNS {
-        let started = Instant::now();
-        rows = run().await;
-        times.push(started.elapsed());
-    }
-    times.sort();
-    Timed {
-        name: name.to_owned(),
-        p50: times[RUNS / 2],
-        p95: times[(RUNS * 95).div_ceil(100) - 1],
-        rows,
-    }
-}
-
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let n: u64 = std::env::var("OCRDBENCH_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    let n = support::size("OCRDBENCH_TASKS", 1_000_000);
+    support::main(|| async {
         let db = support::BenchDb::create().await;
         let dir = tempfile::tempdir().unwrap();
         let config = db.config(&dir);
@@ -219,7 +178,7 @@ fn main() {
                 r.name,
                 r.p50.as_secs_f64() * 1000.0,
                 r.p95.as_secs_f64() * 1000.0,
-                r.rows
+                r.found
             );
         }
         for (label, ratio) in ratios {
