@@ -184,19 +184,23 @@ impl DbConn {
     /// `$1`, `$2`, … for PostgreSQL. The SQL must hold no `?` inside a literal.
     pub fn placeholders(&self, sql: &str) -> String {
         match self {
-            DbConn::Postgres(_) => {
-                let mut numbered = String::with_capacity(sql.len() + 8);
-                for (n, part) in sql.split('?').enumerate() {
-                    if n > 0 {
-                        numbered.push_str(&format!("${n}"));
-                    }
-                    numbered.push_str(part);
-                }
-                numbered
-            }
+            DbConn::Postgres(_) => numbered_placeholders(sql),
             DbConn::Sqlite(_) => sql.to_owned(),
         }
     }
+}
+
+/// `sql` with each `?` numbered `$1`, `$2`, … as PostgreSQL takes them (no `?` may stand inside
+/// a literal).
+pub fn numbered_placeholders(sql: &str) -> String {
+    let mut numbered = String::with_capacity(sql.len() + 8);
+    for (n, part) in sql.split('?').enumerate() {
+        if n > 0 {
+            numbered.push_str(&format!("${n}"));
+        }
+        numbered.push_str(part);
+    }
+    numbered
 }
 
 /// Runs `$body` with `$c` bound to `&mut` the concrete connection, whichever backend it is.

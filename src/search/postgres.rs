@@ -20,14 +20,7 @@ struct Normalized {
 /// for the search itself, so the planner sees the words and can judge how common they are.
 async fn tsquery(c: &mut AsyncPgConnection, query: &Query) -> diesel::QueryResult<String> {
     let (expression, values) = query.tsquery_parts();
-    let mut sql = String::from("SELECT (");
-    for (n, part) in expression.split('?').enumerate() {
-        if n > 0 {
-            sql.push_str(&format!("${n}"));
-        }
-        sql.push_str(part);
-    }
-    sql.push_str(")::text AS query");
+    let sql = crate::db::numbered_placeholders(&format!("SELECT ({expression})::text AS query"));
     let mut statement = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
     for value in values {
         statement = statement.bind::<Text, _>(value);
