@@ -62,6 +62,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub retention: RetentionConfig,
     pub quota: QuotaConfig,
+    pub webhooks: WebhooksConfig,
     pub maintenance: MaintenanceConfig,
 }
 
@@ -82,6 +83,7 @@ impl Default for Config {
             tasks: TasksConfig::default(),
             retention: RetentionConfig::default(),
             quota: QuotaConfig::default(),
+            webhooks: WebhooksConfig::default(),
             maintenance: MaintenanceConfig::default(),
         }
     }
@@ -648,6 +650,31 @@ pub struct QuotaConfig {
     pub max_upload_bytes: u64,
 }
 
+/// Webhook deliveries (`crate::webhooks`), sent by workers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Let webhooks reach loopback, private, link-local and metadata addresses. Off on the
+    /// internet: a user's URL must not reach the servers' own network. For tests and
+    /// development only.
+    pub allow_private_targets: bool,
+    /// Seconds one attempt may take, connection included.
+    pub timeout_secs: u64,
+    /// The retry schedule's clock: 1 is real time; tests compress it (0.0001 turns 5 hours
+    /// into 1.8 seconds).
+    pub clock_scale: f64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_private_targets: false,
+            timeout_secs: 15,
+            clock_scale: 1.0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MaintenanceConfig {
@@ -735,6 +762,18 @@ impl Config {
                 }
                 other => ConfigError::invalid("settings", other.to_string()),
             })?;
+        if !(1..=120).contains(&self.webhooks.timeout_secs) {
+            return Err(ConfigError::invalid(
+                "webhooks.timeout_secs",
+                "must be between 1 and 120",
+            ));
+        }
+        if !(self.webhooks.clock_scale > 0.0 && self.webhooks.clock_scale <= 1.0) {
+            return Err(ConfigError::invalid(
+                "webhooks.clock_scale",
+                "must be above 0 and at most 1 (real time)",
+            ));
+        }
         if !(36..=1200).contains(&self.ocr.pdf_dpi) {
             return Err(ConfigError::invalid(
                 "ocr.pdf_dpi",

@@ -57,6 +57,8 @@ codes! {
     Conflict => (CONFLICT, "conflict", "The change is refused as it stands (e.g. an admin demoting their own account)."),
     NotRetryable => (CONFLICT, "not_retryable", "Only a failed or cancelled task can be retried."),
     NotCancellable => (CONFLICT, "not_cancellable", "Only a queued or processing task can be cancelled."),
+    WebhookNotFound => (NOT_FOUND, "webhook_not_found", "No such webhook endpoint (or delivery) for this account."),
+    WebhookTargetRefused => (UNPROCESSABLE_ENTITY, "webhook_target_refused", "The webhook URL's host resolves to a loopback, private, link-local or reserved address, which webhooks may not reach."),
     WorkerNotFound => (NOT_FOUND, "worker_not_found", "No worker with this id is registered."),
     HostNotAllowed => (MISDIRECTED_REQUEST, "host_not_allowed", "The Host header names a host this server does not answer for (server.allowed_hosts)."),
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout", "The upload stalled for longer than server.upload_idle_secs; nothing was kept."),

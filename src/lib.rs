@@ -33,4 +33,5 @@ pub mod tasks;
 pub mod telemetry;
 pub mod timeline;
 pub mod web;
+pub mod webhooks;
 pub mod worker;

@@ -5,8 +5,9 @@
 //! purge runs in the workers' recovery round, in one process at a time (the `retention`
 //! lease, renewed each round and lapsing three rounds after its holder dies), and erases each
 //! expired task with all it owns, as its owner's delete does (rows, results, checkpoints,
-//! timeline, and the upload when no other task uses it), then writes an audit record
-//! `task.purge`.
+//! timeline, webhook deliveries with their payloads, and the upload when no other task uses
+//! it), then writes an audit record `task.purge`. The same round forgets webhook deliveries
+//! that finished more than 30 days ago, with their log.
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
@@ -162,6 +163,13 @@ pub async fn purge(app: &App, holder: &str, lease: TimeDelta) -> Result<Option<u
         .await?;
     if !ours {
         return Ok(None);
+    }
+    let forgotten = crate::webhooks::delivery::forget_old(app).await?;
+    if forgotten > 0 {
+        tracing::info!(
+            deliveries = forgotten,
+            "forgot webhook deliveries past their keeping"
+        );
     }
     let install = i32::try_from(app.settings.get().retention_days).unwrap_or(MAX_DAYS);
     let install = (install > 0).then_some(install);

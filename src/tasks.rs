@@ -37,6 +37,22 @@ pub struct TaskOptions {
     /// Days the task is kept once finished; `None`: its owner's. Kept in its own column.
     #[serde(skip)]
     pub retention_days: Option<i32>,
+    /// A one-off webhook for the task's end; kept in its own columns.
+    #[serde(skip)]
+    pub callback: Option<Callback>,
+}
+
+/// Where a task's end is posted, and the secret that signs it (`crate::webhooks`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Callback({})", self.url)
+    }
 }
 
 impl Default for TaskOptions {
@@ -47,6 +63,7 @@ impl Default for TaskOptions {
             password: None,
             lang: None,
             retention_days: None,
+            callback: None,
         }
     }
 }
@@ -471,6 +488,7 @@ pub async fn enqueue(
     idempotency_key: Option<&str>,
 ) -> Result<(Task, bool), SubmitError> {
     let retention_days = options.retention_days;
+    let callback = options.callback.clone();
     let options = options.to_json();
     let max_attempts = app.config.worker.max_attempts as i32;
     let (file, idempotency_key) = (file.clone(), idempotency_key.map(str::to_owned));
@@ -485,6 +503,9 @@ pub async fn enqueue(
                     max_attempts,
                     idempotency_key: idempotency_key.as_deref(),
                     retention_days,
+                    callback: callback
+                        .as_ref()
+                        .map(|c| (c.url.as_str(), c.secret.as_str())),
                 };
                 Task::create(c, &file, new).await
             }

@@ -98,6 +98,9 @@ diesel::table! {
         warnings -> Nullable<Text>,
         retention_days -> Nullable<Integer>,
         pages_reserved -> Integer,
+        callback_url -> Nullable<Text>,
+        callback_secret -> Nullable<Text>,
+        webhook_pending -> Bool,
     }
 }
 
@@ -256,6 +259,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Text,
+        user_id -> Text,
+        url -> Text,
+        events -> Text,
+        secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_secret_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        failing_since -> Nullable<Timestamp>,
+        disabled_at -> Nullable<Timestamp>,
+        disabled_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        endpoint_id -> Nullable<Text>,
+        task_id -> Nullable<Text>,
+        user_id -> Text,
+        url -> Text,
+        event -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<Timestamp>,
+        locked_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> BigInt,
+        delivery_id -> Text,
+        at -> Timestamp,
+        status_code -> Nullable<Integer>,
+        latency_ms -> Integer,
+        error -> Nullable<Text>,
+        response -> Nullable<Text>,
+        next_attempt_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::joinable!(results -> tasks (task_id));
 diesel::joinable!(search_pages -> tasks (task_id));
 diesel::joinable!(task_events -> tasks (task_id));
@@ -273,5 +325,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     results,
     search_pages,
     settings,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
     workers
 );

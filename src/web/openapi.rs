@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::api::{self, account, admin, auth, search, tasks, tokens};
+use super::api::{self, account, admin, auth, search, tasks, tokens, webhooks};
 use super::{ops, ws};
 use crate::error::Code;
 
@@ -19,6 +19,8 @@ use crate::error::Code;
         tasks::create, tasks::list, tasks::get, tasks::result, tasks::delete, tasks::retry,
         tasks::page_image, tasks::cancel, tasks::file, tasks::thumbnail, tasks::timeline,
         search::search, search::search_all,
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::test, webhooks::rotate,
+        webhooks::enable, webhooks::deliveries, webhooks::redeliver,
         admin::list_tasks, admin::bulk, admin::task_detail, admin::retry_task, admin::cancel_task,
         admin::task_priority,
         admin::list_workers, admin::drain_worker, admin::resume_worker,
@@ -36,6 +38,10 @@ use crate::error::Code;
         auth::ResetPasswordRequest, tokens::CreateTokenRequest, tokens::TokenView,
         tokens::CreatedToken, tokens::TokenList, tasks::TaskList, tasks::UploadForm,
         search::SearchResults, crate::search::Hit, crate::search::Segment,
+        webhooks::WebhookEventName, webhooks::CreateWebhookRequest, webhooks::RedeliverRequest,
+        webhooks::WebhookView, webhooks::WebhookWithSecret, webhooks::WebhookList,
+        webhooks::AttemptView, webhooks::DeliveryView, webhooks::DeliveryList,
+        webhooks::QueuedDelivery,
         account::AccountUsage, account::OwnLimits, crate::quota::Limits, crate::quota::Usage,
         crate::quota::Overrides, admin::QuotaChange,
         crate::tasks::OcrPolicy, crate::tasks::PageWarning, api::StatusName, api::FormatName,

@@ -158,6 +158,12 @@ impl Worker {
         ));
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().recover_loop(shutdown.clone()));
+        match crate::webhooks::delivery::Sender::new(self.app.clone()) {
+            Ok(sender) => {
+                tasks.spawn(sender.run(shutdown.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "webhooks cannot be sent: no HTTP client"),
+        }
         for slot in 0..self.options.concurrency {
             tasks.spawn(self.clone().slot(slot, shutdown.clone()));
         }

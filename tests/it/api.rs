@@ -2123,6 +2123,8 @@ async fn the_openapi_document_is_the_contract_both_ways() {
         // Dozens of refused sign-ins and registrations: no throttle may answer for the rules.
         c.rate_limits.auth_per_minute = 0;
         c.rate_limits.api_per_second = 0;
+        // A webhook endpoint on loopback, for the rules of its routes.
+        c.webhooks.allow_private_targets = true;
     })
     .await;
     let doc: Value = reqwest::get(api.url("/api/openapi.json"))
@@ -2150,6 +2152,21 @@ async fn the_openapi_document_is_the_contract_both_ways() {
         .await
         .unwrap();
     let id = task["id"].as_str().unwrap().to_owned();
+    let hook: Value = user
+        .client
+        .post(api.url("/api/webhooks"))
+        .header("X-CSRF-Token", &user.csrf)
+        .json(&json!({"url": "http://127.0.0.1:9/hook", "events": ["task.completed"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hook = hook["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{hook}"))
+        .to_owned();
     let account = {
         let mut conn = api.install.app.db.get().await.unwrap();
         ocrd::db::models::User::find(&mut conn, &user.id)
@@ -2286,6 +2303,46 @@ async fn the_openapi_document_is_the_contract_both_ways() {
             "/api/tasks",
             "/api/tasks".into(),
             form("engine", "tesseract"),
+        ),
+        v(
+            "UploadForm.callback_url.maxLength",
+            "post",
+            "/api/tasks",
+            "/api/tasks".into(),
+            form(
+                "callback_url",
+                &format!("http://example.com/{}", "a".repeat(2000)),
+            ),
+        ),
+        v(
+            "CreateWebhookRequest.url.minLength",
+            "post",
+            "/api/webhooks",
+            "/api/webhooks".into(),
+            json(json!({"url": "", "events": ["task.completed"]})),
+        ),
+        v(
+            "CreateWebhookRequest.url.maxLength",
+            "post",
+            "/api/webhooks",
+            "/api/webhooks".into(),
+            json(
+                json!({"url": format!("http://127.0.0.1/{}", "a".repeat(2000)), "events": ["task.completed"]}),
+            ),
+        ),
+        v(
+            "WebhookEventName.enum",
+            "post",
+            "/api/webhooks",
+            "/api/webhooks".into(),
+            json(json!({"url": "http://127.0.0.1:9/hook", "events": ["task.deleted"]})),
+        ),
+        v(
+            "RedeliverRequest.delivery_id.pattern",
+            "post",
+            "/api/webhooks/{id}/redeliver",
+            format!("/api/webhooks/{hook}/redeliver"),
+            json(json!({"delivery_id": "msg_NOT-HEX"})),
         ),
         v(
             "UploadForm.retention_days.maximum",

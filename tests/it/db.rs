@@ -49,6 +49,7 @@ fn new_task(key: Option<&str>) -> NewTask<'_> {
         max_attempts: 3,
         idempotency_key: key,
         retention_days: None,
+        callback: None,
     }
 }
 

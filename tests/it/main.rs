@@ -29,4 +29,5 @@ mod searchable;
 mod settings;
 mod support;
 mod timeline;
+mod webhooks;
 mod worker;

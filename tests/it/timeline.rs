@@ -278,6 +278,23 @@ async fn timeline(caller: &Caller, base: &str, id: &str) -> reqwest::Response {
     caller.get(format!("{base}/api/tasks/{id}/timeline")).await
 }
 
+/// The owner's timeline of a finished task, once it shows the end. The worker adds the last step
+/// just after the commit that `wait_finished` sees, so a read at once may miss it.
+async fn ended_timeline(caller: &Caller, base: &str, id: &str) -> Value {
+    wait_for(
+        Duration::from_secs(30),
+        "the timeline's last step",
+        || async {
+            let answer: Value = timeline(caller, base, id).await.json().await.ok()?;
+            let last = steps(&answer["steps"]).last()?.clone();
+            ["completed", "failed", "cancelled"]
+                .contains(&last.as_str())
+                .then_some(answer)
+        },
+    )
+    .await
+}
+
 /// The kinds of a timeline's steps, in order.
 fn steps(timeline: &Value) -> Vec<String> {
     timeline
@@ -321,7 +338,7 @@ async fn a_tasks_timeline_shows_its_owner_and_operators_what_happened_and_old_on
     assert_eq!(finished[1].status.as_str(), "failed");
 
     // The owner: what happened, in words, without workers or error detail.
-    let mine: Value = timeline(&owner, &base, &good).await.json().await.unwrap();
+    let mine = ended_timeline(&owner, &base, &good).await;
     assert_eq!(
         steps(&mine["steps"]),
         ["queued", "started", "page", "completed"],
@@ -337,7 +354,7 @@ async fn a_tasks_timeline_shows_its_owner_and_operators_what_happened_and_old_on
         404,
         "another's task"
     );
-    let failed: Value = timeline(&owner, &base, &bad).await.json().await.unwrap();
+    let failed = ended_timeline(&owner, &base, &bad).await;
     assert_eq!(steps(&failed["steps"]).last().unwrap(), "failed");
 
     // Operators: the worker, the attempt and the error code.
@@ -401,7 +418,7 @@ async fn a_tasks_timeline_shows_its_owner_and_operators_what_happened_and_old_on
     install
         .wait_finished(std::slice::from_ref(&third), Duration::from_secs(120))
         .await;
-    let third_steps: Value = timeline(&owner, &base, &third).await.json().await.unwrap();
+    let third_steps = ended_timeline(&owner, &base, &third).await;
     assert_eq!(
         steps(&third_steps["steps"]),
         [

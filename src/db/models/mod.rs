@@ -17,6 +17,7 @@ mod task_event;
 mod task_filter;
 mod task_result;
 mod user;
+mod webhook;
 mod worker;
 
 pub use api_token::{ApiToken, NewApiToken};
@@ -32,6 +33,10 @@ pub use task_event::{NewTaskEvent, TaskEvent};
 pub use task_filter::{FoundTask, Order, TaskFilter};
 pub use task_result::{BlobKeys, NewTaskResult, TaskResult};
 pub use user::{NewUser, Role, Usage, User, normalize_email};
+pub use webhook::{
+    AfterAttempt, DeliveryStatus, NewAttempt, NewDelivery, WebhookAttempt, WebhookDelivery,
+    WebhookEndpoint,
+};
 pub use worker::{Beat, HeldTask, WorkerRow, WorkerState};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};

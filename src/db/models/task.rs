@@ -59,6 +59,9 @@ pub struct Task {
     /// Days the task is kept once finished, as chosen at upload; `None`: its owner's.
     #[serde(skip)]
     pub retention_days: Option<i32>,
+    /// Where the task's end is posted, as given at upload (besides the owner's webhooks).
+    #[serde(skip)]
+    pub callback_url: Option<String>,
 }
 
 impl Task {
@@ -80,6 +83,8 @@ pub struct NewTask<'a> {
     pub max_attempts: i32,
     pub idempotency_key: Option<&'a str>,
     pub retention_days: Option<i32>,
+    /// A one-off webhook for this task's end, and the secret that signs it.
+    pub callback: Option<(&'a str, &'a str)>,
 }
 
 #[derive(Insertable)]
@@ -95,6 +100,8 @@ struct TaskRow<'a> {
     max_attempts: i32,
     idempotency_key: Option<&'a str>,
     retention_days: Option<i32>,
+    callback_url: Option<&'a str>,
+    callback_secret: Option<&'a str>,
     pages_reserved: i32,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
@@ -160,6 +167,8 @@ impl Task {
             max_attempts: new.max_attempts,
             idempotency_key: new.idempotency_key,
             retention_days: new.retention_days,
+            callback_url: new.callback.map(|(url, _)| url),
+            callback_secret: new.callback.map(|(_, secret)| secret),
             // A page against the monthly allowance until a worker has counted them.
             pages_reserved: 1,
             created_at: at,
@@ -351,6 +360,8 @@ impl Task {
         )
         .set((
             tasks::status.eq(TaskStatus::Failed.as_str()),
+            // Its webhooks go out from here (crate::webhooks::delivery).
+            tasks::webhook_pending.eq(true),
             tasks::lease_owner.eq(None::<String>),
             tasks::lease_expires_at.eq(None::<NaiveDateTime>),
             tasks::error_code.eq(code),
@@ -431,6 +442,8 @@ impl Task {
                 let Some(task) = diesel::update(Self::leased_by(id, worker))
                     .set((
                         tasks::status.eq(TaskStatus::Completed.as_str()),
+                        // Its webhooks go out from here (crate::webhooks::delivery).
+                        tasks::webhook_pending.eq(true),
                         tasks::lease_owner.eq(None::<String>),
                         tasks::lease_expires_at.eq(None::<NaiveDateTime>),
                         tasks::error_code.eq(None::<String>),
@@ -476,6 +489,8 @@ impl Task {
         ))
         .set((
             tasks::status.eq(TaskStatus::Failed.as_str()),
+            // Its webhooks go out from here (crate::webhooks::delivery).
+            tasks::webhook_pending.eq(true),
             tasks::lease_owner.eq(None::<String>),
             tasks::lease_expires_at.eq(None::<NaiveDateTime>),
             tasks::error_code.eq(code),
@@ -585,6 +600,8 @@ impl Task {
         )
         .set((
             tasks::status.eq(TaskStatus::Cancelled.as_str()),
+            // Its webhooks go out from here (crate::webhooks::delivery).
+            tasks::webhook_pending.eq(true),
             tasks::lease_owner.eq(None::<String>),
             tasks::lease_expires_at.eq(None::<NaiveDateTime>),
             tasks::finished_at.eq(at),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod search;
 pub mod tasks;
 pub mod tokens;
+pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 
@@ -176,6 +177,12 @@ pub struct TaskView {
     /// bytes (sha256).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
+    /// Where the task's end is posted, as given at upload.
+    pub callback_url: Option<String>,
+    /// Only in the answer to an upload with a `callback_url`: the `whsec_…` secret that signs
+    /// its callbacks. Shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<String>,
     #[serde(with = "utc_time")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: chrono::NaiveDateTime,
@@ -230,6 +237,8 @@ impl TaskView {
             retention_days: task.retention_days,
             expires_at: None,
             duplicate_of: None,
+            callback_url: task.callback_url.clone(),
+            callback_secret: None,
             created_at: task.created_at,
             updated_at: task.updated_at,
             started_at: task.started_at,

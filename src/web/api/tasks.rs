@@ -23,7 +23,7 @@ use crate::error::{ApiError, Code};
 use crate::render::{Format, thumbnail};
 use crate::results::ResultError;
 use crate::tasks::{
-    DeleteError, OcrPolicy, Password, Submission, SubmitError, TaskOptions, Trailer,
+    Callback, DeleteError, OcrPolicy, Password, Submission, SubmitError, TaskOptions, Trailer,
 };
 use crate::web::previews::{PreviewError, Previews};
 
@@ -63,6 +63,10 @@ pub struct UploadForm {
     /// until deleted. Default: the account's retention, else the `retention.days` setting.
     #[schema(minimum = 0, maximum = 36500)]
     retention_days: Option<i32>,
+    /// A URL to post this task's end to (`task.completed`, `task.failed` or `task.cancelled`),
+    /// signed as the account's webhooks are, with a secret answered once, in `callback_secret`.
+    #[schema(max_length = 2000)]
+    callback_url: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -219,6 +223,7 @@ fn submit_error(e: SubmitError) -> ApiError {
         (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"),
         (status = 413, description = "`payload_too_large`"),
         (status = 415, description = "`unsupported_type`"),
+        (status = 422, description = "`webhook_target_refused`: the `callback_url`'s host resolves to a private, loopback, link-local or reserved address"),
         (status = 429, description = "`too_many_requests`: over `rate_limits.uploads_per_minute` or `upload_bytes_per_minute`, with Retry-After"),
         (status = 503, description = "`read_only`: uploads are refused for maintenance; `unavailable`"),
     ))]
@@ -257,7 +262,7 @@ pub async fn create(
         .await?;
     let idle = Duration::from_secs(app.config.server.upload_idle_secs);
     let key = idempotency_key(&req)?;
-    let mut fields = FormFields::new(settings.task_options(), app.config.ocr.engine, idle);
+    let mut fields = FormFields::new(settings.task_options(), &app.config, idle);
     while let Some(field) = fields.next(&mut form).await? {
         if field.name() != Some("file") {
             fields.read_option(field).await?;
@@ -307,12 +312,15 @@ pub async fn create(
         let (task, created) = crate::tasks::submit_then(&app, submission, body, trailer)
             .await
             .map_err(submit_error)?;
+        let mut view = uploaded_view(&app, &task).await?;
         let status = if created {
+            // Shown this once: a repeated Idempotency-Key answers without it.
+            view.callback_secret = fields.options.callback.map(|c| c.secret);
             StatusCode::ACCEPTED
         } else {
             StatusCode::OK
         };
-        return Ok(json(status, &uploaded_view(&app, &task).await?));
+        return Ok(json(status, &view));
     }
     Err(ApiError::invalid("no `file` field in the form"))
 }
@@ -322,16 +330,19 @@ struct FormFields {
     options: TaskOptions,
     engine: Option<EngineKind>,
     served: EngineKind,
+    /// `webhooks.allow_private_targets`, for a `callback_url`.
+    allow_private: bool,
     idle: Duration,
     count: usize,
 }
 
 impl FormFields {
-    fn new(defaults: TaskOptions, served: EngineKind, idle: Duration) -> FormFields {
+    fn new(defaults: TaskOptions, config: &crate::config::Config, idle: Duration) -> FormFields {
         FormFields {
             options: defaults,
             engine: None,
-            served,
+            served: config.ocr.engine,
+            allow_private: config.webhooks.allow_private_targets,
             idle,
             count: 0,
         }
@@ -391,6 +402,16 @@ impl FormFields {
                 let value = read_field(&mut field, "retention_days", idle).await?;
                 let days = crate::retention::parse(&value).map_err(ApiError::invalid)?;
                 self.options.retention_days = Some(days);
+            }
+            "callback_url" => {
+                let value = read_field(&mut field, "callback_url", idle).await?;
+                let url = crate::webhooks::target::check(value.trim(), self.allow_private)
+                    .await
+                    .map_err(|e| ApiError::from(crate::webhooks::WebhookError::from(e)))?;
+                self.options.callback = Some(Callback {
+                    url: url.to_string(),
+                    secret: crate::webhooks::signing::new_secret(),
+                });
             }
             "password" => {
                 let value = read_field(&mut field, "password", idle).await?;
