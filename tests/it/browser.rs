@@ -738,6 +738,71 @@ async fn the_live_view_shows_when_offline_and_catches_up_after_reconnecting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_page_adds_a_webhook_sends_a_test_event_and_shows_it_in_the_log() {
+    use crate::webhooks::{Answer, Receiver};
+    let (install, base, _) = serve(|c| c.webhooks.allow_private_targets = true).await;
+    let (stop, worker) = crate::all_in_one::start_worker(&install, crate::ocr::engine());
+    let receiver = Receiver::start(Answer::status(200));
+    let browser = Browser::start(base.clone()).await;
+    browser.register_new().await;
+    browser.goto("/account").await;
+    browser
+        .until(
+            "the webhook list",
+            "return document.getElementById('webhooks-state').textContent === 'No webhooks yet.'",
+        )
+        .await;
+    // Refused targets are explained in the form.
+    browser.fill("#webhook-url", "ftp://example.com/").await;
+    browser.click("#webhook-form button[type=submit]").await;
+    let error = browser
+        .until(
+            "the refusal",
+            "const e = document.getElementById('webhook-error'); return !e.hidden && e.textContent",
+        )
+        .await;
+    assert!(error.as_str().unwrap().contains("http://"), "{error}");
+
+    browser
+        .js("document.getElementById('webhook-url').value = ''; return true")
+        .await;
+    browser.fill("#webhook-url", &receiver.url("/events")).await;
+    browser.click("#webhook-form button[type=submit]").await;
+    let secret = browser
+        .until(
+            "the new endpoint and its secret",
+            "return !document.getElementById('new-secret').hidden && \
+             document.querySelectorAll('#webhooks li.webhook').length === 1 && \
+             document.getElementById('new-secret-value').textContent",
+        )
+        .await;
+    assert!(secret.as_str().unwrap().starts_with("whsec_"), "{secret}");
+    browser
+        .assert_accessible("the account page with a webhook")
+        .await;
+
+    // The test event goes out through a worker and shows in the endpoint's log.
+    browser
+        .click("#webhooks li.webhook .row-actions button")
+        .await;
+    let answer = browser
+        .until(
+            "the delivery in the log",
+            "const cell = document.querySelector('#webhooks tr[data-status=delivered] .attempt-result'); \
+             if (!cell) { document.querySelectorAll('#webhooks .row-actions button')[1].click(); return null; } \
+             return cell.textContent",
+        )
+        .await;
+    assert!(answer.as_str().unwrap().starts_with("200 in "), "{answer}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["type"], "webhook.test");
+    browser.assert_no_console_errors("/account").await;
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_page_creates_shows_once_and_revokes_tokens_and_changes_the_password() {
     let (install, base, _) = serve(|_| {}).await;
     let browser = Browser::start(base.clone()).await;

@@ -20,13 +20,13 @@ use crate::install::{Install, sample_pages, wait_for};
 
 /// What the receiver answers.
 #[derive(Clone)]
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     headers: Vec<(&'static str, String)>,
 }
 
 impl Answer {
-    fn status(status: u16) -> Answer {
+    pub(crate) fn status(status: u16) -> Answer {
         Answer {
             status,
             headers: Vec::new(),
@@ -36,7 +36,7 @@ impl Answer {
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Received {
+pub(crate) struct Received {
     at: Instant,
     path: String,
     headers: HashMap<String, String>,
@@ -44,7 +44,7 @@ struct Received {
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap()
     }
 
@@ -63,13 +63,13 @@ struct Script {
 
 /// A webhook receiver on a random loopback port, answering as scripted.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     addr: std::net::SocketAddr,
     script: Arc<Mutex<Script>>,
 }
 
 impl Receiver {
-    fn start(usual: Answer) -> Receiver {
+    pub(crate) fn start(usual: Answer) -> Receiver {
         let script = Arc::new(Mutex::new(Script {
             usual: Some(usual),
             ..Script::default()
@@ -88,7 +88,7 @@ impl Receiver {
         Receiver { addr, script }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -104,7 +104,7 @@ impl Receiver {
         self.script.lock().unwrap().usual = Some(answer);
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.script.lock().unwrap().received.clone()
     }
 
