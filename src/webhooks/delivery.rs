@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use futures::FutureExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::Schedule;
@@ -34,19 +37,29 @@ const HOLD: TimeDelta = TimeDelta::seconds(300);
 /// Finished deliveries (and their log) are kept this long.
 const KEEP: TimeDelta = TimeDelta::days(30);
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Attempts by outcome (`ocrd_webhook_attempts_total` on the worker's `/metrics`).
+pub type AttemptCounter = Family<OutcomeLabel, Counter>;
+
 pub struct Sender {
     app: App,
     client: Client,
     schedule: Schedule,
+    attempts: AttemptCounter,
 }
 
 impl Sender {
-    pub fn new(app: App) -> Result<Sender, reqwest::Error> {
+    pub fn new(app: App, attempts: AttemptCounter) -> Result<Sender, reqwest::Error> {
         let config = &app.config.webhooks;
         Ok(Sender {
             client: Client::new(config)?,
             schedule: Schedule::new(config.clock_scale),
             app,
+            attempts,
         })
     }
 
@@ -173,6 +186,14 @@ impl Sender {
             .client
             .post(&delivery.url, &headers, delivery.payload.clone())
             .await;
+        let counted = match outcome.status {
+            _ if outcome.delivered() => "delivered",
+            Some(_) => "error_status",
+            None => "no_answer",
+        };
+        self.attempts
+            .get_or_create(&OutcomeLabel { outcome: counted })
+            .inc();
         let gone = outcome.status == Some(410);
         let after = if outcome.delivered() {
             AfterAttempt {

@@ -30,6 +30,7 @@ pub struct Metrics {
     failed: Family<CodeLabel, Counter>,
     pub(super) retries: Counter,
     pub(super) purged: Counter,
+    pub(super) webhook_attempts: crate::webhooks::delivery::AttemptCounter,
     pub(super) task_seconds: Histogram,
     page_seconds: Histogram,
     pages: Counter,
@@ -53,6 +54,7 @@ impl Metrics {
         let failed = Family::<CodeLabel, Counter>::default();
         let retries = Counter::default();
         let purged = Counter::default();
+        let webhook_attempts = crate::webhooks::delivery::AttemptCounter::default();
         let task_seconds = Histogram::new(exponential_buckets(0.1, 2.0, 14));
         let page_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
         let pages = Counter::default();
@@ -74,6 +76,11 @@ impl Metrics {
             "tasks_purged",
             "Finished tasks erased after their retention period",
             purged.clone(),
+        );
+        registry.register(
+            "webhook_attempts",
+            "Webhook attempts, by outcome: delivered, error_status (an answer other than 2xx) or no_answer",
+            webhook_attempts.clone(),
         );
         registry.register(
             "task_duration_seconds",
@@ -107,6 +114,7 @@ impl Metrics {
             failed,
             retries,
             purged,
+            webhook_attempts,
             task_seconds,
             page_seconds,
             pages,

@@ -158,7 +158,8 @@ impl Worker {
         ));
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().recover_loop(shutdown.clone()));
-        match crate::webhooks::delivery::Sender::new(self.app.clone()) {
+        let attempts = self.metrics.webhook_attempts.clone();
+        match crate::webhooks::delivery::Sender::new(self.app.clone(), attempts) {
             Ok(sender) => {
                 tasks.spawn(sender.run(shutdown.clone()));
             }
