@@ -28,6 +28,8 @@ pub const MAX_URL: usize = 2000;
 const MAX_RESPONSE: usize = 64 * 1024;
 /// Bytes of an answer kept in the delivery log.
 const LOGGED_RESPONSE: usize = 1024;
+/// How long a name may take to resolve.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Addresses a webhook never reaches (unless private targets are allowed).
 static BLOCKED: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
@@ -111,10 +113,9 @@ pub async fn check(url: &str, allow_private: bool) -> Result<Url, TargetError> {
     let addrs: Vec<SocketAddr> = match parsed.host() {
         Some(Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
         Some(Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
-        _ => tokio::net::lookup_host((host.as_str(), port))
+        _ => lookup(&host, port)
             .await
-            .map_err(|_| TargetError::Invalid(format!("The host {host} cannot be resolved.")))?
-            .collect(),
+            .map_err(|_| TargetError::Invalid(format!("The host {host} cannot be resolved.")))?,
     };
     vet(&host, &addrs, allow_private).map_err(|e| TargetError::Refused(e.0))?;
     Ok(parsed)
@@ -140,6 +141,21 @@ fn parse(url: &str) -> Result<Url, TargetError> {
     Ok(parsed)
 }
 
+/// The host's addresses, within [`LOOKUP_TIMEOUT`]: a name whose servers never answer must not
+/// hold a request (or a sender) for the system resolver's own, longer, timeouts.
+async fn lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+        Ok(found) => Ok(found?.collect()),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no address for {host} within {} s",
+                LOOKUP_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
 /// A resolver that answers only with vetted addresses: the connection goes where the check
 /// looked, whatever the name resolves to a moment later.
 struct VettingResolver {
@@ -151,8 +167,7 @@ impl Resolve for VettingResolver {
         let allow_private = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs = lookup(&host, 0).await?;
             vet(&host, &addrs, allow_private)?;
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
@@ -265,7 +280,8 @@ impl Client {
         Outcome {
             status: Some(status),
             retry_after,
-            response: Some(String::from_utf8_lossy(&body).into_owned()),
+            // As text the database takes: PostgreSQL refuses NUL in text.
+            response: Some(String::from_utf8_lossy(&body).replace('\0', "\u{fffd}")),
             error: None,
             latency: started.elapsed(),
         }

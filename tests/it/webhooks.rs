@@ -144,7 +144,9 @@ async fn receive(
     for (name, value) in answer.headers {
         response.insert_header((name, value));
     }
-    response.body("ok")
+    // A NUL byte (which PostgreSQL text refuses) and markup, as a hostile receiver might send:
+    // the delivery log must still record the attempt, and show it as text.
+    response.body("ok\0<img src=x onerror=alert(1)>")
 }
 
 /// Verifies each request against its secret with the `standardwebhooks` package (the
@@ -469,6 +471,10 @@ async fn failed_deliveries_follow_the_schedule_and_endpoints_that_keep_failing_a
     assert_eq!(attempts.len(), 8, "{delivery}");
     assert!(
         attempts.iter().all(|a| a["status_code"] == 500),
+        "{delivery}"
+    );
+    assert_eq!(
+        attempts[0]["response"], "ok\u{fffd}<img src=x onerror=alert(1)>",
         "{delivery}"
     );
     assert!(
