@@ -92,6 +92,7 @@ impl App {
                 Limiter::local(&config.rate_limits),
             ),
         };
+        let reads = db.read_counter();
         Ok(App {
             runtime: tokio::runtime::Handle::current(),
             config: Arc::new(config),
@@ -102,7 +103,10 @@ impl App {
             events,
             sessions,
             login_throttle,
-            server_metrics: Arc::new(crate::web::ServerMetrics::new(limiter.limited_counter())),
+            server_metrics: Arc::new(crate::web::ServerMetrics::new(
+                limiter.limited_counter(),
+                reads,
+            )),
             limiter,
             settings,
         })

@@ -309,6 +309,11 @@ pub struct DatabaseConfig {
     pub pool_size: usize,
     /// Apply pending migrations when a mode starts.
     pub migrate_on_start: bool,
+    /// PostgreSQL read replicas (`postgres://…`, streaming from `url`): lists, search,
+    /// statistics and the console's lists read from them; see `src/db/replicas.rs`.
+    pub read_urls: Vec<Secret>,
+    /// A replica further behind than this takes no reads until it catches up.
+    pub max_replica_lag_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -317,6 +322,8 @@ impl Default for DatabaseConfig {
             url: Secret::default(),
             pool_size: 8,
             migrate_on_start: true,
+            read_urls: Vec::new(),
+            max_replica_lag_secs: 5,
         }
     }
 }
@@ -762,6 +769,16 @@ impl Config {
                 }
                 other => ConfigError::invalid("settings", other.to_string()),
             })?;
+        let primary_is_postgres = matches!(self.database_target()?, DatabaseTarget::Postgres(_));
+        for url in &self.database.read_urls {
+            let scheme = Url::parse(url.expose().trim()).map(|u| u.scheme().to_owned());
+            if !primary_is_postgres || !matches!(scheme.as_deref(), Ok("postgres" | "postgresql")) {
+                return Err(ConfigError::invalid(
+                    "database.read_urls",
+                    "take postgres:// URLs of replicas of a PostgreSQL database.url",
+                ));
+            }
+        }
         if !(1..=120).contains(&self.webhooks.timeout_secs) {
             return Err(ConfigError::invalid(
                 "webhooks.timeout_secs",

@@ -364,10 +364,10 @@ pub async fn compute_from(app: &App, window: Window, source: Source) -> Result<S
     };
     let days_again = days.clone();
     let ((created, ended), (task_seconds, page_seconds), top_users, waiting, paused) = futures::try_join!(
-        db.run(move |c| async move { read_ends(c, &hours, step).await }.boxed()),
-        db.run(move |c| async move { read_durations(c, &days).await }.boxed()),
-        db.run(move |c| async move { read_top_users(c, &days_again).await }.boxed()),
-        db.run(move |c| async move { waiting(c).await }.boxed()),
+        db.read(move |c| async move { read_ends(c, &hours, step).await }.boxed()),
+        db.read(move |c| async move { read_durations(c, &days).await }.boxed()),
+        db.read(move |c| async move { read_top_users(c, &days_again).await }.boxed()),
+        db.read(move |c| async move { waiting(c).await }.boxed()),
         super::queue::paused(app),
     )?;
     let (counts, oldest) = waiting;

@@ -45,7 +45,7 @@ pub async fn search(
 ) -> Result<(Vec<FoundTask>, Option<String>), DbError> {
     let mut found = app
         .db
-        .run(move |c| {
+        .read(move |c| {
             async move { Task::search(c, &filter, order, limit + 1, after.as_deref()).await }
                 .boxed()
         })

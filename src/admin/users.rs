@@ -18,7 +18,7 @@ pub async fn list(
 ) -> Result<(Vec<(User, Usage)>, Option<String>), DbError> {
     let at = crate::db::models::now();
     app.db
-        .run(move |c| {
+        .read(move |c| {
             async move {
                 let mut users =
                     User::search(c, search.as_deref(), limit + 1, after.as_deref()).await?;

@@ -83,7 +83,7 @@ pub fn interval(app: &App) -> Duration {
 pub async fn list(app: &App) -> Result<Vec<WorkerView>, DbError> {
     let interval = interval(app);
     app.db
-        .run(move |c| {
+        .read(move |c| {
             async move {
                 let rows = WorkerRow::list(c, "work", KEEP_STOPPED).await?;
                 let mut views = Vec::with_capacity(rows.len());

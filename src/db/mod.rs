@@ -13,9 +13,11 @@
 //! dropped, and panics doing so on actix's current-thread workers.
 
 pub mod models;
+pub mod replicas;
 pub mod schema;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::SqliteConnection;
@@ -157,10 +159,12 @@ fn build_pool<M: deadpool::managed::Manager>(
         .map_err(|e| DbError::Connect(e.to_string()))
 }
 
-/// A pool of connections to one of the two backends, and the runtime its operations run on.
+/// A pool of connections to one of the two backends, and the runtime its operations run on;
+/// with PostgreSQL, optionally read replicas for [`DbPool::read`].
 #[derive(Clone)]
 pub struct DbPool {
     pools: Pools,
+    replicas: Arc<replicas::Replicas>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -232,11 +236,23 @@ impl DbPool {
         let target = config
             .database_target()
             .map_err(|e| DbError::Connect(e.to_string()))?;
+        let database = &config.database;
         match target {
             DatabaseTarget::Postgres(url) => {
-                Self::postgres(url.expose(), config.database.pool_size)
+                let mut pool = Self::postgres(url.expose(), database.pool_size)?;
+                if !database.read_urls.is_empty() {
+                    let urls: Vec<&str> = database.read_urls.iter().map(|u| u.expose()).collect();
+                    let max_lag = Duration::from_secs(database.max_replica_lag_secs);
+                    pool.replicas = Arc::new(replicas::Replicas::open(
+                        &urls,
+                        database.pool_size,
+                        max_lag,
+                    )?);
+                    replicas::watch(&pool.replicas, &pool.runtime);
+                }
+                Ok(pool)
             }
-            DatabaseTarget::Sqlite(path) => Self::sqlite(&path, config.database.pool_size),
+            DatabaseTarget::Sqlite(path) => Self::sqlite(&path, database.pool_size),
         }
     }
 
@@ -255,7 +271,11 @@ impl DbPool {
                 "the database pool needs a multi-threaded tokio runtime".into(),
             ));
         }
-        Ok(DbPool { pools, runtime })
+        Ok(DbPool {
+            pools,
+            replicas: Arc::new(replicas::Replicas::none()),
+            runtime,
+        })
     }
 
     /// SQLite in WAL mode with foreign keys on; the file and its directory are created.
@@ -320,6 +340,37 @@ impl DbPool {
             Ok(result) => result,
             Err(e) => Err(DbError::Aborted(e.to_string()).into()),
         }
+    }
+
+    /// [`DbPool::run`] for reads that may be a little behind: on a read replica when one is
+    /// configured, healthy and within `database.max_replica_lag_secs`, else on the primary.
+    /// Never for a read that must see the caller's own write (see `replicas`).
+    pub async fn read<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut DbConn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        if !self.replicas.any() {
+            return self.run(op).await;
+        }
+        let pool = self.clone();
+        let task = self.runtime.spawn(async move {
+            let mut conn = match pool.replicas.checkout().await {
+                Some(conn) => DbConn::Postgres(conn),
+                None => pool.get().await?,
+            };
+            op(&mut conn).await
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(DbError::Aborted(e.to_string()).into()),
+        }
+    }
+
+    /// Reads served so far, by where they ran (`ocrd_db_reads_total`).
+    pub fn read_counter(&self) -> replicas::ReadCounter {
+        self.replicas.counter()
     }
 
     /// Applies pending migrations and returns the versions it applied.

@@ -55,8 +55,17 @@ impl Drop for OpenSocket {
 impl ServerMetrics {
     /// `rate_limited`: the limiter's refusals by class, exported as
     /// `ocrd_rate_limited_total{class}`.
-    pub fn new(rate_limited: Family<crate::edge::ratelimit::ClassLabel, Counter>) -> ServerMetrics {
+    /// `reads`: the database's reads by target, exported as `ocrd_db_reads_total{target}`.
+    pub fn new(
+        rate_limited: Family<crate::edge::ratelimit::ClassLabel, Counter>,
+        reads: crate::db::replicas::ReadCounter,
+    ) -> ServerMetrics {
         let mut root = Registry::with_prefix("ocrd");
+        root.register(
+            "db_reads",
+            "Reads that may go to a replica, by where they ran (replica, or primary when none is healthy); only with database.read_urls",
+            reads,
+        );
         root.register(
             "rate_limited",
             "Requests refused by a rate limit (rate_limits.*), by class",

@@ -123,16 +123,26 @@ impl Sender {
             })
             .await?;
         for task_id in ended {
+            let id = task_id.clone();
             let written = self
                 .app
                 .db
                 .run(move |c| {
-                    async move { WebhookDelivery::write_for_task(c, &task_id, deliveries_for).await }
+                    async move { WebhookDelivery::write_for_task(c, &id, deliveries_for).await }
                         .boxed()
                 })
-                .await?;
-            if written > 0 {
-                tracing::debug!(deliveries = written, "webhook deliveries written");
+                .await;
+            match written {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(task = %task_id, deliveries = n, "webhook deliveries written")
+                }
+                // The database is down: the whole round waits.
+                Err(e) if e.is_transient() => return Err(e),
+                // This task's (a race with a deletion): the others go on; it is tried again.
+                Err(e) => {
+                    tracing::warn!(task = %task_id, error = %e, "cannot write a task's webhook deliveries")
+                }
             }
         }
         Ok(())
@@ -171,7 +181,8 @@ impl Sender {
                 attempts,
                 next_attempt_at: None,
             };
-            return self.record(&delivery, at, outcome, after).await;
+            self.record(&delivery, at, outcome, after).await?;
+            return Ok(());
         }
         let timestamp = Utc::now().timestamp();
         let headers = [
@@ -217,7 +228,9 @@ impl Sender {
             }
         };
         let delivered = outcome.delivered();
-        self.record(&delivery, at, outcome, after).await?;
+        if !self.record(&delivery, at, outcome, after).await? {
+            return Ok(());
+        }
         let Some(endpoint) = delivery.endpoint_id else {
             return Ok(());
         };
@@ -262,7 +275,7 @@ impl Sender {
         at: chrono::NaiveDateTime,
         outcome: Outcome,
         after: AfterAttempt,
-    ) -> Result<(), DbError> {
+    ) -> Result<bool, DbError> {
         let attempt = NewAttempt {
             delivery_id: delivery.id.clone(),
             at,
@@ -272,10 +285,18 @@ impl Sender {
             response: outcome.response,
             next_attempt_at: after.next_attempt_at,
         };
-        self.app
+        let held = delivery.locked_until;
+        let recorded = self
+            .app
             .db
-            .run(move |c| async move { WebhookDelivery::record(c, attempt, after).await }.boxed())
-            .await
+            .run(move |c| {
+                async move { WebhookDelivery::record(c, attempt, after, held).await }.boxed()
+            })
+            .await?;
+        if !recorded {
+            tracing::warn!(delivery = %delivery.id, "a webhook attempt outlived its claim; another sender has the delivery");
+        }
+        Ok(recorded)
     }
 }
 

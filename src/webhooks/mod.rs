@@ -79,6 +79,9 @@ pub enum WebhookError {
     NotFound,
     #[error("An account may have at most {MAX_ENDPOINTS} webhook endpoints; delete one first.")]
     TooMany,
+    /// A change that waits for a delivery in progress.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Db(DbError),
 }
@@ -273,6 +276,20 @@ pub async fn send_test(app: &App, user_id: &str, id: &str) -> Result<String, Web
             "The endpoint is disabled; enable it before testing it.".into(),
         ));
     }
+    let endpoint_id = endpoint.id.clone();
+    let pending = app
+        .db
+        .run(move |c| {
+            async move { WebhookDelivery::pending_of(c, &endpoint_id, Event::Test.as_str()).await }
+                .boxed()
+        })
+        .await?;
+    if pending > 0 {
+        // One at a time: tests must not queue up into a flood of posts.
+        return Err(WebhookError::Busy(
+            "A test event to this endpoint is still being delivered; wait for it.".into(),
+        ));
+    }
     let payload = envelope(
         Event::Test,
         now(),
@@ -320,13 +337,19 @@ pub async fn redeliver(
         ));
     }
     let (user, delivery) = (user_id.to_owned(), delivery_id.to_owned());
-    Ok(app
+    let queued = app
         .db
         .run(move |c| {
             async move { WebhookDelivery::redeliver(c, &user, &endpoint.id, &delivery).await }
                 .boxed()
         })
-        .await?)
+        .await?;
+    if !queued {
+        return Err(WebhookError::Busy(
+            "The delivery is still pending: it is being sent or retried.".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn find(app: &App, user_id: &str, id: &str) -> Result<WebhookEndpoint, WebhookError> {

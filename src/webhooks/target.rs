@@ -50,23 +50,27 @@ static BLOCKED: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
         "240.0.0.0/4",
         "::/128",
         "::1/128",
-        "::ffff:0:0/96",
+        // NAT64 and 6to4 embed an IPv4 address that may be a private one.
         "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "2002::/16",
         "100::/64",
         "2001:db8::/32",
         "fc00::/7",
         "fe80::/10",
+        "fec0::/10",
         "ff00::/8",
     ]
     .iter()
-    .filter_map(|net| net.parse().ok())
+    .map(|net| net.parse().expect("the blocked ranges are valid"))
     .collect()
 });
 
-/// Whether a webhook may not reach `ip`. An IPv4 address written as IPv6 is judged as IPv4.
+/// Whether a webhook may not reach `ip`. An IPv4 address written as IPv6 (mapped, `::ffff:a.b.c.d`,
+/// or compatible, `::a.b.c.d`) is judged as IPv4.
 pub fn is_blocked(ip: IpAddr) -> bool {
     let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        IpAddr::V6(v6) => v6.to_ipv4().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     };
     BLOCKED.iter().any(|net| net.contains(&ip))
@@ -340,6 +344,10 @@ mod tests {
             "fd00:ec2::254",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::7f00:1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "fec0::1",
         ] {
             assert!(is_blocked(ip.parse().unwrap()), "{ip}");
         }

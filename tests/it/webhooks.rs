@@ -524,6 +524,18 @@ async fn failed_deliveries_follow_the_schedule_and_endpoints_that_keep_failing_a
         headers: vec![("retry-after", "3600".into())],
     }]);
     let throttled = send_test(&user, &base, &endpoint).await;
+    // While it is pending (at least 0.36 s), another test and its redelivery wait.
+    let second = user
+        .post(format!("{base}/api/webhooks/{endpoint}/test"), json!({}))
+        .await;
+    assert_eq!(second.status(), 409);
+    let early = user
+        .post(
+            format!("{base}/api/webhooks/{endpoint}/redeliver"),
+            json!({"delivery_id": throttled}),
+        )
+        .await;
+    assert_eq!(early.status(), 409);
     let delivery = settled(&user, &base, &endpoint, &throttled).await;
     assert_eq!(delivery["status"], "delivered", "{delivery}");
     let tries: Vec<Received> = receiver

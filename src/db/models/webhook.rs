@@ -11,8 +11,8 @@ use crate::db::schema::{tasks, webhook_attempts, webhook_deliveries, webhook_end
 use crate::db::{DbConn, DbError, affected};
 use crate::with_conn;
 
-/// Where a user's webhooks go.
-#[derive(Clone, Debug, Queryable, Selectable, Identifiable)]
+/// Where a user's webhooks go. Not `Debug`: it holds its secrets.
+#[derive(Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = webhook_endpoints, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct WebhookEndpoint {
     pub id: String,
@@ -401,15 +401,28 @@ impl WebhookDelivery {
                 .is_null()
                 .or(webhook_deliveries::locked_until.lt(at))
         };
-        let due: Vec<String> = with_conn!(conn, |c| webhook_deliveries::table
+        let due: Vec<(String, String)> = with_conn!(conn, |c| webhook_deliveries::table
             .filter(webhook_deliveries::status.eq(DeliveryStatus::PENDING))
             .filter(webhook_deliveries::next_attempt_at.le(at))
             .filter(free())
             .order(webhook_deliveries::next_attempt_at.asc())
-            .select(webhook_deliveries::id)
-            .limit(limit)
+            .select((webhook_deliveries::id, webhook_deliveries::url))
+            .limit(limit * 4)
             .load(c)
             .await)?;
+        // At most two per URL in a round: a receiver that hangs, or one a user floods, holds
+        // up a round for its own deliveries only, not everyone's.
+        let mut per_url: std::collections::HashMap<String, usize> = Default::default();
+        let due: Vec<String> = due
+            .into_iter()
+            .filter(|(_, url)| {
+                let n = per_url.entry(url.clone()).or_default();
+                *n += 1;
+                *n <= 2
+            })
+            .map(|(id, _)| id)
+            .take(usize::try_from(limit).unwrap_or(0))
+            .collect();
         let mut claimed = Vec::with_capacity(due.len());
         for id in due {
             let row = with_conn!(conn, |c| diesel::update(
@@ -464,33 +477,42 @@ impl WebhookDelivery {
         Ok(secret.flatten().into_iter().collect())
     }
 
-    /// Logs an attempt and moves the delivery on, releasing its claim.
+    /// Logs an attempt and moves the delivery on, releasing its claim. `false` (and nothing
+    /// written) if the claim `held_until` was lost meanwhile: another sender has it now.
     pub async fn record(
         conn: &mut DbConn,
         attempt: NewAttempt,
         after: AfterAttempt,
-    ) -> Result<(), DbError> {
+        held_until: Option<NaiveDateTime>,
+    ) -> Result<bool, DbError> {
         let finished_at = (after.status != DeliveryStatus::PENDING).then_some(attempt.at);
         let id = attempt.delivery_id.clone();
-        with_conn!(conn, |c| c
+        Ok(with_conn!(conn, |c| c
             .transaction::<_, diesel::result::Error, _>(async |tx| {
+                let moved = diesel::update(
+                    webhook_deliveries::table
+                        .find(&id)
+                        .filter(webhook_deliveries::locked_until.eq(held_until)),
+                )
+                .set((
+                    webhook_deliveries::status.eq(after.status),
+                    webhook_deliveries::attempts.eq(after.attempts),
+                    webhook_deliveries::next_attempt_at.eq(after.next_attempt_at),
+                    webhook_deliveries::locked_until.eq(None::<NaiveDateTime>),
+                    webhook_deliveries::finished_at.eq(finished_at),
+                ))
+                .execute(tx)
+                .await?;
+                if moved == 0 {
+                    return Ok(false);
+                }
                 diesel::insert_into(webhook_attempts::table)
                     .values(&attempt)
                     .execute(tx)
                     .await?;
-                diesel::update(webhook_deliveries::table.find(&id))
-                    .set((
-                        webhook_deliveries::status.eq(after.status),
-                        webhook_deliveries::attempts.eq(after.attempts),
-                        webhook_deliveries::next_attempt_at.eq(after.next_attempt_at),
-                        webhook_deliveries::locked_until.eq(None::<NaiveDateTime>),
-                        webhook_deliveries::finished_at.eq(finished_at),
-                    ))
-                    .execute(tx)
-                    .await
+                Ok(true)
             })
-            .await)?;
-        Ok(())
+            .await)?)
     }
 
     /// An endpoint's newest deliveries, each with its attempts (oldest first).
@@ -529,17 +551,21 @@ impl WebhookDelivery {
     }
 
     /// Sends a finished delivery of `user_id`'s endpoint again, from the start of the schedule.
+    /// `false` if it is still pending (being sent, or due); `NotFound` if there is none.
     pub async fn redeliver(
         conn: &mut DbConn,
         user_id: &str,
         endpoint_id: &str,
         id: &str,
-    ) -> Result<(), DbError> {
-        let n = with_conn!(conn, |c| diesel::update(
+    ) -> Result<bool, DbError> {
+        let of_endpoint = || {
             webhook_deliveries::table
                 .filter(webhook_deliveries::id.eq(id))
                 .filter(webhook_deliveries::endpoint_id.eq(endpoint_id))
                 .filter(webhook_deliveries::user_id.eq(user_id))
+        };
+        let n = with_conn!(conn, |c| diesel::update(
+            of_endpoint().filter(webhook_deliveries::status.ne(DeliveryStatus::PENDING))
         )
         .set((
             webhook_deliveries::status.eq(DeliveryStatus::PENDING),
@@ -549,7 +575,30 @@ impl WebhookDelivery {
         ))
         .execute(c)
         .await)?;
-        affected(n)
+        if n == 1 {
+            return Ok(true);
+        }
+        let exists: Option<String> = with_conn!(conn, |c| of_endpoint()
+            .select(webhook_deliveries::id)
+            .first(c)
+            .await
+            .optional())?;
+        exists.map(|_| false).ok_or(DbError::NotFound)
+    }
+
+    /// Deliveries of `event` to the endpoint not yet delivered or failed.
+    pub async fn pending_of(
+        conn: &mut DbConn,
+        endpoint_id: &str,
+        event: &str,
+    ) -> Result<i64, DbError> {
+        Ok(with_conn!(conn, |c| webhook_deliveries::table
+            .filter(webhook_deliveries::endpoint_id.eq(endpoint_id))
+            .filter(webhook_deliveries::event.eq(event))
+            .filter(webhook_deliveries::status.eq(DeliveryStatus::PENDING))
+            .count()
+            .get_result(c)
+            .await)?)
     }
 
     /// Deletes finished deliveries (and their log) that ended before `before`.

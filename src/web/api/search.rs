@@ -104,7 +104,7 @@ async fn respond(
     let terms = query.highlight_terms();
     let mut hits = app
         .db
-        .run(move |c| {
+        .read(move |c| {
             async move {
                 let scope = Scope::of(owner.as_deref());
                 // One more than asked tells whether there is a next page.

@@ -404,6 +404,9 @@ impl FormFields {
                 self.options.retention_days = Some(days);
             }
             "callback_url" => {
+                if self.options.callback.is_some() {
+                    return Err(ApiError::invalid("send one callback_url per upload"));
+                }
                 let value = read_field(&mut field, "callback_url", idle).await?;
                 let url = crate::webhooks::target::check(value.trim(), self.allow_private)
                     .await
@@ -443,7 +446,7 @@ pub async fn list(
     let user_id = current.user.id.clone();
     let (tasks, files, thumbnails, next_cursor) = app
         .db
-        .run(move |c| {
+        .read(move |c| {
             async move {
                 // One more than asked tells whether there is a next page.
                 let mut tasks =

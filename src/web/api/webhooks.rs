@@ -181,9 +181,26 @@ impl From<WebhookError> for ApiError {
             WebhookError::Invalid(why) => ApiError::invalid(why),
             WebhookError::Refused(why) => ApiError::new(Code::WebhookTargetRefused, why),
             WebhookError::NotFound => ApiError::new(Code::WebhookNotFound, e.to_string()),
-            WebhookError::TooMany => ApiError::new(Code::Conflict, e.to_string()),
+            WebhookError::TooMany | WebhookError::Busy(_) => {
+                ApiError::new(Code::Conflict, e.to_string())
+            }
             WebhookError::Db(e) => e.into(),
         }
+    }
+}
+
+/// Audits a change whose answer holds a secret shown once: a failed audit write is logged,
+/// not answered, or the secret would be lost with the answer while the change stays.
+async fn audit_kept(
+    req: &HttpRequest,
+    app: &App,
+    current: &CurrentUser,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+) {
+    if let Err(e) = super::audit(req, app, &current.user, action, target, detail).await {
+        tracing::error!(action, target, error = %e, "a webhook change was made but not audited");
     }
 }
 
@@ -214,15 +231,15 @@ pub async fn create(
     let created =
         webhooks::create_endpoint(&app, &current.user.id, &body.url, &body.events).await?;
     let detail = serde_json::json!({"url": created.url, "events": created.events});
-    super::audit(
+    audit_kept(
         &req,
         &app,
-        &current.user,
+        &current,
         "webhook.create",
         &created.id,
         Some(detail),
     )
-    .await?;
+    .await;
     Ok(json(
         StatusCode::CREATED,
         &WebhookWithSecret {
@@ -269,6 +286,7 @@ pub async fn delete(
     (status = 400, description = "`invalid_request`: the endpoint is disabled"),
     (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"),
     (status = 404, description = "`webhook_not_found`"),
+    (status = 409, description = "`conflict`: a test event to it is still being delivered"),
 ))]
 pub async fn test(
     app: web::Data<App>,
@@ -295,7 +313,7 @@ pub async fn rotate(
 ) -> Result<HttpResponse, ApiError> {
     let id = endpoint_id(id)?;
     let rotated = webhooks::rotate_secret(&app, &current.user.id, &id).await?;
-    super::audit(&req, &app, &current.user, "webhook.rotate", &id, None).await?;
+    audit_kept(&req, &app, &current, "webhook.rotate", &id, None).await;
     Ok(json(
         StatusCode::OK,
         &WebhookWithSecret {
@@ -350,6 +368,7 @@ pub async fn deliveries(
     (status = 400, description = "`invalid_request`: a malformed id, or the endpoint is disabled"),
     (status = 401, description = "`unauthenticated`"), (status = 403, description = "`csrf_failed`"),
     (status = 404, description = "`webhook_not_found`: no such endpoint or delivery"),
+    (status = 409, description = "`conflict`: the delivery is still pending"),
 ))]
 pub async fn redeliver(
     app: web::Data<App>,

@@ -664,7 +664,7 @@ pub async fn audit_log(
     let before = query.before;
     let entries = app
         .db
-        .run(move |c| {
+        .read(move |c| {
             futures::FutureExt::boxed(async move {
                 crate::db::models::AuditRow::newest(c, before, action.as_deref(), limit).await
             })
