@@ -53,8 +53,8 @@ python_env() {
 # from poppler-utils (the searchable PDF's text layer), nginx (the shipped reverse-proxy
 # configuration, run in front of ocrd), openssl (the TLS tests' certificates), systemd
 # (systemd-analyze checks the shipped units), prometheus (promtool checks /metrics), fail2ban
-# (fail2ban-regex checks the shipped filter on a real log) and postgresql-client (pg_dump and
-# pg_restore, for backups).
+# (fail2ban-regex checks the shipped filter on a real log), postgresql-client (pg_dump and
+# pg_restore, for backups; pg_basebackup) and postgresql (initdb and pg_ctl, for a replica).
 system_packages() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -66,6 +66,8 @@ system_packages() {
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v fail2ban-regex >/dev/null || missing+=(fail2ban)
   command -v pg_restore >/dev/null || missing+=(postgresql-client)
+  # initdb and pg_ctl: the read-replica test starts a primary and a streaming replica of its own.
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   [ ${#missing[@]} = 0 ] && return 0
   echo "test services: installing ${missing[*]} (Debian packages) for the tests"
   local as=()

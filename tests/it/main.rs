@@ -24,6 +24,7 @@ mod queue;
 mod quota;
 mod qwen3vl;
 mod redis;
+mod replica;
 mod search;
 mod searchable;
 mod settings;
