@@ -32,9 +32,9 @@ const SECURITY_HEADERS: [&str; 7] = [
 // ---------------------------------------------------------------------------------------
 // Certificates, made with the openssl command line.
 
-struct Ca {
+pub(crate) struct Ca {
     dir: PathBuf,
-    cert: PathBuf,
+    pub(crate) cert: PathBuf,
     key: PathBuf,
 }
 
@@ -51,7 +51,7 @@ fn openssl(args: &[&str]) {
 }
 
 impl Ca {
-    fn new(dir: &Path) -> Ca {
+    pub(crate) fn new(dir: &Path) -> Ca {
         let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
         openssl(&[
             "req",
@@ -82,7 +82,7 @@ impl Ca {
     }
 
     /// A server certificate for localhost and 127.0.0.1: (certificate, key) paths.
-    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+    pub(crate) fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
         let d = &self.dir;
         let (cert, key, csr, ext) = (
             d.join(format!("{name}.pem")),
@@ -129,7 +129,7 @@ impl Ca {
         (cert, key)
     }
 
-    fn client_config(
+    pub(crate) fn client_config(
         &self,
         version: &'static rustls::SupportedProtocolVersion,
     ) -> Arc<rustls::ClientConfig> {
@@ -150,9 +150,12 @@ impl Ca {
     }
 }
 
-type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+pub(crate) type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
-async fn tls_connect(addr: std::net::SocketAddr, config: Arc<rustls::ClientConfig>) -> Tls {
+pub(crate) async fn tls_connect(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Tls {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     tokio_rustls::TlsConnector::from(config)
@@ -1267,14 +1270,14 @@ fn every_listener_defaults_to_loopback() {
 // nginx in front: the shipped deploy/nginx/ocrd.conf with test ports, paths and certificate.
 
 /// nginx as one process (`master_process off`), so that killing it leaves no workers behind.
-struct Nginx {
+pub(crate) struct Nginx {
     prefix: tempfile::TempDir,
     _process: KillOnDrop,
 }
 
 /// The shipped configuration, with each production value replaced; every replacement must
 /// apply, so the test follows the file.
-fn shipped_nginx_config(replacements: &[(&str, String)]) -> String {
+pub(crate) fn shipped_nginx_config(replacements: &[(&str, String)]) -> String {
     let mut conf =
         std::fs::read_to_string(crate::ocr::repo().join("deploy/nginx/ocrd.conf")).unwrap();
     for (from, to) in replacements {
@@ -1287,7 +1290,7 @@ fn shipped_nginx_config(replacements: &[(&str, String)]) -> String {
     conf
 }
 
-fn start_nginx(conf: &str) -> Nginx {
+pub(crate) fn start_nginx(conf: &str) -> Nginx {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists())

@@ -25,6 +25,7 @@ mod quota;
 mod qwen3vl;
 mod redis;
 mod replica;
+mod scale;
 mod search;
 mod searchable;
 mod settings;
