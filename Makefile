@@ -16,8 +16,11 @@ dev: models
 test:
 	scripts/test.sh
 
-# rustfmt, clippy, and hadolint over both Dockerfiles (pinned in tools/lint-requirements.txt,
-# installed into target/lint-venv again whenever that file changes).
+# rustfmt, clippy, hadolint over both Dockerfiles, and the Kubernetes manifests: every
+# kustomization in deploy/k8s rendered (tools/kustomize_lite.py) and checked against the
+# Kubernetes and KEDA schemas, offline, and against ocrd's own config (tools/check_k8s.py). The
+# Python tools are pinned in tools/lint-requirements.txt, installed into target/lint-venv again
+# whenever that file changes.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
@@ -27,6 +30,7 @@ lint:
 	    -r tools/lint-requirements.txt && \
 	  cp tools/lint-requirements.txt target/lint-venv/requirements.txt; }
 	target/lint-venv/bin/hadolint Dockerfile deploy/docker/Dockerfile.gpu
+	target/lint-venv/bin/python tools/check_k8s.py
 
 build:
 	cargo build --release
