@@ -1277,7 +1277,7 @@ pub(crate) struct Nginx {
 
 /// The shipped configuration, with each production value replaced; every replacement must
 /// apply, so the test follows the file.
-pub(crate) fn shipped_nginx_config(replacements: &[(&str, String)]) -> String {
+fn shipped_nginx_config(replacements: &[(&str, String)]) -> String {
     let mut conf =
         std::fs::read_to_string(crate::ocr::repo().join("deploy/nginx/ocrd.conf")).unwrap();
     for (from, to) in replacements {
@@ -1288,6 +1288,43 @@ pub(crate) fn shipped_nginx_config(replacements: &[(&str, String)]) -> String {
         conf = conf.replace(from, to);
     }
     conf
+}
+
+/// The shipped configuration on loopback: HTTPS on `https` with `tls` (certificate, key) for
+/// `localhost`, plain HTTP on `http` redirecting to it, and `upstreams` as its two servers.
+pub(crate) fn local_nginx_config(
+    upstreams: [std::net::SocketAddr; 2],
+    https: u16,
+    http: u16,
+    tls: (&Path, &Path),
+) -> String {
+    shipped_nginx_config(&[
+        (
+            "listen 443 ssl http2;",
+            format!("listen 127.0.0.1:{https} ssl http2;"),
+        ),
+        ("listen [::]:443 ssl http2;\n", String::new()),
+        ("listen 80;", format!("listen 127.0.0.1:{http};")),
+        ("listen [::]:80;\n", String::new()),
+        ("server 127.0.0.1:8080", format!("server {}", upstreams[0])),
+        ("server 127.0.0.1:8081", format!("server {}", upstreams[1])),
+        (
+            "server_name ocr.example.com;",
+            "server_name localhost;".into(),
+        ),
+        (
+            "return 301 https://ocr.example.com$request_uri;",
+            format!("return 301 https://localhost:{https}$request_uri;"),
+        ),
+        (
+            "/etc/letsencrypt/live/ocr.example.com/fullchain.pem",
+            tls.0.display().to_string(),
+        ),
+        (
+            "/etc/letsencrypt/live/ocr.example.com/privkey.pem",
+            tls.1.display().to_string(),
+        ),
+    ])
 }
 
 pub(crate) fn start_nginx(conf: &str) -> Nginx {
@@ -1367,33 +1404,7 @@ async fn nginx_in_front_redirects_streams_uploads_carries_events_and_limits_burs
     let ca = Ca::new(dir.path());
     let (cert, key) = ca.issue("nginx");
     let (https, http_port) = (free_port(), free_port());
-    let conf = shipped_nginx_config(&[
-        (
-            "listen 443 ssl http2;",
-            format!("listen 127.0.0.1:{https} ssl http2;"),
-        ),
-        ("listen [::]:443 ssl http2;\n", String::new()),
-        ("listen 80;", format!("listen 127.0.0.1:{http_port};")),
-        ("listen [::]:80;\n", String::new()),
-        ("server 127.0.0.1:8080", format!("server {first}")),
-        ("server 127.0.0.1:8081", format!("server {second}")),
-        (
-            "server_name ocr.example.com;",
-            "server_name localhost;".into(),
-        ),
-        (
-            "return 301 https://ocr.example.com$request_uri;",
-            format!("return 301 https://localhost:{https}$request_uri;"),
-        ),
-        (
-            "/etc/letsencrypt/live/ocr.example.com/fullchain.pem",
-            cert.display().to_string(),
-        ),
-        (
-            "/etc/letsencrypt/live/ocr.example.com/privkey.pem",
-            key.display().to_string(),
-        ),
-    ]);
+    let conf = local_nginx_config([first, second], https, http_port, (&cert, &key));
     let nginx = start_nginx(&conf);
     let ca_pem = reqwest::Certificate::from_pem(&std::fs::read(&ca.cert).unwrap()).unwrap();
     let browser = reqwest::Client::builder()

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
-use crate::edge::{Ca, KillOnDrop, Tls, shipped_nginx_config, start_nginx, tls_connect};
+use crate::edge::{Ca, KillOnDrop, Tls, local_nginx_config, start_nginx, tls_connect};
 use crate::install::{Install, free_port, ocrd_bin, wait_for};
 use crate::support::unique;
 
@@ -105,6 +105,18 @@ async fn completions(socket: &mut Socket, ids: &BTreeSet<String>) {
     }
 }
 
+/// `GET /api/auth/me` ten times through nginx, which spreads them over the serves: each 200.
+async fn signed_in_ten_times(client: &reqwest::Client, base: &str, failure: &str) {
+    for _ in 0..10 {
+        let answer = client
+            .get(format!("{base}/api/auth/me"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{failure}");
+    }
+}
+
 async fn upload(client: &reqwest::Client, base: &str, token: &str) -> reqwest::Response {
     let form = reqwest::multipart::Form::new().part(
         "file",
@@ -151,35 +163,8 @@ async fn two_serve_and_two_work_processes_behind_nginx_act_as_one() {
     let ca = Ca::new(dir.path());
     let (cert, key) = ca.issue("nginx");
     let (https, http_port) = (free_port(), free_port());
-    let conf = shipped_nginx_config(&[
-        (
-            "listen 443 ssl http2;",
-            format!("listen 127.0.0.1:{https} ssl http2;"),
-        ),
-        ("listen [::]:443 ssl http2;\n", String::new()),
-        ("listen 80;", format!("listen 127.0.0.1:{http_port};")),
-        ("listen [::]:80;\n", String::new()),
-        (
-            "server 127.0.0.1:8080",
-            format!("server 127.0.0.1:{}", ports[0]),
-        ),
-        (
-            "server 127.0.0.1:8081",
-            format!("server 127.0.0.1:{}", ports[1]),
-        ),
-        (
-            "server_name ocr.example.com;",
-            "server_name localhost;".into(),
-        ),
-        (
-            "/etc/letsencrypt/live/ocr.example.com/fullchain.pem",
-            cert.display().to_string(),
-        ),
-        (
-            "/etc/letsencrypt/live/ocr.example.com/privkey.pem",
-            key.display().to_string(),
-        ),
-    ]);
+    let upstreams = ports.map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let conf = local_nginx_config(upstreams, https, http_port, (&cert, &key));
     let _nginx = start_nginx(&conf);
     let base = format!("https://localhost:{https}");
     let browser = client(&ca, [127, 0, 0, 1]);
@@ -194,14 +179,7 @@ async fn two_serve_and_two_work_processes_behind_nginx_act_as_one() {
     let email = format!("{}@example.com", unique("scale"));
     let csrf = crate::support::register_and_sign_in(&base, &browser, &email).await;
     let me = "ocrd_http_requests_total{method=\"GET\",route=\"/api/auth/me\",status=\"200\"}";
-    for _ in 0..10 {
-        let answer = browser
-            .get(format!("{base}/api/auth/me"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200, "a session refused on one serve");
-    }
+    signed_in_ten_times(&browser, &base, "a session refused on one serve").await;
     for port in ports {
         assert!(
             metric(port, me).await >= 1.0,
@@ -290,14 +268,7 @@ async fn two_serve_and_two_work_processes_behind_nginx_act_as_one() {
     let survivor = if first_on == ports[0] { second } else { first };
     completions(survivor, &killed).await;
     let mut again = socket(&ca, https, &token).await;
-    for _ in 0..10 {
-        let answer = browser
-            .get(format!("{base}/api/auth/me"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200, "a request failed after the kill");
-    }
+    signed_in_ten_times(&browser, &base, "a request failed after the kill").await;
     for id in &killed {
         let task: Value = browser
             .get(format!("{base}/api/tasks/{id}"))

@@ -206,6 +206,15 @@ async fn create_endpoint(caller: &Caller, base: &str, url: &str, events: &[&str]
     created.json().await.unwrap()
 }
 
+async fn endpoints(caller: &Caller, base: &str) -> Value {
+    caller
+        .get(format!("{base}/api/webhooks"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn deliveries(caller: &Caller, base: &str, endpoint: &str) -> Vec<Value> {
     let log: Value = caller
         .get(format!("{base}/api/webhooks/{endpoint}/deliveries"))
@@ -253,10 +262,8 @@ async fn task_events_and_callbacks_are_signed_as_the_reference_library_verifies_
     let page = std::fs::read(&sample_pages()[0].0).unwrap();
     let mut broken = crate::support::tiny_png();
     broken.truncate(40);
-    let tweak = |c: &mut ocrd::config::Config| {
-        c.webhooks.allow_private_targets = true;
-        c.worker.recover_secs = 1;
-    };
+    // The workers' recovery round, which runs the purge, comes every second in tests.
+    let tweak = |c: &mut ocrd::config::Config| c.webhooks.allow_private_targets = true;
     for install in [
         Install::embedded(tweak).await,
         Install::distributed(tweak).await,
@@ -275,12 +282,7 @@ async fn task_events_and_callbacks_are_signed_as_the_reference_library_verifies_
         assert!(ends_secret.starts_with("whsec_"), "{ends}");
         let cancels =
             create_endpoint(&user, &base, &receiver.url("/cancels"), &["task.cancelled"]).await;
-        let listed: Value = user
-            .get(format!("{base}/api/webhooks"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let listed = endpoints(&user, &base).await;
         assert_eq!(listed["webhooks"].as_array().unwrap().len(), 2);
         assert!(listed["webhooks"][0].get("secret").is_none(), "{listed}");
 
@@ -426,7 +428,6 @@ async fn task_events_and_callbacks_are_signed_as_the_reference_library_verifies_
             ));
             ocrd::with_conn!(&mut conn, |c| expire.execute(c).await).unwrap();
         }
-        // The worker's recovery round (every second here) runs the purge.
         wait_for(Duration::from_secs(60), "the purge", || async {
             (user.get(format!("{base}/api/tasks/{bad}")).await.status() == 404).then_some(())
         })
@@ -559,12 +560,7 @@ async fn failed_deliveries_follow_the_schedule_and_endpoints_that_keep_failing_a
     let last = send_test(&user, &base, &endpoint).await;
     let delivery = settled(&user, &base, &endpoint, &last).await;
     assert_eq!(delivery["status"], "failed", "{delivery}");
-    let listed: Value = user
-        .get(format!("{base}/api/webhooks"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = endpoints(&user, &base).await;
     let hook = &listed["webhooks"][0];
     assert!(hook["disabled_at"].is_string(), "{hook}");
     assert_eq!(hook["disabled_reason"], "Every delivery failed for 5 days.");
@@ -586,12 +582,7 @@ async fn failed_deliveries_follow_the_schedule_and_endpoints_that_keep_failing_a
         1,
         "{delivery}"
     );
-    let listed: Value = user
-        .get(format!("{base}/api/webhooks"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = endpoints(&user, &base).await;
     assert_eq!(
         listed["webhooks"][0]["disabled_reason"],
         "The endpoint answered 410 Gone."
@@ -662,12 +653,7 @@ async fn webhooks_never_reach_private_addresses_or_follow_redirects() {
             .await;
         assert_eq!(refused.status(), 400, "{url} {events}");
     }
-    let listed: Value = user
-        .get(format!("{base}/api/webhooks"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = endpoints(&user, &base).await;
     assert_eq!(listed["webhooks"], json!([]));
 
     // A callback to the metadata service is refused before anything is stored.

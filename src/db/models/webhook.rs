@@ -11,6 +11,18 @@ use crate::db::schema::{tasks, webhook_attempts, webhook_deliveries, webhook_end
 use crate::db::{DbConn, DbError, affected};
 use crate::with_conn;
 
+type Owned<'a> = diesel::dsl::Filter<
+    diesel::dsl::Filter<webhook_endpoints::table, diesel::dsl::Eq<webhook_endpoints::id, &'a str>>,
+    diesel::dsl::Eq<webhook_endpoints::user_id, &'a str>,
+>;
+
+/// `user_id`'s endpoint `id`: nobody else's is ever read or changed.
+fn owned<'a>(user_id: &'a str, id: &'a str) -> Owned<'a> {
+    webhook_endpoints::table
+        .filter(webhook_endpoints::id.eq(id))
+        .filter(webhook_endpoints::user_id.eq(user_id))
+}
+
 /// Where a user's webhooks go. Not `Debug`: it holds its secrets.
 #[derive(Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = webhook_endpoints, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -88,9 +100,7 @@ impl WebhookEndpoint {
         user_id: &str,
         id: &str,
     ) -> Result<WebhookEndpoint, DbError> {
-        Ok(with_conn!(conn, |c| webhook_endpoints::table
-            .filter(webhook_endpoints::id.eq(id))
-            .filter(webhook_endpoints::user_id.eq(user_id))
+        Ok(with_conn!(conn, |c| owned(user_id, id)
             .select(WebhookEndpoint::as_select())
             .first(c)
             .await)?)
@@ -107,13 +117,9 @@ impl WebhookEndpoint {
 
     /// Deletes the endpoint with its deliveries and their log.
     pub async fn delete(conn: &mut DbConn, user_id: &str, id: &str) -> Result<(), DbError> {
-        let n = with_conn!(conn, |c| diesel::delete(
-            webhook_endpoints::table
-                .filter(webhook_endpoints::id.eq(id))
-                .filter(webhook_endpoints::user_id.eq(user_id))
-        )
-        .execute(c)
-        .await)?;
+        let n = with_conn!(conn, |c| diesel::delete(owned(user_id, id))
+            .execute(c)
+            .await)?;
         affected(n)
     }
 
@@ -125,20 +131,16 @@ impl WebhookEndpoint {
         secret: &str,
         previous_until: NaiveDateTime,
     ) -> Result<WebhookEndpoint, DbError> {
-        Ok(with_conn!(conn, |c| diesel::update(
-            webhook_endpoints::table
-                .filter(webhook_endpoints::id.eq(id))
-                .filter(webhook_endpoints::user_id.eq(user_id))
-        )
-        .set((
-            // The right-hand side reads the row as it was: the secret before this update.
-            webhook_endpoints::previous_secret.eq(webhook_endpoints::secret.nullable()),
-            webhook_endpoints::previous_secret_until.eq(previous_until),
-            webhook_endpoints::secret.eq(secret),
-        ))
-        .returning(WebhookEndpoint::as_returning())
-        .get_result(c)
-        .await)?)
+        Ok(with_conn!(conn, |c| diesel::update(owned(user_id, id))
+            .set((
+                // The right-hand side reads the row as it was: the secret before this update.
+                webhook_endpoints::previous_secret.eq(webhook_endpoints::secret.nullable()),
+                webhook_endpoints::previous_secret_until.eq(previous_until),
+                webhook_endpoints::secret.eq(secret),
+            ))
+            .returning(WebhookEndpoint::as_returning())
+            .get_result(c)
+            .await)?)
     }
 
     /// Sends to a disabled endpoint again, with its failures forgotten.
@@ -147,19 +149,15 @@ impl WebhookEndpoint {
         user_id: &str,
         id: &str,
     ) -> Result<WebhookEndpoint, DbError> {
-        Ok(with_conn!(conn, |c| diesel::update(
-            webhook_endpoints::table
-                .filter(webhook_endpoints::id.eq(id))
-                .filter(webhook_endpoints::user_id.eq(user_id))
-        )
-        .set((
-            webhook_endpoints::disabled_at.eq(None::<NaiveDateTime>),
-            webhook_endpoints::disabled_reason.eq(None::<String>),
-            webhook_endpoints::failing_since.eq(None::<NaiveDateTime>),
-        ))
-        .returning(WebhookEndpoint::as_returning())
-        .get_result(c)
-        .await)?)
+        Ok(with_conn!(conn, |c| diesel::update(owned(user_id, id))
+            .set((
+                webhook_endpoints::disabled_at.eq(None::<NaiveDateTime>),
+                webhook_endpoints::disabled_reason.eq(None::<String>),
+                webhook_endpoints::failing_since.eq(None::<NaiveDateTime>),
+            ))
+            .returning(WebhookEndpoint::as_returning())
+            .get_result(c)
+            .await)?)
     }
 
     /// A delivery succeeded: the endpoint is healthy again.
