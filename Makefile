@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: run dev test lint build bench bench-api bench-admin bench-search models fuzz chaos image-test
+.PHONY: run dev test lint build bench bench-api bench-load bench-admin bench-search models fuzz chaos image-test
 
 # Start ocrd on the embedded defaults (SQLite, in-process queue, local blobs in ./data), with the
 # models fetched first.
@@ -65,6 +65,12 @@ chaos:
 # The HTTP API under wrk: GET /api/tasks/{id} with a token against GET /healthz, req/s and p99.
 bench-api:
 	scripts/bench-api.sh
+
+# What one serve carries: GET /api/tasks/{id} under wrk on serve (PostgreSQL + Redis) and on
+# all-in-one (SQLite) against /healthz; 5,000 WebSockets (OCRDBENCH_SOCKETS=…) with one event
+# each, publish to receipt p50/p99; serve's memory idle and with the sockets open.
+bench-load: models
+	scripts/bench-api.sh load
 
 # The console's task list, file-name search and statistics on 1,000,000 seeded tasks on
 # PostgreSQL (OCRDBENCH_TASKS=… for another size): p50 and p95 against 100 ms.

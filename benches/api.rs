@@ -8,67 +8,11 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ocrd::app::App;
 use ocrd::config::Secret;
-use ocrd::db::models::{ApiToken, NewApiToken, Role};
-use ocrd::tasks::{Submission, TaskOptions};
-
-const DURATION: &str = "10s";
-const CONNECTIONS: &str = "32";
-
-struct Figures {
-    requests_per_sec: f64,
-    p99_ms: f64,
-}
-
-fn wrk(url: &str, token: Option<&str>) -> Figures {
-    let mut command = Command::new("wrk");
-    command.args(["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency"]);
-    if let Some(token) = token {
-        command.args(["-H", &format!("Authorization: Bearer {token}")]);
-    }
-    let output = command
-        .arg(url)
-        .output()
-        .expect("wrk is not installed (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "wrk failed: {text}");
-    assert!(!text.contains("Non-2xx"), "errors under load:\n{text}");
-    let requests_per_sec = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in:\n{text}"));
-    let p99 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no 99% latency in:\n{text}"));
-    Figures {
-        requests_per_sec,
-        p99_ms: milliseconds(p99),
-    }
-}
-
-/// wrk prints latencies as `812.00us`, `3.41ms` or `1.02s`.
-fn milliseconds(value: &str) -> f64 {
-    let split = value
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => number / 1000.0,
-        "ms" => number,
-        "s" => number * 1000.0,
-        "m" => number * 60_000.0,
-        _ => f64::NAN,
-    }
-}
+use support::{CONNECTIONS, DURATION, wrk};
 
 fn main() {
     support::main(|| async {
@@ -88,44 +32,8 @@ fn main() {
         config.redis.key_prefix = format!("{name}:");
         let app = App::build(config).await.unwrap();
 
-        let user = ocrd::auth::create_user(
-            &app,
-            "bench@example.com",
-            "a long enough passphrase",
-            Some(Role::User),
-        )
-        .await
-        .unwrap();
-        let token = ocrd::auth::new_token();
-        let mut conn = app.db.get().await.unwrap();
-        ApiToken::create(
-            &mut conn,
-            NewApiToken {
-                user_id: &user.id,
-                name: "bench",
-                prefix: "ocrd_bench",
-                token_hash: &ocrd::auth::token_hash(&token),
-                expires_at: None,
-                scopes: "read,write",
-            },
-        )
-        .await
-        .unwrap();
-        drop(conn);
-        let page = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/eval/public/page_000.png"
-        ))
-        .unwrap();
-        let submission = Submission {
-            user_id: &user.id,
-            filename: "page_000.png",
-            engine: None,
-            options: TaskOptions::default(),
-            idempotency_key: None,
-        };
-        let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(page))]);
-        let (task, _) = ocrd::tasks::submit(&app, submission, body).await.unwrap();
+        let (user, token) = support::user_with_token(&app).await;
+        let task = support::one_task(&app, &user.id).await;
 
         let (server, addr) =
             ocrd::web::bind("127.0.0.1:0", app, None, ocrd::web::Scope::Full).unwrap();

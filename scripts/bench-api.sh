@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench-api`: the HTTP API under wrk, on PostgreSQL and Redis (brought up as for tests).
+# `make bench-api` and `make bench-load` (this script with `load`): the HTTP API under wrk, and
+# for load WebSockets and memory, on PostgreSQL and Redis (brought up as for tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null; then
@@ -10,4 +11,4 @@ source scripts/test-services.sh
 trap test_services_stop EXIT
 python_env
 test_services_start
-cargo bench --bench api
+cargo bench --bench "${1:-api}"

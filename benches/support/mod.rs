@@ -5,6 +5,7 @@
 // Each bench is a crate of its own and uses part of this.
 #![allow(dead_code)]
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -113,4 +114,102 @@ where
         p95: times[(RUNS * 95).div_ceil(100) - 1],
         found,
     }
+}
+
+/// wrk's run: its length and connections (on two threads).
+pub const DURATION: &str = "10s";
+pub const CONNECTIONS: &str = "32";
+
+/// Requests per second and the 99th percentile of `url` (GET) under wrk, with a bearer token.
+pub struct Figures {
+    pub requests_per_sec: f64,
+    pub p99_ms: f64,
+}
+
+pub fn wrk(url: &str, token: Option<&str>) -> Figures {
+    let mut command = Command::new("wrk");
+    command.args(["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency"]);
+    if let Some(token) = token {
+        command.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .expect("wrk is not installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "wrk failed: {text}");
+    assert!(!text.contains("Non-2xx"), "errors under load:\n{text}");
+    let requests_per_sec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no 99% latency in:\n{text}"));
+    Figures {
+        requests_per_sec,
+        p99_ms: milliseconds(p99),
+    }
+}
+
+/// wrk prints latencies as `812.00us`, `3.41ms` or `1.02s`.
+fn milliseconds(value: &str) -> f64 {
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+/// An account and an API token for it (read and write).
+pub async fn user_with_token(app: &ocrd::app::App) -> (ocrd::db::models::User, String) {
+    use ocrd::db::models::{ApiToken, NewApiToken, Role};
+    let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+    let user = ocrd::auth::create_user(app, &email, "a long enough passphrase", Some(Role::User))
+        .await
+        .unwrap();
+    let token = ocrd::auth::new_token();
+    let mut conn = app.db.get().await.unwrap();
+    ApiToken::create(
+        &mut conn,
+        NewApiToken {
+            user_id: &user.id,
+            name: "bench",
+            prefix: "ocrd_bench",
+            token_hash: &ocrd::auth::token_hash(&token),
+            expires_at: None,
+            scopes: "read,write",
+        },
+    )
+    .await
+    .unwrap();
+    (user, token)
+}
+
+/// A queued task of `user_id`'s, of the first sample page.
+pub async fn one_task(app: &ocrd::app::App, user_id: &str) -> ocrd::db::models::Task {
+    let page = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/eval/public/page_000.png"
+    ))
+    .unwrap();
+    let submission = ocrd::tasks::Submission {
+        user_id,
+        filename: "page_000.png",
+        engine: None,
+        options: ocrd::tasks::TaskOptions::default(),
+        idempotency_key: None,
+    };
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(page))]);
+    ocrd::tasks::submit(app, submission, body).await.unwrap().0
 }
