@@ -104,12 +104,6 @@ impl From<target::TargetError> for WebhookError {
     }
 }
 
-/// Checks a URL a user gives for webhooks (an endpoint's or a task's `callback_url`).
-pub async fn check_url(app: &App, url: &str) -> Result<(), WebhookError> {
-    target::check(url, app.config.webhooks.allow_private_targets).await?;
-    Ok(())
-}
-
 /// The body of a task's event: the task as it ended. Built once, when the task ends, and sent
 /// unchanged on every attempt.
 fn task_payload(task: &Task, event: Event) -> String {
