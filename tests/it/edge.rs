@@ -1327,6 +1327,29 @@ pub(crate) fn local_nginx_config(
     ])
 }
 
+/// A WebSocket (wss) to `/ws` through nginx on `https`, authenticated with `token`.
+pub(crate) async fn nginx_socket(
+    ca: &Ca,
+    https: u16,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<Tls> {
+    let tls = tls_connect(
+        format!("127.0.0.1:{https}").parse().unwrap(),
+        ca.client_config(&rustls::version::TLS13),
+    )
+    .await;
+    let mut request = format!("wss://localhost:{https}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::client_async(request, tls)
+        .await
+        .expect("WebSocket through nginx")
+        .0
+}
+
 pub(crate) fn start_nginx(conf: &str) -> Nginx {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
@@ -1463,20 +1486,7 @@ async fn nginx_in_front_redirects_streams_uploads_carries_events_and_limits_burs
     let token = crate::support::create_token(&base, &browser, &csrf, "through nginx").await;
 
     // Events over a WebSocket through nginx (wss).
-    let tls = tls_connect(
-        format!("127.0.0.1:{https}").parse().unwrap(),
-        ca.client_config(&rustls::version::TLS13),
-    )
-    .await;
-    let mut request = format!("wss://localhost:{https}/ws")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::client_async(request, tls)
-        .await
-        .expect("WebSocket through nginx");
+    let mut socket = nginx_socket(&ca, https, &token).await;
 
     // A 100 MB PDF whose last megabyte is held back until ocrd shows it has the rest: with
     // request buffering on, nginx would pass nothing on before the end, and the test fails.

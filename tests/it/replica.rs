@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::admin::{Caller, served};
 use crate::install::{Install, free_port, sample_pages, wait_for};
+use crate::support::metric;
 
 /// A PostgreSQL cluster of its own, in a temporary directory, stopped when dropped.
 struct PrivatePostgres {
@@ -187,17 +188,8 @@ impl Drop for PrivatePostgres {
 }
 
 /// `ocrd_db_reads_total{target="…"}` on the server's `/metrics`.
-async fn reads(base: &str, target: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("ocrd_db_reads_total{{target=\"{target}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0, |n| n.trim().parse().unwrap())
+async fn reads(base: &str, target: &str) -> f64 {
+    metric(base, &format!("ocrd_db_reads_total{{target=\"{target}\"}}")).await
 }
 
 async fn listed(user: &Caller, base: &str) -> Vec<String> {

@@ -10,17 +10,21 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio_rustls::rustls;
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::edge::{Ca, KillOnDrop, Tls, local_nginx_config, start_nginx, tls_connect};
+use crate::edge::{Ca, KillOnDrop, Tls, local_nginx_config, nginx_socket, start_nginx};
 use crate::install::{Install, free_port, ocrd_bin, wait_for};
-use crate::support::unique;
+use crate::support::{metric, unique};
 
 type Socket = tokio_tungstenite::WebSocketStream<Tls>;
 
 /// The uploads one account (and one address) may make per minute, across every instance.
 const UPLOADS_PER_MINUTE: usize = 6;
+
+/// One serve directly, bypassing nginx.
+fn serve_base(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
 
 fn spawn_serve(install: &Install, port: u16) -> KillOnDrop {
     let child = Command::new(ocrd_bin())
@@ -43,19 +47,6 @@ fn spawn_serve(install: &Install, port: u16) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-/// A sample from one serve's own `/metrics` (bypassing nginx); 0 when absent.
-async fn metric(port: u16, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 /// A browser-like client through nginx (https, the test CA), from `source` (a loopback
 /// address: nginx passes it on as the client's).
 fn client(ca: &Ca, source: [u8; 4]) -> reqwest::Client {
@@ -66,24 +57,6 @@ fn client(ca: &Ca, source: [u8; 4]) -> reqwest::Client {
         .local_address(std::net::IpAddr::from(source))
         .build()
         .unwrap()
-}
-
-async fn socket(ca: &Ca, https: u16, token: &str) -> Socket {
-    let tls = tls_connect(
-        format!("127.0.0.1:{https}").parse().unwrap(),
-        ca.client_config(&rustls::version::TLS13),
-    )
-    .await;
-    let mut request = format!("wss://localhost:{https}/ws")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    tokio_tungstenite::client_async(request, tls)
-        .await
-        .expect("WebSocket through nginx")
-        .0
 }
 
 /// Reads `socket` until every task in `ids` was announced `completed`.
@@ -182,7 +155,7 @@ async fn two_serve_and_two_work_processes_behind_nginx_act_as_one() {
     signed_in_ten_times(&browser, &base, "a session refused on one serve").await;
     for port in ports {
         assert!(
-            metric(port, me).await >= 1.0,
+            metric(&serve_base(port), me).await >= 1.0,
             "serve on {port} answered no session"
         );
     }
@@ -191,22 +164,25 @@ async fn two_serve_and_two_work_processes_behind_nginx_act_as_one() {
     // Events reach a client on either serve, whichever worker did the task. The second socket
     // goes to the serve with fewer connections: the other one.
     let open = "ocrd_websocket_connections";
-    let first = socket(&ca, https, &token).await;
+    let first = nginx_socket(&ca, https, &token).await;
     let first_on = wait_for(Duration::from_secs(30), "the first socket", || async {
         for port in ports {
-            if metric(port, open).await == 1.0 {
+            if metric(&serve_base(port), open).await == 1.0 {
                 return Some(port);
             }
         }
         None
     })
     .await;
-    let mut sockets = [first, socket(&ca, https, &token).await];
+    let mut sockets = [first, nginx_socket(&ca, https, &token).await];
     wait_for(
         Duration::from_secs(30),
         "one socket on each serve",
         || async {
-            let counts = [metric(ports[0], open).await, metric(ports[1], open).await];
+            let counts = [
+                metric(&serve_base(ports[0]), open).await,
+                metric(&serve_base(ports[1]), open).await,
+            ];
             (counts == [1.0, 1.0]).then_some(())
         },
     )
@@ -249,7 +225,7 @@ async fn two_serve_and_two_work_processes_behind_nginx_act_as_one() {
     let refused = "ocrd_http_requests_total{method=\"POST\",route=\"/api/tasks\",status=\"429\"}";
     for port in ports {
         assert!(
-            metric(port, refused).await >= 1.0,
+            metric(&serve_base(port), refused).await >= 1.0,
             "serve on {port} refused no upload"
         );
     }
@@ -267,7 +243,7 @@ async fn two_serve_and_two_work_processes_behind_nginx_act_as_one() {
     let [first, second] = &mut sockets;
     let survivor = if first_on == ports[0] { second } else { first };
     completions(survivor, &killed).await;
-    let mut again = socket(&ca, https, &token).await;
+    let mut again = nginx_socket(&ca, https, &token).await;
     signed_in_ten_times(&browser, &base, "a request failed after the kill").await;
     for id in &killed {
         let task: Value = browser

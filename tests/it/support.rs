@@ -395,3 +395,16 @@ pub fn keep_logs() {
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
 }
+
+/// A sample of the server at `base`'s `/metrics` (`name{labels}` as printed); 0 when absent.
+pub async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}

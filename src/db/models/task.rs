@@ -108,7 +108,8 @@ struct TaskRow<'a> {
 }
 
 diesel::define_sql_function! {
-    /// `COALESCE(a, b)` on timestamps: keeps the first start time across retries.
+    /// `COALESCE(a, b)` on timestamps: keeps a first time once set (a task's start across
+    /// retries, a webhook endpoint's first failure).
     #[sql_name = "COALESCE"]
     fn coalesce_time(
         a: diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,

@@ -6,6 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::task::coalesce_time;
 use super::{Task, new_id, now};
 use crate::db::schema::{tasks, webhook_attempts, webhook_deliveries, webhook_endpoints};
 use crate::db::{DbConn, DbError, affected};
@@ -173,21 +174,23 @@ impl WebhookEndpoint {
         Ok(())
     }
 
-    /// An attempt failed at `at`: returns since when the endpoint has been failing.
+    /// An attempt failed at `at`: returns since when the endpoint has been failing (`at`, unless
+    /// it already was), in one statement.
     pub async fn failed(
         conn: &mut DbConn,
         id: &str,
         at: NaiveDateTime,
     ) -> Result<Option<NaiveDateTime>, DbError> {
-        with_conn!(conn, |c| diesel::update(
-            webhook_endpoints::table
-                .find(id)
-                .filter(webhook_endpoints::failing_since.is_null())
+        let since = coalesce_time(webhook_endpoints::failing_since, at);
+        Ok(
+            with_conn!(conn, |c| diesel::update(webhook_endpoints::table.find(id))
+                .set(webhook_endpoints::failing_since.eq(since))
+                .returning(webhook_endpoints::failing_since)
+                .get_result(c)
+                .await
+                .optional())?
+            .flatten(),
         )
-        .set(webhook_endpoints::failing_since.eq(at))
-        .execute(c)
-        .await)?;
-        Ok(Self::find(conn, id).await?.and_then(|e| e.failing_since))
     }
 
     /// Stops sending to the endpoint; its pending deliveries fail with `reason`.
