@@ -240,6 +240,22 @@ async fn settled(caller: &Caller, base: &str, endpoint: &str, id: &str) -> Value
     .await
 }
 
+/// Sends the endpoint a test event and waits for its first attempt; the delivery as logged.
+async fn tested_once(caller: &Caller, base: &str, endpoint: &str) -> Value {
+    let id = send_test(caller, base, endpoint).await;
+    wait_for(
+        Duration::from_secs(60),
+        "the test event's first attempt",
+        || async {
+            deliveries(caller, base, endpoint)
+                .await
+                .into_iter()
+                .find(|d| d["id"] == id.as_str() && !d["attempts"].as_array().unwrap().is_empty())
+        },
+    )
+    .await
+}
+
 async fn send_test(caller: &Caller, base: &str, endpoint: &str) -> String {
     let queued = caller
         .post(format!("{base}/api/webhooks/{endpoint}/test"), json!({}))
@@ -701,14 +717,7 @@ async fn webhooks_never_reach_private_addresses_or_follow_redirects() {
     };
     let (stop, worker) = crate::all_in_one::start_worker(&install, crate::ocr::engine());
     for endpoint in [&smuggled.id, &named.id] {
-        let id = send_test(&user, &base, endpoint).await;
-        let log = wait_for(Duration::from_secs(60), "the refused attempt", || async {
-            deliveries(&user, &base, endpoint)
-                .await
-                .into_iter()
-                .find(|d| d["id"] == id.as_str() && !d["attempts"].as_array().unwrap().is_empty())
-        })
-        .await;
+        let log = tested_once(&user, &base, endpoint).await;
         let attempt = &log["attempts"][0];
         assert!(attempt["status_code"].is_null(), "{log}");
         assert!(
@@ -721,7 +730,11 @@ async fn webhooks_never_reach_private_addresses_or_follow_redirects() {
     worker.await.unwrap();
 
     // No redirect is followed, to a private address or anywhere: a 302 is a failed attempt.
-    let open = Install::embedded(|c| c.webhooks.allow_private_targets = true).await;
+    let open = Install::embedded(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.timeout_secs = 1;
+    })
+    .await;
     let base = served(&open).await;
     let user = Caller::new(&open, &base, Role::User).await;
     let target = Receiver::start(Answer::status(200));
@@ -732,22 +745,52 @@ async fn webhooks_never_reach_private_addresses_or_follow_redirects() {
     let endpoint = create_endpoint(&user, &base, &redirecting.url("/hook"), &["task.failed"]).await;
     let endpoint = endpoint["id"].as_str().unwrap().to_owned();
     let (stop, worker) = crate::all_in_one::start_worker(&open, crate::ocr::engine());
-    let id = send_test(&user, &base, &endpoint).await;
-    let log = wait_for(
-        Duration::from_secs(60),
-        "the redirected attempt",
-        || async {
-            deliveries(&user, &base, &endpoint)
-                .await
-                .into_iter()
-                .find(|d| d["id"] == id.as_str() && !d["attempts"].as_array().unwrap().is_empty())
-        },
-    )
-    .await;
+    let log = tested_once(&user, &base, &endpoint).await;
     assert_eq!(log["attempts"][0]["status_code"], 302, "{log}");
     assert_eq!(log["status"], "pending", "tried again later: {log}");
     assert_eq!(redirecting.received().len(), 1);
     assert!(target.received().is_empty(), "the redirect was followed");
+
+    // A receiver that takes the connection and never answers: the attempt ends at
+    // webhooks.timeout_secs (1 s here), logged as no answer, and is tried again.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            open.push(connection);
+        }
+    });
+    let endpoint = create_endpoint(&user, &base, &silent_url, &["task.failed"]).await;
+    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    let log = tested_once(&user, &base, &endpoint).await;
+    let attempt = &log["attempts"][0];
+    assert!(attempt["status_code"].is_null(), "{log}");
+    assert_eq!(
+        attempt["error"], "No answer within webhooks.timeout_secs.",
+        "{log}"
+    );
+    assert!(attempt["latency_ms"].as_i64().unwrap() >= 1000, "{log}");
+    assert_eq!(log["status"], "pending", "tried again later: {log}");
+    held.abort();
+
+    // One callback per upload: a second `callback_url` field is refused, nothing stored.
+    let form = reqwest::multipart::Form::new()
+        .text("callback_url", target.url("/one"))
+        .text("callback_url", target.url("/two"))
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(crate::support::tiny_png()).file_name("p.png"),
+        );
+    let refused = user.upload_form(&base, form).await;
+    assert_eq!(refused.status(), 400);
+    let tasks: Value = user
+        .get(format!("{base}/api/tasks"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tasks["tasks"], json!([]));
     stop.cancel();
     worker.await.unwrap();
 }
